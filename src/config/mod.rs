@@ -1,0 +1,207 @@
+//! Configuration: YAML files in, validated [`Config`] out.
+//!
+//! ```text
+//! load(path) ─▶ read main file ─▶ parse (serde_yaml + serde_path_to_error) ─▶ RawFile
+//!            ─▶ expand `include:` globs ─▶ parse each included file
+//!            ─▶ validate (all files; errors collected) ─▶ Config
+//! ```
+//! Parsing works on `(text, name)` pairs; only [`Config::load`] reads the disk (plus includes).
+//! Every error names file, line, column and field path, and all errors of a load come together.
+
+pub mod duration;
+pub mod error;
+pub mod locate;
+pub mod model;
+pub mod raw;
+mod validate;
+mod validate_flows;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use model::*;
+pub use validate_flows::preset;
+
+use std::path::{Path, PathBuf};
+
+/// One YAML text with the name used in errors and the directory relative paths resolve against.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Name shown in errors (usually the path).
+    pub name: String,
+    /// The YAML text.
+    pub text: String,
+    /// Directory for relative paths.
+    pub base_dir: PathBuf,
+}
+
+/// Largest config file read, in bytes.
+pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+/// Most files an `include:` list may pull in.
+pub const MAX_INCLUDED_FILES: usize = 256;
+
+impl Config {
+    /// Reads and validates the main file at `path` and the files it includes.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let src = read_source(path)?;
+        Self::from_sources(vec![src])
+    }
+
+    /// Validates a main file given as a string; includes resolve against the current directory.
+    pub fn from_yaml_str(text: &str, name: &str) -> Result<Config, ConfigErrors> {
+        Self::from_sources(vec![Source {
+            name: name.into(),
+            text: text.into(),
+            base_dir: PathBuf::from("."),
+        }])
+    }
+
+    /// Validates a main file (first) plus extra sources that are treated like included files,
+    /// followed by whatever the main file's `include:` names on disk.
+    pub fn from_sources(mut sources: Vec<Source>) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut files = Vec::new();
+        let mut i = 0;
+        while i < sources.len() {
+            match parse_raw(&sources[i]) {
+                Ok(raw) => {
+                    if i == 0 {
+                        let base = sources[0].base_dir.clone();
+                        for (k, pattern) in raw.include.iter().enumerate() {
+                            match expand_include(&base, pattern) {
+                                Ok(paths) if paths.is_empty() => errors.push(at(
+                                    &sources[0],
+                                    &format!("include[{k}]"),
+                                    format!("pattern {pattern:?} matches no file"),
+                                )),
+                                Ok(paths) => {
+                                    for p in paths {
+                                        if sources.len() > MAX_INCLUDED_FILES {
+                                            errors.push(at(
+                                                &sources[0],
+                                                &format!("include[{k}]"),
+                                                format!(
+                                                    "more than {MAX_INCLUDED_FILES} included files"
+                                                ),
+                                            ));
+                                            break;
+                                        }
+                                        match read_source(&p) {
+                                            Ok(s) => sources.push(s),
+                                            Err(e) => errors.extend(e.0),
+                                        }
+                                    }
+                                }
+                                Err(e) => errors.push(at(&sources[0], &format!("include[{k}]"), e)),
+                            }
+                        }
+                    }
+                    files.push(raw);
+                }
+                Err(e) => {
+                    errors.push(e);
+                    if i == 0 {
+                        return Err(ConfigErrors(errors));
+                    }
+                    files.push(raw::RawFile::default());
+                }
+            }
+            i += 1;
+        }
+        match validate::validate(&sources, validate::Parsed { files }) {
+            Ok(cfg) if errors.is_empty() => Ok(cfg),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(mut e) => {
+                errors.append(&mut e.0);
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+}
+
+fn at(src: &Source, path: &str, message: String) -> ConfigError {
+    let pos = locate::locate(&src.text, &locate::parse_path(path));
+    ConfigError {
+        file: src.name.clone(),
+        line: pos.map(|p| p.line).unwrap_or(1),
+        column: pos.map(|p| p.column).unwrap_or(1),
+        path: path.into(),
+        message,
+    }
+}
+
+/// Reads one file into a [`Source`].
+pub fn read_source(path: &Path) -> Result<Source, ConfigErrors> {
+    let name = path.display().to_string();
+    let fail = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: name.clone(),
+            line: 0,
+            column: 0,
+            path: String::new(),
+            message,
+        }])
+    };
+    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(fail(format!(
+            "file is larger than {MAX_CONFIG_BYTES} bytes"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("file is not valid UTF-8".into()))?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    Ok(Source {
+        name,
+        text,
+        base_dir,
+    })
+}
+
+fn expand_include(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
+    let full = base.join(pattern);
+    let full = full
+        .to_str()
+        .ok_or_else(|| "path is not valid UTF-8".to_string())?;
+    let paths = glob::glob(full).map_err(|e| format!("invalid pattern {pattern:?}: {e}"))?;
+    let mut out: Vec<PathBuf> = paths
+        .filter_map(Result::ok)
+        .filter(|p| p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Parses one source into its raw mirror, with a located error on failure.
+fn parse_raw(src: &Source) -> Result<raw::RawFile, ConfigError> {
+    if src.text.trim().is_empty() {
+        return Ok(raw::RawFile::default());
+    }
+    let de = serde_yaml::Deserializer::from_str(&src.text);
+    match serde_path_to_error::deserialize::<_, raw::RawFile>(de) {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            let path = e.path().to_string();
+            let path = if path == "." { String::new() } else { path };
+            let inner = e.into_inner();
+            let (line, column) = match inner.location() {
+                Some(l) => (l.line(), l.column()),
+                None => locate::locate(&src.text, &locate::parse_path(&path))
+                    .map(|p| (p.line, p.column))
+                    .unwrap_or((1, 1)),
+            };
+            let mut message = inner.to_string();
+            if let Some(idx) = message.find(" at line ") {
+                message.truncate(idx);
+            }
+            Err(ConfigError {
+                file: src.name.clone(),
+                line,
+                column,
+                path,
+                message,
+            })
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The validated configuration the rest of flowgate sees: parsed addresses, durations, resolved
+//! paths and references. Built only by `validate.rs`; nothing here touches the disk.
+
+use ipnet::IpNet;
+use regex::Regex;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default session cookie name.
+pub const DEFAULT_COOKIE_NAME: &str = "flowgate_session";
+/// Default absolute session lifetime: 12 hours.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+/// Default idle timeout: 1 hour without a request ends a session.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Default bound on the number of sessions (authenticated and in-flow) kept in memory.
+pub const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
+/// Default lifetime of an unfinished flow (pre-login session): 30 minutes.
+pub const DEFAULT_FLOW_TIMEOUT: Duration = Duration::from_secs(1800);
+/// Default logout path.
+pub const DEFAULT_LOGOUT_PATH: &str = "/logout";
+/// Default upstream connect timeout: 5 seconds.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default upstream read timeout: 60 seconds.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default largest form or JSON body accepted by the flow executor, in bytes (64 KiB).
+pub const DEFAULT_MAX_FORM_BYTES: usize = 64 * 1024;
+/// Default argon2id memory cost in KiB (OWASP: 19 MiB).
+pub const DEFAULT_ARGON2_MEMORY_KIB: u32 = 19_456;
+/// Default argon2id iterations (OWASP: 2).
+pub const DEFAULT_ARGON2_ITERATIONS: u32 = 2;
+/// Default argon2id parallelism (OWASP: 1).
+pub const DEFAULT_ARGON2_PARALLELISM: u32 = 1;
+/// The reserved path prefix answered by flowgate itself and never forwarded.
+pub const RESERVED_PREFIX: &str = "/.flowgate/";
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name of the main file (for logs).
+    pub source: String,
+    /// Listener addresses.
+    pub listen: Listen,
+    /// Directory for the database and other state.
+    pub data_dir: PathBuf,
+    /// Session settings.
+    pub session: SessionSettings,
+    /// User store settings.
+    pub identity: IdentitySettings,
+    /// Peers whose X-Forwarded-* headers are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Logout path and flow.
+    pub logout: LogoutSettings,
+    /// Flow chosen per designation when an app names none.
+    pub default_flows: BTreeMap<Designation, String>,
+    /// Protected applications, in file order.
+    pub apps: Vec<App>,
+    /// Flows by slug.
+    pub flows: BTreeMap<String, Flow>,
+    /// Stages by name.
+    pub stages: BTreeMap<String, StageDef>,
+    /// Policies by name.
+    pub policies: BTreeMap<String, PolicyDef>,
+    /// Request size limits.
+    pub limits: Limits,
+}
+
+/// Listener addresses.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Plain HTTP listener.
+    pub http: Option<SocketAddr>,
+    /// HTTPS listener.
+    pub https: Option<HttpsListen>,
+}
+
+/// An HTTPS listener with its certificate and key files.
+#[derive(Debug, Clone)]
+pub struct HttpsListen {
+    /// Bind address.
+    pub addr: SocketAddr,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Cookie name (prefixed `__Host-` on HTTPS).
+    pub cookie: String,
+    /// Absolute lifetime of an authenticated session unless the login stage sets one.
+    pub ttl: Duration,
+    /// Idle timeout.
+    pub idle_timeout: Duration,
+    /// Bound on sessions kept.
+    pub max_sessions: u64,
+    /// Lifetime of an unfinished flow.
+    pub flow_timeout: Duration,
+}
+
+/// User store settings.
+#[derive(Debug, Clone)]
+pub struct IdentitySettings {
+    /// SQLite database file.
+    pub database: PathBuf,
+    /// Users seeded at start.
+    pub seed: Option<PathBuf>,
+    /// argon2id parameters.
+    pub argon2: Argon2Settings,
+}
+
+/// argon2id cost parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Settings {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+/// Logout settings.
+#[derive(Debug, Clone)]
+pub struct LogoutSettings {
+    /// Path that runs the invalidation flow.
+    pub path: String,
+    /// Invalidation flow slug.
+    pub flow: String,
+}
+
+/// Request size limits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest flow form or JSON body.
+    pub max_form_bytes: usize,
+}
+
+/// A protected application.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// Name, used in titles and headers.
+    pub name: String,
+    /// Hosts (lowercase, no port); empty matches any host.
+    pub hosts: Vec<String>,
+    /// Path prefix, always starting with `/`.
+    pub path_prefix: String,
+    /// Upstream.
+    pub upstream: Upstream,
+    /// Identity headers to set.
+    pub headers: HeaderSet,
+    /// Paths (normalised) that skip authentication.
+    pub skip_auth: Vec<Regex>,
+    /// Access policies checked after login.
+    pub policies: Vec<PolicyBinding>,
+    /// How access policies combine.
+    pub policy_engine_mode: EngineMode,
+    /// Flow used to log in.
+    pub authentication_flow: String,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream read timeout.
+    pub read_timeout: Duration,
+}
+
+/// Where an app's traffic goes.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// The URL as written.
+    pub url: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// Whether to speak TLS upstream.
+    pub tls: bool,
+    /// Host name for SNI and the Host header when TLS.
+    pub host: String,
+}
+
+/// The identity headers set on authenticated requests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderSet {
+    /// Preset name or `custom`.
+    pub preset: String,
+    /// Header carrying the username.
+    pub user: Option<String>,
+    /// Header carrying the email.
+    pub email: Option<String>,
+    /// Header carrying the groups.
+    pub groups: Option<String>,
+    /// Header carrying the display name.
+    pub name: Option<String>,
+    /// Header carrying the stable user id.
+    pub uid: Option<String>,
+    /// Separator between group names.
+    pub groups_separator: String,
+    /// Extra fixed headers (authentik meta headers).
+    pub meta: bool,
+}
+
+/// Flow designations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Designation {
+    /// Log in.
+    Authentication,
+    /// Authorise access to an app.
+    Authorization,
+    /// Log out.
+    Invalidation,
+    /// Sign up.
+    Enrollment,
+    /// Delete one's account.
+    Unenrollment,
+    /// Recover access.
+    Recovery,
+    /// Configure a stage (password change, TOTP setup).
+    StageConfiguration,
+}
+
+impl Designation {
+    /// All designations with their config spelling.
+    pub const ALL: [(&'static str, Designation); 7] = [
+        ("authentication", Designation::Authentication),
+        ("authorization", Designation::Authorization),
+        ("invalidation", Designation::Invalidation),
+        ("enrollment", Designation::Enrollment),
+        ("unenrollment", Designation::Unenrollment),
+        ("recovery", Designation::Recovery),
+        ("stage_configuration", Designation::StageConfiguration),
+    ];
+
+    /// Parses the config spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, d)| *d)
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, d)| *d == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("authentication")
+    }
+}
+
+/// The flow's `authentication` requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRequirement {
+    /// Anyone.
+    None,
+    /// Logged-in users only.
+    RequireAuthenticated,
+    /// Anonymous users only.
+    RequireUnauthenticated,
+    /// Superusers only.
+    RequireSuperuser,
+    /// Only when entered through a redirect.
+    RequireRedirect,
+}
+
+/// What happens when a flow's policies deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeniedAction {
+    /// Redirect to `next` if present, else show the message.
+    MessageContinue,
+    /// Always show the message.
+    Message,
+    /// Redirect to `next` or `/`.
+    Continue,
+}
+
+/// How a set of policy bindings combines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineMode {
+    /// Every binding must pass.
+    All,
+    /// One passing binding suffices.
+    Any,
+}
+
+/// What to do with an invalid challenge response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidResponseAction {
+    /// Show the same stage again with errors.
+    Retry,
+    /// Plan the flow again from scratch.
+    Restart,
+    /// Plan again, keeping the context.
+    RestartWithContext,
+}
+
+/// A flow.
+#[derive(Debug, Clone)]
+pub struct Flow {
+    /// URL slug.
+    pub slug: String,
+    /// Admin label.
+    pub name: String,
+    /// Heading, with `%(app)s` and `%(user)s`.
+    pub title: String,
+    /// What the flow is for.
+    pub designation: Designation,
+    /// Pre-condition.
+    pub authentication: AuthRequirement,
+    /// Denial behaviour.
+    pub denied_action: DeniedAction,
+    /// How flow policies combine.
+    pub policy_engine_mode: EngineMode,
+    /// UI layout hint.
+    pub layout: String,
+    /// Flow policies.
+    pub policies: Vec<PolicyBinding>,
+    /// Stage bindings sorted by (order, stage name).
+    pub bindings: Vec<Binding>,
+}
+
+/// A stage bound into a flow.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// Stage name.
+    pub stage: String,
+    /// Execution order.
+    pub order: i64,
+    /// Check policies when planning.
+    pub evaluate_on_plan: bool,
+    /// Check policies again right before the stage runs.
+    pub re_evaluate_policies: bool,
+    /// Invalid response handling.
+    pub invalid_response_action: InvalidResponseAction,
+    /// How the binding's policies combine.
+    pub policy_engine_mode: EngineMode,
+    /// Policies gating the stage.
+    pub policies: Vec<PolicyBinding>,
+}
+
+/// What a policy binding points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindingTarget {
+    /// A named policy.
+    Policy(String),
+    /// Membership of a group (inherited groups count).
+    Group(String),
+    /// A specific user.
+    User(String),
+}
+
+/// A policy binding.
+#[derive(Debug, Clone)]
+pub struct PolicyBinding {
+    /// Target.
+    pub target: BindingTarget,
+    /// Invert the result.
+    pub negate: bool,
+    /// Disabled bindings are ignored.
+    pub enabled: bool,
+    /// Evaluation order.
+    pub order: i64,
+    /// Hard deadline for the policy.
+    pub timeout: Duration,
+    /// Result on error or timeout.
+    pub failure_result: bool,
+}
+
+/// Default policy timeout: 30 seconds, as authentik.
+pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A validated stage definition.
+#[derive(Debug, Clone)]
+pub enum StageDef {
+    /// Who are you.
+    Identification {
+        /// Fields matched: `username`, `email`.
+        user_fields: Vec<String>,
+        /// Case-insensitive matching.
+        case_insensitive_matching: bool,
+        /// Continue with a fake user when unknown.
+        pretend_user_exists: bool,
+        /// Show the matched username rather than what was typed.
+        show_matched_user: bool,
+        /// Embedded password stage.
+        password_stage: Option<String>,
+    },
+    /// Password check.
+    Password {
+        /// Cancel the flow after this many failures.
+        failed_attempts_before_cancel: u32,
+        /// Offer a show-password toggle.
+        allow_show_password: bool,
+    },
+    /// Log the pending user in.
+    UserLogin {
+        /// Session lifetime; `None` uses the session ttl.
+        session_duration: Option<Duration>,
+    },
+    /// Log out.
+    UserLogout,
+    /// Always deny.
+    Deny {
+        /// Message shown.
+        deny_message: String,
+    },
+}
+
+impl StageDef {
+    /// The `type:` spelling.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StageDef::Identification { .. } => "identification",
+            StageDef::Password { .. } => "password",
+            StageDef::UserLogin { .. } => "user_login",
+            StageDef::UserLogout => "user_logout",
+            StageDef::Deny { .. } => "deny",
+        }
+    }
+}
+
+/// A validated policy definition.
+#[derive(Debug, Clone)]
+pub enum PolicyDef {
+    /// Fixed result after an optional wait (testing).
+    Dummy {
+        /// Result.
+        result: bool,
+        /// Wait before answering.
+        wait: Duration,
+    },
+}

@@ -1,0 +1,224 @@
+//! Serde mirror of the YAML files, field for field. Nothing here is validated beyond its type:
+//! `validate.rs` turns these into the model the rest of flowgate sees. Fields mirror the YAML
+//! keys one to one and are documented in `docs/configuration.md`.
+#![allow(missing_docs)]
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+
+/// `config/flowgate.yaml`, or any included file (includes may only hold flows, stages and policies).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFile {
+    pub listen: Option<RawListen>,
+    pub data_dir: Option<String>,
+    pub session: Option<RawSession>,
+    pub identity: Option<RawIdentity>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub logout: Option<RawLogout>,
+    pub default_flows: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub apps: Vec<RawApp>,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub flows: Vec<RawFlow>,
+    #[serde(default)]
+    pub stages: BTreeMap<String, RawStage>,
+    #[serde(default)]
+    pub policies: BTreeMap<String, RawPolicy>,
+    pub limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub http: Option<String>,
+    pub https: Option<RawHttps>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttps {
+    pub addr: String,
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSession {
+    pub cookie: Option<String>,
+    pub ttl: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_sessions: Option<u64>,
+    pub flow_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    pub database: Option<String>,
+    pub seed: Option<String>,
+    pub argon2: Option<RawArgon2>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArgon2 {
+    pub memory_kib: Option<u32>,
+    pub iterations: Option<u32>,
+    pub parallelism: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogout {
+    pub path: Option<String>,
+    pub flow: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_form_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub name: String,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub path_prefix: Option<String>,
+    pub upstream: String,
+    pub headers: Option<RawHeaders>,
+    #[serde(default)]
+    pub skip_auth: Vec<String>,
+    #[serde(default)]
+    pub policies: Vec<RawPolicyBinding>,
+    pub policy_engine_mode: Option<String>,
+    pub authentication_flow: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+}
+
+/// `headers:` is either a preset name or a map of custom header names.
+#[derive(Debug)]
+pub enum RawHeaders {
+    Preset(String),
+    Custom(RawCustomHeaders),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomHeaders {
+    pub user: Option<String>,
+    pub email: Option<String>,
+    pub groups: Option<String>,
+    pub name: Option<String>,
+    pub uid: Option<String>,
+    pub groups_separator: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawHeaders {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawHeaders;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a preset name (default, authentik, remote-user) or a map of custom header names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawHeaders, E> {
+                Ok(RawHeaders::Preset(v.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHeaders, A::Error> {
+                RawCustomHeaders::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawHeaders::Custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlow {
+    pub slug: String,
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub designation: String,
+    pub authentication: Option<String>,
+    pub denied_action: Option<String>,
+    pub policy_engine_mode: Option<String>,
+    pub layout: Option<String>,
+    #[serde(default)]
+    pub policies: Vec<RawPolicyBinding>,
+    #[serde(default)]
+    pub bindings: Vec<RawBinding>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBinding {
+    pub stage: String,
+    pub order: i64,
+    pub evaluate_on_plan: Option<bool>,
+    pub re_evaluate_policies: Option<bool>,
+    pub invalid_response_action: Option<String>,
+    pub policy_engine_mode: Option<String>,
+    #[serde(default)]
+    pub policies: Vec<RawPolicyBinding>,
+}
+
+/// A policy binding: exactly one of `policy`, `group` or `user`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicyBinding {
+    pub policy: Option<String>,
+    pub group: Option<String>,
+    pub user: Option<String>,
+    pub negate: Option<bool>,
+    pub enabled: Option<bool>,
+    pub order: Option<i64>,
+    pub timeout: Option<String>,
+    pub failure_result: Option<bool>,
+}
+
+/// A stage definition, tagged by `type:`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawStage {
+    Identification {
+        #[serde(default)]
+        user_fields: Vec<String>,
+        case_insensitive_matching: Option<bool>,
+        pretend_user_exists: Option<bool>,
+        show_matched_user: Option<bool>,
+        password_stage: Option<String>,
+    },
+    Password {
+        failed_attempts_before_cancel: Option<u32>,
+        allow_show_password: Option<bool>,
+    },
+    UserLogin {
+        session_duration: Option<String>,
+    },
+    UserLogout {},
+    Deny {
+        deny_message: Option<String>,
+    },
+}
+
+/// A policy definition, tagged by `type:`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawPolicy {
+    Dummy {
+        result: Option<bool>,
+        wait_min: Option<String>,
+        wait_max: Option<String>,
+    },
+}

@@ -1,0 +1,34 @@
+//! `GatewayError`: what can stop the gateway from starting or a command from running. Request
+//! errors never reach here: the proxy answers them with pages and logs them.
+
+use crate::config::ConfigErrors;
+use crate::identity::StoreError;
+use crate::tls::TlsError;
+
+/// Gateway startup and command errors.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Bad configuration.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The user store failed.
+    #[error("user store: {0}")]
+    Store(#[from] StoreError),
+    /// TLS setup failed.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Seeding users failed.
+    #[error("seed file: {0}")]
+    Seed(String),
+    /// Templates failed to load.
+    #[error("templates: {0}")]
+    Templates(String),
+}

@@ -1,0 +1,504 @@
+//! The executor: runs a flow for one session, one request at a time (the session's flow slot is
+//! locked for the duration), following reference §2.4: plan when there is none, re-evaluate
+//! marked bindings just before their stage, hand GETs and POSTs to the stage, pop the stage on
+//! success, cancel on `stage_invalid`, and finish with a redirect to a validated `next`.
+//!
+//! It returns a transport-neutral [`ExecOutput`]; `http` renders it as HTML or JSON.
+
+use super::next::next_from_query;
+use super::planner::{self, NotApplicable, PlanFacts};
+use super::policies::{self, PolicyInput, Subject};
+use super::stages::{StageCx, StageOutcome};
+use super::{Challenge, FlowContext, FlowRegistry, FlowState};
+use crate::config::{DeniedAction, Designation, Flow, InvalidResponseAction, SessionSettings};
+use crate::identity::{User, UserStore};
+use crate::session::{Identity, Session, SessionStore};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Reserved prefix of the cancel URL.
+pub const CANCEL_PATH: &str = "/.flowgate/flows/-/cancel/";
+
+/// The `flow_info` block of every challenge.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FlowInfo {
+    /// Formatted title.
+    pub title: String,
+    /// Background image URL.
+    pub background: String,
+    /// Themed backgrounds (none).
+    pub background_themed_urls: Option<Value>,
+    /// Where "cancel" goes.
+    pub cancel_url: String,
+    /// Layout.
+    pub layout: String,
+}
+
+/// What the executor decided.
+#[derive(Debug)]
+pub enum ExecKind {
+    /// Show a challenge.
+    Challenge {
+        /// Flow info.
+        flow_info: FlowInfo,
+        /// The challenge.
+        challenge: Challenge,
+        /// Display name of the pending user.
+        pending_user: Option<String>,
+    },
+    /// A stage finished and more remain: 302 to the executor itself.
+    StageDone,
+    /// The flow finished: go here.
+    Redirect(String),
+    /// Access denied: the plan is cancelled.
+    AccessDenied {
+        /// Flow info.
+        flow_info: FlowInfo,
+        /// Message.
+        message: String,
+        /// Display name of the pending user.
+        pending_user: Option<String>,
+    },
+    /// No such flow.
+    UnknownFlow,
+}
+
+/// The executor's answer plus the cookie to set or clear.
+#[derive(Debug)]
+pub struct ExecOutput {
+    /// Decision.
+    pub kind: ExecKind,
+    /// Set the cookie to this session (new or rotated), with a Max-Age if persistent.
+    pub set_session: Option<(Arc<Session>, Option<Duration>)>,
+    /// Clear the session cookie.
+    pub clear_cookie: bool,
+}
+
+/// One executor request.
+pub struct ExecInput {
+    /// Flow slug.
+    pub slug: String,
+    /// The challenge response for POST.
+    pub response: Option<Map<String, Value>>,
+    /// The original query string (holds `next`).
+    pub query: String,
+    /// The caller's session, if it has a valid one.
+    pub session: Option<Arc<Session>>,
+    /// App being accessed, for titles.
+    pub app: Option<String>,
+    /// Client IP.
+    pub client_ip: String,
+}
+
+/// Runs flows.
+#[derive(Clone)]
+pub struct Executor {
+    reg: Arc<FlowRegistry>,
+    sessions: SessionStore,
+    users: UserStore,
+    settings: SessionSettings,
+}
+
+/// The policy subject for a stored user.
+pub fn subject_of_user(u: &User) -> Subject {
+    Subject {
+        username: u.username.clone(),
+        groups: u.groups.clone(),
+        is_superuser: u.is_superuser,
+        is_authenticated_user: true,
+    }
+}
+
+/// The policy subject for a session identity.
+pub fn subject_of_identity(i: &Identity) -> Subject {
+    Subject {
+        username: i.username.clone(),
+        groups: i.groups.clone(),
+        is_superuser: i.is_superuser,
+        is_authenticated_user: true,
+    }
+}
+
+/// The session identity for a stored user.
+pub fn identity_of(u: &User) -> Identity {
+    Identity {
+        user_id: u.id,
+        uid: u.uid.clone(),
+        username: u.username.clone(),
+        email: u.email.clone(),
+        name: u.name.clone(),
+        groups: u.groups.clone(),
+        is_superuser: u.is_superuser,
+    }
+}
+
+impl Executor {
+    /// An executor over the registry, stores and session settings.
+    pub fn new(
+        reg: Arc<FlowRegistry>,
+        sessions: SessionStore,
+        users: UserStore,
+        settings: SessionSettings,
+    ) -> Self {
+        Self {
+            reg,
+            sessions,
+            users,
+            settings,
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<FlowRegistry> {
+        &self.reg
+    }
+
+    /// Deletes the session's unfinished plan (the cancel endpoint).
+    pub async fn cancel(&self, session: &Session) {
+        *session.flow.lock().await = None;
+    }
+
+    /// Runs one executor request.
+    pub async fn dispatch(&self, input: ExecInput) -> ExecOutput {
+        let Some(flow) = self.reg.flows.get(&input.slug) else {
+            return ExecOutput {
+                kind: ExecKind::UnknownFlow,
+                set_session: None,
+                clear_cookie: false,
+            };
+        };
+        let mut out = ExecOutput {
+            kind: ExecKind::StageDone,
+            set_session: None,
+            clear_cookie: false,
+        };
+        let mut session = match input.session.clone() {
+            Some(s) => s,
+            None => {
+                let s = self.sessions.create(
+                    None,
+                    self.settings.flow_timeout,
+                    self.settings.flow_timeout,
+                );
+                out.set_session = Some((s.clone(), None));
+                s
+            }
+        };
+        let mut guard = session.flow.lock().await;
+        let mut state: Option<FlowState> = guard
+            .take()
+            .and_then(|b| b.downcast::<FlowState>().ok())
+            .map(|b| *b);
+        drop(guard);
+        if state.as_ref().is_some_and(|s| s.flow != flow.slug) {
+            state = None;
+        }
+        let kind = self
+            .run(flow, &input, &mut session, &mut state, &mut out)
+            .await;
+        // Park the remaining plan in whichever session is current now. An anonymous session
+        // with no unfinished flow is of no use: delete it and clear the cookie.
+        match state {
+            Some(st) => *session.flow.lock().await = Some(Box::new(st)),
+            None if session.user.is_none() => {
+                self.sessions.remove(&session.id);
+                out.set_session = None;
+                out.clear_cookie = true;
+            }
+            None => {}
+        }
+        out.kind = kind;
+        out
+    }
+
+    fn request_subject(session: &Session) -> Option<Subject> {
+        session.user.as_deref().map(subject_of_identity)
+    }
+
+    async fn make_plan(
+        &self,
+        flow: &Flow,
+        session: &Session,
+        context: FlowContext,
+        input: &ExecInput,
+    ) -> Result<FlowState, NotApplicable> {
+        let request_user = Self::request_subject(session);
+        let eval_user = context
+            .pending_user
+            .as_ref()
+            .and_then(|p| p.user.as_ref())
+            .map(subject_of_user)
+            .or_else(|| request_user.clone());
+        let facts = PlanFacts {
+            request_user,
+            input: PolicyInput {
+                user: eval_user,
+                path: String::new(),
+                client_ip: input.client_ip.clone(),
+            },
+            is_redirected: context.extra.contains_key("is_redirected"),
+        };
+        let plan = planner::plan(&self.reg, flow, &facts).await?;
+        Ok(FlowState {
+            flow: flow.slug.clone(),
+            plan,
+            context,
+            query: input.query.clone(),
+            app: input.app.clone(),
+        })
+    }
+
+    async fn run(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        session: &mut Arc<Session>,
+        state: &mut Option<FlowState>,
+        out: &mut ExecOutput,
+    ) -> ExecKind {
+        if state.is_none() {
+            match self
+                .make_plan(flow, session, FlowContext::default(), input)
+                .await
+            {
+                Ok(s) => *state = Some(s),
+                Err(na) => return self.denied(flow, input, session, na),
+            }
+        }
+        let mut response = input.response.clone();
+        let submitted = response.is_some();
+        loop {
+            let Some(st) = state.as_mut() else {
+                return ExecKind::Redirect("/".into());
+            };
+            // Re-evaluate marked bindings right before their stage runs; failing ones are dropped.
+            let entry = loop {
+                let Some(e) = st.plan.first().cloned() else {
+                    break None;
+                };
+                if !e.reevaluate {
+                    break Some(e);
+                }
+                let b = &flow.bindings[e.binding];
+                let user = st
+                    .context
+                    .pending_user
+                    .as_ref()
+                    .and_then(|p| p.user.as_ref())
+                    .map(subject_of_user)
+                    .or_else(|| Self::request_subject(session));
+                let pi = PolicyInput {
+                    user,
+                    path: String::new(),
+                    client_ip: input.client_ip.clone(),
+                };
+                if policies::evaluate(&b.policies, b.policy_engine_mode, &self.reg.policies, &pi)
+                    .await
+                    .passing
+                {
+                    break Some(e);
+                }
+                st.plan.remove(0);
+            };
+            let Some(entry) = entry else {
+                return self.done(state);
+            };
+            let binding = &flow.bindings[entry.binding];
+            let Some(stage) = self.reg.stages.get(&binding.stage).cloned() else {
+                tracing::error!(stage = %binding.stage, "stage missing from registry");
+                *state = None;
+                return self.access_denied(flow, input, None, "Unknown error".into());
+            };
+            let mut cx = StageCx {
+                context: &mut st.context,
+                users: &self.users,
+                designation: flow.designation,
+            };
+            let outcome = match response.take() {
+                Some(r) => stage.submit(&mut cx, &r).await,
+                None => stage.challenge(&mut cx).await,
+            };
+            match outcome {
+                StageOutcome::Challenge(c) => return self.challenge(flow, st, c),
+                StageOutcome::Invalid(c) => match binding.invalid_response_action {
+                    InvalidResponseAction::Retry => return self.challenge(flow, st, c),
+                    action => return self.restart(flow, input, session, state, action).await,
+                },
+                StageOutcome::Deny(message) => {
+                    if binding.invalid_response_action != InvalidResponseAction::Retry {
+                        return self
+                            .restart(flow, input, session, state, binding.invalid_response_action)
+                            .await;
+                    }
+                    let pending = pending_display(st);
+                    *state = None;
+                    return self.access_denied(flow, input, pending, message);
+                }
+                StageOutcome::Continue => {}
+                StageOutcome::Login { user, duration } => {
+                    let lifetime = duration.unwrap_or(self.settings.ttl);
+                    let fresh = self.sessions.create(
+                        Some(Arc::new(identity_of(&user))),
+                        lifetime,
+                        self.settings.idle_timeout,
+                    );
+                    self.sessions.remove(&session.id);
+                    tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
+                    *session = fresh.clone();
+                    out.set_session = Some((fresh, duration));
+                    out.clear_cookie = false;
+                }
+                StageOutcome::Logout => {
+                    if let Some(u) = &session.user {
+                        tracing::info!(user = %u.username, "logout");
+                    }
+                    self.sessions.remove(&session.id);
+                    let fresh = self.sessions.create(
+                        None,
+                        self.settings.flow_timeout,
+                        self.settings.flow_timeout,
+                    );
+                    *session = fresh.clone();
+                    out.set_session = Some((fresh, None));
+                }
+            }
+            st.plan.remove(0);
+            if st.plan.is_empty() {
+                return self.done(state);
+            }
+            if submitted {
+                return ExecKind::StageDone;
+            }
+        }
+    }
+
+    async fn restart(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        session: &Arc<Session>,
+        state: &mut Option<FlowState>,
+        action: InvalidResponseAction,
+    ) -> ExecKind {
+        let context = match (action, state.take()) {
+            (InvalidResponseAction::RestartWithContext, Some(s)) => s.context,
+            _ => FlowContext::default(),
+        };
+        match self.make_plan(flow, session, context, input).await {
+            Ok(s) => {
+                *state = Some(s);
+                ExecKind::StageDone
+            }
+            Err(na) => self.denied(flow, input, session, na),
+        }
+    }
+
+    fn done(&self, state: &mut Option<FlowState>) -> ExecKind {
+        let st = state.take();
+        let to = st
+            .as_ref()
+            .and_then(|s| {
+                s.context
+                    .redirect
+                    .clone()
+                    .or_else(|| next_from_query(&s.query))
+            })
+            .unwrap_or_else(|| "/".to_string());
+        ExecKind::Redirect(to)
+    }
+
+    fn denied(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        session: &Session,
+        na: NotApplicable,
+    ) -> ExecKind {
+        let next = next_from_query(&input.query);
+        if flow.designation == Designation::Authentication && session.user.is_some() {
+            return ExecKind::Redirect(next.unwrap_or_else(|| "/".into()));
+        }
+        let message = if na.messages.is_empty() {
+            "Flow does not apply to current user.".to_string()
+        } else {
+            na.messages.join("\n")
+        };
+        match (flow.denied_action, next) {
+            (DeniedAction::MessageContinue, Some(n)) => ExecKind::Redirect(n),
+            (DeniedAction::Continue, n) => ExecKind::Redirect(n.unwrap_or_else(|| "/".into())),
+            _ => self.access_denied(flow, input, None, message),
+        }
+    }
+
+    fn access_denied(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        pending_user: Option<String>,
+        message: String,
+    ) -> ExecKind {
+        let flow_info = flow_info(
+            flow,
+            &input.query,
+            input.app.as_deref(),
+            pending_user.as_deref(),
+        );
+        ExecKind::AccessDenied {
+            flow_info,
+            message,
+            pending_user,
+        }
+    }
+
+    fn challenge(&self, flow: &Flow, st: &FlowState, challenge: Challenge) -> ExecKind {
+        let pending_user = pending_display(st);
+        let flow_info = flow_info(flow, &st.query, st.app.as_deref(), pending_user.as_deref());
+        ExecKind::Challenge {
+            flow_info,
+            challenge,
+            pending_user,
+        }
+    }
+}
+
+fn pending_display(st: &FlowState) -> Option<String> {
+    if let Some(id) = &st.context.pending_user_identifier {
+        return Some(id.clone());
+    }
+    st.context.pending_user.as_ref().map(|p| {
+        p.user
+            .as_ref()
+            .map(|u| u.username.clone())
+            .unwrap_or_else(|| p.identifier.clone())
+    })
+}
+
+/// Builds `flow_info`: the title with `%(app)s` and `%(user)s` substituted (the raw title when
+/// a value is missing, as authentik does when formatting fails) and the cancel URL.
+pub fn flow_info(flow: &Flow, query: &str, app: Option<&str>, user: Option<&str>) -> FlowInfo {
+    let mut title = flow.title.clone();
+    let needs_app = title.contains("%(app)s");
+    let needs_user = title.contains("%(user)s");
+    if (!needs_app || app.is_some()) && (!needs_user || user.is_some()) {
+        title = title
+            .replace("%(app)s", app.unwrap_or(""))
+            .replace("%(user)s", user.unwrap_or(""));
+    }
+    let cancel_url = match next_from_query(query) {
+        Some(n) => format!(
+            "{CANCEL_PATH}?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", &n)
+                .finish()
+        ),
+        None => CANCEL_PATH.to_string(),
+    };
+    FlowInfo {
+        title,
+        background: String::new(),
+        background_themed_urls: None,
+        cancel_url,
+        layout: flow.layout.clone(),
+    }
+}

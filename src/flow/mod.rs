@@ -1,0 +1,149 @@
+//! Flows: the registry built once from config, the per-session flow state, the planner, the
+//! executor and the stages. Transport-neutral: `http` renders what the executor returns as HTML
+//! or authentik-compatible JSON.
+
+pub mod executor;
+pub mod next;
+pub mod planner;
+pub mod policies;
+pub mod stages;
+
+use crate::config::{Config, Flow, PolicyDef, StageDef};
+use crate::identity::User;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Everything flow-related built once from the validated config (nothing on the request path
+/// re-reads config).
+pub struct FlowRegistry {
+    /// Flows by slug.
+    pub flows: BTreeMap<String, Flow>,
+    /// Stage implementations by name.
+    pub stages: BTreeMap<String, Arc<dyn stages::Stage>>,
+    /// Policy definitions by name.
+    pub policies: BTreeMap<String, PolicyDef>,
+}
+
+impl FlowRegistry {
+    /// Builds stages from their validated definitions.
+    pub fn from_config(cfg: &Config) -> Self {
+        let stages = cfg
+            .stages
+            .iter()
+            .map(|(name, def)| (name.clone(), stages::build(name, def, &cfg.stages)))
+            .collect();
+        Self {
+            flows: cfg.flows.clone(),
+            stages,
+            policies: cfg.policies.clone(),
+        }
+    }
+
+    /// The definition kinds, for diagnostics.
+    pub fn stage_kind(defs: &BTreeMap<String, StageDef>, name: &str) -> &'static str {
+        defs.get(name).map(StageDef::kind).unwrap_or("unknown")
+    }
+}
+
+/// One planned stage: the binding's index in its flow and whether to re-check its policies
+/// right before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanEntry {
+    /// Index into `Flow::bindings`.
+    pub binding: usize,
+    /// Re-evaluate the binding's policies before running (`re_evaluate_policies`).
+    pub reevaluate: bool,
+}
+
+/// The user being authenticated or enrolled.
+#[derive(Debug, Clone)]
+pub struct PendingUser {
+    /// The stored user; `None` for a pretend user (unknown identifier).
+    pub user: Option<User>,
+    /// The identifier as typed.
+    pub identifier: String,
+}
+
+/// The flow context (reference §2.10), with the keys the supported stages use.
+#[derive(Debug, Clone, Default)]
+pub struct FlowContext {
+    /// `pending_user`.
+    pub pending_user: Option<PendingUser>,
+    /// `pending_user_identifier`, when the typed identifier is shown instead of the username.
+    pub pending_user_identifier: Option<String>,
+    /// `auth_method`.
+    pub auth_method: Option<String>,
+    /// Failed password attempts in this plan (counted here, not in a reputation score).
+    pub failed_password_attempts: u32,
+    /// `redirect`: overrides `next` at the end (server-set only).
+    pub redirect: Option<String>,
+    /// Other keys.
+    pub extra: Map<String, Value>,
+}
+
+/// An unfinished flow, kept server-side in the session (never in the cookie).
+#[derive(Debug, Clone)]
+pub struct FlowState {
+    /// Flow slug.
+    pub flow: String,
+    /// Remaining stages.
+    pub plan: Vec<PlanEntry>,
+    /// Context.
+    pub context: FlowContext,
+    /// The original query string (holds `next`).
+    pub query: String,
+    /// App the user is trying to reach, for titles.
+    pub app: Option<String>,
+}
+
+/// One error message on a challenge field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorDetail {
+    /// Text shown.
+    pub string: String,
+    /// Machine code.
+    pub code: String,
+}
+
+/// A challenge a stage asks the user to answer.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// Component name (`ak-stage-identification`, ...).
+    pub component: &'static str,
+    /// Stage-specific fields.
+    pub fields: Map<String, Value>,
+    /// Errors by field (`non_field_errors` for the rest).
+    pub errors: BTreeMap<String, Vec<ErrorDetail>>,
+    /// Carries `pending_user` and `pending_user_avatar`.
+    pub with_user_info: bool,
+}
+
+impl Challenge {
+    /// A challenge with no errors.
+    pub fn new(component: &'static str, fields: Map<String, Value>, with_user_info: bool) -> Self {
+        Self {
+            component,
+            fields,
+            errors: BTreeMap::new(),
+            with_user_info,
+        }
+    }
+
+    /// Adds an error on `field`.
+    pub fn with_error(mut self, field: &str, text: &str, code: &str) -> Self {
+        self.errors
+            .entry(field.to_string())
+            .or_default()
+            .push(ErrorDetail {
+                string: text.into(),
+                code: code.into(),
+            });
+        self
+    }
+}
+
+/// Reads a string field from a challenge response; non-strings count as missing.
+pub fn response_str<'a>(r: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    r.get(key).and_then(Value::as_str)
+}

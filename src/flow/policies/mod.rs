@@ -1,0 +1,164 @@
+//! The policy engine: evaluates a list of policy bindings with authentik's semantics
+//! (reference §3.2): enabled bindings by order; user and group bindings aggregated into one
+//! "static" result; policy bindings one by one with `negate`, a hard `timeout` and
+//! `failure_result` on error or timeout; no results → pass; `any`/`all` combination; every
+//! message collected in order.
+//!
+//! Policies themselves (one per file) are pure `evaluate` functions over a [`PolicyInput`].
+
+mod dummy;
+
+use crate::config::{BindingTarget, EngineMode, PolicyBinding, PolicyDef};
+use std::collections::BTreeMap;
+
+/// The user a policy is evaluated for.
+#[derive(Debug, Clone, Default)]
+pub struct Subject {
+    /// Username; empty for anonymous.
+    pub username: String,
+    /// Groups including inherited ones.
+    pub groups: Vec<String>,
+    /// Superuser flag.
+    pub is_superuser: bool,
+    /// Whether this is a real stored user (anonymous and pretend users are not).
+    pub is_authenticated_user: bool,
+}
+
+/// What a policy sees.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyInput {
+    /// The evaluation user, if any.
+    pub user: Option<Subject>,
+    /// The request path (normalised).
+    pub path: String,
+    /// Client IP as text.
+    pub client_ip: String,
+}
+
+/// A single policy's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Pass or fail.
+    pub passing: bool,
+    /// Messages for the user.
+    pub messages: Vec<String>,
+}
+
+/// A policy failed to produce a result.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PolicyError(pub String);
+
+/// The engine's combined result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineResult {
+    /// Combined pass/fail.
+    pub passing: bool,
+    /// Every message in order.
+    pub messages: Vec<String>,
+}
+
+async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, PolicyError> {
+    match def {
+        PolicyDef::Dummy { result, wait } => dummy::evaluate(*result, *wait, input).await,
+    }
+}
+
+/// Evaluates `bindings` (already sorted by order) for `input`.
+pub async fn evaluate(
+    bindings: &[PolicyBinding],
+    mode: EngineMode,
+    policies: &BTreeMap<String, PolicyDef>,
+    input: &PolicyInput,
+) -> EngineResult {
+    let mut results: Vec<bool> = Vec::new();
+    let mut messages = Vec::new();
+    let mut statics: Vec<bool> = Vec::new();
+    for b in bindings.iter().filter(|b| b.enabled) {
+        match &b.target {
+            BindingTarget::Group(g) => {
+                let member = input
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| u.is_authenticated_user && u.groups.iter().any(|x| x == g));
+                statics.push(member != b.negate);
+            }
+            BindingTarget::User(name) => {
+                let me = input
+                    .user
+                    .as_ref()
+                    .is_some_and(|u| u.is_authenticated_user && &u.username == name);
+                statics.push(me != b.negate);
+            }
+            BindingTarget::Policy(name) => {
+                let decision = match policies.get(name) {
+                    None => Decision {
+                        passing: b.failure_result,
+                        messages: vec![format!("policy {name} is not defined")],
+                    },
+                    Some(def) => {
+                        match tokio::time::timeout(b.timeout, run_policy(def, input)).await {
+                            Ok(Ok(d)) => d,
+                            Ok(Err(e)) => Decision {
+                                passing: b.failure_result,
+                                messages: vec![e.0],
+                            },
+                            Err(_) => {
+                                tracing::warn!(policy = %name, timeout_ms = b.timeout.as_millis() as u64, "policy timed out");
+                                Decision {
+                                    passing: b.failure_result,
+                                    messages: vec!["Timed out".into()],
+                                }
+                            }
+                        }
+                    }
+                };
+                results.push(decision.passing != b.negate);
+                messages.extend(decision.messages);
+            }
+        }
+    }
+    if !statics.is_empty() {
+        results.push(match mode {
+            EngineMode::Any => statics.iter().any(|x| *x),
+            EngineMode::All => statics.iter().all(|x| *x),
+        });
+    }
+    let passing = if results.is_empty() {
+        true
+    } else {
+        match mode {
+            EngineMode::Any => results.iter().any(|x| *x),
+            EngineMode::All => results.iter().all(|x| *x),
+        }
+    };
+    EngineResult { passing, messages }
+}
+
+/// Evaluates bindings that need no I/O and no policy (only user and group bindings) without
+/// awaiting; `None` when a policy binding is present and [`evaluate`] must be used.
+pub fn evaluate_static(
+    bindings: &[PolicyBinding],
+    mode: EngineMode,
+    user: &Subject,
+) -> Option<bool> {
+    let mut statics = Vec::new();
+    for b in bindings.iter().filter(|b| b.enabled) {
+        let v = match &b.target {
+            BindingTarget::Group(g) => {
+                user.is_authenticated_user && user.groups.iter().any(|x| x == g)
+            }
+            BindingTarget::User(n) => user.is_authenticated_user && &user.username == n,
+            BindingTarget::Policy(_) => return None,
+        };
+        statics.push(v != b.negate);
+    }
+    Some(match (statics.is_empty(), mode) {
+        (true, _) => true,
+        (false, EngineMode::Any) => statics.iter().any(|x| *x),
+        (false, EngineMode::All) => statics.iter().all(|x| *x),
+    })
+}
+
+#[cfg(test)]
+mod tests;

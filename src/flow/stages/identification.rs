@@ -1,0 +1,140 @@
+//! Identification stage: finds the user by username and/or email (case-insensitive by
+//! default). Unknown identifiers continue as a pretend user when `pretend_user_exists` is on
+//! and no password is asked here, so the response does not reveal whether an account exists.
+//! With an embedded password stage, the password is checked in the same step (a dummy hash
+//! equalises timing for unknown users) and failures are counted in the plan like the password
+//! stage does.
+
+use super::password::{Check, PasswordStage};
+use super::{Stage, StageCx, StageOutcome};
+use crate::config::Designation;
+use crate::flow::{response_str, Challenge, PendingUser};
+use crate::identity::LookupField;
+use serde_json::{json, Map, Value};
+
+/// Component name.
+const COMPONENT: &str = "ak-stage-identification";
+/// Longest identifier accepted.
+const MAX_IDENTIFIER_LEN: usize = 254;
+
+/// Asks who the user is.
+pub(super) struct IdentificationStage {
+    pub(super) user_fields: Vec<String>,
+    pub(super) case_insensitive: bool,
+    pub(super) pretend_user_exists: bool,
+    pub(super) show_matched_user: bool,
+    pub(super) password: Option<PasswordStage>,
+}
+
+impl IdentificationStage {
+    fn challenge(&self, designation: Designation, prefill: Option<&str>) -> Challenge {
+        let mut m = Map::new();
+        m.insert("user_fields".into(), json!(self.user_fields));
+        m.insert("password_fields".into(), json!(self.password.is_some()));
+        m.insert("allow_show_password".into(), json!(false));
+        m.insert("flow_designation".into(), json!(designation.as_str()));
+        m.insert(
+            "primary_action".into(),
+            json!(if designation == Designation::Authentication {
+                "Log in"
+            } else {
+                "Continue"
+            }),
+        );
+        m.insert("enroll_url".into(), Value::Null);
+        m.insert("recovery_url".into(), Value::Null);
+        m.insert("passwordless_url".into(), Value::Null);
+        m.insert("sources".into(), json!([]));
+        m.insert("show_source_labels".into(), json!(false));
+        m.insert("enable_remember_me".into(), json!(false));
+        m.insert("captcha_stage".into(), Value::Null);
+        m.insert("passkey_challenge".into(), Value::Null);
+        if let Some(p) = prefill {
+            m.insert("pending_user_identifier".into(), json!(p));
+        }
+        Challenge::new(COMPONENT, m, false)
+    }
+
+    fn fields(&self) -> Vec<LookupField> {
+        self.user_fields
+            .iter()
+            .filter_map(|f| match f.as_str() {
+                "username" => Some(LookupField::Username),
+                "email" => Some(LookupField::Email),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Stage for IdentificationStage {
+    async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
+        StageOutcome::Challenge(self.challenge(
+            cx.designation,
+            cx.context.pending_user_identifier.as_deref(),
+        ))
+    }
+
+    async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
+        let designation = cx.designation;
+        let invalid = |msg: &str, code: &str| {
+            StageOutcome::Invalid(self.challenge(designation, None).with_error(
+                "non_field_errors",
+                msg,
+                code,
+            ))
+        };
+        let uid = response_str(response, "uid_field")
+            .map(str::trim)
+            .unwrap_or("");
+        if uid.is_empty() {
+            return invalid("No identification data provided.", "invalid");
+        }
+        if uid.len() > MAX_IDENTIFIER_LEN || uid.chars().any(char::is_control) {
+            return invalid("Failed to authenticate.", "invalid");
+        }
+        let found = match cx
+            .users
+            .find_user(uid, &self.fields(), self.case_insensitive)
+            .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return StageOutcome::Deny("Login is unavailable right now.".into());
+            }
+        };
+        let known = found.is_some();
+        if !known {
+            tracing::debug!("identification: unknown identifier");
+        }
+        let pending = PendingUser {
+            user: found,
+            identifier: uid.to_string(),
+        };
+        if !self.show_matched_user {
+            cx.context.pending_user_identifier = Some(uid.to_string());
+        }
+        if let Some(pw_stage) = &self.password {
+            let password = response_str(response, "password").unwrap_or("");
+            match pw_stage.check(cx, &pending, password).await {
+                Check::Ok => {
+                    cx.context.pending_user = Some(pending);
+                    return StageOutcome::Continue;
+                }
+                Check::Wrong => return invalid("Failed to authenticate.", "invalid"),
+                Check::Cancel => return StageOutcome::Deny("Failed to authenticate.".into()),
+                Check::Error => {
+                    return StageOutcome::Deny("Login is unavailable right now.".into())
+                }
+            }
+        }
+        cx.context.pending_user = Some(pending);
+        if known || self.pretend_user_exists {
+            StageOutcome::Continue
+        } else {
+            invalid("Failed to authenticate.", "invalid")
+        }
+    }
+}

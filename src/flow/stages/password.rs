@@ -1,0 +1,116 @@
+//! Password stage: checks the pending user's password. Unknown (pretend) users get a full
+//! dummy verify so that timing does not tell them apart; failures are counted in the plan
+//! context and cancel the flow at `failed_attempts_before_cancel`.
+
+use super::{Stage, StageCx, StageOutcome};
+use crate::flow::{response_str, Challenge, PendingUser};
+use serde_json::{json, Map, Value};
+
+/// Component name.
+pub(crate) const COMPONENT: &str = "ak-stage-password";
+
+/// Checks a password.
+pub(crate) struct PasswordStage {
+    failed_attempts_before_cancel: u32,
+    allow_show_password: bool,
+}
+
+/// Result of one password check.
+pub(crate) enum Check {
+    Ok,
+    Wrong,
+    Cancel,
+    Error,
+}
+
+impl PasswordStage {
+    pub(crate) fn new(failed_attempts_before_cancel: u32, allow_show_password: bool) -> Self {
+        Self {
+            failed_attempts_before_cancel,
+            allow_show_password,
+        }
+    }
+
+    fn challenge_fields(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert(
+            "allow_show_password".into(),
+            json!(self.allow_show_password),
+        );
+        m.insert("recovery_url".into(), Value::Null);
+        m
+    }
+
+    /// Verifies `password` for the pending user, counting failures in the context.
+    pub(crate) async fn check(
+        &self,
+        cx: &mut StageCx<'_>,
+        pending: &PendingUser,
+        password: &str,
+    ) -> Check {
+        let verified = match &pending.user {
+            Some(u) => cx.users.verify_password(u, password).await,
+            None => {
+                cx.users.hasher().verify_dummy(password.to_string()).await;
+                Ok(false)
+            }
+        };
+        match verified {
+            Ok(true) => {
+                cx.context
+                    .auth_method
+                    .get_or_insert_with(|| "password".into());
+                Check::Ok
+            }
+            Ok(false) => {
+                cx.context.failed_password_attempts += 1;
+                if cx.context.failed_password_attempts >= self.failed_attempts_before_cancel {
+                    Check::Cancel
+                } else {
+                    Check::Wrong
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "password verification failed");
+                Check::Error
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Stage for PasswordStage {
+    async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
+        if cx.context.pending_user.is_none() {
+            return StageOutcome::Deny("No pending user".into());
+        }
+        StageOutcome::Challenge(Challenge::new(COMPONENT, self.challenge_fields(), true))
+    }
+
+    async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
+        let Some(pending) = cx.context.pending_user.clone() else {
+            return StageOutcome::Deny("No pending user".into());
+        };
+        let Some(password) = response_str(response, "password") else {
+            return StageOutcome::Invalid(
+                Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
+                    "password",
+                    "This field is required.",
+                    "required",
+                ),
+            );
+        };
+        match self.check(cx, &pending, password).await {
+            Check::Ok => StageOutcome::Continue,
+            Check::Wrong => StageOutcome::Invalid(
+                Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
+                    "password",
+                    "Invalid password",
+                    "invalid",
+                ),
+            ),
+            Check::Cancel => StageOutcome::Deny("Invalid password".into()),
+            Check::Error => StageOutcome::Deny("Login is unavailable right now.".into()),
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Routes under `/.flowgate/` and the logout path: the HTML executor, the authentik-compatible
+//! JSON executor, default-flow and cancel redirects, health and the stylesheet.
+
+use super::forms::{parse_form, parse_json, BodyError};
+use super::pages::{Pages, STYLESHEET};
+use super::{HttpRequest, HttpResponse};
+use crate::config::{Designation, RESERVED_PREFIX};
+use crate::flow::executor::{ExecInput, ExecKind, ExecOutput, Executor};
+use crate::flow::next::next_from_query;
+use crate::routing::Router;
+use crate::session::{self, Session, SessionStore};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+
+/// The UI service.
+pub struct Ui {
+    /// Flow executor.
+    pub executor: Executor,
+    /// Sessions.
+    pub sessions: SessionStore,
+    /// Templates.
+    pub pages: Pages,
+    /// Base cookie name.
+    pub cookie: String,
+    /// Logout path.
+    pub logout_path: String,
+    /// Invalidation flow run at logout.
+    pub logout_flow: String,
+    /// Default flow per designation.
+    pub default_flows: BTreeMap<Designation, String>,
+    /// App router, for titles.
+    pub router: Router,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Html,
+    Json,
+}
+
+impl Ui {
+    /// The session cookie name for this request's scheme.
+    pub fn cookie_name(&self, https: bool) -> String {
+        session::cookie_name(&self.cookie, https)
+    }
+
+    /// The caller's valid session, if any.
+    pub fn session_of(&self, req: &HttpRequest) -> Option<Arc<Session>> {
+        let name = self.cookie_name(req.https);
+        let header = req.header("cookie")?;
+        let id = session::session_id_from_cookie_header(header, &name)?;
+        self.sessions.get(id)
+    }
+
+    /// Answers a request for the reserved prefix or the logout path.
+    pub async fn handle(&self, req: &HttpRequest) -> HttpResponse {
+        if req.path == self.logout_path {
+            if req.method != http::Method::GET && req.method != http::Method::POST {
+                return self.error_page(405, "Method not allowed", "Use GET or POST.");
+            }
+            let slug = self.logout_flow.clone();
+            return self.execute(req, &slug, Mode::Html, false).await;
+        }
+        let Some(rest) = req.path.strip_prefix(RESERVED_PREFIX) else {
+            return self.not_found();
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        match parts.as_slice() {
+            ["health"] => HttpResponse {
+                status: 200,
+                headers: super::security_headers(),
+                body: "ok".into(),
+            }
+            .with_header("content-type", "text/plain".into()),
+            ["static", "flowgate.css"] => HttpResponse {
+                status: 200,
+                headers: vec![("cache-control", "public, max-age=3600".into())],
+                body: STYLESHEET.into(),
+            }
+            .with_header("content-type", "text/css; charset=utf-8".into())
+            .with_header("x-content-type-options", "nosniff".into()),
+            ["flow", slug, ""] => self.execute(req, slug, Mode::Html, true).await,
+            ["api", "v3", "flows", "executor", slug, ""] => {
+                self.execute(req, slug, Mode::Json, true).await
+            }
+            ["flows", "-", "default", designation, ""] => self.default_flow(req, designation),
+            ["flows", "-", "cancel", ""] => self.cancel(req).await,
+            _ => self.not_found(),
+        }
+    }
+
+    fn not_found(&self) -> HttpResponse {
+        self.error_page(404, "Not found", "There is nothing here.")
+    }
+
+    fn error_page(&self, status: u16, heading: &str, message: &str) -> HttpResponse {
+        HttpResponse::html(
+            status,
+            self.pages
+                .error(status, heading, message, &[], Some(("/", "Home"))),
+        )
+    }
+
+    fn default_flow(&self, req: &HttpRequest, designation: &str) -> HttpResponse {
+        let slug = Designation::parse(designation).and_then(|d| self.default_flows.get(&d));
+        match slug {
+            Some(slug) => {
+                let q = if req.query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", req.query)
+                };
+                HttpResponse::redirect(&format!("{RESERVED_PREFIX}flow/{slug}/{q}"))
+            }
+            None => self.error_page(
+                404,
+                "No flow available",
+                "No flow is configured for this purpose.",
+            ),
+        }
+    }
+
+    async fn cancel(&self, req: &HttpRequest) -> HttpResponse {
+        if let Some(s) = self.session_of(req) {
+            self.executor.cancel(&s).await;
+        }
+        HttpResponse::redirect(&next_from_query(&req.query).unwrap_or_else(|| "/".into()))
+    }
+
+    /// Same-origin check for state-changing requests: an `Origin` header, when sent, must match
+    /// the request's own scheme and host.
+    fn origin_ok(req: &HttpRequest) -> bool {
+        let Some(origin) = req.header("origin") else {
+            return !req.headers.contains_key("origin");
+        };
+        let Some(host) = req.header("host") else {
+            return false;
+        };
+        let scheme = if req.https { "https" } else { "http" };
+        origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
+    }
+
+    async fn execute(
+        &self,
+        req: &HttpRequest,
+        slug: &str,
+        mode: Mode,
+        check_method: bool,
+    ) -> HttpResponse {
+        let is_post = req.method == http::Method::POST;
+        if check_method && !is_post && req.method != http::Method::GET {
+            return self.error_page(405, "Method not allowed", "Use GET or POST.");
+        }
+        let session = self.session_of(req);
+        let query = match mode {
+            Mode::Html => req.query.clone(),
+            Mode::Json => form_urlencoded::parse(req.query.as_bytes())
+                .find(|(k, _)| k == "query")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default(),
+        };
+        let mut response = None;
+        if is_post && !(mode == Mode::Html && !check_method) {
+            if !Self::origin_ok(req) {
+                return self.reject(mode, 403, "Cross-origin request refused.");
+            }
+            let ctype = req
+                .header("content-type")
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let parsed = match mode {
+                Mode::Html if ctype.starts_with("application/x-www-form-urlencoded") => {
+                    parse_form(&req.body)
+                }
+                Mode::Json if ctype.starts_with("application/json") => parse_json(&req.body),
+                _ => Err(BodyError::UnsupportedType),
+            };
+            let mut fields = match parsed {
+                Ok(f) => f,
+                Err(BodyError::UnsupportedType) => {
+                    return self.reject(mode, 415, "Unsupported content type.")
+                }
+                Err(BodyError::Malformed(why)) => return self.reject(mode, 400, why),
+            };
+            if mode == Mode::Html {
+                let Some(s) = &session else {
+                    return self.reject(mode, 403, "Your session has expired. Please start again.");
+                };
+                let token = fields.remove("csrf_token");
+                let given = token.as_ref().and_then(Value::as_str).unwrap_or("");
+                if given.len() != s.csrf.len()
+                    || !bool::from(given.as_bytes().ct_eq(s.csrf.as_bytes()))
+                {
+                    return self.reject(
+                        mode,
+                        403,
+                        "The form has expired or did not come from this site. Please try again.",
+                    );
+                }
+            }
+            response = Some(fields);
+        }
+        let app = next_from_query(&query).and_then(|n| {
+            self.router
+                .route(req.header("host"), n.split('?').next().unwrap_or("/"))
+                .map(|a| a.name.clone())
+        });
+        let input = ExecInput {
+            slug: slug.to_string(),
+            response,
+            query,
+            session: session.clone(),
+            app,
+            client_ip: req.client_ip.to_string(),
+        };
+        let out = self.executor.dispatch(input).await;
+        self.render(req, mode, out, session)
+    }
+
+    fn reject(&self, mode: Mode, status: u16, message: &str) -> HttpResponse {
+        match mode {
+            Mode::Html => self.error_page(status, "Request refused", message),
+            Mode::Json => HttpResponse::json(status, &json!({ "detail": message })),
+        }
+    }
+
+    fn render(
+        &self,
+        req: &HttpRequest,
+        mode: Mode,
+        out: ExecOutput,
+        old: Option<Arc<Session>>,
+    ) -> HttpResponse {
+        let current = out.set_session.as_ref().map(|(s, _)| s.clone()).or(old);
+        let mut resp = match out.kind {
+            ExecKind::UnknownFlow => match mode {
+                Mode::Html => self.not_found(),
+                Mode::Json => HttpResponse::json(404, &json!({ "detail": "Not found." })),
+            },
+            ExecKind::StageDone => {
+                let q = if req.query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", req.query)
+                };
+                HttpResponse::redirect(&format!("{}{q}", req.path))
+            }
+            ExecKind::Redirect(to) => match mode {
+                Mode::Html => HttpResponse::redirect(&to),
+                Mode::Json => {
+                    HttpResponse::json(200, &json!({ "component": "xak-flow-redirect", "to": to }))
+                }
+            },
+            ExecKind::AccessDenied {
+                flow_info,
+                message,
+                pending_user,
+            } => match mode {
+                Mode::Html => {
+                    HttpResponse::html(403, self.pages.access_denied(&flow_info, &message))
+                }
+                Mode::Json => {
+                    let mut m = Map::new();
+                    m.insert("flow_info".into(), json!(flow_info));
+                    m.insert("component".into(), json!("ak-stage-access-denied"));
+                    m.insert("error_message".into(), json!(message));
+                    if let Some(p) = pending_user {
+                        m.insert("pending_user".into(), json!(p));
+                        m.insert("pending_user_avatar".into(), json!(""));
+                    }
+                    HttpResponse::json(200, &Value::Object(m))
+                }
+            },
+            ExecKind::Challenge {
+                flow_info,
+                challenge,
+                pending_user,
+            } => match mode {
+                Mode::Html => {
+                    let csrf = current.as_ref().map(|s| s.csrf.as_str()).unwrap_or("");
+                    HttpResponse::html(
+                        200,
+                        self.pages
+                            .challenge(&flow_info, &challenge, pending_user.as_deref(), csrf),
+                    )
+                }
+                Mode::Json => {
+                    let mut m = challenge.fields.clone();
+                    m.insert("flow_info".into(), json!(flow_info));
+                    m.insert("component".into(), json!(challenge.component));
+                    if !challenge.errors.is_empty() {
+                        m.insert("response_errors".into(), json!(challenge.errors));
+                    }
+                    if challenge.with_user_info {
+                        m.insert(
+                            "pending_user".into(),
+                            json!(pending_user.unwrap_or_default()),
+                        );
+                        m.insert("pending_user_avatar".into(), json!(""));
+                    }
+                    HttpResponse::json(200, &Value::Object(m))
+                }
+            },
+        };
+        let name = self.cookie_name(req.https);
+        if out.clear_cookie {
+            resp.headers
+                .push(("set-cookie", session::clear_cookie(&name, req.https)));
+        } else if let Some((s, max_age)) = &out.set_session {
+            resp.headers.push((
+                "set-cookie",
+                session::set_cookie(&name, &s.id, req.https, *max_age),
+            ));
+        }
+        resp
+    }
+}

@@ -1,0 +1,12 @@
+//! Users, groups and attributes in an embedded SQLite database (sqlx), argon2id hashing off the
+//! event loop, and seeding from YAML. No HTTP types, no sessions.
+
+pub mod hash;
+pub mod seed;
+mod store;
+
+pub use hash::{HashError, HashParams, PasswordHasher, Verified};
+pub use store::{LookupField, NewUser, StoreError, User, UserStore};
+
+#[cfg(test)]
+mod tests;

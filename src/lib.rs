@@ -1,0 +1,238 @@
+//! flowgate: a reverse-proxy authentication gateway that runs authentik-style flows.
+//!
+//! Wiring only: [`Gateway::start`] builds state from a validated [`Config`], opens the user
+//! store, binds the listeners and runs pingora's HTTP proxy on them from our own accept loop
+//! (so listeners can bind port 0 and tests run the same server in-process).
+#![forbid(unsafe_code)]
+#![warn(missing_docs, rust_2018_idioms)]
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod flow;
+pub mod http;
+pub mod identity;
+pub mod proxy;
+pub mod routing;
+pub mod session;
+pub mod tls;
+
+pub use config::Config;
+pub use error::GatewayError;
+
+use flow::executor::Executor;
+use flow::FlowRegistry;
+use identity::{HashParams, PasswordHasher, UserStore};
+use pingora::apps::ServerApp;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::server::configuration::ServerConf;
+use pingora::server::ShutdownWatch;
+use session::{SessionStore, SharedClock, SystemClock};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Options that tests change; production uses the defaults.
+#[derive(Clone)]
+pub struct StartOptions {
+    /// The clock sessions read.
+    pub clock: SharedClock,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// The gateway.
+pub struct Gateway;
+
+/// A running gateway.
+pub struct Running {
+    /// Bound HTTP address.
+    pub http_addr: Option<SocketAddr>,
+    /// Bound HTTPS address.
+    pub https_addr: Option<SocketAddr>,
+    /// The user store.
+    pub users: UserStore,
+    /// The session store.
+    pub sessions: SessionStore,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, tells open connections to finish, and waits for the accept loops.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.users.close().await;
+    }
+}
+
+impl Gateway {
+    /// Starts the gateway with default options.
+    pub async fn start(config: Config) -> Result<Running, GatewayError> {
+        Self::start_with(config, StartOptions::default()).await
+    }
+
+    /// Starts the gateway.
+    pub async fn start_with(config: Config, opts: StartOptions) -> Result<Running, GatewayError> {
+        let a = config.identity.argon2;
+        let hasher = PasswordHasher::new(HashParams {
+            memory_kib: a.memory_kib,
+            iterations: a.iterations,
+            parallelism: a.parallelism,
+        });
+        let users = UserStore::open(&config.identity.database, hasher).await?;
+        if let Some(seed) = &config.identity.seed {
+            let (file, base) = identity::seed::SeedFile::load(seed)
+                .map_err(|e| GatewayError::Seed(e.to_string()))?;
+            let report = users.seed(&file, &base).await?;
+            tracing::info!(
+                created = report.created.len(),
+                updated = report.updated.len(),
+                kept_passwords = report.password_kept.len(),
+                "users seeded"
+            );
+        }
+        let s = &config.session;
+        let sessions = SessionStore::new(
+            s.max_sessions,
+            s.idle_timeout.max(s.flow_timeout),
+            opts.clock.clone(),
+        );
+        let registry = Arc::new(FlowRegistry::from_config(&config));
+        let executor = Executor::new(
+            registry,
+            sessions.clone(),
+            users.clone(),
+            config.session.clone(),
+        );
+        let router = routing::Router::new(&config.apps);
+        let pages = http::Pages::new().map_err(|e| GatewayError::Templates(e.to_string()))?;
+        let ui = Arc::new(http::Ui {
+            executor,
+            sessions: sessions.clone(),
+            pages,
+            cookie: config.session.cookie.clone(),
+            logout_path: config.logout.path.clone(),
+            logout_flow: config.logout.flow.clone(),
+            default_flows: config.default_flows.clone(),
+            router: router.clone(),
+        });
+        let state = Arc::new(proxy::ProxyState {
+            router,
+            sessions: sessions.clone(),
+            ui,
+            strip: proxy::headers::StripSet::new(&config.apps),
+            trusted_proxies: config.trusted_proxies.clone(),
+            cookie: config.session.cookie.clone(),
+            logout_path: config.logout.path.clone(),
+            max_form_bytes: config.limits.max_form_bytes,
+            policies: config.policies.clone(),
+        });
+        let conf = Arc::new(ServerConf::default());
+        let app = Arc::new(pingora::proxy::http_proxy(
+            &conf,
+            proxy::GatewayProxy { state },
+        ));
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut http_addr = None;
+        let mut https_addr = None;
+        if let Some(addr) = config.listen.http {
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| GatewayError::Bind { addr, source })?;
+            http_addr = l.local_addr().ok();
+            tasks.push(tokio::spawn(accept_loop(l, app.clone(), None, rx.clone())));
+        }
+        if let Some(h) = &config.listen.https {
+            let tls_cfg = tls::server_config(&h.cert, &h.key)?;
+            let acceptor = Arc::new(pingora::listeners::tls::Acceptor::from_server_config(
+                tls_cfg,
+            ));
+            let l = TcpListener::bind(h.addr)
+                .await
+                .map_err(|source| GatewayError::Bind {
+                    addr: h.addr,
+                    source,
+                })?;
+            https_addr = l.local_addr().ok();
+            tasks.push(tokio::spawn(accept_loop(
+                l,
+                app.clone(),
+                Some(acceptor),
+                rx.clone(),
+            )));
+        }
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, http = ?http_addr, https = ?https_addr, "flowgate started");
+        Ok(Running {
+            http_addr,
+            https_addr,
+            users,
+            sessions,
+            shutdown: tx,
+            tasks,
+        })
+    }
+}
+
+type App = pingora::proxy::HttpProxy<proxy::GatewayProxy>;
+
+async fn accept_loop(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<Arc<pingora::listeners::tls::Acceptor>>,
+    mut shutdown: ShutdownWatch,
+) {
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((tcp, _peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(serve_connection(tcp, app.clone(), tls.clone(), shutdown.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    app: Arc<App>,
+    tls: Option<Arc<pingora::listeners::tls::Acceptor>>,
+    shutdown: ShutdownWatch,
+) {
+    use pingora::protocols::{GetSocketDigest, SocketDigest};
+    use std::os::fd::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let mut l4: L4Stream = tcp.into();
+    l4.set_socket_digest(SocketDigest::from_raw_fd(fd));
+    let mut stream: pingora::protocols::Stream = match tls {
+        Some(acc) => match acc.tls_handshake(l4).await {
+            Ok(s) => Box::new(s),
+            Err(e) => {
+                tracing::debug!(error = %e, "tls handshake failed");
+                return;
+            }
+        },
+        None => Box::new(l4),
+    };
+    while let Some(next) = app.process_new(stream, &shutdown).await {
+        stream = next;
+    }
+}

@@ -1,0 +1,347 @@
+//! The flowgate command line: a thin wrapper over the library.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use flowgate::config::{Config, Source};
+use flowgate::identity::{HashParams, NewUser, PasswordHasher, UserStore};
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Exit code for bad configuration or usage (EX_USAGE).
+const EXIT_USAGE: u8 = 64;
+
+#[derive(Parser)]
+#[command(
+    name = "flowgate",
+    version,
+    about = "Reverse-proxy authentication gateway running authentik-style flows"
+)]
+struct Cli {
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the gateway with a config file.
+    Run {
+        /// Main config file.
+        #[arg(short, long, default_value = "config/flowgate.yaml")]
+        config: PathBuf,
+    },
+    /// Run the gateway on embedded defaults in front of a built-in echo app.
+    Demo {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Validate a config file without starting (exit 0, or 64 on errors).
+    Check {
+        /// Main config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Manage users in the configured database.
+    User {
+        /// Main config file (for the database location).
+        #[arg(short, long, default_value = "config/flowgate.yaml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UserCmd,
+    },
+    /// Hash a password read from standard input (argon2id PHC string).
+    HashPassword,
+    /// Write a self-signed development certificate and key.
+    Cert {
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Host names (repeatable).
+        #[arg(long = "host", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// Username.
+        username: String,
+        /// Email.
+        #[arg(long, default_value = "")]
+        email: String,
+        /// Display name.
+        #[arg(long, default_value = "")]
+        name: String,
+        /// Group (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Superuser.
+        #[arg(long)]
+        superuser: bool,
+    },
+    /// Set a user's password, read from standard input.
+    Passwd {
+        /// Username.
+        username: String,
+    },
+    /// List users.
+    List,
+    /// Delete a user.
+    Delete {
+        /// Username.
+        username: String,
+    },
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
+    });
+    let _ = tracing_log::LogTracer::init();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_json);
+    match cli.cmd {
+        Cmd::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} apps, {} flows, {} stages)",
+                    config.display(),
+                    c.apps.len(),
+                    c.flows.len(),
+                    c.stages.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+        Cmd::HashPassword => match read_password("Password: ").and_then(|pw| {
+            let h = PasswordHasher::new(HashParams::default());
+            h.hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))
+        }) {
+            Ok(h) => {
+                println!("{h}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Cmd::Cert { out, hosts } => match flowgate::tls::write_dev_certificate(&out, &hosts) {
+            Ok((c, k)) => {
+                println!(
+                    "wrote {} and {} (self-signed, for development only)",
+                    c.display(),
+                    k.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e.into()),
+        },
+        other => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(e.into()),
+            };
+            match rt.block_on(run_async(other)) {
+                Ok(code) => code,
+                Err(e) => fail(e),
+            }
+        }
+    }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("error: {e:#}");
+    ExitCode::FAILURE
+}
+
+fn load_or_usage(path: &Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Cmd::Run { config } => {
+            let cfg = match load_or_usage(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let running = flowgate::Gateway::start(cfg).await?;
+            wait_for_signal().await;
+            tracing::info!("shutting down");
+            running.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Demo { listen } => demo(listen).await,
+        Cmd::User { config, action } => {
+            let cfg = match load_or_usage(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let a = cfg.identity.argon2;
+            let store = UserStore::open(
+                &cfg.identity.database,
+                PasswordHasher::new(HashParams {
+                    memory_kib: a.memory_kib,
+                    iterations: a.iterations,
+                    parallelism: a.parallelism,
+                }),
+            )
+            .await?;
+            user_cmd(&store, action).await?;
+            store.close().await;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { .. } | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
+    }
+}
+
+async fn user_cmd(store: &UserStore, action: UserCmd) -> anyhow::Result<()> {
+    match action {
+        UserCmd::Add {
+            username,
+            email,
+            name,
+            groups,
+            superuser,
+        } => {
+            let password = read_password("Password: ")?;
+            let u = store
+                .create_user(NewUser {
+                    username,
+                    email,
+                    name,
+                    password: Some(password),
+                    groups,
+                    attributes: Default::default(),
+                    is_active: true,
+                    is_superuser: superuser,
+                })
+                .await?;
+            println!("created user {} (uid {})", u.username, u.uid);
+        }
+        UserCmd::Passwd { username } => {
+            let password = read_password("New password: ")?;
+            store.set_password(&username, &password).await?;
+            println!("password changed for {username}");
+        }
+        UserCmd::List => {
+            for u in store.list_users().await? {
+                println!(
+                    "{}\t{}\t{}\t{}{}",
+                    u.username,
+                    u.email,
+                    u.groups.join(","),
+                    if u.is_active { "active" } else { "inactive" },
+                    if u.is_superuser { "\tsuperuser" } else { "" }
+                );
+            }
+        }
+        UserCmd::Delete { username } => {
+            if store.delete_user(&username).await? {
+                println!("deleted {username}");
+            } else {
+                anyhow::bail!("no user named {username}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one line from standard input (a password; never echoed back or logged).
+fn read_password(prompt: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if std::io::IsTerminal::is_terminal(&stdin) {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .read_line(&mut line)
+        .context("reading password from standard input")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    anyhow::ensure!(!pw.is_empty(), "empty password");
+    Ok(pw)
+}
+
+async fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
+    use rand::Rng;
+    let upstream = flowgate::demo::start_echo("127.0.0.1:0".parse()?).await?;
+    let dir = std::env::temp_dir().join(format!("flowgate-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let password: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(16)
+        .map(char::from)
+        .collect();
+    let seed = dir.join("users.yaml");
+    std::fs::write(&seed, format!("groups:\n  - {{ name: demo }}\nusers:\n  - {{ username: demo, email: demo@example.test, name: Demo User, password: \"{password}\", groups: [demo] }}\n"))?;
+    let sources = vec![
+        Source {
+            name: "<demo>".into(),
+            text: flowgate::demo::demo_config(listen, upstream, &dir, &seed),
+            base_dir: dir.clone(),
+        },
+        Source {
+            name: "config/flows/default-authentication.yaml".into(),
+            text: flowgate::demo::DEFAULT_AUTHENTICATION_FLOW.into(),
+            base_dir: dir.clone(),
+        },
+        Source {
+            name: "config/flows/default-invalidation.yaml".into(),
+            text: flowgate::demo::DEFAULT_INVALIDATION_FLOW.into(),
+            base_dir: dir.clone(),
+        },
+    ];
+    let cfg = Config::from_sources(sources)
+        .map_err(|e| anyhow::anyhow!("embedded demo config is invalid: {e}"))?;
+    let running = flowgate::Gateway::start(cfg).await?;
+    let addr = running.http_addr.context("demo listener did not bind")?;
+    println!("flowgate demo is running.\n\n  Open:      http://{addr}/\n  Username:  demo\n  Password:  {password}\n\n  The app behind it echoes the identity headers it receives. Log out at http://{addr}/logout\n  Press Ctrl-C to stop.");
+    let _ = std::io::stdout().flush();
+    wait_for_signal().await;
+    running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,450 @@
+//! The pingora `ProxyHttp` implementation: the request lifecycle of SPEC §1 in pingora's
+//! phases. It asks `session` for the identity and `flow` for policy decisions, hands the
+//! reserved prefix to `http`, and does the header work itself (strip, then set).
+//!
+//! ```text
+//! request_filter ─┬─ reserved prefix / logout ─▶ http::Ui (answered here, never forwarded)
+//!                 ├─ no app ─▶ 404 page
+//!                 ├─ skip-auth (unambiguous path) ─▶ forward, no identity
+//!                 ├─ session ─▶ app policies ─▶ forward with identity | 403 page
+//!                 └─ none ─▶ browser 302 to the flow | API 401 JSON
+//! upstream_peer ─▶ the app's upstream with its timeouts
+//! upstream_request_filter ─▶ strip identity spellings + our cookie, set identity + X-Forwarded-*
+//! fail_to_proxy ─▶ 502 / 504 pages
+//! ```
+
+pub mod headers;
+pub mod path;
+mod respond;
+
+use crate::config::{App, PolicyDef, RESERVED_PREFIX};
+use crate::flow::executor::subject_of_identity;
+use crate::flow::policies::{self, PolicyInput};
+use crate::http::{HttpRequest, HttpResponse, Ui};
+use crate::routing::Router;
+use crate::session::{self, Identity, SessionStore};
+use async_trait::async_trait;
+use bytes::Bytes;
+use headers::StripSet;
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
+use pingora::prelude::{HttpPeer, ProxyHttp, Session};
+use pingora::proxy::FailToProxy;
+use pingora::{Error, ErrorType, Result};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Everything the proxy path needs, built once from config.
+pub struct ProxyState {
+    /// App routing.
+    pub router: Router,
+    /// Sessions.
+    pub sessions: SessionStore,
+    /// UI for the reserved prefix.
+    pub ui: Arc<Ui>,
+    /// Identity header spellings to strip.
+    pub strip: StripSet,
+    /// Peers whose X-Forwarded-* are trusted.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Base cookie name.
+    pub cookie: String,
+    /// Logout path.
+    pub logout_path: String,
+    /// Largest UI body.
+    pub max_form_bytes: usize,
+    /// Policies, for app access bindings.
+    pub policies: BTreeMap<String, PolicyDef>,
+}
+
+/// The pingora proxy.
+pub struct GatewayProxy {
+    /// Shared state.
+    pub state: Arc<ProxyState>,
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct RequestCtx {
+    app: Option<Arc<App>>,
+    identity: Option<Arc<Identity>>,
+    https: bool,
+    client_ip: Option<IpAddr>,
+}
+
+fn is_https(session: &Session) -> bool {
+    session
+        .digest()
+        .and_then(|d| d.ssl_digest.as_ref())
+        .is_some()
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+}
+
+impl GatewayProxy {
+    fn page(&self, status: u16, heading: &str, message: &str, messages: &[String]) -> HttpResponse {
+        HttpResponse::html(
+            status,
+            self.state
+                .ui
+                .pages
+                .error(status, heading, message, messages, None),
+        )
+    }
+
+    async fn read_body(&self, session: &mut Session) -> Result<Option<Bytes>> {
+        let limit = self.state.max_form_bytes;
+        let declared = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > limit {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(Bytes::from(body)))
+    }
+
+    async fn ui(&self, session: &mut Session, ctx: &RequestCtx) -> Result<bool> {
+        let Some(body) = self.read_body(session).await? else {
+            let r = self.page(
+                413,
+                "Request too large",
+                "The submitted form is too large.",
+                &[],
+            );
+            respond::write(session, r).await?;
+            return Ok(true);
+        };
+        let h = session.req_header();
+        let req = HttpRequest {
+            method: h.method.clone(),
+            path: h.uri.path().to_string(),
+            query: h.uri.query().unwrap_or("").to_string(),
+            headers: h.headers.clone(),
+            body,
+            client_ip: ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            https: ctx.https,
+        };
+        let resp = self.state.ui.handle(&req).await;
+        respond::write(session, resp).await?;
+        Ok(true)
+    }
+
+    fn login_redirect(&self, session: &Session, app: &App) -> HttpResponse {
+        let h = session.req_header();
+        let original = match h.uri.query() {
+            Some(q) => format!("{}?{q}", h.uri.path()),
+            None => h.uri.path().to_string(),
+        };
+        let next = form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", &original)
+            .finish();
+        let login_url = format!("{RESERVED_PREFIX}flow/{}/?{next}", app.authentication_flow);
+        let browser = h
+            .headers
+            .get("accept")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+        let upgrade = h.headers.contains_key("upgrade");
+        if browser && !upgrade {
+            HttpResponse::redirect(&login_url)
+        } else {
+            HttpResponse::json(
+                401,
+                &serde_json::json!({ "error": "authentication required", "login_url": login_url }),
+            )
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.https = is_https(session);
+        ctx.client_ip = client_ip(session);
+        let raw_path = session.req_header().uri.path().to_string();
+        if raw_path.starts_with(RESERVED_PREFIX) || raw_path == self.state.logout_path {
+            return self.ui(session, ctx).await;
+        }
+        let Some(norm) = path::normalise(&raw_path) else {
+            respond::write(
+                session,
+                self.page(400, "Bad request", "The request path is not valid.", &[]),
+            )
+            .await?;
+            return Ok(true);
+        };
+        if norm.path.starts_with(RESERVED_PREFIX) || norm.path == self.state.logout_path {
+            // A disguised spelling of a reserved path is never forwarded.
+            respond::write(
+                session,
+                self.page(400, "Bad request", "The request path is not valid.", &[]),
+            )
+            .await?;
+            return Ok(true);
+        }
+        let host = {
+            let h = session.req_header();
+            h.uri.host().map(str::to_string).or_else(|| {
+                h.headers
+                    .get("host")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+        };
+        let Some(app) = self
+            .state
+            .router
+            .route(host.as_deref(), &norm.path)
+            .cloned()
+        else {
+            respond::write(
+                session,
+                self.page(
+                    404,
+                    "Not found",
+                    "No application is configured for this address.",
+                    &[],
+                ),
+            )
+            .await?;
+            return Ok(true);
+        };
+        ctx.app = Some(app.clone());
+
+        let name = session::cookie_name(&self.state.cookie, ctx.https);
+        let identity = session
+            .req_header()
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| session::session_id_from_cookie_header(v, &name))
+            .and_then(|id| self.state.sessions.get(id))
+            .and_then(|s| s.user.clone());
+        let upgrade = session.req_header().headers.contains_key("upgrade");
+
+        if identity.is_none()
+            && !upgrade
+            && !norm.ambiguous
+            && app.skip_auth.iter().any(|r| r.is_match(&norm.path))
+        {
+            return Ok(false);
+        }
+        let Some(who) = identity else {
+            respond::write(session, self.login_redirect(session, &app)).await?;
+            return Ok(true);
+        };
+        if !app.policies.is_empty() {
+            let subject = subject_of_identity(&who);
+            let (passing, messages) =
+                match policies::evaluate_static(&app.policies, app.policy_engine_mode, &subject) {
+                    Some(p) => (p, Vec::new()),
+                    None => {
+                        let input = PolicyInput {
+                            user: Some(subject),
+                            path: norm.path.clone(),
+                            client_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                        };
+                        let r = policies::evaluate(
+                            &app.policies,
+                            app.policy_engine_mode,
+                            &self.state.policies,
+                            &input,
+                        )
+                        .await;
+                        (r.passing, r.messages)
+                    }
+                };
+            if !passing {
+                tracing::debug!(user = %who.username, app = %app.name, "app policies deny");
+                respond::write(
+                    session,
+                    self.page(
+                        403,
+                        "Access denied",
+                        "You do not have access to this application.",
+                        &messages,
+                    ),
+                )
+                .await?;
+                return Ok(true);
+            }
+        }
+        ctx.identity = Some(who);
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(app) = ctx.app.as_ref() else {
+            return Err(Error::explain(ErrorType::InternalError, "no app chosen"));
+        };
+        let u = &app.upstream;
+        let mut peer = HttpPeer::new(u.addr, u.tls, u.host.clone());
+        peer.options.connection_timeout = Some(app.connect_timeout);
+        peer.options.total_connection_timeout = Some(app.connect_timeout);
+        peer.options.read_timeout = Some(app.read_timeout);
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let doomed: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|n| self.state.strip.matches(n.as_str()))
+            .cloned()
+            .collect();
+        for n in doomed {
+            tracing::debug!(header = %n, "stripped client identity header");
+            req.remove_header(&n);
+        }
+        // The gateway's session cookie is never shown to the app.
+        let name = session::cookie_name(&self.state.cookie, ctx.https);
+        let cookies: Vec<String> = req
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| session::strip_cookie(v, &name))
+            .collect();
+        req.remove_header("cookie");
+        if !cookies.is_empty() {
+            req.insert_header("cookie", cookies.join("; "))?;
+        }
+        // X-Forwarded-*: client values are kept only from trusted proxies.
+        let peer = ctx.client_ip;
+        let trusted =
+            peer.is_some_and(|ip| self.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let peer_s = peer.map(|i| i.to_string()).unwrap_or_default();
+        let host = session
+            .req_header()
+            .headers
+            .get("host")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let proto = if ctx.https { "https" } else { "http" };
+        if trusted {
+            let prior = req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            req.insert_header(
+                "x-forwarded-for",
+                prior.map(|p| format!("{p}, {peer_s}")).unwrap_or(peer_s),
+            )?;
+            if !req.headers.contains_key("x-forwarded-proto") {
+                req.insert_header("x-forwarded-proto", proto)?;
+            }
+            if !req.headers.contains_key("x-forwarded-host") {
+                req.insert_header("x-forwarded-host", host)?;
+            }
+        } else {
+            req.insert_header("x-forwarded-for", peer_s)?;
+            req.insert_header("x-forwarded-proto", proto)?;
+            req.insert_header("x-forwarded-host", host)?;
+        }
+        if let (Some(app), Some(who)) = (ctx.app.as_ref(), ctx.identity.as_ref()) {
+            for (n, v) in headers::identity_headers(&app.headers, app, who) {
+                req.insert_header(n, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        use pingora::ErrorSource;
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 502,
+            },
+        };
+        if code > 0 && session.response_written().is_none() {
+            let page = match code {
+                504 => self.page(
+                    504,
+                    "Gateway timeout",
+                    "The application did not answer in time.",
+                    &[],
+                ),
+                502 => self.page(
+                    502,
+                    "Bad gateway",
+                    "The application is not reachable right now.",
+                    &[],
+                ),
+                c => self.page(
+                    c,
+                    "Request failed",
+                    "The request could not be completed.",
+                    &[],
+                ),
+            };
+            tracing::warn!(error = %e, status = code, "proxying failed");
+            if let Err(err) = respond::write(session, page).await {
+                tracing::debug!(error = %err, "could not send error page");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        tracing::debug!(
+            method = %session.req_header().method,
+            path = %session.req_header().uri.path(),
+            status,
+            app = ctx.app.as_ref().map(|a| a.name.as_str()).unwrap_or("-"),
+            user = ctx.identity.as_ref().map(|i| i.username.as_str()).unwrap_or("-"),
+            "request"
+        );
+    }
+}

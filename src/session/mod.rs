@@ -1,0 +1,181 @@
+//! Sessions: ids from the OS CSPRNG, the cookie codec and its attributes, and the moka-backed
+//! store with absolute and idle expiry read from an injected [`Clock`].
+//!
+//! The hot path (cookie → session → identity) reads an `Arc<Session>` whose identity never
+//! changes after creation; logging in creates a new session (new id) instead of mutating one,
+//! so no lock a login holds is ever taken by the proxy path. Unfinished flow state lives in
+//! the session behind its own mutex, used only by the flow executor.
+
+pub mod clock;
+mod store;
+
+pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
+pub use store::{FlowSlot, Identity, Session, SessionStore};
+
+use base64::Engine;
+use rand::RngCore;
+
+/// Length of a session id in bytes (256 bits).
+pub const SESSION_ID_BYTES: usize = 32;
+/// Length of the base64url (unpadded) text form of a session id.
+pub const SESSION_ID_CHARS: usize = 43;
+
+/// A fresh 256-bit id from the OS CSPRNG, base64url without padding.
+pub fn new_id() -> String {
+    let mut b = [0u8; SESSION_ID_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Whether a cookie value has the exact shape of a session id; anything else is rejected
+/// before it reaches the store.
+pub fn is_well_formed_id(v: &str) -> bool {
+    v.len() == SESSION_ID_CHARS
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A short, non-reversible tag of a session id for logs (never log the id itself).
+pub fn log_tag(id: &str) -> String {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(id.as_bytes());
+    hex::encode(&h[..4])
+}
+
+/// The cookie name for a request: `__Host-` prefixed on HTTPS.
+pub fn cookie_name(base: &str, https: bool) -> String {
+    if https {
+        format!("__Host-{base}")
+    } else {
+        base.to_string()
+    }
+}
+
+/// Finds the session id in a `Cookie` header. Only well-formed ids are returned; if the cookie
+/// appears more than once, the request is treated as having none (ambiguous input is denied).
+pub fn session_id_from_cookie_header<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    let mut found = None;
+    for part in header.split(';') {
+        let part = part.trim();
+        let Some((k, v)) = part.split_once('=') else {
+            continue;
+        };
+        if k.trim() == name {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(v.trim().trim_matches('"'));
+        }
+    }
+    found.filter(|v| is_well_formed_id(v))
+}
+
+/// Removes the session cookie from a `Cookie` header so that upstream apps never see it.
+/// Returns `None` when nothing is left.
+pub fn strip_cookie(header: &str, name: &str) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .filter(|p| p.split_once('=').map(|(k, _)| k.trim()) != Some(name))
+        .collect();
+    if kept.is_empty() {
+        None
+    } else {
+        Some(kept.join("; "))
+    }
+}
+
+/// A `Set-Cookie` value for a session: HttpOnly, SameSite=Lax, Path=/, Secure on HTTPS.
+/// `max_age` of `None` makes a browser-session cookie.
+pub fn set_cookie(
+    name: &str,
+    id: &str,
+    https: bool,
+    max_age: Option<std::time::Duration>,
+) -> String {
+    let mut c = cookie::Cookie::build((name.to_string(), id.to_string()))
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .path("/")
+        .secure(https);
+    if let Some(age) = max_age {
+        c = c.max_age(cookie::time::Duration::seconds(
+            age.as_secs().min(i64::MAX as u64) as i64,
+        ));
+    }
+    c.build().to_string()
+}
+
+/// A `Set-Cookie` value that deletes the session cookie.
+pub fn clear_cookie(name: &str, https: bool) -> String {
+    cookie::Cookie::build((name.to_string(), String::new()))
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .path("/")
+        .secure(https)
+        .max_age(cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_and_well_formed() {
+        let a = new_id();
+        let b = new_id();
+        assert_ne!(a, b);
+        assert!(is_well_formed_id(&a));
+        assert_eq!(a.len(), SESSION_ID_CHARS);
+    }
+
+    #[test]
+    fn cookie_parsing_rejects_forgery_shapes() {
+        let id = new_id();
+        let h = format!("a=1; flowgate_session={id}; b=2");
+        assert_eq!(
+            session_id_from_cookie_header(&h, "flowgate_session"),
+            Some(id.as_str())
+        );
+        assert_eq!(
+            session_id_from_cookie_header("flowgate_session=short", "flowgate_session"),
+            None
+        );
+        let dup = format!("flowgate_session={id}; flowgate_session={}", new_id());
+        assert_eq!(
+            session_id_from_cookie_header(&dup, "flowgate_session"),
+            None
+        );
+        let bad = format!("flowgate_session={}%00", &id[..41]);
+        assert_eq!(
+            session_id_from_cookie_header(&bad, "flowgate_session"),
+            None
+        );
+    }
+
+    #[test]
+    fn strip_cookie_keeps_others() {
+        assert_eq!(
+            strip_cookie("a=1; fg=x; b=2", "fg").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(strip_cookie("fg=x", "fg"), None);
+    }
+
+    #[test]
+    fn cookie_attributes() {
+        let c = set_cookie("__Host-fg", "abc", true, None);
+        assert!(
+            c.contains("HttpOnly")
+                && c.contains("SameSite=Lax")
+                && c.contains("Path=/")
+                && c.contains("Secure"),
+            "{c}"
+        );
+        let c = set_cookie("fg", "abc", false, Some(std::time::Duration::from_secs(60)));
+        assert!(!c.contains("Secure") && c.contains("Max-Age=60"), "{c}");
+    }
+}

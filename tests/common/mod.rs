@@ -1,0 +1,327 @@
+//! Test harness: a recording upstream, an in-process gateway on port 0 with an injected clock,
+//! and a cookie-keeping client with redirects off.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use flowgate::config::{Config, Source};
+use flowgate::session::ManualClock;
+use flowgate::{Gateway, Running, StartOptions};
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const ALICE_PASSWORD: &str = "correct horse battery staple";
+pub const BOB_PASSWORD: &str = "bob's secret 42";
+
+/// One request as the upstream saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A real hyper upstream that records every request.
+#[derive(Clone)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Recorded>>>,
+}
+
+impl Upstream {
+    pub async fn spawn() -> Self {
+        Self::spawn_with_delay(Duration::ZERO).await
+    }
+
+    /// An upstream that waits `delay` before answering (for timeouts).
+    pub async fn spawn_with_delay(delay: Duration) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+        let s2 = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let seen = s2.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let rec = Recorded {
+                                method: req.method().to_string(),
+                                uri: req.uri().to_string(),
+                                headers: req
+                                    .headers()
+                                    .iter()
+                                    .map(|(k, v)| {
+                                        (
+                                            k.to_string(),
+                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                        )
+                                    })
+                                    .collect(),
+                            };
+                            seen.lock().unwrap().push(rec);
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            if req.headers().contains_key("upgrade") {
+                                let resp = Response::builder()
+                                    .status(101)
+                                    .header("connection", "upgrade")
+                                    .header("upgrade", "websocket")
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap();
+                                return Ok::<_, std::convert::Infallible>(resp);
+                            }
+                            Ok(Response::new(Full::new(Bytes::from_static(b"upstream ok"))))
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .with_upgrades()
+                        .await;
+                });
+            }
+        });
+        Self { addr, seen }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.requests()
+            .last()
+            .cloned()
+            .expect("upstream saw no request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// An in-process gateway with its temp dir and clock.
+pub struct TestGateway {
+    pub running: Option<Running>,
+    pub addr: SocketAddr,
+    pub https_addr: Option<SocketAddr>,
+    pub clock: ManualClock,
+    pub dir: tempfile::TempDir,
+    pub upstream: Upstream,
+}
+
+pub const SEED: &str = "groups:\n  - { name: staff }\n  - { name: admins, parent: staff }\nusers:\n  - { username: alice, email: alice@example.test, name: Alice Example, password: \"correct horse battery staple\", groups: [admins] }\n  - { username: bob, email: bob@example.test, name: Bob, password: \"bob's secret 42\", groups: [] }\n  - { username: carol, email: carol@example.test, password: \"carol pw\", is_active: false }\n";
+
+/// The main config for a test: `apps` is YAML for the `apps:` list (use `UPSTREAM` as a
+/// placeholder for the upstream address), `extra` is appended at the top level.
+pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::path::Path) -> String {
+    format!(
+        "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\nsession: {{ ttl: 2h, idle_timeout: 30m }}\n{extra}\napps:\n{}\n",
+        dir.display(),
+        apps.replace("UPSTREAM", &upstream.to_string())
+    )
+}
+
+pub const DEFAULT_APP: &str =
+    "  - name: app\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
+
+impl TestGateway {
+    pub async fn start() -> Self {
+        Self::start_with(DEFAULT_APP, "").await
+    }
+
+    pub async fn start_with(apps: &str, extra: &str) -> Self {
+        let upstream = Upstream::spawn().await;
+        Self::start_full(apps, extra, upstream, &[]).await
+    }
+
+    /// Starts with extra flow sources (name, yaml) besides the shipped default flows.
+    pub async fn start_full(
+        apps: &str,
+        extra: &str,
+        upstream: Upstream,
+        flows: &[(&str, &str)],
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
+        let mut sources = vec![
+            Source {
+                name: "test.yaml".into(),
+                text: config_text(apps, extra, upstream.addr, dir.path()),
+                base_dir: dir.path().to_path_buf(),
+            },
+            Source {
+                name: "default-authentication.yaml".into(),
+                text: flowgate::demo::DEFAULT_AUTHENTICATION_FLOW.into(),
+                base_dir: dir.path().to_path_buf(),
+            },
+            Source {
+                name: "default-invalidation.yaml".into(),
+                text: flowgate::demo::DEFAULT_INVALIDATION_FLOW.into(),
+                base_dir: dir.path().to_path_buf(),
+            },
+        ];
+        for (name, text) in flows {
+            sources.push(Source {
+                name: name.to_string(),
+                text: text.to_string(),
+                base_dir: dir.path().to_path_buf(),
+            });
+        }
+        let cfg =
+            Config::from_sources(sources).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let clock = ManualClock::new(1_800_000_000_000);
+        let running = Gateway::start_with(
+            cfg,
+            StartOptions {
+                clock: Arc::new(clock.clone()),
+            },
+        )
+        .await
+        .expect("gateway starts");
+        let addr = running.http_addr.unwrap();
+        let https_addr = running.https_addr;
+        Self {
+            running: Some(running),
+            addr,
+            https_addr,
+            clock,
+            dir,
+            upstream,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// A client with a cookie jar and redirects off.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+/// A client with no cookie jar.
+pub fn bare_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+pub const BROWSER_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+
+pub fn csrf_of(html: &str) -> String {
+    let re = regex::Regex::new(r#"name="csrf_token" value="([^"]+)""#).unwrap();
+    re.captures(html)
+        .unwrap_or_else(|| panic!("no csrf token in page:\n{html}"))[1]
+        .to_string()
+}
+
+pub fn location(r: &reqwest::Response) -> String {
+    r.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+pub fn set_cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (k, rest) = v.split_once('=')?;
+            (k == name).then(|| rest.split(';').next().unwrap_or("").to_string())
+        })
+}
+
+/// Logs in through the HTML forms starting from `path` on `base`; returns the final response
+/// (the redirect back to `next`).
+pub async fn html_login(
+    c: &reqwest::Client,
+    base: &str,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    let r = c
+        .get(format!("{base}{path}"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "protected path must redirect to the flow");
+    let flow_url = format!("{base}{}", location(&r));
+    let page = c
+        .get(&flow_url)
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let csrf = csrf_of(&html);
+    let r = c
+        .post(&flow_url)
+        .form(&[("csrf_token", csrf.as_str()), ("uid_field", user)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "identification answered {}", r.status());
+    let page = c.get(&flow_url).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("name=\"password\""),
+        "expected the password stage:\n{html}"
+    );
+    let csrf = csrf_of(&html);
+    let r = c
+        .post(&flow_url)
+        .form(&[("csrf_token", csrf.as_str()), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    if r.status() != 302 {
+        return r;
+    }
+    // The password stage is done; the login stage runs on the next GET.
+    c.get(&flow_url).send().await.unwrap()
+}
