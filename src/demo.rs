@@ -11,11 +11,9 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 
 /// The default authentication flow shipped in `config/flows/`.
-pub const DEFAULT_AUTHENTICATION_FLOW: &str =
-    include_str!("../config/flows/default-authentication.yaml");
+pub const DEFAULT_AUTHENTICATION_FLOW: &str = include_str!("../config/flows/default-authentication.yaml");
 /// The default invalidation flow shipped in `config/flows/`.
-pub const DEFAULT_INVALIDATION_FLOW: &str =
-    include_str!("../config/flows/default-invalidation.yaml");
+pub const DEFAULT_INVALIDATION_FLOW: &str = include_str!("../config/flows/default-invalidation.yaml");
 
 /// Starts the echo upstream on `addr` (port 0 for any) and returns the bound address.
 pub async fn start_echo(addr: SocketAddr) -> std::io::Result<SocketAddr> {

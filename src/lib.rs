@@ -93,8 +93,7 @@ impl Gateway {
         });
         let users = UserStore::open(&config.identity.database, hasher).await?;
         if let Some(seed) = &config.identity.seed {
-            let (file, base) = identity::seed::SeedFile::load(seed)
-                .map_err(|e| GatewayError::Seed(e.to_string()))?;
+            let (file, base) = identity::seed::SeedFile::load(seed).map_err(|e| GatewayError::Seed(e.to_string()))?;
             let report = users.seed(&file, &base).await?;
             tracing::info!(
                 created = report.created.len(),
@@ -104,18 +103,9 @@ impl Gateway {
             );
         }
         let s = &config.session;
-        let sessions = SessionStore::new(
-            s.max_sessions,
-            s.idle_timeout.max(s.flow_timeout),
-            opts.clock.clone(),
-        );
+        let sessions = SessionStore::new(s.max_sessions, s.idle_timeout.max(s.flow_timeout), opts.clock.clone());
         let registry = Arc::new(FlowRegistry::from_config(&config));
-        let executor = Executor::new(
-            registry,
-            sessions.clone(),
-            users.clone(),
-            config.session.clone(),
-        );
+        let executor = Executor::new(registry, sessions.clone(), users.clone(), config.session.clone());
         let router = routing::Router::new(&config.apps);
         let pages = http::Pages::new().map_err(|e| GatewayError::Templates(e.to_string()))?;
         let ui = Arc::new(http::Ui {
@@ -140,10 +130,7 @@ impl Gateway {
             policies: config.policies.clone(),
         });
         let conf = Arc::new(ServerConf::default());
-        let app = Arc::new(pingora::proxy::http_proxy(
-            &conf,
-            proxy::GatewayProxy { state },
-        ));
+        let app = Arc::new(pingora::proxy::http_proxy(&conf, proxy::GatewayProxy { state }));
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut http_addr = None;
@@ -157,22 +144,12 @@ impl Gateway {
         }
         if let Some(h) = &config.listen.https {
             let tls_cfg = tls::server_config(&h.cert, &h.key)?;
-            let acceptor = Arc::new(pingora::listeners::tls::Acceptor::from_server_config(
-                tls_cfg,
-            ));
+            let acceptor = Arc::new(pingora::listeners::tls::Acceptor::from_server_config(tls_cfg));
             let l = TcpListener::bind(h.addr)
                 .await
-                .map_err(|source| GatewayError::Bind {
-                    addr: h.addr,
-                    source,
-                })?;
+                .map_err(|source| GatewayError::Bind { addr: h.addr, source })?;
             https_addr = l.local_addr().ok();
-            tasks.push(tokio::spawn(accept_loop(
-                l,
-                app.clone(),
-                Some(acceptor),
-                rx.clone(),
-            )));
+            tasks.push(tokio::spawn(accept_loop(l, app.clone(), Some(acceptor), rx.clone())));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, http = ?http_addr, https = ?https_addr, "flowgate started");
         Ok(Running {

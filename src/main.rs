@@ -101,9 +101,8 @@ enum UserCmd {
 }
 
 fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn")
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora_core=warn,pingora_proxy=warn"));
     let _ = tracing_log::LogTracer::init();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -157,10 +156,7 @@ fn main() -> ExitCode {
             Err(e) => fail(e.into()),
         },
         other => {
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => return fail(e.into()),
             };
@@ -319,8 +315,7 @@ async fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
             base_dir: dir.clone(),
         },
     ];
-    let cfg = Config::from_sources(sources)
-        .map_err(|e| anyhow::anyhow!("embedded demo config is invalid: {e}"))?;
+    let cfg = Config::from_sources(sources).map_err(|e| anyhow::anyhow!("embedded demo config is invalid: {e}"))?;
     let running = flowgate::Gateway::start(cfg).await?;
     let addr = running.http_addr.context("demo listener did not bind")?;
     println!("flowgate demo is running.\n\n  Open:      http://{addr}/\n  Username:  demo\n  Password:  {password}\n\n  The app behind it echoes the identity headers it receives. Log out at http://{addr}/logout\n  Press Ctrl-C to stop.");

@@ -28,12 +28,8 @@ impl Router {
     /// The app for `host` (may carry a port) and a normalised `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<App>> {
         let host = host.map(strip_port).map(|h| h.to_ascii_lowercase());
-        let by_host = |a: &&Arc<App>| {
-            a.hosts.is_empty()
-                || host
-                    .as_deref()
-                    .is_some_and(|h| a.hosts.iter().any(|x| x == h))
-        };
+        let by_host =
+            |a: &&Arc<App>| a.hosts.is_empty() || host.as_deref().is_some_and(|h| a.hosts.iter().any(|x| x == h));
         self.apps
             .iter()
             .filter(by_host)
@@ -57,10 +53,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
         return true;
     }
     let p = prefix.trim_end_matches('/');
-    path == p
-        || path
-            .strip_prefix(p)
-            .is_some_and(|rest| rest.starts_with('/'))
+    path == p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]

@@ -12,15 +12,11 @@ async fn upstream_down_is_a_502_page() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let apps =
-        format!("  - name: app\n    upstream: \"http://{dead}\"\n    skip_auth: [\"^/public/\"]\n");
+    let apps = format!("  - name: app\n    upstream: \"http://{dead}\"\n    skip_auth: [\"^/public/\"]\n");
     let gw = TestGateway::start_with(&apps, "").await;
     let r = bare_client().get(gw.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 502);
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(r.text().await.unwrap().contains("Bad gateway"));
     gw.stop().await;
 }
@@ -28,7 +24,8 @@ async fn upstream_down_is_a_502_page() {
 #[tokio::test]
 async fn upstream_timeout_is_a_504_page() {
     let slow = Upstream::spawn_with_delay(Duration::from_secs(5)).await;
-    let apps = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    read_timeout: 300ms\n    skip_auth: [\"^/public/\"]\n";
+    let apps =
+        "  - name: app\n    upstream: \"http://UPSTREAM\"\n    read_timeout: 300ms\n    skip_auth: [\"^/public/\"]\n";
     let gw = TestGateway::start_full(apps, "", slow, &[]).await;
     let r = bare_client().get(gw.url("/public/x")).send().await.unwrap();
     assert_eq!(r.status(), 504);
@@ -53,11 +50,7 @@ async fn websocket_upgrade_needs_a_session() {
         .unwrap();
     assert_eq!(r.status(), 401);
     let r = ws(&bare_client(), "/public/socket").send().await.unwrap();
-    assert_eq!(
-        r.status(),
-        401,
-        "no upgrade on skip-auth routes without a session"
-    );
+    assert_eq!(r.status(), 401, "no upgrade on skip-auth routes without a session");
     assert_eq!(gw.upstream.count(), 0);
     let c = client();
     html_login(&c, &gw.url(""), "/", "alice", ALICE_PASSWORD).await;
@@ -150,10 +143,7 @@ async fn forwarded_headers_are_set_and_untrusted_values_replaced() {
     let seen = gw.upstream.last();
     assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
-    assert_eq!(
-        seen.header("x-forwarded-host"),
-        Some(gw.addr.to_string().as_str())
-    );
+    assert_eq!(seen.header("x-forwarded-host"), Some(gw.addr.to_string().as_str()));
     gw.stop().await;
 
     let gw = TestGateway::start_with(DEFAULT_APP, "trusted_proxies: [127.0.0.0/8]").await;
@@ -165,10 +155,7 @@ async fn forwarded_headers_are_set_and_untrusted_values_replaced() {
         .await
         .unwrap();
     let seen = gw.upstream.last();
-    assert_eq!(
-        seen.header("x-forwarded-for"),
-        Some("203.0.113.9, 127.0.0.1")
-    );
+    assert_eq!(seen.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     gw.stop().await;
 }
@@ -176,8 +163,7 @@ async fn forwarded_headers_are_set_and_untrusted_values_replaced() {
 #[tokio::test]
 async fn https_listener_sets_secure_host_prefixed_cookie() {
     let certs = tempfile::tempdir().unwrap();
-    let (cert, key) =
-        flowgate::tls::write_dev_certificate(certs.path(), &["localhost".into()]).unwrap();
+    let (cert, key) = flowgate::tls::write_dev_certificate(certs.path(), &["localhost".into()]).unwrap();
     let extra = format!(
         "listen: {{ https: {{ addr: \"127.0.0.1:0\", cert: \"{}\", key: \"{}\" }} }}",
         cert.display(),
@@ -222,25 +208,13 @@ async fn https_listener_sets_secure_host_prefixed_cookie() {
         .unwrap();
     let done = html_login(&c, &base, "/", "alice", ALICE_PASSWORD).await;
     assert_eq!(done.status(), 302);
-    let sc = done
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let sc = done.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
     assert!(sc.starts_with("__Host-flowgate_session="), "{sc}");
     assert!(
-        sc.contains("Secure")
-            && sc.contains("HttpOnly")
-            && sc.contains("SameSite=Lax")
-            && sc.contains("Path=/"),
+        sc.contains("Secure") && sc.contains("HttpOnly") && sc.contains("SameSite=Lax") && sc.contains("Path=/"),
         "{sc}"
     );
-    assert_eq!(
-        c.get(format!("{base}/x")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(c.get(format!("{base}/x")).send().await.unwrap().status(), 200);
     let seen = upstream.last();
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     assert_eq!(seen.header("x-forwarded-user"), Some("alice"));

@@ -49,6 +49,14 @@ pub fn parse_path(path: &str) -> Vec<PathSeg> {
     out
 }
 
+fn earliest(a: Position, b: Position) -> Position {
+    if (b.line, b.column) < (a.line, a.column) {
+        b
+    } else {
+        a
+    }
+}
+
 #[derive(Debug)]
 enum Node {
     Scalar(String, Position),
@@ -120,15 +128,21 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(v, ..) => self.push_node(Node::Scalar(v, pos)),
             Event::Alias(_) => self.push_node(Node::Scalar(String::new(), pos)),
-            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
-                self.skip_depth = 1
-            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => self.skip_depth = 1,
             Event::SequenceStart(..) => self.stack.push(Frame::Seq(Vec::new(), pos)),
             Event::MappingStart(..) => self.stack.push(Frame::Map(Vec::new(), None, pos)),
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = match self.stack.pop() {
-                    Some(Frame::Seq(items, p)) => Node::Seq(items, p),
-                    Some(Frame::Map(entries, _, p)) => Node::Map(entries, p),
+                    // A collection starts where its first child does, if that is earlier
+                    // than the event mark (block collections are marked late).
+                    Some(Frame::Seq(items, p)) => {
+                        let p = items.first().map(|n| earliest(p, n.pos())).unwrap_or(p);
+                        Node::Seq(items, p)
+                    }
+                    Some(Frame::Map(entries, _, p)) => {
+                        let p = entries.first().map(|(k, _)| earliest(p, k.pos())).unwrap_or(p);
+                        Node::Map(entries, p)
+                    }
                     None => return,
                 };
                 self.push_node(node);
@@ -209,7 +223,7 @@ mod tests {
     fn finds_keys_items_and_flow_style() {
         let src = "# comment\na:\n  b: 1\n\nflows:\n  - slug: x\n  - slug: y\n    bindings:\n      - { stage: s, order: 1 }\n";
         assert_eq!(at(src, "a.b"), Some((3, 3)));
-        assert_eq!(at(src, "flows[1].bindings[0].stage"), Some((9, 9)));
+        assert_eq!(at(src, "flows[1].bindings[0].stage"), Some((9, 11)));
         assert_eq!(at(src, "flows[1].slug"), Some((7, 5)));
         assert_eq!(
             at(src, "flows[1].missing"),

@@ -78,9 +78,7 @@ impl Config {
                                             errors.push(at(
                                                 &sources[0],
                                                 &format!("include[{k}]"),
-                                                format!(
-                                                    "more than {MAX_INCLUDED_FILES} included files"
-                                                ),
+                                                format!("more than {MAX_INCLUDED_FILES} included files"),
                                             ));
                                             break;
                                         }
@@ -142,9 +140,7 @@ pub fn read_source(path: &Path) -> Result<Source, ConfigErrors> {
     };
     let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(fail(format!(
-            "file is larger than {MAX_CONFIG_BYTES} bytes"
-        )));
+        return Err(fail(format!("file is larger than {MAX_CONFIG_BYTES} bytes")));
     }
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| fail("file is not valid UTF-8".into()))?;
@@ -152,23 +148,14 @@ pub fn read_source(path: &Path) -> Result<Source, ConfigErrors> {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
-    Ok(Source {
-        name,
-        text,
-        base_dir,
-    })
+    Ok(Source { name, text, base_dir })
 }
 
 fn expand_include(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
     let full = base.join(pattern);
-    let full = full
-        .to_str()
-        .ok_or_else(|| "path is not valid UTF-8".to_string())?;
+    let full = full.to_str().ok_or_else(|| "path is not valid UTF-8".to_string())?;
     let paths = glob::glob(full).map_err(|e| format!("invalid pattern {pattern:?}: {e}"))?;
-    let mut out: Vec<PathBuf> = paths
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .collect();
+    let mut out: Vec<PathBuf> = paths.filter_map(Result::ok).filter(|p| p.is_file()).collect();
     out.sort();
     Ok(out)
 }

@@ -135,8 +135,7 @@ impl<'de> Deserialize<'de> for RawHeaders {
                 Ok(RawHeaders::Preset(v.to_string()))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawHeaders, A::Error> {
-                RawCustomHeaders::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawHeaders::Custom)
+                RawCustomHeaders::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawHeaders::Custom)
             }
         }
         d.deserialize_any(V)

@@ -74,10 +74,7 @@ impl<'a> Collector<'a> {
                 self.err(
                     file,
                     path,
-                    format!(
-                        "unknown value {s:?} (expected one of: {})",
-                        names.join(", ")
-                    ),
+                    format!("unknown value {s:?} (expected one of: {})", names.join(", ")),
                 );
                 default
             }
@@ -116,7 +113,11 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         ];
         for (key, present) in main_only {
             if present {
-                c.err(fi, key, "only the main file may set this (included files hold flows, stages and policies)");
+                c.err(
+                    fi,
+                    key,
+                    "only the main file may set this (included files hold flows, stages and policies)",
+                );
             }
         }
     }
@@ -160,11 +161,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     for (fi, f) in parsed.files.iter().enumerate() {
         for (name, raw) in &f.stages {
             if stages.contains_key(name) {
-                c.err(
-                    fi,
-                    format!("stages.{name}"),
-                    format!("stage {name:?} is defined twice"),
-                );
+                c.err(fi, format!("stages.{name}"), format!("stage {name:?} is defined twice"));
                 continue;
             }
             if let Some(s) = super::validate_flows::stage(&mut c, fi, name, raw) {
@@ -182,17 +179,12 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
                 c.err(
                     fi,
                     format!("{path}.slug"),
-                    format!(
-                        "flow slug {:?} is already used by flows[{oi}] in {other}",
-                        raw.slug
-                    ),
+                    format!("flow slug {:?} is already used by flows[{oi}] in {other}", raw.slug),
                 );
                 continue;
             }
             flow_src.insert(raw.slug.clone(), (fi, i));
-            if let Some(flow) =
-                super::validate_flows::flow(&mut c, fi, &path, raw, &stages, &policies)
-            {
+            if let Some(flow) = super::validate_flows::flow(&mut c, fi, &path, raw, &stages, &policies) {
                 flows.insert(flow.slug.clone(), flow);
             }
         }
@@ -253,7 +245,11 @@ fn socket_addr(c: &mut Collector<'_>, path: &str, s: &str) -> Option<SocketAddr>
     match s.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
-            c.err(0, path, format!("invalid listen address {s:?} (expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8443)"));
+            c.err(
+                0,
+                path,
+                format!("invalid listen address {s:?} (expected IP:PORT, e.g. 127.0.0.1:8080 or [::1]:8443)"),
+            );
             None
         }
     }
@@ -266,10 +262,7 @@ fn listen(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> Listen {
             https: None,
         };
     };
-    let http = l
-        .http
-        .as_deref()
-        .and_then(|s| socket_addr(c, "listen.http", s));
+    let http = l.http.as_deref().and_then(|s| socket_addr(c, "listen.http", s));
     let https = l.https.as_ref().and_then(|h| {
         let addr = socket_addr(c, "listen.https.addr", &h.addr)?;
         Some(HttpsListen {
@@ -297,10 +290,7 @@ fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings {
         flow_timeout: None,
     };
     let s = main.session.as_ref().unwrap_or(&empty);
-    let cookie = s
-        .cookie
-        .clone()
-        .unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_string());
+    let cookie = s.cookie.clone().unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_string());
     let token_ok = !cookie.is_empty()
         && cookie.len() <= 64
         && cookie
@@ -308,21 +298,15 @@ fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         && !cookie.starts_with("__");
     if !token_ok {
-        c.err(0, "session.cookie", format!("invalid cookie name {cookie:?} (expected 1-64 of A-Z a-z 0-9 _ -, not starting with __)"));
+        c.err(
+            0,
+            "session.cookie",
+            format!("invalid cookie name {cookie:?} (expected 1-64 of A-Z a-z 0-9 _ -, not starting with __)"),
+        );
     }
     let ttl = c.duration(0, "session.ttl".into(), &s.ttl, DEFAULT_SESSION_TTL);
-    let idle_timeout = c.duration(
-        0,
-        "session.idle_timeout".into(),
-        &s.idle_timeout,
-        DEFAULT_IDLE_TIMEOUT,
-    );
-    let flow_timeout = c.duration(
-        0,
-        "session.flow_timeout".into(),
-        &s.flow_timeout,
-        DEFAULT_FLOW_TIMEOUT,
-    );
+    let idle_timeout = c.duration(0, "session.idle_timeout".into(), &s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
+    let flow_timeout = c.duration(0, "session.flow_timeout".into(), &s.flow_timeout, DEFAULT_FLOW_TIMEOUT);
     for (name, d) in [
         ("ttl", ttl),
         ("idle_timeout", idle_timeout),
@@ -345,12 +329,7 @@ fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings {
     }
 }
 
-fn identity(
-    c: &mut Collector<'_>,
-    main: &RawFile,
-    base: &Path,
-    data_dir: &Path,
-) -> IdentitySettings {
+fn identity(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir: &Path) -> IdentitySettings {
     let raw = main.identity.as_ref();
     let database = match raw.and_then(|i| i.database.as_deref()) {
         None => data_dir.join("flowgate.db"),
@@ -369,15 +348,9 @@ fn identity(
     let seed = raw.and_then(|i| i.seed.as_deref()).map(|s| base.join(s));
     let a = raw.and_then(|i| i.argon2.as_ref());
     let argon2 = Argon2Settings {
-        memory_kib: a
-            .and_then(|a| a.memory_kib)
-            .unwrap_or(DEFAULT_ARGON2_MEMORY_KIB),
-        iterations: a
-            .and_then(|a| a.iterations)
-            .unwrap_or(DEFAULT_ARGON2_ITERATIONS),
-        parallelism: a
-            .and_then(|a| a.parallelism)
-            .unwrap_or(DEFAULT_ARGON2_PARALLELISM),
+        memory_kib: a.and_then(|a| a.memory_kib).unwrap_or(DEFAULT_ARGON2_MEMORY_KIB),
+        iterations: a.and_then(|a| a.iterations).unwrap_or(DEFAULT_ARGON2_ITERATIONS),
+        parallelism: a.and_then(|a| a.parallelism).unwrap_or(DEFAULT_ARGON2_PARALLELISM),
     };
     if argon2.memory_kib < DEFAULT_ARGON2_MEMORY_KIB {
         c.err(
@@ -406,11 +379,7 @@ fn identity(
             format!("{} is out of range (1 to 16)", argon2.parallelism),
         );
     }
-    IdentitySettings {
-        database,
-        seed,
-        argon2,
-    }
+    IdentitySettings { database, seed, argon2 }
 }
 
 fn trusted(c: &mut Collector<'_>, main: &RawFile) -> Vec<ipnet::IpNet> {
@@ -445,10 +414,7 @@ fn default_flows(
                 c.err(
                     0,
                     path,
-                    format!(
-                        "unknown designation {k:?} (expected one of: {})",
-                        names.join(", ")
-                    ),
+                    format!("unknown designation {k:?} (expected one of: {})", names.join(", ")),
                 );
                 continue;
             };
@@ -461,10 +427,7 @@ fn default_flows(
                 Some(f) if f.designation != d => c.err(
                     0,
                     path,
-                    format!(
-                        "flow {slug:?} has designation {}, not {k}",
-                        f.designation.as_str()
-                    ),
+                    format!("flow {slug:?} has designation {}, not {k}", f.designation.as_str()),
                 ),
                 Some(_) => {
                     out.insert(d, slug.clone());
@@ -490,7 +453,11 @@ fn logout(
         .and_then(|l| l.path.clone())
         .unwrap_or_else(|| DEFAULT_LOGOUT_PATH.to_string());
     if !path.starts_with('/') || path.starts_with(RESERVED_PREFIX) || path.contains(['?', '#']) {
-        c.err(0, "logout.path", format!("invalid logout path {path:?} (expected an absolute path outside {RESERVED_PREFIX})"));
+        c.err(
+            0,
+            "logout.path",
+            format!("invalid logout path {path:?} (expected an absolute path outside {RESERVED_PREFIX})"),
+        );
     }
     let flow = match raw.and_then(|l| l.flow.clone()) {
         Some(slug) => {
@@ -512,15 +479,17 @@ fn logout(
             }
             slug
         }
-        None => match defaults.get(&Designation::Invalidation) {
-            Some(s) => s.clone(),
-            None => {
-                if !main.apps.is_empty() {
-                    c.err(0, "logout", "no flow with designation invalidation is configured (include flows/default-invalidation.yaml)");
+        None => {
+            match defaults.get(&Designation::Invalidation) {
+                Some(s) => s.clone(),
+                None => {
+                    if !main.apps.is_empty() {
+                        c.err(0, "logout", "no flow with designation invalidation is configured (include flows/default-invalidation.yaml)");
+                    }
+                    String::new()
                 }
-                String::new()
             }
-        },
+        }
     };
     LogoutSettings { path, flow }
 }
@@ -553,10 +522,7 @@ fn app(
         c.err(
             0,
             format!("{p}.name"),
-            format!(
-                "invalid app name {:?} (expected 1-64 of A-Z a-z 0-9 - _)",
-                raw.name
-            ),
+            format!("invalid app name {:?} (expected 1-64 of A-Z a-z 0-9 - _)", raw.name),
         );
     }
     let mut hosts = Vec::new();
@@ -570,7 +536,11 @@ fn app(
         if ok {
             hosts.push(lower);
         } else {
-            c.err(0, format!("{p}.hosts[{h}]"), format!("invalid host {host:?} (expected a DNS name without port, e.g. wiki.example.test)"));
+            c.err(
+                0,
+                format!("{p}.hosts[{h}]"),
+                format!("invalid host {host:?} (expected a DNS name without port, e.g. wiki.example.test)"),
+            );
         }
     }
     let path_prefix = raw.path_prefix.clone().unwrap_or_else(|| "/".to_string());
@@ -578,7 +548,11 @@ fn app(
         || path_prefix.contains(['?', '#', '%'])
         || path_prefix.starts_with(RESERVED_PREFIX)
     {
-        c.err(0, format!("{p}.path_prefix"), format!("invalid path prefix {path_prefix:?} (expected a plain absolute path outside {RESERVED_PREFIX})"));
+        c.err(
+            0,
+            format!("{p}.path_prefix"),
+            format!("invalid path prefix {path_prefix:?} (expected a plain absolute path outside {RESERVED_PREFIX})"),
+        );
     }
     let upstream = upstream(c, &format!("{p}.upstream"), &raw.upstream);
     let headers = super::validate_flows::headers(c, &format!("{p}.headers"), raw.headers.as_ref());
@@ -593,13 +567,7 @@ fn app(
             ),
         }
     }
-    let pols = super::validate_flows::policy_bindings(
-        c,
-        0,
-        &format!("{p}.policies"),
-        &raw.policies,
-        policies,
-    );
+    let pols = super::validate_flows::policy_bindings(c, 0, &format!("{p}.policies"), &raw.policies, policies);
     let policy_engine_mode = c.choice(
         0,
         format!("{p}.policy_engine_mode"),
@@ -644,12 +612,7 @@ fn app(
         &raw.connect_timeout,
         DEFAULT_CONNECT_TIMEOUT,
     );
-    let read_timeout = c.duration(
-        0,
-        format!("{p}.read_timeout"),
-        &raw.read_timeout,
-        DEFAULT_READ_TIMEOUT,
-    );
+    let read_timeout = c.duration(0, format!("{p}.read_timeout"), &raw.read_timeout, DEFAULT_READ_TIMEOUT);
     Some(App {
         name: raw.name.clone(),
         hosts,
@@ -670,9 +633,7 @@ fn upstream(c: &mut Collector<'_>, path: &str, url: &str) -> Option<Upstream> {
         c.err(
             0,
             path,
-            format!(
-                "invalid upstream {url:?}: {why} (expected http://HOST:PORT or https://HOST:PORT)"
-            ),
+            format!("invalid upstream {url:?}: {why} (expected http://HOST:PORT or https://HOST:PORT)"),
         );
         None
     };
@@ -689,24 +650,15 @@ fn upstream(c: &mut Collector<'_>, path: &str, url: &str) -> Option<Upstream> {
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
-            Ok(p) => (
-                h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                p,
-            ),
+            Ok(p) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p),
             Err(_) => return bad(c, "bad port"),
         },
         _ => (
-            authority
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_string(),
+            authority.trim_start_matches('[').trim_end_matches(']').to_string(),
             default_port,
         ),
     };
-    let addr = match (host.as_str(), port)
-        .to_socket_addrs()
-        .map(|mut a| a.next())
-    {
+    let addr = match (host.as_str(), port).to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(a)) => a,
         _ => return bad(c, "host does not resolve"),
     };

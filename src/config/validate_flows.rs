@@ -11,18 +11,10 @@ const ENGINE_MODES: &[(&str, EngineMode)] = &[("any", EngineMode::Any), ("all", 
 const USER_FIELDS: &[&str] = &["username", "email"];
 
 fn slug_ok(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-pub(crate) fn policy(
-    c: &mut Collector<'_>,
-    fi: usize,
-    name: &str,
-    raw: &RawPolicy,
-) -> Option<PolicyDef> {
+pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPolicy) -> Option<PolicyDef> {
     let p = format!("policies.{name}");
     if !slug_ok(name) {
         c.err(
@@ -44,11 +36,7 @@ pub(crate) fn policy(
                     let a = a.unwrap_or_default();
                     let b = b.unwrap_or(a);
                     if b < a {
-                        c.err(
-                            fi,
-                            format!("{p}.wait_max"),
-                            "must not be less than wait_min",
-                        );
+                        c.err(fi, format!("{p}.wait_max"), "must not be less than wait_min");
                     }
                     Some(PolicyDef::Dummy {
                         result: result.unwrap_or(false),
@@ -68,12 +56,7 @@ pub(crate) fn policy(
     }
 }
 
-pub(crate) fn stage(
-    c: &mut Collector<'_>,
-    fi: usize,
-    name: &str,
-    raw: &RawStage,
-) -> Option<StageDef> {
+pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage) -> Option<StageDef> {
     let p = format!("stages.{name}");
     if !slug_ok(name) {
         c.err(
@@ -95,10 +78,7 @@ pub(crate) fn stage(
                     c.err(
                         fi,
                         format!("{p}.user_fields[{i}]"),
-                        format!(
-                            "unknown user field {f:?} (expected one of: {})",
-                            USER_FIELDS.join(", ")
-                        ),
+                        format!("unknown user field {f:?} (expected one of: {})", USER_FIELDS.join(", ")),
                     );
                 }
             }
@@ -123,11 +103,7 @@ pub(crate) fn stage(
         } => {
             let n = failed_attempts_before_cancel.unwrap_or(5);
             if n == 0 {
-                c.err(
-                    fi,
-                    format!("{p}.failed_attempts_before_cancel"),
-                    "must be at least 1",
-                );
+                c.err(fi, format!("{p}.failed_attempts_before_cancel"), "must be at least 1");
             }
             StageDef::Password {
                 failed_attempts_before_cancel: n,
@@ -144,9 +120,7 @@ pub(crate) fn stage(
                     None
                 }
             };
-            StageDef::UserLogin {
-                session_duration: d,
-            }
+            StageDef::UserLogin { session_duration: d }
         }
         RawStage::UserLogout {} => StageDef::UserLogout,
         RawStage::Deny { deny_message } => StageDef::Deny {
@@ -156,11 +130,7 @@ pub(crate) fn stage(
 }
 
 /// Checks references between stages (an identification stage's embedded password stage).
-pub(crate) fn check_stage_refs(
-    c: &mut Collector<'_>,
-    files: &[RawFile],
-    stages: &BTreeMap<String, StageDef>,
-) {
+pub(crate) fn check_stage_refs(c: &mut Collector<'_>, files: &[RawFile], stages: &BTreeMap<String, StageDef>) {
     for (fi, f) in files.iter().enumerate() {
         for (name, raw) in &f.stages {
             if let RawStage::Identification {
@@ -173,10 +143,7 @@ pub(crate) fn check_stage_refs(
                     Some(other) => c.err(
                         fi,
                         format!("stages.{name}.password_stage"),
-                        format!(
-                            "stage {ps:?} is a {} stage, not a password stage",
-                            other.kind()
-                        ),
+                        format!("stage {ps:?} is a {} stage, not a password stage", other.kind()),
                     ),
                     None => c.err(
                         fi,
@@ -201,10 +168,7 @@ pub(crate) fn flow(
         c.err(
             fi,
             format!("{p}.slug"),
-            format!(
-                "invalid slug {:?} (expected 1-128 of A-Z a-z 0-9 - _)",
-                raw.slug
-            ),
+            format!("invalid slug {:?} (expected 1-128 of A-Z a-z 0-9 - _)", raw.slug),
         );
     }
     let designation = match Designation::parse(&raw.designation) {
@@ -231,14 +195,8 @@ pub(crate) fn flow(
         AuthRequirement::None,
         &[
             ("none", AuthRequirement::None),
-            (
-                "require_authenticated",
-                AuthRequirement::RequireAuthenticated,
-            ),
-            (
-                "require_unauthenticated",
-                AuthRequirement::RequireUnauthenticated,
-            ),
+            ("require_authenticated", AuthRequirement::RequireAuthenticated),
+            ("require_unauthenticated", AuthRequirement::RequireUnauthenticated),
             ("require_superuser", AuthRequirement::RequireSuperuser),
             ("require_redirect", AuthRequirement::RequireRedirect),
         ],
@@ -271,11 +229,7 @@ pub(crate) fn flow(
             c.err(
                 fi,
                 format!("{bp}.stage"),
-                format!(
-                    "unknown stage {:?} (known: {})",
-                    b.stage,
-                    known(stages.keys())
-                ),
+                format!("unknown stage {:?} (known: {})", b.stage, known(stages.keys())),
             );
         }
         if raw
@@ -299,10 +253,7 @@ pub(crate) fn flow(
             &[
                 ("retry", InvalidResponseAction::Retry),
                 ("restart", InvalidResponseAction::Restart),
-                (
-                    "restart_with_context",
-                    InvalidResponseAction::RestartWithContext,
-                ),
+                ("restart_with_context", InvalidResponseAction::RestartWithContext),
             ],
         );
         let policy_engine_mode = c_choice(
@@ -358,10 +309,7 @@ fn c_choice<T: Copy>(
             c.err(
                 fi,
                 path,
-                format!(
-                    "unknown value {s:?} (expected one of: {})",
-                    names.join(", ")
-                ),
+                format!("unknown value {s:?} (expected one of: {})", names.join(", ")),
             );
             default
         }
@@ -392,11 +340,7 @@ pub(crate) fn policy_bindings(
             (None, Some(g), None) => BindingTarget::Group(g.clone()),
             (None, None, Some(u)) => BindingTarget::User(u.clone()),
             _ => {
-                c.err(
-                    fi,
-                    &bp,
-                    "a policy binding needs exactly one of: policy, group, user",
-                );
+                c.err(fi, &bp, "a policy binding needs exactly one of: policy, group, user");
                 continue;
             }
         };
@@ -444,11 +388,7 @@ const RESERVED_HEADERS: &[&str] = &[
     "x-forwarded-host",
 ];
 
-pub(crate) fn headers(
-    c: &mut Collector<'_>,
-    p: &str,
-    raw: Option<&RawHeaders>,
-) -> Option<HeaderSet> {
+pub(crate) fn headers(c: &mut Collector<'_>, p: &str, raw: Option<&RawHeaders>) -> Option<HeaderSet> {
     match raw {
         None => Some(preset("default")?),
         Some(RawHeaders::Preset(name)) => match preset(name) {
@@ -462,9 +402,7 @@ pub(crate) fn headers(
             let mut check = |field: &str, v: &Option<String>| -> Option<String> {
                 let v = v.as_ref()?;
                 let lower = v.to_ascii_lowercase();
-                if http::HeaderName::from_bytes(v.as_bytes()).is_err()
-                    || RESERVED_HEADERS.contains(&lower.as_str())
-                {
+                if http::HeaderName::from_bytes(v.as_bytes()).is_err() || RESERVED_HEADERS.contains(&lower.as_str()) {
                     c.err(0, format!("{p}.{field}"), format!("invalid identity header name {v:?} (expected a valid HTTP header name that is not hop-by-hop, Host, Cookie or X-Forwarded-For/-Proto/-Host)"));
                     return None;
                 }
@@ -480,9 +418,7 @@ pub(crate) fn headers(
                 groups_separator: m.groups_separator.clone().unwrap_or_else(|| ",".into()),
                 meta: false,
             };
-            if set.groups_separator.is_empty()
-                || set.groups_separator.chars().any(|ch| ch.is_control())
-            {
+            if set.groups_separator.is_empty() || set.groups_separator.chars().any(|ch| ch.is_control()) {
                 c.err(
                     0,
                     format!("{p}.groups_separator"),

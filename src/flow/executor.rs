@@ -135,12 +135,7 @@ pub fn identity_of(u: &User) -> Identity {
 
 impl Executor {
     /// An executor over the registry, stores and session settings.
-    pub fn new(
-        reg: Arc<FlowRegistry>,
-        sessions: SessionStore,
-        users: UserStore,
-        settings: SessionSettings,
-    ) -> Self {
+    pub fn new(reg: Arc<FlowRegistry>, sessions: SessionStore, users: UserStore, settings: SessionSettings) -> Self {
         Self {
             reg,
             sessions,
@@ -176,27 +171,20 @@ impl Executor {
         let mut session = match input.session.clone() {
             Some(s) => s,
             None => {
-                let s = self.sessions.create(
-                    None,
-                    self.settings.flow_timeout,
-                    self.settings.flow_timeout,
-                );
+                let s = self
+                    .sessions
+                    .create(None, self.settings.flow_timeout, self.settings.flow_timeout);
                 out.set_session = Some((s.clone(), None));
                 s
             }
         };
         let mut guard = session.flow.lock().await;
-        let mut state: Option<FlowState> = guard
-            .take()
-            .and_then(|b| b.downcast::<FlowState>().ok())
-            .map(|b| *b);
+        let mut state: Option<FlowState> = guard.take().and_then(|b| b.downcast::<FlowState>().ok()).map(|b| *b);
         drop(guard);
         if state.as_ref().is_some_and(|s| s.flow != flow.slug) {
             state = None;
         }
-        let kind = self
-            .run(flow, &input, &mut session, &mut state, &mut out)
-            .await;
+        let kind = self.run(flow, &input, &mut session, &mut state, &mut out).await;
         // Park the remaining plan in whichever session is current now. An anonymous session
         // with no unfinished flow is of no use: delete it and clear the cookie.
         match state {
@@ -258,10 +246,7 @@ impl Executor {
         out: &mut ExecOutput,
     ) -> ExecKind {
         if state.is_none() {
-            match self
-                .make_plan(flow, session, FlowContext::default(), input)
-                .await
-            {
+            match self.make_plan(flow, session, FlowContext::default(), input).await {
                 Ok(s) => *state = Some(s),
                 Err(na) => return self.denied(flow, input, session, na),
             }
@@ -338,11 +323,9 @@ impl Executor {
                 StageOutcome::Continue => {}
                 StageOutcome::Login { user, duration } => {
                     let lifetime = duration.unwrap_or(self.settings.ttl);
-                    let fresh = self.sessions.create(
-                        Some(Arc::new(identity_of(&user))),
-                        lifetime,
-                        self.settings.idle_timeout,
-                    );
+                    let fresh =
+                        self.sessions
+                            .create(Some(Arc::new(identity_of(&user))), lifetime, self.settings.idle_timeout);
                     self.sessions.remove(&session.id);
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
                     *session = fresh.clone();
@@ -354,11 +337,9 @@ impl Executor {
                         tracing::info!(user = %u.username, "logout");
                     }
                     self.sessions.remove(&session.id);
-                    let fresh = self.sessions.create(
-                        None,
-                        self.settings.flow_timeout,
-                        self.settings.flow_timeout,
-                    );
+                    let fresh = self
+                        .sessions
+                        .create(None, self.settings.flow_timeout, self.settings.flow_timeout);
                     *session = fresh.clone();
                     out.set_session = Some((fresh, None));
                 }
@@ -398,23 +379,12 @@ impl Executor {
         let st = state.take();
         let to = st
             .as_ref()
-            .and_then(|s| {
-                s.context
-                    .redirect
-                    .clone()
-                    .or_else(|| next_from_query(&s.query))
-            })
+            .and_then(|s| s.context.redirect.clone().or_else(|| next_from_query(&s.query)))
             .unwrap_or_else(|| "/".to_string());
         ExecKind::Redirect(to)
     }
 
-    fn denied(
-        &self,
-        flow: &Flow,
-        input: &ExecInput,
-        session: &Session,
-        na: NotApplicable,
-    ) -> ExecKind {
+    fn denied(&self, flow: &Flow, input: &ExecInput, session: &Session, na: NotApplicable) -> ExecKind {
         let next = next_from_query(&input.query);
         if flow.designation == Designation::Authentication && session.user.is_some() {
             return ExecKind::Redirect(next.unwrap_or_else(|| "/".into()));
@@ -431,19 +401,8 @@ impl Executor {
         }
     }
 
-    fn access_denied(
-        &self,
-        flow: &Flow,
-        input: &ExecInput,
-        pending_user: Option<String>,
-        message: String,
-    ) -> ExecKind {
-        let flow_info = flow_info(
-            flow,
-            &input.query,
-            input.app.as_deref(),
-            pending_user.as_deref(),
-        );
+    fn access_denied(&self, flow: &Flow, input: &ExecInput, pending_user: Option<String>, message: String) -> ExecKind {
+        let flow_info = flow_info(flow, &input.query, input.app.as_deref(), pending_user.as_deref());
         ExecKind::AccessDenied {
             flow_info,
             message,

@@ -132,13 +132,10 @@ impl Challenge {
 
     /// Adds an error on `field`.
     pub fn with_error(mut self, field: &str, text: &str, code: &str) -> Self {
-        self.errors
-            .entry(field.to_string())
-            .or_default()
-            .push(ErrorDetail {
-                string: text.into(),
-                code: code.into(),
-            });
+        self.errors.entry(field.to_string()).or_default().push(ErrorDetail {
+            string: text.into(),
+            code: code.into(),
+        });
         self
     }
 }

@@ -12,9 +12,7 @@ pub fn safe_next(next: &str) -> Option<&str> {
     if next.len() > MAX_NEXT_LEN || !shape_ok(next) {
         return None;
     }
-    let decoded = percent_encoding::percent_decode_str(next)
-        .decode_utf8()
-        .ok()?;
+    let decoded = percent_encoding::percent_decode_str(next).decode_utf8().ok()?;
     if !shape_ok(&decoded) {
         return None;
     }
@@ -74,10 +72,7 @@ mod tests {
 
     #[test]
     fn reads_from_query() {
-        assert_eq!(
-            next_from_query("next=%2Fapp%3Fa%3D1").as_deref(),
-            Some("/app?a=1")
-        );
+        assert_eq!(next_from_query("next=%2Fapp%3Fa%3D1").as_deref(), Some("/app?a=1"));
         assert_eq!(next_from_query("next=%2F%2Fevil.com"), None);
         assert_eq!(next_from_query("x=1"), None);
     }

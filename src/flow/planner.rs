@@ -26,51 +26,26 @@ pub struct PlanFacts {
 }
 
 /// Builds the plan for `flow`, or says why it does not apply.
-pub async fn plan(
-    reg: &FlowRegistry,
-    flow: &Flow,
-    facts: &PlanFacts,
-) -> Result<Vec<PlanEntry>, NotApplicable> {
-    let logged_in = facts
-        .request_user
-        .as_ref()
-        .is_some_and(|u| u.is_authenticated_user);
+pub async fn plan(reg: &FlowRegistry, flow: &Flow, facts: &PlanFacts) -> Result<Vec<PlanEntry>, NotApplicable> {
+    let logged_in = facts.request_user.as_ref().is_some_and(|u| u.is_authenticated_user);
     let ok = match flow.authentication {
         AuthRequirement::None => true,
         AuthRequirement::RequireAuthenticated => logged_in,
         AuthRequirement::RequireUnauthenticated => !logged_in,
-        AuthRequirement::RequireSuperuser => {
-            logged_in && facts.request_user.as_ref().is_some_and(|u| u.is_superuser)
-        }
+        AuthRequirement::RequireSuperuser => logged_in && facts.request_user.as_ref().is_some_and(|u| u.is_superuser),
         AuthRequirement::RequireRedirect => facts.is_redirected,
     };
     if !ok {
-        return Err(NotApplicable {
-            messages: Vec::new(),
-        });
+        return Err(NotApplicable { messages: Vec::new() });
     }
-    let r = policies::evaluate(
-        &flow.policies,
-        flow.policy_engine_mode,
-        &reg.policies,
-        &facts.input,
-    )
-    .await;
+    let r = policies::evaluate(&flow.policies, flow.policy_engine_mode, &reg.policies, &facts.input).await;
     if !r.passing {
-        return Err(NotApplicable {
-            messages: r.messages,
-        });
+        return Err(NotApplicable { messages: r.messages });
     }
     let mut out = Vec::with_capacity(flow.bindings.len());
     for (i, b) in flow.bindings.iter().enumerate() {
         if b.evaluate_on_plan && !b.policies.is_empty() {
-            let r = policies::evaluate(
-                &b.policies,
-                b.policy_engine_mode,
-                &reg.policies,
-                &facts.input,
-            )
-            .await;
+            let r = policies::evaluate(&b.policies, b.policy_engine_mode, &reg.policies, &facts.input).await;
             if !r.passing {
                 continue;
             }

@@ -39,8 +39,7 @@ impl HttpRequest {
 
     /// Whether the client prefers HTML (a browser).
     pub fn wants_html(&self) -> bool {
-        self.header("accept")
-            .is_some_and(|a| a.contains("text/html"))
+        self.header("accept").is_some_and(|a| a.contains("text/html"))
     }
 }
 
@@ -63,8 +62,7 @@ impl HttpResponse {
             headers: security_headers(),
             body: Bytes::from(body),
         };
-        r.headers
-            .push(("content-type", "text/html; charset=utf-8".into()));
+        r.headers.push(("content-type", "text/html; charset=utf-8".into()));
         r
     }
 

@@ -53,13 +53,7 @@ impl Pages {
     }
 
     /// Renders a stage challenge as a form.
-    pub fn challenge(
-        &self,
-        info: &FlowInfo,
-        c: &Challenge,
-        pending_user: Option<&str>,
-        csrf: &str,
-    ) -> String {
+    pub fn challenge(&self, info: &FlowInfo, c: &Challenge, pending_user: Option<&str>, csrf: &str) -> String {
         let name = format!("{}.html", c.component);
         let name = if self.env.get_template(&name).is_ok() {
             name
@@ -81,9 +75,10 @@ impl Pages {
 
     /// Renders the access-denied page.
     pub fn access_denied(&self, info: &FlowInfo, message: &str) -> String {
+        let lines: Vec<&str> = message.split('\n').collect();
         self.render(
             "ak-stage-access-denied.html",
-            context! { flow_info => info, error_message => message },
+            context! { flow_info => info, error_message => message, error_lines => lines },
         )
     }
 

@@ -82,9 +82,7 @@ impl Ui {
             .with_header("content-type", "text/css; charset=utf-8".into())
             .with_header("x-content-type-options", "nosniff".into()),
             ["flow", slug, ""] => self.execute(req, slug, Mode::Html, true).await,
-            ["api", "v3", "flows", "executor", slug, ""] => {
-                self.execute(req, slug, Mode::Json, true).await
-            }
+            ["api", "v3", "flows", "executor", slug, ""] => self.execute(req, slug, Mode::Json, true).await,
             ["flows", "-", "default", designation, ""] => self.default_flow(req, designation),
             ["flows", "-", "cancel", ""] => self.cancel(req).await,
             _ => self.not_found(),
@@ -98,8 +96,7 @@ impl Ui {
     fn error_page(&self, status: u16, heading: &str, message: &str) -> HttpResponse {
         HttpResponse::html(
             status,
-            self.pages
-                .error(status, heading, message, &[], Some(("/", "Home"))),
+            self.pages.error(status, heading, message, &[], Some(("/", "Home"))),
         )
     }
 
@@ -114,11 +111,7 @@ impl Ui {
                 };
                 HttpResponse::redirect(&format!("{RESERVED_PREFIX}flow/{slug}/{q}"))
             }
-            None => self.error_page(
-                404,
-                "No flow available",
-                "No flow is configured for this purpose.",
-            ),
+            None => self.error_page(404, "No flow available", "No flow is configured for this purpose."),
         }
     }
 
@@ -142,13 +135,7 @@ impl Ui {
         origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
     }
 
-    async fn execute(
-        &self,
-        req: &HttpRequest,
-        slug: &str,
-        mode: Mode,
-        check_method: bool,
-    ) -> HttpResponse {
+    async fn execute(&self, req: &HttpRequest, slug: &str, mode: Mode, check_method: bool) -> HttpResponse {
         let is_post = req.method == http::Method::POST;
         if check_method && !is_post && req.method != http::Method::GET {
             return self.error_page(405, "Method not allowed", "Use GET or POST.");
@@ -166,22 +153,15 @@ impl Ui {
             if !Self::origin_ok(req) {
                 return self.reject(mode, 403, "Cross-origin request refused.");
             }
-            let ctype = req
-                .header("content-type")
-                .unwrap_or("")
-                .to_ascii_lowercase();
+            let ctype = req.header("content-type").unwrap_or("").to_ascii_lowercase();
             let parsed = match mode {
-                Mode::Html if ctype.starts_with("application/x-www-form-urlencoded") => {
-                    parse_form(&req.body)
-                }
+                Mode::Html if ctype.starts_with("application/x-www-form-urlencoded") => parse_form(&req.body),
                 Mode::Json if ctype.starts_with("application/json") => parse_json(&req.body),
                 _ => Err(BodyError::UnsupportedType),
             };
             let mut fields = match parsed {
                 Ok(f) => f,
-                Err(BodyError::UnsupportedType) => {
-                    return self.reject(mode, 415, "Unsupported content type.")
-                }
+                Err(BodyError::UnsupportedType) => return self.reject(mode, 415, "Unsupported content type."),
                 Err(BodyError::Malformed(why)) => return self.reject(mode, 400, why),
             };
             if mode == Mode::Html {
@@ -190,9 +170,7 @@ impl Ui {
                 };
                 let token = fields.remove("csrf_token");
                 let given = token.as_ref().and_then(Value::as_str).unwrap_or("");
-                if given.len() != s.csrf.len()
-                    || !bool::from(given.as_bytes().ct_eq(s.csrf.as_bytes()))
-                {
+                if given.len() != s.csrf.len() || !bool::from(given.as_bytes().ct_eq(s.csrf.as_bytes())) {
                     return self.reject(
                         mode,
                         403,
@@ -226,13 +204,7 @@ impl Ui {
         }
     }
 
-    fn render(
-        &self,
-        req: &HttpRequest,
-        mode: Mode,
-        out: ExecOutput,
-        old: Option<Arc<Session>>,
-    ) -> HttpResponse {
+    fn render(&self, req: &HttpRequest, mode: Mode, out: ExecOutput, old: Option<Arc<Session>>) -> HttpResponse {
         let current = out.set_session.as_ref().map(|(s, _)| s.clone()).or(old);
         let mut resp = match out.kind {
             ExecKind::UnknownFlow => match mode {
@@ -249,18 +221,14 @@ impl Ui {
             }
             ExecKind::Redirect(to) => match mode {
                 Mode::Html => HttpResponse::redirect(&to),
-                Mode::Json => {
-                    HttpResponse::json(200, &json!({ "component": "xak-flow-redirect", "to": to }))
-                }
+                Mode::Json => HttpResponse::json(200, &json!({ "component": "xak-flow-redirect", "to": to })),
             },
             ExecKind::AccessDenied {
                 flow_info,
                 message,
                 pending_user,
             } => match mode {
-                Mode::Html => {
-                    HttpResponse::html(403, self.pages.access_denied(&flow_info, &message))
-                }
+                Mode::Html => HttpResponse::html(403, self.pages.access_denied(&flow_info, &message)),
                 Mode::Json => {
                     let mut m = Map::new();
                     m.insert("flow_info".into(), json!(flow_info));
@@ -294,10 +262,7 @@ impl Ui {
                         m.insert("response_errors".into(), json!(challenge.errors));
                     }
                     if challenge.with_user_info {
-                        m.insert(
-                            "pending_user".into(),
-                            json!(pending_user.unwrap_or_default()),
-                        );
+                        m.insert("pending_user".into(), json!(pending_user.unwrap_or_default()));
                         m.insert("pending_user_avatar".into(), json!(""));
                     }
                     HttpResponse::json(200, &Value::Object(m))
@@ -309,10 +274,8 @@ impl Ui {
             resp.headers
                 .push(("set-cookie", session::clear_cookie(&name, req.https)));
         } else if let Some((s, max_age)) = &out.set_session {
-            resp.headers.push((
-                "set-cookie",
-                session::set_cookie(&name, &s.id, req.https, *max_age),
-            ));
+            resp.headers
+                .push(("set-cookie", session::set_cookie(&name, &s.id, req.https, *max_age)));
         }
         resp
     }

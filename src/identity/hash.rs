@@ -64,10 +64,7 @@ impl PasswordHasher {
             dummy: Arc::new(String::new()),
         };
         // The dummy hash costs one hash at startup; it makes unknown users as slow as known ones.
-        h.dummy = Arc::new(
-            h.hash_blocking("flowgate-dummy-password")
-                .unwrap_or_default(),
-        );
+        h.dummy = Arc::new(h.hash_blocking("flowgate-dummy-password").unwrap_or_default());
         h
     }
 

@@ -95,10 +95,7 @@ impl SeedFile {
         serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(src)).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            let (l, c) = inner
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
+            let (l, c) = inner.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
             let mut msg = inner.to_string();
             if let Some(i) = msg.find(" at line ") {
                 msg.truncate(i);
@@ -109,16 +106,13 @@ impl SeedFile {
 
     /// Reads a seed file; returns it with its directory.
     pub fn load(path: &Path) -> Result<(Self, PathBuf), SeedError> {
-        let src = std::fs::read_to_string(path)
-            .map_err(|e| SeedError(format!("{}: cannot read: {e}", path.display())))?;
+        let src =
+            std::fs::read_to_string(path).map_err(|e| SeedError(format!("{}: cannot read: {e}", path.display())))?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        Ok((
-            Self::from_yaml_str(&src, &path.display().to_string())?,
-            base,
-        ))
+        Ok((Self::from_yaml_str(&src, &path.display().to_string())?, base))
     }
 }
 
@@ -173,9 +167,7 @@ fn password_of(u: &SeedUser, base: &Path) -> Result<SeedPassword, StoreError> {
                 p.display()
             ))
         })?;
-        return Ok(SeedPassword::Plain(
-            s.trim_end_matches(['\n', '\r']).to_string(),
-        ));
+        return Ok(SeedPassword::Plain(s.trim_end_matches(['\n', '\r']).to_string()));
     }
     Ok(SeedPassword::None)
 }
@@ -185,8 +177,7 @@ impl UserStore {
     pub async fn seed(&self, seed: &SeedFile, base_dir: &Path) -> Result<SeedReport, StoreError> {
         let mut report = SeedReport::default();
         for g in &seed.groups {
-            self.ensure_group(&g.name, g.parent.as_deref(), &g.attributes)
-                .await?;
+            self.ensure_group(&g.name, g.parent.as_deref(), &g.attributes).await?;
         }
         for u in &seed.users {
             let pw = password_of(u, base_dir)?;
@@ -222,12 +213,11 @@ impl UserStore {
                         .execute(&mut *tx)
                         .await?;
                     UserStore::set_groups(&mut tx, existing.id, &u.groups).await?;
-                    let source: String =
-                        sqlx::query("SELECT password_source FROM users WHERE id = ?1")
-                            .bind(existing.id)
-                            .fetch_one(&mut *tx)
-                            .await?
-                            .try_get(0)?;
+                    let source: String = sqlx::query("SELECT password_source FROM users WHERE id = ?1")
+                        .bind(existing.id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get(0)?;
                     tx.commit().await?;
                     if source == "user" {
                         report.password_kept.push(u.username.clone());
@@ -237,17 +227,11 @@ impl UserStore {
                             (SeedPassword::Hash(h), Some(cur)) if h == cur => None,
                             (SeedPassword::Hash(h), _) => Some(h.clone()),
                             (SeedPassword::Plain(p), Some(cur))
-                                if self
-                                    .hasher()
-                                    .verify(p.clone(), cur.clone())
-                                    .await
-                                    .is_ok_and(|v| v.ok) =>
+                                if self.hasher().verify(p.clone(), cur.clone()).await.is_ok_and(|v| v.ok) =>
                             {
                                 None
                             }
-                            (SeedPassword::Plain(p), _) => {
-                                Some(self.hasher().hash(p.clone()).await?)
-                            }
+                            (SeedPassword::Plain(p), _) => Some(self.hasher().hash(p.clone()).await?),
                         };
                         if let Some(h) = replace {
                             self.set_hash_keep_source(existing.id, &h, "seed").await?;

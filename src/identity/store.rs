@@ -140,12 +140,13 @@ enum Arg {
     Int(i64),
 }
 
-const USER_COLUMNS: &str =
-    "id, uid, username, email, name, is_active, is_superuser, attributes, password_hash";
+const USER_COLUMNS: &str = "id, uid, username, email, name, is_active, is_superuser, attributes, password_hash";
 
 fn validate_username(u: &str) -> Result<(), StoreError> {
     if u.is_empty() || u.chars().count() > 150 || u.chars().any(char::is_control) || u.trim() != u {
-        return Err(StoreError::Invalid(format!("invalid username {u:?} (1-150 characters, no control characters, no surrounding spaces)")));
+        return Err(StoreError::Invalid(format!(
+            "invalid username {u:?} (1-150 characters, no control characters, no surrounding spaces)"
+        )));
     }
     Ok(())
 }
@@ -170,10 +171,7 @@ impl UserStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
         }
@@ -274,11 +272,8 @@ impl UserStore {
 
     /// A user by id.
     pub async fn get_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        self.one(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
-            Arg::Int(id),
-        )
-        .await
+        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), Arg::Int(id))
+            .await
     }
 
     async fn group_id(tx: &mut sqlx::SqliteConnection, name: &str) -> Result<i64, StoreError> {
@@ -313,12 +308,7 @@ impl UserStore {
         Ok(())
     }
 
-    pub(crate) async fn insert(
-        &self,
-        new: &NewUser,
-        hash: Option<String>,
-        source: &str,
-    ) -> Result<User, StoreError> {
+    pub(crate) async fn insert(&self, new: &NewUser, hash: Option<String>, source: &str) -> Result<User, StoreError> {
         validate_username(&new.username)?;
         let mut tx = self.pool.begin().await?;
         let taken = sqlx::query("SELECT 1 FROM users WHERE username_lower = lower(?1)")
@@ -382,12 +372,7 @@ impl UserStore {
         Ok(())
     }
 
-    pub(crate) async fn set_hash_keep_source(
-        &self,
-        id: i64,
-        hash: &str,
-        source: &str,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn set_hash_keep_source(&self, id: i64, hash: &str, source: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE users SET password_hash = ?1, password_source = ?2, password_changed_at = strftime('%s','now') WHERE id = ?3")
             .bind(hash)
             .bind(source)
@@ -398,13 +383,11 @@ impl UserStore {
     }
 
     pub(crate) async fn password_source(&self, id: i64) -> Result<String, StoreError> {
-        Ok(
-            sqlx::query("SELECT password_source FROM users WHERE id = ?1")
-                .bind(id)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?,
-        )
+        Ok(sqlx::query("SELECT password_source FROM users WHERE id = ?1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
     }
 
     pub(crate) fn pool(&self) -> &SqlitePool {
@@ -422,8 +405,7 @@ impl UserStore {
         if v.ok && v.needs_rehash {
             let new_hash = self.hasher.hash(password.to_string()).await?;
             let source = self.password_source(user.id).await?;
-            self.set_hash_keep_source(user.id, &new_hash, &source)
-                .await?;
+            self.set_hash_keep_source(user.id, &new_hash, &source).await?;
             tracing::info!(user = %user.username, "password rehashed with current parameters");
         }
         Ok(v.ok)
@@ -441,11 +423,9 @@ impl UserStore {
 
     /// All users by username.
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM users ORDER BY username"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"))
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             out.push(self.from_row(r).await?);

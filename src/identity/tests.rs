@@ -3,12 +3,9 @@ use super::*;
 use std::path::Path;
 
 async fn store(dir: &Path) -> UserStore {
-    UserStore::open(
-        &dir.join("sub/users.db"),
-        PasswordHasher::new(HashParams::default()),
-    )
-    .await
-    .unwrap()
+    UserStore::open(&dir.join("sub/users.db"), PasswordHasher::new(HashParams::default()))
+        .await
+        .unwrap()
 }
 
 fn new(username: &str, email: &str, pw: &str, groups: &[&str]) -> NewUser {
@@ -33,16 +30,9 @@ async fn create_find_verify_delete() {
         .unwrap();
     assert_eq!(u.uid.len(), 32);
     let f = [LookupField::Username, LookupField::Email];
+    assert_eq!(s.find_user("alice", &f, true).await.unwrap().unwrap().id, u.id);
     assert_eq!(
-        s.find_user("alice", &f, true).await.unwrap().unwrap().id,
-        u.id
-    );
-    assert_eq!(
-        s.find_user("ALICE@EXAMPLE.TEST", &f, true)
-            .await
-            .unwrap()
-            .unwrap()
-            .id,
+        s.find_user("ALICE@EXAMPLE.TEST", &f, true).await.unwrap().unwrap().id,
         u.id
     );
     assert!(s.find_user("alice", &f, false).await.unwrap().is_none());
@@ -106,13 +96,7 @@ async fn malformed_hash_is_an_error_and_old_params_are_rehashed() {
     s.set_hash_keep_source(u.id, &h, "user").await.unwrap();
     let u = s.get_by_id(u.id).await.unwrap().unwrap();
     assert!(s.verify_password(&u, "pw").await.unwrap());
-    let after = s
-        .get_by_id(u.id)
-        .await
-        .unwrap()
-        .unwrap()
-        .password_hash
-        .unwrap();
+    let after = s.get_by_id(u.id).await.unwrap().unwrap().password_hash.unwrap();
     assert_ne!(after, h);
     assert!(after.contains("m=19456,t=2,p=1"), "{after}");
 }
@@ -125,7 +109,11 @@ async fn seeding_keeps_changed_passwords() {
     let r = s.seed(&seed1, dir.path()).await.unwrap();
     assert_eq!(r.created, vec!["a", "b"]);
     s.set_password("a", "mine").await.unwrap();
-    let seed2 = SeedFile::from_yaml_str("users:\n  - { username: a, password: two, email: a@x.test }\n  - { username: b, password: two }\n", "s.yaml").unwrap();
+    let seed2 = SeedFile::from_yaml_str(
+        "users:\n  - { username: a, password: two, email: a@x.test }\n  - { username: b, password: two }\n",
+        "s.yaml",
+    )
+    .unwrap();
     let r = s.seed(&seed2, dir.path()).await.unwrap();
     assert_eq!(r.password_kept, vec!["a"]);
     let a = s.get_by_username("a").await.unwrap().unwrap();
@@ -160,9 +148,7 @@ async fn seed_errors_are_clear() {
     let e = s.seed(&seed, dir.path()).await.unwrap_err().to_string();
     assert!(e.contains("FLOWGATE_TEST_SURELY_UNSET"), "{e}");
     std::fs::write(dir.path().join("pw"), "filepw\n").unwrap();
-    let seed =
-        SeedFile::from_yaml_str("users:\n  - { username: f, password_file: pw }\n", "s.yaml")
-            .unwrap();
+    let seed = SeedFile::from_yaml_str("users:\n  - { username: f, password_file: pw }\n", "s.yaml").unwrap();
     s.seed(&seed, dir.path()).await.unwrap();
     let f = s.get_by_username("f").await.unwrap().unwrap();
     assert!(s.verify_password(&f, "filepw").await.unwrap());

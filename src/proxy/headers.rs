@@ -31,14 +31,9 @@ impl StripSet {
         let presets = ["default", "authentik", "remote-user"]
             .into_iter()
             .filter_map(crate::config::preset);
-        let sets: Vec<HeaderSet> = presets
-            .chain(apps.iter().map(|a| a.headers.clone()))
-            .collect();
+        let sets: Vec<HeaderSet> = presets.chain(apps.iter().map(|a| a.headers.clone())).collect();
         for s in &sets {
-            for n in [&s.user, &s.email, &s.groups, &s.name, &s.uid]
-                .into_iter()
-                .flatten()
-            {
+            for n in [&s.user, &s.email, &s.groups, &s.name, &s.uid].into_iter().flatten() {
                 names.insert(normalise_name(n));
             }
         }

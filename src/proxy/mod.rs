@@ -73,27 +73,18 @@ pub struct RequestCtx {
 }
 
 fn is_https(session: &Session) -> bool {
-    session
-        .digest()
-        .and_then(|d| d.ssl_digest.as_ref())
-        .is_some()
+    session.digest().and_then(|d| d.ssl_digest.as_ref()).is_some()
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
-    session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
+    session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
 impl GatewayProxy {
     fn page(&self, status: u16, heading: &str, message: &str, messages: &[String]) -> HttpResponse {
         HttpResponse::html(
             status,
-            self.state
-                .ui
-                .pages
-                .error(status, heading, message, messages, None),
+            self.state.ui.pages.error(status, heading, message, messages, None),
         )
     }
 
@@ -120,12 +111,7 @@ impl GatewayProxy {
 
     async fn ui(&self, session: &mut Session, ctx: &RequestCtx) -> Result<bool> {
         let Some(body) = self.read_body(session).await? else {
-            let r = self.page(
-                413,
-                "Request too large",
-                "The submitted form is too large.",
-                &[],
-            );
+            let r = self.page(413, "Request too large", "The submitted form is too large.", &[]);
             respond::write(session, r).await?;
             return Ok(true);
         };
@@ -205,27 +191,15 @@ impl ProxyHttp for GatewayProxy {
         }
         let host = {
             let h = session.req_header();
-            h.uri.host().map(str::to_string).or_else(|| {
-                h.headers
-                    .get("host")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            })
+            h.uri
+                .host()
+                .map(str::to_string)
+                .or_else(|| h.headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_string))
         };
-        let Some(app) = self
-            .state
-            .router
-            .route(host.as_deref(), &norm.path)
-            .cloned()
-        else {
+        let Some(app) = self.state.router.route(host.as_deref(), &norm.path).cloned() else {
             respond::write(
                 session,
-                self.page(
-                    404,
-                    "Not found",
-                    "No application is configured for this address.",
-                    &[],
-                ),
+                self.page(404, "Not found", "No application is configured for this address.", &[]),
             )
             .await?;
             return Ok(true);
@@ -244,11 +218,7 @@ impl ProxyHttp for GatewayProxy {
             .and_then(|s| s.user.clone());
         let upgrade = session.req_header().headers.contains_key("upgrade");
 
-        if identity.is_none()
-            && !upgrade
-            && !norm.ambiguous
-            && app.skip_auth.iter().any(|r| r.is_match(&norm.path))
-        {
+        if identity.is_none() && !upgrade && !norm.ambiguous && app.skip_auth.iter().any(|r| r.is_match(&norm.path)) {
             return Ok(false);
         }
         let Some(who) = identity else {
@@ -257,25 +227,19 @@ impl ProxyHttp for GatewayProxy {
         };
         if !app.policies.is_empty() {
             let subject = subject_of_identity(&who);
-            let (passing, messages) =
-                match policies::evaluate_static(&app.policies, app.policy_engine_mode, &subject) {
-                    Some(p) => (p, Vec::new()),
-                    None => {
-                        let input = PolicyInput {
-                            user: Some(subject),
-                            path: norm.path.clone(),
-                            client_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                        };
-                        let r = policies::evaluate(
-                            &app.policies,
-                            app.policy_engine_mode,
-                            &self.state.policies,
-                            &input,
-                        )
-                        .await;
-                        (r.passing, r.messages)
-                    }
-                };
+            let (passing, messages) = match policies::evaluate_static(&app.policies, app.policy_engine_mode, &subject) {
+                Some(p) => (p, Vec::new()),
+                None => {
+                    let input = PolicyInput {
+                        user: Some(subject),
+                        path: norm.path.clone(),
+                        client_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    };
+                    let r =
+                        policies::evaluate(&app.policies, app.policy_engine_mode, &self.state.policies, &input).await;
+                    (r.passing, r.messages)
+                }
+            };
             if !passing {
                 tracing::debug!(user = %who.username, app = %app.name, "app policies deny");
                 respond::write(
@@ -295,11 +259,7 @@ impl ProxyHttp for GatewayProxy {
         Ok(false)
     }
 
-    async fn upstream_peer(
-        &self,
-        _session: &mut Session,
-        ctx: &mut RequestCtx,
-    ) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let Some(app) = ctx.app.as_ref() else {
             return Err(Error::explain(ErrorType::InternalError, "no app chosen"));
         };
@@ -342,8 +302,7 @@ impl ProxyHttp for GatewayProxy {
         }
         // X-Forwarded-*: client values are kept only from trusted proxies.
         let peer = ctx.client_ip;
-        let trusted =
-            peer.is_some_and(|ip| self.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let trusted = peer.is_some_and(|ip| self.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
         let peer_s = peer.map(|i| i.to_string()).unwrap_or_default();
         let host = session
             .req_header()
@@ -382,12 +341,7 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &Error,
-        _ctx: &mut RequestCtx,
-    ) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
         use pingora::ErrorSource;
         let code = match e.etype() {
             ErrorType::HTTPStatus(c) => *c,
@@ -403,24 +357,9 @@ impl ProxyHttp for GatewayProxy {
         };
         if code > 0 && session.response_written().is_none() {
             let page = match code {
-                504 => self.page(
-                    504,
-                    "Gateway timeout",
-                    "The application did not answer in time.",
-                    &[],
-                ),
-                502 => self.page(
-                    502,
-                    "Bad gateway",
-                    "The application is not reachable right now.",
-                    &[],
-                ),
-                c => self.page(
-                    c,
-                    "Request failed",
-                    "The request could not be completed.",
-                    &[],
-                ),
+                504 => self.page(504, "Gateway timeout", "The application did not answer in time.", &[]),
+                502 => self.page(502, "Bad gateway", "The application is not reachable right now.", &[]),
+                c => self.page(c, "Request failed", "The request could not be completed.", &[]),
             };
             tracing::warn!(error = %e, status = code, "proxying failed");
             if let Err(err) = respond::write(session, page).await {
@@ -434,10 +373,7 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
+        let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         tracing::debug!(
             method = %session.req_header().method,
             path = %session.req_header().uri.path(),

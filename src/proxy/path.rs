@@ -22,14 +22,9 @@ pub fn normalise(raw: &str) -> Option<NormalPath> {
         return None;
     }
     let lower = raw.to_ascii_lowercase();
-    let mut ambiguous = ["%2f", "%5c", "%2e", "%25"]
-        .iter()
-        .any(|e| lower.contains(e))
-        || raw.contains('\\')
-        || raw.contains("//");
-    let decoded = percent_encoding::percent_decode_str(raw)
-        .decode_utf8()
-        .ok()?;
+    let mut ambiguous =
+        ["%2f", "%5c", "%2e", "%25"].iter().any(|e| lower.contains(e)) || raw.contains('\\') || raw.contains("//");
+    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
     if decoded.chars().any(char::is_control) {
         return None;
     }

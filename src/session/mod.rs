@@ -30,9 +30,7 @@ pub fn new_id() -> String {
 /// Whether a cookie value has the exact shape of a session id; anything else is rejected
 /// before it reaches the store.
 pub fn is_well_formed_id(v: &str) -> bool {
-    v.len() == SESSION_ID_CHARS
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    v.len() == SESSION_ID_CHARS && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// A short, non-reversible tag of a session id for logs (never log the id itself).
@@ -88,12 +86,7 @@ pub fn strip_cookie(header: &str, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value for a session: HttpOnly, SameSite=Lax, Path=/, Secure on HTTPS.
 /// `max_age` of `None` makes a browser-session cookie.
-pub fn set_cookie(
-    name: &str,
-    id: &str,
-    https: bool,
-    max_age: Option<std::time::Duration>,
-) -> String {
+pub fn set_cookie(name: &str, id: &str, https: bool, max_age: Option<std::time::Duration>) -> String {
     let mut c = cookie::Cookie::build((name.to_string(), id.to_string()))
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
@@ -101,7 +94,7 @@ pub fn set_cookie(
         .secure(https);
     if let Some(age) = max_age {
         c = c.max_age(cookie::time::Duration::seconds(
-            age.as_secs().min(i64::MAX as u64) as i64,
+            age.as_secs().min(i64::MAX as u64) as i64
         ));
     }
     c.build().to_string()
@@ -136,32 +129,20 @@ mod tests {
     fn cookie_parsing_rejects_forgery_shapes() {
         let id = new_id();
         let h = format!("a=1; flowgate_session={id}; b=2");
-        assert_eq!(
-            session_id_from_cookie_header(&h, "flowgate_session"),
-            Some(id.as_str())
-        );
+        assert_eq!(session_id_from_cookie_header(&h, "flowgate_session"), Some(id.as_str()));
         assert_eq!(
             session_id_from_cookie_header("flowgate_session=short", "flowgate_session"),
             None
         );
         let dup = format!("flowgate_session={id}; flowgate_session={}", new_id());
-        assert_eq!(
-            session_id_from_cookie_header(&dup, "flowgate_session"),
-            None
-        );
+        assert_eq!(session_id_from_cookie_header(&dup, "flowgate_session"), None);
         let bad = format!("flowgate_session={}%00", &id[..41]);
-        assert_eq!(
-            session_id_from_cookie_header(&bad, "flowgate_session"),
-            None
-        );
+        assert_eq!(session_id_from_cookie_header(&bad, "flowgate_session"), None);
     }
 
     #[test]
     fn strip_cookie_keeps_others() {
-        assert_eq!(
-            strip_cookie("a=1; fg=x; b=2", "fg").as_deref(),
-            Some("a=1; b=2")
-        );
+        assert_eq!(strip_cookie("a=1; fg=x; b=2", "fg").as_deref(), Some("a=1; b=2"));
         assert_eq!(strip_cookie("fg=x", "fg"), None);
     }
 
@@ -169,10 +150,7 @@ mod tests {
     fn cookie_attributes() {
         let c = set_cookie("__Host-fg", "abc", true, None);
         assert!(
-            c.contains("HttpOnly")
-                && c.contains("SameSite=Lax")
-                && c.contains("Path=/")
-                && c.contains("Secure"),
+            c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Path=/") && c.contains("Secure"),
             "{c}"
         );
         let c = set_cookie("fg", "abc", false, Some(std::time::Duration::from_secs(60)));

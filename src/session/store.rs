@@ -90,12 +90,7 @@ impl SessionStore {
     }
 
     /// Creates and stores a session with a fresh id.
-    pub fn create(
-        &self,
-        user: Option<Arc<Identity>>,
-        lifetime: Duration,
-        idle: Duration,
-    ) -> Arc<Session> {
+    pub fn create(&self, user: Option<Arc<Identity>>, lifetime: Duration, idle: Duration) -> Arc<Session> {
         let now = self.clock.now_ms();
         let s = Arc::new(Session {
             id: super::new_id(),

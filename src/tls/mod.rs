@@ -78,8 +78,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
 
 /// A self-signed development certificate and key (PEM) for the given host names.
 pub fn dev_certificate(hosts: &[String]) -> Result<(String, String), TlsError> {
-    let ck = rcgen::generate_simple_self_signed(hosts.to_vec())
-        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    let ck = rcgen::generate_simple_self_signed(hosts.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
     Ok((ck.cert.pem(), ck.key_pair.serialize_pem()))
 }
 

@@ -76,12 +76,7 @@ impl Upstream {
                                 headers: req
                                     .headers()
                                     .iter()
-                                    .map(|(k, v)| {
-                                        (
-                                            k.to_string(),
-                                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                                        )
-                                    })
+                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                                     .collect(),
                             };
                             seen.lock().unwrap().push(rec);
@@ -115,10 +110,7 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.requests()
-            .last()
-            .cloned()
-            .expect("upstream saw no request")
+        self.requests().last().cloned().expect("upstream saw no request")
     }
 
     pub fn count(&self) -> usize {
@@ -148,8 +140,7 @@ pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::pat
     )
 }
 
-pub const DEFAULT_APP: &str =
-    "  - name: app\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
+pub const DEFAULT_APP: &str = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
 
 impl TestGateway {
     pub async fn start() -> Self {
@@ -162,12 +153,7 @@ impl TestGateway {
     }
 
     /// Starts with extra flow sources (name, yaml) besides the shipped default flows.
-    pub async fn start_full(
-        apps: &str,
-        extra: &str,
-        upstream: Upstream,
-        flows: &[(&str, &str)],
-    ) -> Self {
+    pub async fn start_full(apps: &str, extra: &str, upstream: Upstream, flows: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
         let mut sources = vec![
@@ -194,8 +180,7 @@ impl TestGateway {
                 base_dir: dir.path().to_path_buf(),
             });
         }
-        let cfg =
-            Config::from_sources(sources).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let cfg = Config::from_sources(sources).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         let clock = ManualClock::new(1_800_000_000_000);
         let running = Gateway::start_with(
             cfg,
@@ -275,13 +260,7 @@ pub fn set_cookie_value(r: &reqwest::Response, name: &str) -> Option<String> {
 
 /// Logs in through the HTML forms starting from `path` on `base`; returns the final response
 /// (the redirect back to `next`).
-pub async fn html_login(
-    c: &reqwest::Client,
-    base: &str,
-    path: &str,
-    user: &str,
-    password: &str,
-) -> reqwest::Response {
+pub async fn html_login(c: &reqwest::Client, base: &str, path: &str, user: &str, password: &str) -> reqwest::Response {
     let r = c
         .get(format!("{base}{path}"))
         .header("accept", BROWSER_ACCEPT)
@@ -290,12 +269,7 @@ pub async fn html_login(
         .unwrap();
     assert_eq!(r.status(), 302, "protected path must redirect to the flow");
     let flow_url = format!("{base}{}", location(&r));
-    let page = c
-        .get(&flow_url)
-        .header("accept", BROWSER_ACCEPT)
-        .send()
-        .await
-        .unwrap();
+    let page = c.get(&flow_url).header("accept", BROWSER_ACCEPT).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     let csrf = csrf_of(&html);

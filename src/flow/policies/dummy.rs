@@ -4,11 +4,7 @@ use super::{Decision, PolicyError, PolicyInput};
 use std::time::Duration;
 
 /// Waits, then returns the configured result.
-pub(super) async fn evaluate(
-    result: bool,
-    wait: Duration,
-    _input: &PolicyInput,
-) -> Result<Decision, PolicyError> {
+pub(super) async fn evaluate(result: bool, wait: Duration, _input: &PolicyInput) -> Result<Decision, PolicyError> {
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
     }

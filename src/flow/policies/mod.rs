@@ -96,22 +96,20 @@ pub async fn evaluate(
                         passing: b.failure_result,
                         messages: vec![format!("policy {name} is not defined")],
                     },
-                    Some(def) => {
-                        match tokio::time::timeout(b.timeout, run_policy(def, input)).await {
-                            Ok(Ok(d)) => d,
-                            Ok(Err(e)) => Decision {
+                    Some(def) => match tokio::time::timeout(b.timeout, run_policy(def, input)).await {
+                        Ok(Ok(d)) => d,
+                        Ok(Err(e)) => Decision {
+                            passing: b.failure_result,
+                            messages: vec![e.0],
+                        },
+                        Err(_) => {
+                            tracing::warn!(policy = %name, timeout_ms = b.timeout.as_millis() as u64, "policy timed out");
+                            Decision {
                                 passing: b.failure_result,
-                                messages: vec![e.0],
-                            },
-                            Err(_) => {
-                                tracing::warn!(policy = %name, timeout_ms = b.timeout.as_millis() as u64, "policy timed out");
-                                Decision {
-                                    passing: b.failure_result,
-                                    messages: vec!["Timed out".into()],
-                                }
+                                messages: vec!["Timed out".into()],
                             }
                         }
-                    }
+                    },
                 };
                 results.push(decision.passing != b.negate);
                 messages.extend(decision.messages);
@@ -137,17 +135,11 @@ pub async fn evaluate(
 
 /// Evaluates bindings that need no I/O and no policy (only user and group bindings) without
 /// awaiting; `None` when a policy binding is present and [`evaluate`] must be used.
-pub fn evaluate_static(
-    bindings: &[PolicyBinding],
-    mode: EngineMode,
-    user: &Subject,
-) -> Option<bool> {
+pub fn evaluate_static(bindings: &[PolicyBinding], mode: EngineMode, user: &Subject) -> Option<bool> {
     let mut statics = Vec::new();
     for b in bindings.iter().filter(|b| b.enabled) {
         let v = match &b.target {
-            BindingTarget::Group(g) => {
-                user.is_authenticated_user && user.groups.iter().any(|x| x == g)
-            }
+            BindingTarget::Group(g) => user.is_authenticated_user && user.groups.iter().any(|x| x == g),
             BindingTarget::User(n) => user.is_authenticated_user && &user.username == n,
             BindingTarget::Policy(_) => return None,
         };

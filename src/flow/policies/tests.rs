@@ -57,21 +57,13 @@ async fn empty_passes_and_disabled_ignored() {
     assert!(r.passing);
     let mut no = b(BindingTarget::Policy("no".into()));
     no.enabled = false;
-    assert!(
-        evaluate(&[no], EngineMode::All, &policies(), &alice())
-            .await
-            .passing
-    );
+    assert!(evaluate(&[no], EngineMode::All, &policies(), &alice()).await.passing);
 }
 
 #[tokio::test]
 async fn groups_and_anonymous() {
     let g = [b(BindingTarget::Group("staff".into()))];
-    assert!(
-        evaluate(&g, EngineMode::Any, &policies(), &alice())
-            .await
-            .passing
-    );
+    assert!(evaluate(&g, EngineMode::Any, &policies(), &alice()).await.passing);
     assert!(
         !evaluate(&g, EngineMode::Any, &policies(), &PolicyInput::default())
             .await
@@ -79,11 +71,7 @@ async fn groups_and_anonymous() {
     );
     let mut neg = b(BindingTarget::Group("staff".into()));
     neg.negate = true;
-    assert!(
-        !evaluate(&[neg], EngineMode::Any, &policies(), &alice())
-            .await
-            .passing
-    );
+    assert!(!evaluate(&[neg], EngineMode::Any, &policies(), &alice()).await.passing);
 }
 
 #[tokio::test]
@@ -92,35 +80,17 @@ async fn any_versus_all() {
         b(BindingTarget::Policy("yes".into())),
         b(BindingTarget::Policy("no".into())),
     ];
-    assert!(
-        evaluate(&both, EngineMode::Any, &policies(), &alice())
-            .await
-            .passing
-    );
-    assert!(
-        !evaluate(&both, EngineMode::All, &policies(), &alice())
-            .await
-            .passing
-    );
+    assert!(evaluate(&both, EngineMode::Any, &policies(), &alice()).await.passing);
+    assert!(!evaluate(&both, EngineMode::All, &policies(), &alice()).await.passing);
 }
 
 #[tokio::test(start_paused = true)]
 async fn timeout_yields_failure_result() {
     let mut slow = b(BindingTarget::Policy("slow".into()));
     slow.timeout = Duration::from_millis(50);
-    let r = evaluate(
-        std::slice::from_ref(&slow),
-        EngineMode::All,
-        &policies(),
-        &alice(),
-    )
-    .await;
+    let r = evaluate(std::slice::from_ref(&slow), EngineMode::All, &policies(), &alice()).await;
     assert!(!r.passing);
     assert_eq!(r.messages, vec!["Timed out".to_string()]);
     slow.failure_result = true;
-    assert!(
-        evaluate(&[slow], EngineMode::All, &policies(), &alice())
-            .await
-            .passing
-    );
+    assert!(evaluate(&[slow], EngineMode::All, &policies(), &alice()).await.passing);
 }

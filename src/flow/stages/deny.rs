@@ -16,13 +16,7 @@ impl Stage for DenyStage {
             .get("deny_message")
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty());
-        let msg = from_context
-            .map(str::to_string)
-            .unwrap_or_else(|| self.message.clone());
-        StageOutcome::Deny(if msg.is_empty() {
-            "Access denied".into()
-        } else {
-            msg
-        })
+        let msg = from_context.map(str::to_string).unwrap_or_else(|| self.message.clone());
+        StageOutcome::Deny(if msg.is_empty() { "Access denied".into() } else { msg })
     }
 }

@@ -70,35 +70,25 @@ impl IdentificationStage {
 #[async_trait::async_trait]
 impl Stage for IdentificationStage {
     async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
-        StageOutcome::Challenge(self.challenge(
-            cx.designation,
-            cx.context.pending_user_identifier.as_deref(),
-        ))
+        StageOutcome::Challenge(self.challenge(cx.designation, cx.context.pending_user_identifier.as_deref()))
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
         let designation = cx.designation;
         let invalid = |msg: &str, code: &str| {
-            StageOutcome::Invalid(self.challenge(designation, None).with_error(
-                "non_field_errors",
-                msg,
-                code,
-            ))
+            StageOutcome::Invalid(
+                self.challenge(designation, None)
+                    .with_error("non_field_errors", msg, code),
+            )
         };
-        let uid = response_str(response, "uid_field")
-            .map(str::trim)
-            .unwrap_or("");
+        let uid = response_str(response, "uid_field").map(str::trim).unwrap_or("");
         if uid.is_empty() {
             return invalid("No identification data provided.", "invalid");
         }
         if uid.len() > MAX_IDENTIFIER_LEN || uid.chars().any(char::is_control) {
             return invalid("Failed to authenticate.", "invalid");
         }
-        let found = match cx
-            .users
-            .find_user(uid, &self.fields(), self.case_insensitive)
-            .await
-        {
+        let found = match cx.users.find_user(uid, &self.fields(), self.case_insensitive).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");
@@ -125,9 +115,7 @@ impl Stage for IdentificationStage {
                 }
                 Check::Wrong => return invalid("Failed to authenticate.", "invalid"),
                 Check::Cancel => return StageOutcome::Deny("Failed to authenticate.".into()),
-                Check::Error => {
-                    return StageOutcome::Deny("Login is unavailable right now.".into())
-                }
+                Check::Error => return StageOutcome::Deny("Login is unavailable right now.".into()),
             }
         }
         cx.context.pending_user = Some(pending);

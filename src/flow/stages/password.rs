@@ -33,21 +33,13 @@ impl PasswordStage {
 
     fn challenge_fields(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert(
-            "allow_show_password".into(),
-            json!(self.allow_show_password),
-        );
+        m.insert("allow_show_password".into(), json!(self.allow_show_password));
         m.insert("recovery_url".into(), Value::Null);
         m
     }
 
     /// Verifies `password` for the pending user, counting failures in the context.
-    pub(crate) async fn check(
-        &self,
-        cx: &mut StageCx<'_>,
-        pending: &PendingUser,
-        password: &str,
-    ) -> Check {
+    pub(crate) async fn check(&self, cx: &mut StageCx<'_>, pending: &PendingUser, password: &str) -> Check {
         let verified = match &pending.user {
             Some(u) => cx.users.verify_password(u, password).await,
             None => {
@@ -57,9 +49,7 @@ impl PasswordStage {
         };
         match verified {
             Ok(true) => {
-                cx.context
-                    .auth_method
-                    .get_or_insert_with(|| "password".into());
+                cx.context.auth_method.get_or_insert_with(|| "password".into());
                 Check::Ok
             }
             Ok(false) => {
@@ -92,23 +82,19 @@ impl Stage for PasswordStage {
             return StageOutcome::Deny("No pending user".into());
         };
         let Some(password) = response_str(response, "password") else {
-            return StageOutcome::Invalid(
-                Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
-                    "password",
-                    "This field is required.",
-                    "required",
-                ),
-            );
+            return StageOutcome::Invalid(Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
+                "password",
+                "This field is required.",
+                "required",
+            ));
         };
         match self.check(cx, &pending, password).await {
             Check::Ok => StageOutcome::Continue,
-            Check::Wrong => StageOutcome::Invalid(
-                Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
-                    "password",
-                    "Invalid password",
-                    "invalid",
-                ),
-            ),
+            Check::Wrong => StageOutcome::Invalid(Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
+                "password",
+                "Invalid password",
+                "invalid",
+            )),
             Check::Cancel => StageOutcome::Deny("Invalid password".into()),
             Check::Error => StageOutcome::Deny("Login is unavailable right now.".into()),
         }

@@ -12,12 +12,7 @@ pub(super) struct UserLoginStage {
 #[async_trait::async_trait]
 impl Stage for UserLoginStage {
     async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
-        let Some(user) = cx
-            .context
-            .pending_user
-            .as_ref()
-            .and_then(|p| p.user.as_ref())
-        else {
+        let Some(user) = cx.context.pending_user.as_ref().and_then(|p| p.user.as_ref()) else {
             return StageOutcome::Deny("No Pending user to login.".into());
         };
         // Re-read the user: groups or the active flag may have changed during the flow.
