@@ -109,6 +109,9 @@ impl Config {
             Ok(_) => Err(ConfigErrors(errors)),
             Err(mut e) => {
                 errors.append(&mut e.0);
+                // Report in reading order: file by file, top to bottom.
+                let order: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
+                errors.sort_by_key(|e| (order.iter().position(|n| *n == e.file), e.line, e.column));
                 Err(ConfigErrors(errors))
             }
         }
@@ -181,6 +184,14 @@ fn parse_raw(src: &Source) -> Result<raw::RawFile, ConfigError> {
             let mut message = inner.to_string();
             if let Some(idx) = message.find(" at line ") {
                 message.truncate(idx);
+            }
+            // serde_yaml sometimes prefixes the message with (part of) the path; drop it.
+            while let Some((head, tail)) = message.split_once(": ") {
+                if !head.is_empty() && path.starts_with(head) {
+                    message = tail.to_string();
+                } else {
+                    break;
+                }
             }
             Err(ConfigError {
                 file: src.name.clone(),

@@ -560,11 +560,20 @@ fn app(
     for (k, re) in raw.skip_auth.iter().enumerate() {
         match regex::RegexBuilder::new(re).size_limit(1 << 20).build() {
             Ok(r) => skip_auth.push(r),
-            Err(e) => c.err(
-                0,
-                format!("{p}.skip_auth[{k}]"),
-                format!("invalid regular expression: {e}"),
-            ),
+            Err(e) => {
+                let text = e.to_string();
+                let last = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim_start_matches("error: ");
+                c.err(
+                    0,
+                    format!("{p}.skip_auth[{k}]"),
+                    format!("invalid regular expression: {last}"),
+                )
+            }
         }
     }
     let pols = super::validate_flows::policy_bindings(c, 0, &format!("{p}.policies"), &raw.policies, policies);
