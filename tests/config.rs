@@ -14,7 +14,8 @@ fn invalid_fixtures_produce_their_errors() {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
-        let expected = std::fs::read_to_string(path.with_extension("err")).unwrap_or_else(|_| panic!("{} has no .err file", path.display()));
+        let expected = std::fs::read_to_string(path.with_extension("err"))
+            .unwrap_or_else(|_| panic!("{} has no .err file", path.display()));
         let err = Config::load(&path).expect_err(&format!("{} must not load", path.display()));
         assert_eq!(err.to_string().trim(), expected.trim(), "errors of {}", path.display());
         seen += 1;
@@ -31,8 +32,15 @@ fn all_errors_of_a_file_come_together() {
 
 #[test]
 fn errors_from_strings_name_the_source() {
-    let err = Config::from_yaml_str("listen: { http: \"127.0.0.1:0\" }\nsession:\n  idle_timeout: 0s\n", "inline.yaml").unwrap_err();
-    assert_eq!(err.to_string(), "inline.yaml:3:3: session.idle_timeout: must be greater than zero");
+    let err = Config::from_yaml_str(
+        "listen: { http: \"127.0.0.1:0\" }\nsession:\n  idle_timeout: 0s\n",
+        "inline.yaml",
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "inline.yaml:3:3: session.idle_timeout: must be greater than zero"
+    );
 }
 
 #[test]
@@ -47,11 +55,20 @@ fn shipped_config_passes() {
 #[test]
 fn check_command_exit_codes() {
     let bin = env!("CARGO_BIN_EXE_flowgate");
-    let ok = Command::new(bin).args(["check", "-c", "config/flowgate.yaml"]).output().unwrap();
+    let ok = Command::new(bin)
+        .args(["check", "-c", "config/flowgate.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(ok.status.code(), Some(0), "{}", String::from_utf8_lossy(&ok.stderr));
-    let bad = Command::new(bin).args(["check", "-c", "tests/fixtures/invalid/unknown_field.yaml"]).output().unwrap();
+    let bad = Command::new(bin)
+        .args(["check", "-c", "tests/fixtures/invalid/unknown_field.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown_field.yaml:6:5: apps[0].upstrem: unknown field"));
-    let missing = Command::new(bin).args(["check", "-c", "tests/fixtures/nope.yaml"]).output().unwrap();
+    let missing = Command::new(bin)
+        .args(["check", "-c", "tests/fixtures/nope.yaml"])
+        .output()
+        .unwrap();
     assert_eq!(missing.status.code(), Some(64));
 }

@@ -61,7 +61,7 @@ impl Ui {
                 return self.error_page(405, "Method not allowed", "Use GET or POST.");
             }
             let slug = self.logout_flow.clone();
-            return self.execute(req, &slug, Mode::Html, false).await;
+            return self.execute(req, &slug, Mode::Html, true).await;
         }
         let Some(rest) = req.path.strip_prefix(RESERVED_PREFIX) else {
             return self.not_found();
@@ -81,8 +81,8 @@ impl Ui {
             }
             .with_header("content-type", "text/css; charset=utf-8".into())
             .with_header("x-content-type-options", "nosniff".into()),
-            ["flow", slug, ""] => self.execute(req, slug, Mode::Html, true).await,
-            ["api", "v3", "flows", "executor", slug, ""] => self.execute(req, slug, Mode::Json, true).await,
+            ["flow", slug, ""] => self.execute(req, slug, Mode::Html, false).await,
+            ["api", "v3", "flows", "executor", slug, ""] => self.execute(req, slug, Mode::Json, false).await,
             ["flows", "-", "default", designation, ""] => self.default_flow(req, designation),
             ["flows", "-", "cancel", ""] => self.cancel(req).await,
             _ => self.not_found(),
@@ -135,9 +135,9 @@ impl Ui {
         origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
     }
 
-    async fn execute(&self, req: &HttpRequest, slug: &str, mode: Mode, check_method: bool) -> HttpResponse {
+    async fn execute(&self, req: &HttpRequest, slug: &str, mode: Mode, logout: bool) -> HttpResponse {
         let is_post = req.method == http::Method::POST;
-        if check_method && !is_post && req.method != http::Method::GET {
+        if !logout && !is_post && req.method != http::Method::GET {
             return self.error_page(405, "Method not allowed", "Use GET or POST.");
         }
         let session = self.session_of(req);
@@ -149,7 +149,8 @@ impl Ui {
                 .unwrap_or_default(),
         };
         let mut response = None;
-        if is_post && !(mode == Mode::Html && !check_method) {
+        // The logout path takes GET or POST alike and reads no body.
+        if is_post && !logout {
             if !Self::origin_ok(req) {
                 return self.reject(mode, 403, "Cross-origin request refused.");
             }

@@ -206,7 +206,7 @@ impl UserStore {
             .collect()
     }
 
-    async fn from_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<User, StoreError> {
+    async fn user_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<User, StoreError> {
         let id: i64 = r.try_get("id")?;
         let attrs: String = r.try_get("attributes")?;
         Ok(User {
@@ -230,7 +230,7 @@ impl UserStore {
             Arg::Int(i) => q.bind(i),
         };
         match q.fetch_optional(&self.pool).await? {
-            Some(r) => Ok(Some(self.from_row(&r).await?)),
+            Some(r) => Ok(Some(self.user_from_row(&r).await?)),
             None => Ok(None),
         }
     }
@@ -428,7 +428,7 @@ impl UserStore {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            out.push(self.from_row(r).await?);
+            out.push(self.user_from_row(r).await?);
         }
         Ok(out)
     }
