@@ -34,6 +34,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// Whether a log record may be written. pingora's TRACE records print whole request headers
+/// (cookies, `Authorization`), so they are dropped whatever `RUST_LOG` asks for.
+pub fn log_record_allowed(meta: &tracing::Metadata<'_>) -> bool {
+    !(*meta.level() == tracing::Level::TRACE && meta.target().starts_with("pingora"))
+}
+
 /// Options that tests change; production uses the defaults.
 #[derive(Clone)]
 pub struct StartOptions {

@@ -75,7 +75,7 @@ async fn wrong_password_shows_error_and_never_logs_in() {
     let gw = TestGateway::start().await;
     let c = client();
     let r = html_login(&c, &gw.url(""), "/", "alice", "wrong").await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 400);
     let html = r.text().await.unwrap();
     assert!(html.contains("Invalid password"), "{html}");
     let r = c.get(gw.url("/")).send().await.unwrap();
@@ -89,7 +89,7 @@ async fn unknown_user_gets_the_same_password_challenge() {
     let gw = TestGateway::start().await;
     let c = client();
     let r = html_login(&c, &gw.url(""), "/", "nobody", "whatever").await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("Invalid password"));
     gw.stop().await;
 }

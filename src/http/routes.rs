@@ -249,8 +249,10 @@ impl Ui {
             } => match mode {
                 Mode::Html => {
                     let csrf = current.as_ref().map(|s| s.csrf.as_str()).unwrap_or("");
+                    // A form shown again with errors is a 400, so no failure reads as success.
+                    let status = if challenge.errors.is_empty() { 200 } else { 400 };
                     HttpResponse::html(
-                        200,
+                        status,
                         self.pages
                             .challenge(&flow_info, &challenge, pending_user.as_deref(), csrf),
                     )

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Whole-proxy load test: starts a release flowgate in front of the peer kit's nginx upstream
+# (127.0.0.1:18080), logs in through the JSON executor to get a session cookie, then runs the
+# peer kit (../shared/bench/peers/run.sh) with two extra targets timed in the same run:
+#   flowgate       an authenticated route (cookie → session → identity headers → upstream)
+#   flowgate-skip  a skip-auth route (no session, identity headers stripped)
+# and prints the kit's table (median req/s, p50, p99, ratio to the nginx plain proxy).
+#
+#   benches/load.sh                  # DURATION, CONNS, ROUNDS are passed to the kit
+# Needs root (the kit installs nginx, apache2, wrk, curl when missing).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+KIT=${PEERS_KIT:-$ROOT/../shared/bench/peers}
+PORT=${FLOWGATE_BENCH_PORT:-18180}
+WORK=$(mktemp -d)
+trap 'kill "${FG_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
+
+"$KIT/install.sh"
+cd "$ROOT"
+./dev deps
+cargo build --release --locked --bin flowgate >&2
+
+PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+cat > "$WORK/seed.yaml" <<YAML
+users:
+  - { username: bench, email: bench@example.test, name: Bench User, password: "$PASSWORD", groups: [bench] }
+YAML
+cat > "$WORK/flowgate.yaml" <<YAML
+listen: { http: "127.0.0.1:$PORT" }
+data_dir: "$WORK/data"
+identity: { seed: seed.yaml }
+session: { ttl: 12h, idle_timeout: 1h }
+apps:
+  - name: bench
+    upstream: "http://127.0.0.1:18080"
+    headers: default
+    skip_auth: ["^/static/"]
+include: ["$ROOT/config/flows/*.yaml"]
+YAML
+RUST_LOG=warn ./target/release/flowgate run -c "$WORK/flowgate.yaml" 2> "$WORK/flowgate.log" &
+FG_PID=$!
+for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
+
+API="http://127.0.0.1:$PORT/.flowgate/api/v3/flows/executor/default-authentication-flow/"
+JAR="$WORK/jar"
+curl -fs -c "$JAR" -b "$JAR" "$API" >/dev/null
+curl -fs -o /dev/null -c "$JAR" -b "$JAR" -H 'content-type: application/json' -d '{"uid_field":"bench"}' "$API"
+curl -fs -o /dev/null -c "$JAR" -b "$JAR" -H 'content-type: application/json' -d "{\"password\":\"$PASSWORD\"}" "$API"
+curl -fs -c "$JAR" -b "$JAR" "$API" | grep -q xak-flow-redirect || { echo "login failed" >&2; cat "$WORK/flowgate.log" >&2; exit 1; }
+SESSION=$(awk '$6=="flowgate_session"{print $7}' "$JAR")
+[ -n "$SESSION" ] || { echo "no session cookie" >&2; exit 1; }
+echo "# flowgate $(./target/release/flowgate --version) on 127.0.0.1:$PORT, logged in as bench" >&2
+
+"$KIT/run.sh" \
+  "flowgate=http://127.0.0.1:$PORT/@flowgate_session=$SESSION" \
+  "flowgate-skip=http://127.0.0.1:$PORT/static/x"
