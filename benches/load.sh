@@ -4,6 +4,8 @@
 # peer kit (../shared/bench/peers/run.sh) with two extra targets timed in the same run:
 #   flowgate       an authenticated route (cookie → session → identity headers → upstream)
 #   flowgate-skip  a skip-auth route (no session, identity headers stripped)
+#   pingora-bare   a bare pingora proxy (pingora's own Server, no auth) to the same upstream,
+#                  so flowgate's overhead over plain pingora shows in the same run
 # and prints the kit's table (median req/s, p50, p99, ratio to the nginx plain proxy).
 #
 #   benches/load.sh                  # DURATION, CONNS, ROUNDS are passed to the kit
@@ -13,12 +15,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIT=${PEERS_KIT:-$ROOT/../shared/bench/peers}
 PORT=${FLOWGATE_BENCH_PORT:-18180}
 WORK=$(mktemp -d)
-trap 'kill "${FG_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
+trap 'kill "${FG_PID:-}" "${BARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
 
 "$KIT/install.sh"
 cd "$ROOT"
 ./dev deps
-cargo build --release --locked --bin flowgate >&2
+cargo build --release --locked --bin flowgate --example bare_pingora >&2
 
 PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
 cat > "$WORK/seed.yaml" <<YAML
@@ -39,6 +41,8 @@ include: ["$ROOT/config/flows/*.yaml"]
 YAML
 RUST_LOG=warn ./target/release/flowgate run -c "$WORK/flowgate.yaml" 2> "$WORK/flowgate.log" &
 FG_PID=$!
+BARE_PINGORA_ADDR=127.0.0.1:18190 ./target/release/examples/bare_pingora > "$WORK/bare.log" 2>&1 &
+BARE_PID=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
 API="http://127.0.0.1:$PORT/.flowgate/api/v3/flows/executor/default-authentication-flow/"
@@ -53,4 +57,5 @@ echo "# flowgate $(./target/release/flowgate --version) on 127.0.0.1:$PORT, logg
 
 "$KIT/run.sh" \
   "flowgate=http://127.0.0.1:$PORT/@flowgate_session=$SESSION" \
-  "flowgate-skip=http://127.0.0.1:$PORT/static/x"
+  "flowgate-skip=http://127.0.0.1:$PORT/static/x" \
+  "pingora-bare=http://127.0.0.1:18190/"

@@ -12,6 +12,7 @@ pub mod error;
 pub mod flow;
 pub mod http;
 pub mod identity;
+mod listen;
 pub mod proxy;
 pub mod routing;
 pub mod session;
@@ -23,10 +24,7 @@ pub use error::GatewayError;
 use flow::executor::Executor;
 use flow::FlowRegistry;
 use identity::{HashParams, PasswordHasher, UserStore};
-use pingora::apps::ServerApp;
-use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::server::configuration::ServerConf;
-use pingora::server::ShutdownWatch;
 use session::{SessionStore, SharedClock, SystemClock};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -146,7 +144,7 @@ impl Gateway {
                 .await
                 .map_err(|source| GatewayError::Bind { addr, source })?;
             http_addr = l.local_addr().ok();
-            tasks.push(tokio::spawn(accept_loop(l, app.clone(), None, rx.clone())));
+            tasks.push(tokio::spawn(listen::accept_loop(l, app.clone(), None, rx.clone())));
         }
         if let Some(h) = &config.listen.https {
             let tls_cfg = tls::server_config(&h.cert, &h.key)?;
@@ -155,7 +153,12 @@ impl Gateway {
                 .await
                 .map_err(|source| GatewayError::Bind { addr: h.addr, source })?;
             https_addr = l.local_addr().ok();
-            tasks.push(tokio::spawn(accept_loop(l, app.clone(), Some(acceptor), rx.clone())));
+            tasks.push(tokio::spawn(listen::accept_loop(
+                l,
+                app.clone(),
+                Some(acceptor),
+                rx.clone(),
+            )));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, http = ?http_addr, https = ?https_addr, "flowgate started");
         Ok(Running {
@@ -166,56 +169,5 @@ impl Gateway {
             shutdown: tx,
             tasks,
         })
-    }
-}
-
-type App = pingora::proxy::HttpProxy<proxy::GatewayProxy>;
-
-async fn accept_loop(
-    listener: TcpListener,
-    app: Arc<App>,
-    tls: Option<Arc<pingora::listeners::tls::Acceptor>>,
-    mut shutdown: ShutdownWatch,
-) {
-    loop {
-        tokio::select! {
-            r = listener.accept() => match r {
-                Ok((tcp, _peer)) => {
-                    let _ = tcp.set_nodelay(true);
-                    tokio::spawn(serve_connection(tcp, app.clone(), tls.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            },
-            _ = shutdown.changed() => break,
-        }
-    }
-}
-
-async fn serve_connection(
-    tcp: tokio::net::TcpStream,
-    app: Arc<App>,
-    tls: Option<Arc<pingora::listeners::tls::Acceptor>>,
-    shutdown: ShutdownWatch,
-) {
-    use pingora::protocols::{GetSocketDigest, SocketDigest};
-    use std::os::fd::AsRawFd;
-    let fd = tcp.as_raw_fd();
-    let mut l4: L4Stream = tcp.into();
-    l4.set_socket_digest(SocketDigest::from_raw_fd(fd));
-    let mut stream: pingora::protocols::Stream = match tls {
-        Some(acc) => match acc.tls_handshake(l4).await {
-            Ok(s) => Box::new(s),
-            Err(e) => {
-                tracing::debug!(error = %e, "tls handshake failed");
-                return;
-            }
-        },
-        None => Box::new(l4),
-    };
-    while let Some(next) = app.process_new(stream, &shutdown).await {
-        stream = next;
     }
 }

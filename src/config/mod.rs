@@ -14,6 +14,7 @@ pub mod locate;
 pub mod model;
 pub mod raw;
 mod validate;
+mod validate_apps;
 mod validate_flows;
 
 pub use error::{ConfigError, ConfigErrors};

@@ -9,7 +9,7 @@ use super::model::*;
 use super::raw::*;
 use super::Source;
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 
 /// Errors are collected here while validating.
@@ -39,7 +39,7 @@ impl<'a> Collector<'a> {
         });
     }
 
-    fn duration(
+    pub(crate) fn duration(
         &mut self,
         file: usize,
         path: String,
@@ -58,7 +58,7 @@ impl<'a> Collector<'a> {
         }
     }
 
-    fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &mut self,
         file: usize,
         path: String,
@@ -82,7 +82,7 @@ impl<'a> Collector<'a> {
     }
 }
 
-const ENGINE_MODES: &[(&str, EngineMode)] = &[("any", EngineMode::Any), ("all", EngineMode::All)];
+pub(crate) const ENGINE_MODES: &[(&str, EngineMode)] = &[("any", EngineMode::Any), ("all", EngineMode::All)];
 
 /// Where each merged item came from.
 pub(crate) struct Parsed {
@@ -194,7 +194,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let logout = logout(&mut c, main, &flows, &default_flows);
     let mut apps = Vec::new();
     for (i, raw) in main.apps.iter().enumerate() {
-        if let Some(app) = app(&mut c, i, raw, &flows, &default_flows, &policies) {
+        if let Some(app) = super::validate_apps::app(&mut c, i, raw, &flows, &default_flows, &policies) {
             if apps.iter().any(|a: &App| a.name == app.name) {
                 c.err(
                     0,
@@ -501,180 +501,4 @@ pub(crate) fn known<'a>(names: impl Iterator<Item = &'a String>) -> String {
     } else {
         v.join(", ")
     }
-}
-
-fn app(
-    c: &mut Collector<'_>,
-    i: usize,
-    raw: &RawApp,
-    flows: &BTreeMap<String, Flow>,
-    defaults: &BTreeMap<Designation, String>,
-    policies: &BTreeMap<String, PolicyDef>,
-) -> Option<App> {
-    let p = format!("apps[{i}]");
-    if raw.name.is_empty()
-        || raw.name.len() > 64
-        || !raw
-            .name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        c.err(
-            0,
-            format!("{p}.name"),
-            format!("invalid app name {:?} (expected 1-64 of A-Z a-z 0-9 - _)", raw.name),
-        );
-    }
-    let mut hosts = Vec::new();
-    for (h, host) in raw.hosts.iter().enumerate() {
-        let lower = host.to_ascii_lowercase();
-        let ok = !lower.is_empty()
-            && lower.len() <= 253
-            && lower
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        if ok {
-            hosts.push(lower);
-        } else {
-            c.err(
-                0,
-                format!("{p}.hosts[{h}]"),
-                format!("invalid host {host:?} (expected a DNS name without port, e.g. wiki.example.test)"),
-            );
-        }
-    }
-    let path_prefix = raw.path_prefix.clone().unwrap_or_else(|| "/".to_string());
-    if !path_prefix.starts_with('/')
-        || path_prefix.contains(['?', '#', '%'])
-        || path_prefix.starts_with(RESERVED_PREFIX)
-    {
-        c.err(
-            0,
-            format!("{p}.path_prefix"),
-            format!("invalid path prefix {path_prefix:?} (expected a plain absolute path outside {RESERVED_PREFIX})"),
-        );
-    }
-    let upstream = upstream(c, &format!("{p}.upstream"), &raw.upstream);
-    let headers = super::validate_flows::headers(c, &format!("{p}.headers"), raw.headers.as_ref());
-    let mut skip_auth = Vec::new();
-    for (k, re) in raw.skip_auth.iter().enumerate() {
-        match regex::RegexBuilder::new(re).size_limit(1 << 20).build() {
-            Ok(r) => skip_auth.push(r),
-            Err(e) => {
-                let text = e.to_string();
-                let last = text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim_start_matches("error: ");
-                c.err(
-                    0,
-                    format!("{p}.skip_auth[{k}]"),
-                    format!("invalid regular expression: {last}"),
-                )
-            }
-        }
-    }
-    let pols = super::validate_flows::policy_bindings(c, 0, &format!("{p}.policies"), &raw.policies, policies);
-    let policy_engine_mode = c.choice(
-        0,
-        format!("{p}.policy_engine_mode"),
-        &raw.policy_engine_mode,
-        EngineMode::Any,
-        ENGINE_MODES,
-    );
-    let authentication_flow = match &raw.authentication_flow {
-        Some(slug) => match flows.get(slug) {
-            Some(f) if f.designation == Designation::Authentication => slug.clone(),
-            Some(f) => {
-                c.err(
-                    0,
-                    format!("{p}.authentication_flow"),
-                    format!(
-                        "flow {slug:?} has designation {}, not authentication",
-                        f.designation.as_str()
-                    ),
-                );
-                slug.clone()
-            }
-            None => {
-                c.err(
-                    0,
-                    format!("{p}.authentication_flow"),
-                    format!("unknown flow {slug:?} (known: {})", known(flows.keys())),
-                );
-                slug.clone()
-            }
-        },
-        None => match defaults.get(&Designation::Authentication) {
-            Some(s) => s.clone(),
-            None => {
-                c.err(0, format!("{p}.authentication_flow"), "no flow with designation authentication is configured (include flows/default-authentication.yaml or name one here)");
-                String::new()
-            }
-        },
-    };
-    let connect_timeout = c.duration(
-        0,
-        format!("{p}.connect_timeout"),
-        &raw.connect_timeout,
-        DEFAULT_CONNECT_TIMEOUT,
-    );
-    let read_timeout = c.duration(0, format!("{p}.read_timeout"), &raw.read_timeout, DEFAULT_READ_TIMEOUT);
-    Some(App {
-        name: raw.name.clone(),
-        hosts,
-        path_prefix,
-        upstream: upstream?,
-        headers: headers?,
-        skip_auth,
-        policies: pols,
-        policy_engine_mode,
-        authentication_flow,
-        connect_timeout,
-        read_timeout,
-    })
-}
-
-fn upstream(c: &mut Collector<'_>, path: &str, url: &str) -> Option<Upstream> {
-    let bad = |c: &mut Collector<'_>, why: &str| {
-        c.err(
-            0,
-            path,
-            format!("invalid upstream {url:?}: {why} (expected http://HOST:PORT or https://HOST:PORT)"),
-        );
-        None
-    };
-    let (tls, rest, default_port) = if let Some(r) = url.strip_prefix("http://") {
-        (false, r, 80)
-    } else if let Some(r) = url.strip_prefix("https://") {
-        (true, r, 443)
-    } else {
-        return bad(c, "unsupported scheme");
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() || authority.contains(['/', '?', '#', '@']) {
-        return bad(c, "only scheme, host and port are allowed");
-    }
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
-            Ok(p) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), p),
-            Err(_) => return bad(c, "bad port"),
-        },
-        _ => (
-            authority.trim_start_matches('[').trim_end_matches(']').to_string(),
-            default_port,
-        ),
-    };
-    let addr = match (host.as_str(), port).to_socket_addrs().map(|mut a| a.next()) {
-        Ok(Some(a)) => a,
-        _ => return bad(c, "host does not resolve"),
-    };
-    Some(Upstream {
-        url: url.to_string(),
-        addr,
-        tls,
-        host,
-    })
 }

@@ -52,8 +52,13 @@ impl StripSet {
 
     /// Whether a client header must be removed.
     pub fn matches(&self, name: &str) -> bool {
-        let n = normalise_name(name);
-        n.starts_with("x-authentik-") || self.names.contains(&n)
+        // Header names from the parser are lowercase already; only `_` or `.` (or a caller's
+        // uppercase) need a normalised copy, so the common case allocates nothing.
+        if name.bytes().any(|b| b == b'_' || b == b'.' || b.is_ascii_uppercase()) {
+            let n = normalise_name(name);
+            return n.starts_with("x-authentik-") || self.names.contains(&n);
+        }
+        name.starts_with("x-authentik-") || self.names.contains(name)
     }
 }
 
