@@ -215,7 +215,12 @@ async fn https_listener_sets_secure_host_prefixed_cookie() {
         "{sc}"
     );
     assert_eq!(c.get(format!("{base}/x")).send().await.unwrap().status(), 200);
+    // HTTP/2 is negotiated by ALPN and proxied the same way.
+    let r = c.get(format!("{base}/h2")).send().await.unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
     let seen = upstream.last();
+    assert_eq!(seen.uri, "/h2");
     assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
     assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
     running.shutdown().await;

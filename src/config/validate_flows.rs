@@ -4,10 +4,9 @@
 use super::duration::parse_duration;
 use super::model::*;
 use super::raw::*;
-use super::validate::{known, Collector};
+use super::validate::{known, Collector, ENGINE_MODES};
 use std::collections::BTreeMap;
 
-const ENGINE_MODES: &[(&str, EngineMode)] = &[("any", EngineMode::Any), ("all", EngineMode::All)];
 const USER_FIELDS: &[&str] = &["username", "email"];
 
 fn slug_ok(s: &str) -> bool {
@@ -187,8 +186,7 @@ pub(crate) fn flow(
             Designation::Authentication
         }
     };
-    let authentication = c_choice(
-        c,
+    let authentication = c.choice(
         fi,
         format!("{p}.authentication"),
         &raw.authentication,
@@ -201,8 +199,7 @@ pub(crate) fn flow(
             ("require_redirect", AuthRequirement::RequireRedirect),
         ],
     );
-    let denied_action = c_choice(
-        c,
+    let denied_action = c.choice(
         fi,
         format!("{p}.denied_action"),
         &raw.denied_action,
@@ -213,8 +210,7 @@ pub(crate) fn flow(
             ("continue", DeniedAction::Continue),
         ],
     );
-    let policy_engine_mode = c_choice(
-        c,
+    let policy_engine_mode = c.choice(
         fi,
         format!("{p}.policy_engine_mode"),
         &raw.policy_engine_mode,
@@ -244,8 +240,7 @@ pub(crate) fn flow(
                 format!("stage {:?} is already bound at order {}", b.stage, b.order),
             );
         }
-        let invalid_response_action = c_choice(
-            c,
+        let invalid_response_action = c.choice(
             fi,
             format!("{bp}.invalid_response_action"),
             &b.invalid_response_action,
@@ -256,8 +251,7 @@ pub(crate) fn flow(
                 ("restart_with_context", InvalidResponseAction::RestartWithContext),
             ],
         );
-        let policy_engine_mode = c_choice(
-            c,
+        let policy_engine_mode = c.choice(
             fi,
             format!("{bp}.policy_engine_mode"),
             &b.policy_engine_mode,
@@ -291,29 +285,6 @@ pub(crate) fn flow(
         policies: flow_policies,
         bindings,
     })
-}
-
-fn c_choice<T: Copy>(
-    c: &mut Collector<'_>,
-    fi: usize,
-    path: String,
-    v: &Option<String>,
-    default: T,
-    allowed: &[(&str, T)],
-) -> T {
-    let Some(s) = v else { return default };
-    match allowed.iter().find(|(n, _)| n == s) {
-        Some((_, t)) => *t,
-        None => {
-            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-            c.err(
-                fi,
-                path,
-                format!("unknown value {s:?} (expected one of: {})", names.join(", ")),
-            );
-            default
-        }
-    }
 }
 
 pub(crate) fn policy_bindings(
