@@ -16,6 +16,7 @@ pub mod raw;
 mod validate;
 mod validate_apps;
 mod validate_flows;
+mod validate_policies;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;

@@ -427,4 +427,35 @@ pub enum PolicyDef {
         /// Wait before answering.
         wait: Duration,
     },
+    /// The normalised request path matches a regex.
+    Path {
+        /// Pattern.
+        regex: Regex,
+    },
+    /// The request method is one of these (uppercase).
+    Method {
+        /// Methods.
+        methods: Vec<String>,
+    },
+    /// The client address is inside one of these networks.
+    SourceCidr {
+        /// Networks.
+        cidrs: Vec<IpNet>,
+    },
+    /// A request header is present (and matches a regex, if given).
+    Header {
+        /// Header name, lowercase.
+        name: String,
+        /// Pattern for the value.
+        regex: Option<Regex>,
+    },
+    /// The current UTC time falls on one of the weekdays and inside `[from, to)`.
+    Time {
+        /// Weekdays, 0 = Monday.
+        weekdays: Vec<u8>,
+        /// Start, minutes after midnight UTC.
+        from_minute: u32,
+        /// End (exclusive), minutes after midnight UTC; may be below `from` to span midnight.
+        to_minute: u32,
+    },
 }

@@ -220,4 +220,23 @@ pub enum RawPolicy {
         wait_min: Option<String>,
         wait_max: Option<String>,
     },
+    Path {
+        regex: String,
+    },
+    Method {
+        methods: Vec<String>,
+    },
+    SourceCidr {
+        cidrs: Vec<String>,
+    },
+    Header {
+        name: String,
+        regex: Option<String>,
+    },
+    Time {
+        #[serde(default)]
+        weekdays: Vec<String>,
+        from: Option<String>,
+        to: Option<String>,
+    },
 }

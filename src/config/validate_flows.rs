@@ -52,6 +52,7 @@ pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPoli
                 }
             }
         }
+        other => super::validate_policies::request_policy(c, fi, &p, other),
     }
 }
 

@@ -87,8 +87,8 @@ pub struct ExecInput {
     pub session: Option<Arc<Session>>,
     /// App being accessed, for titles.
     pub app: Option<String>,
-    /// Client IP.
-    pub client_ip: String,
+    /// Client address.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// Runs flows.
@@ -200,6 +200,16 @@ impl Executor {
         out
     }
 
+    /// What policies see inside a flow: the user, the client address and the time.
+    fn policy_input(&self, user: Option<Subject>, input: &ExecInput) -> PolicyInput {
+        PolicyInput {
+            user,
+            client_ip: input.client_ip,
+            now_ms: self.sessions.clock().now_ms(),
+            ..Default::default()
+        }
+    }
+
     fn request_subject(session: &Session) -> Option<Subject> {
         session.user.as_deref().map(subject_of_identity)
     }
@@ -220,11 +230,7 @@ impl Executor {
             .or_else(|| request_user.clone());
         let facts = PlanFacts {
             request_user,
-            input: PolicyInput {
-                user: eval_user,
-                path: String::new(),
-                client_ip: input.client_ip.clone(),
-            },
+            input: self.policy_input(eval_user, input),
             is_redirected: context.extra.contains_key("is_redirected"),
         };
         let plan = planner::plan(&self.reg, flow, &facts).await?;
@@ -273,11 +279,7 @@ impl Executor {
                     .and_then(|p| p.user.as_ref())
                     .map(subject_of_user)
                     .or_else(|| Self::request_subject(session));
-                let pi = PolicyInput {
-                    user,
-                    path: String::new(),
-                    client_ip: input.client_ip.clone(),
-                };
+                let pi = self.policy_input(user, input);
                 if policies::evaluate(&b.policies, b.policy_engine_mode, &self.reg.policies, &pi)
                     .await
                     .passing

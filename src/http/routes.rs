@@ -192,7 +192,7 @@ impl Ui {
             query,
             session: session.clone(),
             app,
-            client_ip: req.client_ip.to_string(),
+            client_ip: Some(req.client_ip),
         };
         let out = self.executor.dispatch(input).await;
         self.render(req, mode, out, session)

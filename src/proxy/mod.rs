@@ -230,10 +230,18 @@ impl ProxyHttp for GatewayProxy {
             let (passing, messages) = match policies::evaluate_static(&app.policies, app.policy_engine_mode, &subject) {
                 Some(p) => (p, Vec::new()),
                 None => {
+                    let h = session.req_header();
                     let input = PolicyInput {
                         user: Some(subject),
                         path: norm.path.clone(),
-                        client_ip: ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                        method: h.method.as_str().to_string(),
+                        client_ip: ctx.client_ip,
+                        headers: h
+                            .headers
+                            .iter()
+                            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+                            .collect(),
+                        now_ms: self.state.sessions.clock().now_ms(),
                     };
                     let r =
                         policies::evaluate(&app.policies, app.policy_engine_mode, &self.state.policies, &input).await;

@@ -7,6 +7,7 @@
 //! Policies themselves (one per file) are pure `evaluate` functions over a [`PolicyInput`].
 
 mod dummy;
+mod request;
 
 use crate::config::{BindingTarget, EngineMode, PolicyBinding, PolicyDef};
 use std::collections::BTreeMap;
@@ -29,10 +30,16 @@ pub struct Subject {
 pub struct PolicyInput {
     /// The evaluation user, if any.
     pub user: Option<Subject>,
-    /// The request path (normalised).
+    /// The request path (normalised); empty inside flows.
     pub path: String,
-    /// Client IP as text.
-    pub client_ip: String,
+    /// The request method; empty inside flows.
+    pub method: String,
+    /// Client address.
+    pub client_ip: Option<std::net::IpAddr>,
+    /// Request headers (lowercase names); empty inside flows.
+    pub headers: Vec<(String, String)>,
+    /// Evaluation time, milliseconds since the Unix epoch (from the injected clock).
+    pub now_ms: u64,
 }
 
 /// A single policy's verdict.
@@ -61,6 +68,15 @@ pub struct EngineResult {
 async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, PolicyError> {
     match def {
         PolicyDef::Dummy { result, wait } => dummy::evaluate(*result, *wait, input).await,
+        PolicyDef::Path { regex } => Ok(request::path(regex, input)),
+        PolicyDef::Method { methods } => Ok(request::method(methods, input)),
+        PolicyDef::SourceCidr { cidrs } => Ok(request::source_cidr(cidrs, input)),
+        PolicyDef::Header { name, regex } => Ok(request::header(name, regex.as_ref(), input)),
+        PolicyDef::Time {
+            weekdays,
+            from_minute,
+            to_minute,
+        } => Ok(request::time(weekdays, *from_minute, *to_minute, input)),
     }
 }
 

@@ -1,0 +1,135 @@
+//! Validation of flowgate's request-matcher policies (path, method, source CIDR, header, time),
+//! used mostly for per-app access control.
+
+use super::model::PolicyDef;
+use super::raw::RawPolicy;
+use super::validate::Collector;
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+/// Largest compiled regex accepted in a policy, in bytes.
+pub const MAX_POLICY_REGEX_BYTES: usize = 1 << 20;
+
+fn regex(c: &mut Collector<'_>, fi: usize, path: String, re: &str) -> Option<regex::Regex> {
+    match regex::RegexBuilder::new(re).size_limit(MAX_POLICY_REGEX_BYTES).build() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let text = e.to_string();
+            let last = text
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            c.err(fi, path, format!("invalid regular expression: {last}"));
+            None
+        }
+    }
+}
+
+/// `HH:MM` (00:00 to 24:00) as minutes after midnight.
+fn clock_time(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 || h == 24 && m == 0).then_some(h * 60 + m)
+}
+
+pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawPolicy) -> Option<PolicyDef> {
+    match raw {
+        RawPolicy::Dummy { .. } => None,
+        RawPolicy::Path { regex: re } => Some(PolicyDef::Path {
+            regex: regex(c, fi, format!("{p}.regex"), re)?,
+        }),
+        RawPolicy::Method { methods } => {
+            if methods.is_empty() {
+                c.err(
+                    fi,
+                    format!("{p}.methods"),
+                    "at least one method is needed (e.g. GET, POST)",
+                );
+            }
+            let mut out = Vec::new();
+            for (i, m) in methods.iter().enumerate() {
+                let up = m.to_ascii_uppercase();
+                if up.is_empty() || !up.bytes().all(|b| b.is_ascii_uppercase()) {
+                    c.err(
+                        fi,
+                        format!("{p}.methods[{i}]"),
+                        format!("invalid method {m:?} (expected e.g. GET, POST, DELETE)"),
+                    );
+                }
+                out.push(up);
+            }
+            Some(PolicyDef::Method { methods: out })
+        }
+        RawPolicy::SourceCidr { cidrs } => {
+            let mut out = Vec::new();
+            for (i, s) in cidrs.iter().enumerate() {
+                match s
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                {
+                    Ok(n) => out.push(n),
+                    Err(_) => c.err(
+                        fi,
+                        format!("{p}.cidrs[{i}]"),
+                        format!("invalid address or CIDR {s:?} (expected e.g. 10.0.0.0/8 or 127.0.0.1)"),
+                    ),
+                }
+            }
+            if cidrs.is_empty() {
+                c.err(fi, format!("{p}.cidrs"), "at least one network is needed");
+            }
+            Some(PolicyDef::SourceCidr { cidrs: out })
+        }
+        RawPolicy::Header { name, regex: re } => {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                c.err(fi, format!("{p}.name"), format!("invalid header name {name:?}"));
+            }
+            let re = match re {
+                Some(r) => Some(regex(c, fi, format!("{p}.regex"), r)?),
+                None => None,
+            };
+            Some(PolicyDef::Header {
+                name: name.to_ascii_lowercase(),
+                regex: re,
+            })
+        }
+        RawPolicy::Time { weekdays, from, to } => {
+            let mut days = Vec::new();
+            for (i, d) in weekdays.iter().enumerate() {
+                match WEEKDAYS.iter().position(|w| w.eq_ignore_ascii_case(d)) {
+                    Some(n) => days.push(n as u8),
+                    None => c.err(
+                        fi,
+                        format!("{p}.weekdays[{i}]"),
+                        format!("unknown weekday {d:?} (expected one of: {})", WEEKDAYS.join(", ")),
+                    ),
+                }
+            }
+            if weekdays.is_empty() {
+                days = (0..7).collect();
+            }
+            let mut bound = |key: &str, v: &Option<String>, default: u32| match v {
+                None => default,
+                Some(s) => clock_time(s).unwrap_or_else(|| {
+                    c.err(
+                        fi,
+                        format!("{p}.{key}"),
+                        format!("invalid time {s:?} (expected HH:MM in UTC, 00:00 to 24:00)"),
+                    );
+                    default
+                }),
+            };
+            let from_minute = bound("from", from, 0);
+            let to_minute = bound("to", to, 24 * 60);
+            Some(PolicyDef::Time {
+                weekdays: days,
+                from_minute,
+                to_minute,
+            })
+        }
+    }
+}
