@@ -24,7 +24,7 @@ fn app() -> App {
         skip_auth: vec![],
         policies: vec![],
         policy_engine_mode: config::EngineMode::Any,
-        authentication_flow: "x".into(),
+        authentication_flow: None,
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
     }

@@ -119,7 +119,6 @@ impl Gateway {
             cookie: config.session.cookie.clone(),
             logout_path: config.logout.path.clone(),
             logout_flow: config.logout.flow.clone(),
-            default_flows: config.default_flows.clone(),
             router: router.clone(),
         });
         let state = Arc::new(proxy::ProxyState {

@@ -49,7 +49,7 @@ fn shipped_config_passes() {
     assert_eq!(cfg.apps.len(), 1);
     assert!(cfg.flows.contains_key("default-authentication-flow"));
     assert!(cfg.flows.contains_key("default-invalidation-flow"));
-    assert_eq!(cfg.logout.flow, "default-invalidation-flow");
+    assert_eq!(cfg.logout.flow, None, "chosen per request");
 }
 
 #[test]

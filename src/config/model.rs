@@ -52,7 +52,7 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     /// Logout path and flow.
     pub logout: LogoutSettings,
-    /// Flow chosen per designation when an app names none.
+    /// Flows configured as the default of a designation (used without checking policies).
     pub default_flows: BTreeMap<Designation, String>,
     /// Protected applications, in file order.
     pub apps: Vec<App>,
@@ -128,8 +128,8 @@ pub struct Argon2Settings {
 pub struct LogoutSettings {
     /// Path that runs the invalidation flow.
     pub path: String,
-    /// Invalidation flow slug.
-    pub flow: String,
+    /// Invalidation flow slug; `None` chooses per request (first by slug whose policies pass).
+    pub flow: Option<String>,
 }
 
 /// Request size limits.
@@ -158,8 +158,8 @@ pub struct App {
     pub policies: Vec<PolicyBinding>,
     /// How access policies combine.
     pub policy_engine_mode: EngineMode,
-    /// Flow used to log in.
-    pub authentication_flow: String,
+    /// Flow used to log in; `None` chooses per request (first by slug whose policies pass).
+    pub authentication_flow: Option<String>,
     /// Upstream connect timeout.
     pub connect_timeout: Duration,
     /// Upstream read timeout.

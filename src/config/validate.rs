@@ -435,10 +435,8 @@ fn default_flows(
             }
         }
     }
-    // Otherwise: the first flow of each designation in slug order (flows is a BTreeMap).
-    for f in flows.values() {
-        out.entry(f.designation).or_insert_with(|| f.slug.clone());
-    }
+    // Designations without an explicit default are chosen per request: the first flow of the
+    // designation, in slug order, whose policies pass (flow::FlowRegistry::select).
     out
 }
 
@@ -477,18 +475,18 @@ fn logout(
                 ),
                 Some(_) => {}
             }
-            slug
+            Some(slug)
         }
         None => {
-            match defaults.get(&Designation::Invalidation) {
-                Some(s) => s.clone(),
-                None => {
-                    if !main.apps.is_empty() {
-                        c.err(0, "logout", "no flow with designation invalidation is configured (include flows/default-invalidation.yaml)");
-                    }
-                    String::new()
-                }
+            let any = flows.values().any(|f| f.designation == Designation::Invalidation);
+            if !any && !main.apps.is_empty() {
+                c.err(
+                    0,
+                    "logout",
+                    "no flow with designation invalidation is configured (include flows/default-invalidation.yaml)",
+                );
             }
+            defaults.get(&Designation::Invalidation).cloned()
         }
     };
     LogoutSettings { path, flow }

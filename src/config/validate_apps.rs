@@ -89,35 +89,31 @@ pub(crate) fn app(
         ENGINE_MODES,
     );
     let authentication_flow = match &raw.authentication_flow {
-        Some(slug) => match flows.get(slug) {
-            Some(f) if f.designation == Designation::Authentication => slug.clone(),
-            Some(f) => {
-                c.err(
+        Some(slug) => {
+            match flows.get(slug) {
+                Some(f) if f.designation == Designation::Authentication => {}
+                Some(f) => c.err(
                     0,
                     format!("{p}.authentication_flow"),
                     format!(
                         "flow {slug:?} has designation {}, not authentication",
                         f.designation.as_str()
                     ),
-                );
-                slug.clone()
-            }
-            None => {
-                c.err(
+                ),
+                None => c.err(
                     0,
                     format!("{p}.authentication_flow"),
                     format!("unknown flow {slug:?} (known: {})", known(flows.keys())),
-                );
-                slug.clone()
+                ),
             }
-        },
-        None => match defaults.get(&Designation::Authentication) {
-            Some(s) => s.clone(),
-            None => {
+            Some(slug.clone())
+        }
+        None => {
+            if !flows.values().any(|f| f.designation == Designation::Authentication) {
                 c.err(0, format!("{p}.authentication_flow"), "no flow with designation authentication is configured (include flows/default-authentication.yaml or name one here)");
-                String::new()
             }
-        },
+            defaults.get(&Designation::Authentication).cloned()
+        }
     };
     let connect_timeout = c.duration(
         0,

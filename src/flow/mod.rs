@@ -8,7 +8,7 @@ pub mod planner;
 pub mod policies;
 pub mod stages;
 
-use crate::config::{Config, Flow, PolicyDef, StageDef};
+use crate::config::{Config, Designation, Flow, PolicyDef, StageDef};
 use crate::identity::User;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -23,6 +23,8 @@ pub struct FlowRegistry {
     pub stages: BTreeMap<String, Arc<dyn stages::Stage>>,
     /// Policy definitions by name.
     pub policies: BTreeMap<String, PolicyDef>,
+    /// Explicitly configured default flow per designation.
+    pub defaults: BTreeMap<Designation, String>,
 }
 
 impl FlowRegistry {
@@ -37,7 +39,26 @@ impl FlowRegistry {
             flows: cfg.flows.clone(),
             stages,
             policies: cfg.policies.clone(),
+            defaults: cfg.default_flows.clone(),
         }
+    }
+
+    /// "The" flow of a designation for this request (reference §2.9): a configured default as
+    /// is; otherwise the flows of the designation in slug order, the first whose own policies
+    /// pass for `input`. `None` when no flow applies.
+    pub async fn select(&self, designation: Designation, input: &policies::PolicyInput) -> Option<&Flow> {
+        if let Some(f) = self.defaults.get(&designation).and_then(|s| self.flows.get(s)) {
+            return Some(f);
+        }
+        for f in self.flows.values().filter(|f| f.designation == designation) {
+            if policies::evaluate(&f.policies, f.policy_engine_mode, &self.policies, input)
+                .await
+                .passing
+            {
+                return Some(f);
+            }
+        }
+        None
     }
 
     /// The definition kinds, for diagnostics.

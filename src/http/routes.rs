@@ -5,12 +5,12 @@ use super::forms::{parse_form, parse_json, BodyError};
 use super::pages::{Pages, STYLESHEET};
 use super::{HttpRequest, HttpResponse};
 use crate::config::{Designation, RESERVED_PREFIX};
-use crate::flow::executor::{ExecInput, ExecKind, ExecOutput, Executor};
+use crate::flow::executor::{subject_of_identity, ExecInput, ExecKind, ExecOutput, Executor};
 use crate::flow::next::next_from_query;
+use crate::flow::policies::PolicyInput;
 use crate::routing::Router;
 use crate::session::{self, Session, SessionStore};
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
@@ -26,10 +26,8 @@ pub struct Ui {
     pub cookie: String,
     /// Logout path.
     pub logout_path: String,
-    /// Invalidation flow run at logout.
-    pub logout_flow: String,
-    /// Default flow per designation.
-    pub default_flows: BTreeMap<Designation, String>,
+    /// Invalidation flow run at logout; `None` selects one per request.
+    pub logout_flow: Option<String>,
     /// App router, for titles.
     pub router: Router,
 }
@@ -60,8 +58,14 @@ impl Ui {
             if req.method != http::Method::GET && req.method != http::Method::POST {
                 return self.error_page(405, "Method not allowed", "Use GET or POST.");
             }
-            let slug = self.logout_flow.clone();
-            return self.execute(req, &slug, Mode::Html, true).await;
+            let slug = match &self.logout_flow {
+                Some(s) => Some(s.clone()),
+                None => self.select_flow(req, Designation::Invalidation).await,
+            };
+            return match slug {
+                Some(slug) => self.execute(req, &slug, Mode::Html, true).await,
+                None => self.error_page(404, "No flow available", "No logout flow applies to you."),
+            };
         }
         let Some(rest) = req.path.strip_prefix(RESERVED_PREFIX) else {
             return self.not_found();
@@ -83,7 +87,7 @@ impl Ui {
             .with_header("x-content-type-options", "nosniff".into()),
             ["flow", slug, ""] => self.execute(req, slug, Mode::Html, false).await,
             ["api", "v3", "flows", "executor", slug, ""] => self.execute(req, slug, Mode::Json, false).await,
-            ["flows", "-", "default", designation, ""] => self.default_flow(req, designation),
+            ["flows", "-", "default", designation, ""] => self.default_flow(req, designation).await,
             ["flows", "-", "cancel", ""] => self.cancel(req).await,
             _ => self.not_found(),
         }
@@ -100,8 +104,29 @@ impl Ui {
         )
     }
 
-    fn default_flow(&self, req: &HttpRequest, designation: &str) -> HttpResponse {
-        let slug = Designation::parse(designation).and_then(|d| self.default_flows.get(&d));
+    /// "The" flow of a designation for this request's user (reference §2.9).
+    async fn select_flow(&self, req: &HttpRequest, designation: Designation) -> Option<String> {
+        let user = self
+            .session_of(req)
+            .and_then(|s| s.user.as_deref().map(subject_of_identity));
+        let input = PolicyInput {
+            user,
+            client_ip: Some(req.client_ip),
+            now_ms: self.sessions.clock().now_ms(),
+            ..Default::default()
+        };
+        self.executor
+            .registry()
+            .select(designation, &input)
+            .await
+            .map(|f| f.slug.clone())
+    }
+
+    async fn default_flow(&self, req: &HttpRequest, designation: &str) -> HttpResponse {
+        let slug = match Designation::parse(designation) {
+            Some(d) => self.select_flow(req, d).await,
+            None => None,
+        };
         match slug {
             Some(slug) => {
                 let q = if req.query.is_empty() {
@@ -111,7 +136,7 @@ impl Ui {
                 };
                 HttpResponse::redirect(&format!("{RESERVED_PREFIX}flow/{slug}/{q}"))
             }
-            None => self.error_page(404, "No flow available", "No flow is configured for this purpose."),
+            None => self.error_page(404, "No flow available", "No flow of this kind applies to you."),
         }
     }
 

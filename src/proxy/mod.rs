@@ -17,7 +17,7 @@ pub mod headers;
 pub mod path;
 mod respond;
 
-use crate::config::{App, PolicyDef, RESERVED_PREFIX};
+use crate::config::{App, Designation, PolicyDef, RESERVED_PREFIX};
 use crate::flow::executor::subject_of_identity;
 use crate::flow::policies::{self, PolicyInput};
 use crate::http::{HttpRequest, HttpResponse, Ui};
@@ -130,7 +130,24 @@ impl GatewayProxy {
         Ok(true)
     }
 
-    fn login_redirect(&self, session: &Session, app: &App) -> HttpResponse {
+    async fn login_redirect(&self, session: &Session, app: &App, client_ip: Option<IpAddr>) -> HttpResponse {
+        let slug = match &app.authentication_flow {
+            Some(s) => Some(s.clone()),
+            None => {
+                let input = PolicyInput {
+                    client_ip,
+                    now_ms: self.state.sessions.clock().now_ms(),
+                    ..Default::default()
+                };
+                let reg = self.state.ui.executor.registry();
+                reg.select(Designation::Authentication, &input)
+                    .await
+                    .map(|f| f.slug.clone())
+            }
+        };
+        let Some(slug) = slug else {
+            return self.page(404, "No login available", "No login flow applies to this request.", &[]);
+        };
         let h = session.req_header();
         let original = match h.uri.query() {
             Some(q) => format!("{}?{q}", h.uri.path()),
@@ -139,7 +156,7 @@ impl GatewayProxy {
         let next = form_urlencoded::Serializer::new(String::new())
             .append_pair("next", &original)
             .finish();
-        let login_url = format!("{RESERVED_PREFIX}flow/{}/?{next}", app.authentication_flow);
+        let login_url = format!("{RESERVED_PREFIX}flow/{slug}/?{next}");
         let browser = h
             .headers
             .get("accept")
@@ -222,7 +239,8 @@ impl ProxyHttp for GatewayProxy {
             return Ok(false);
         }
         let Some(who) = identity else {
-            respond::write(session, self.login_redirect(session, &app)).await?;
+            let r = self.login_redirect(session, &app, ctx.client_ip).await;
+            respond::write(session, r).await?;
             return Ok(true);
         };
         if !app.policies.is_empty() {

@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn weekday_of_known_dates() {
         // 2026-11-25 12:34 UTC is a Wednesday.
-        assert_eq!(weekday_minute(1_764_074_040_000), (2, 12 * 60 + 34));
+        assert_eq!(weekday_minute(1_795_610_040_000), (2, 12 * 60 + 34));
         assert_eq!(weekday_minute(0), (3, 0));
     }
 
@@ -87,7 +87,7 @@ mod tests {
             now_ms: ms,
             ..Default::default()
         };
-        let wed_1234 = 1_764_074_040_000;
+        let wed_1234 = 1_795_610_040_000;
         assert!(time(&[2], 8 * 60, 18 * 60, &at(wed_1234)).passing);
         assert!(!time(&[0, 1], 8 * 60, 18 * 60, &at(wed_1234)).passing);
         assert!(!time(&[2], 13 * 60, 18 * 60, &at(wed_1234)).passing);
