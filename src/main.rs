@@ -61,6 +61,36 @@ enum Cmd {
     },
     /// Hash a password read from standard input (argon2id PHC string).
     HashPassword,
+    /// Show the plan a flow would get for a user, with every policy result and its timing.
+    Plan {
+        /// Main config file.
+        #[arg(short, long, default_value = "config/flowgate.yaml")]
+        config: PathBuf,
+        /// Flow slug.
+        #[arg(long)]
+        flow: String,
+        /// Evaluate for this user (logged in); anonymous when absent.
+        #[arg(long)]
+        user: Option<String>,
+        /// Client address the policies see.
+        #[arg(long)]
+        ip: Option<std::net::IpAddr>,
+        /// Request path the policies see.
+        #[arg(long, default_value = "")]
+        path: String,
+    },
+    /// Export a flow (mermaid for now; yaml and blueprint come with import/export).
+    Export {
+        /// Main config file.
+        #[arg(short, long, default_value = "config/flowgate.yaml")]
+        config: PathBuf,
+        /// Flow slug.
+        #[arg(long)]
+        flow: String,
+        /// Output format.
+        #[arg(long, default_value = "mermaid")]
+        format: String,
+    },
     /// Write a self-signed development certificate and key.
     Cert {
         /// Output directory.
@@ -233,6 +263,92 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             user_cmd(&store, action).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Plan {
+            config,
+            flow,
+            user,
+            ip,
+            path,
+        } => {
+            let cfg = match load_or_usage(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let Some(f) = cfg.flows.get(&flow) else {
+                eprintln!(
+                    "unknown flow {flow:?} (known: {})",
+                    cfg.flows.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            let subject = match user {
+                None => None,
+                Some(name) => {
+                    let a = cfg.identity.argon2;
+                    let hasher = PasswordHasher::new(HashParams {
+                        memory_kib: a.memory_kib,
+                        iterations: a.iterations,
+                        parallelism: a.parallelism,
+                    });
+                    let store = UserStore::open(&cfg.identity.database, hasher).await?;
+                    let u = store.get_by_username(&name).await?;
+                    store.close().await;
+                    match u {
+                        Some(u) => Some(flowgate::flow::executor::subject_of_user(&u)),
+                        None => {
+                            eprintln!("no user named {name:?} in {}", cfg.identity.database.display());
+                            return Ok(ExitCode::from(EXIT_USAGE));
+                        }
+                    }
+                }
+            };
+            let reg = flowgate::flow::FlowRegistry::from_config(&cfg);
+            use flowgate::session::Clock;
+            let input = flowgate::flow::policies::PolicyInput {
+                user: subject.clone(),
+                path,
+                client_ip: ip,
+                now_ms: flowgate::session::SystemClock.now_ms(),
+                ..Default::default()
+            };
+            let facts = flowgate::flow::planner::PlanFacts {
+                request_user: subject,
+                input,
+                is_redirected: false,
+            };
+            print!(
+                "{}",
+                flowgate::flow::inspect::plan_report(&reg, &cfg.stages, f, &facts).await
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Export { config, flow, format } => {
+            let cfg = match load_or_usage(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            let Some(f) = cfg.flows.get(&flow) else {
+                eprintln!(
+                    "unknown flow {flow:?} (known: {})",
+                    cfg.flows.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+                return Ok(ExitCode::from(EXIT_USAGE));
+            };
+            match format.as_str() {
+                "mermaid" => {
+                    print!("{}", flowgate::flow::inspect::mermaid(f, &cfg.stages));
+                    Ok(ExitCode::SUCCESS)
+                }
+                "yaml" | "blueprint" => {
+                    eprintln!("export format {format:?} is not implemented yet (it comes with blueprint import/export); use mermaid");
+                    Ok(ExitCode::from(EXIT_USAGE))
+                }
+                other => {
+                    eprintln!("unknown export format {other:?} (expected one of: mermaid, yaml, blueprint)");
+                    Ok(ExitCode::from(EXIT_USAGE))
+                }
+            }
         }
         Cmd::Check { .. } | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
     }

@@ -3,6 +3,7 @@
 //! or authentik-compatible JSON.
 
 pub mod executor;
+pub mod inspect;
 pub mod next;
 pub mod planner;
 pub mod policies;

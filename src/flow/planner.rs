@@ -1,9 +1,10 @@
 //! The planner: checks the flow's `authentication` requirement and its policies once, then
 //! walks the bindings in (order, stage name) order, dropping those whose `evaluate_on_plan`
 //! policies fail and marking the rest for run-time re-evaluation. Pure apart from policy
-//! evaluation; no responses, no sessions.
+//! evaluation; no responses, no sessions. [`plan_traced`] also records every decision for
+//! the flow inspector (`flowgate plan`).
 
-use super::policies::{self, PolicyInput, Subject};
+use super::policies::{self, BindingTrace, EngineResult, PolicyInput, Subject};
 use super::{FlowRegistry, PlanEntry};
 use crate::config::{AuthRequirement, Flow};
 
@@ -25,8 +26,42 @@ pub struct PlanFacts {
     pub is_redirected: bool,
 }
 
+/// Every decision the planner made, for the inspector.
+#[derive(Debug, Default)]
+pub struct PlanTrace {
+    /// The authentication requirement held.
+    pub requirement_ok: bool,
+    /// The flow's own policies, combined and per binding.
+    pub flow_policies: Option<(EngineResult, Vec<BindingTrace>)>,
+    /// Per stage binding: its index, whether it is in the plan, and its plan-time evaluation.
+    pub bindings: Vec<BindingDecision>,
+}
+
+/// What the planner did with one stage binding.
+#[derive(Debug)]
+pub struct BindingDecision {
+    /// Index into `Flow::bindings`.
+    pub binding: usize,
+    /// Kept in the plan.
+    pub planned: bool,
+    /// Marked for re-evaluation before the stage runs.
+    pub reevaluate: bool,
+    /// The `evaluate_on_plan` result, when evaluated.
+    pub evaluated: Option<(EngineResult, Vec<BindingTrace>)>,
+}
+
 /// Builds the plan for `flow`, or says why it does not apply.
 pub async fn plan(reg: &FlowRegistry, flow: &Flow, facts: &PlanFacts) -> Result<Vec<PlanEntry>, NotApplicable> {
+    plan_traced(reg, flow, facts, None).await
+}
+
+/// [`plan`], recording each decision in `trace` when given.
+pub async fn plan_traced(
+    reg: &FlowRegistry,
+    flow: &Flow,
+    facts: &PlanFacts,
+    mut trace: Option<&mut PlanTrace>,
+) -> Result<Vec<PlanEntry>, NotApplicable> {
     let logged_in = facts.request_user.as_ref().is_some_and(|u| u.is_authenticated_user);
     let ok = match flow.authentication {
         AuthRequirement::None => true,
@@ -35,25 +70,56 @@ pub async fn plan(reg: &FlowRegistry, flow: &Flow, facts: &PlanFacts) -> Result<
         AuthRequirement::RequireSuperuser => logged_in && facts.request_user.as_ref().is_some_and(|u| u.is_superuser),
         AuthRequirement::RequireRedirect => facts.is_redirected,
     };
+    if let Some(t) = trace.as_deref_mut() {
+        t.requirement_ok = ok;
+    }
     if !ok {
         return Err(NotApplicable { messages: Vec::new() });
     }
-    let r = policies::evaluate(&flow.policies, flow.policy_engine_mode, &reg.policies, &facts.input).await;
+    let mut bt = trace.is_some().then(Vec::new);
+    let r = policies::evaluate_traced(
+        &flow.policies,
+        flow.policy_engine_mode,
+        &reg.policies,
+        &facts.input,
+        bt.as_mut(),
+    )
+    .await;
+    if let Some(t) = trace.as_deref_mut() {
+        t.flow_policies = Some((r.clone(), bt.unwrap_or_default()));
+    }
     if !r.passing {
         return Err(NotApplicable { messages: r.messages });
     }
     let mut out = Vec::with_capacity(flow.bindings.len());
     for (i, b) in flow.bindings.iter().enumerate() {
+        let mut evaluated = None;
+        let mut planned = true;
         if b.evaluate_on_plan && !b.policies.is_empty() {
-            let r = policies::evaluate(&b.policies, b.policy_engine_mode, &reg.policies, &facts.input).await;
-            if !r.passing {
-                continue;
-            }
+            let mut bt = trace.is_some().then(Vec::new);
+            let r = policies::evaluate_traced(
+                &b.policies,
+                b.policy_engine_mode,
+                &reg.policies,
+                &facts.input,
+                bt.as_mut(),
+            )
+            .await;
+            planned = r.passing;
+            evaluated = Some((r, bt.unwrap_or_default()));
         }
-        out.push(PlanEntry {
-            binding: i,
-            reevaluate: b.re_evaluate_policies && !b.policies.is_empty(),
-        });
+        let reevaluate = b.re_evaluate_policies && !b.policies.is_empty();
+        if planned {
+            out.push(PlanEntry { binding: i, reevaluate });
+        }
+        if let Some(t) = trace.as_deref_mut() {
+            t.bindings.push(BindingDecision {
+                binding: i,
+                planned,
+                reevaluate,
+                evaluated,
+            });
+        }
     }
     Ok(out)
 }

@@ -80,6 +80,19 @@ async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, Po
     }
 }
 
+/// One binding's part in an evaluation, for the flow inspector.
+#[derive(Debug, Clone)]
+pub struct BindingTrace {
+    /// What the binding points at (`policy x`, `group g`, `user u`).
+    pub target: String,
+    /// The binding's result after `negate`.
+    pub passing: bool,
+    /// Messages the policy produced.
+    pub messages: Vec<String>,
+    /// Time the policy took.
+    pub elapsed: std::time::Duration,
+}
+
 /// Evaluates `bindings` (already sorted by order) for `input`.
 pub async fn evaluate(
     bindings: &[PolicyBinding],
@@ -87,6 +100,27 @@ pub async fn evaluate(
     policies: &BTreeMap<String, PolicyDef>,
     input: &PolicyInput,
 ) -> EngineResult {
+    evaluate_traced(bindings, mode, policies, input, None).await
+}
+
+/// [`evaluate`], recording each binding's result in `trace` when given.
+pub async fn evaluate_traced(
+    bindings: &[PolicyBinding],
+    mode: EngineMode,
+    policies: &BTreeMap<String, PolicyDef>,
+    input: &PolicyInput,
+    mut trace: Option<&mut Vec<BindingTrace>>,
+) -> EngineResult {
+    let mut record = |target: String, passing: bool, messages: &[String], elapsed| {
+        if let Some(t) = trace.as_deref_mut() {
+            t.push(BindingTrace {
+                target,
+                passing,
+                messages: messages.to_vec(),
+                elapsed,
+            });
+        }
+    };
     let mut results: Vec<bool> = Vec::new();
     let mut messages = Vec::new();
     let mut statics: Vec<bool> = Vec::new();
@@ -98,6 +132,7 @@ pub async fn evaluate(
                     .as_ref()
                     .is_some_and(|u| u.is_authenticated_user && u.groups.iter().any(|x| x == g));
                 statics.push(member != b.negate);
+                record(format!("group {g}"), member != b.negate, &[], std::time::Duration::ZERO);
             }
             BindingTarget::User(name) => {
                 let me = input
@@ -105,8 +140,10 @@ pub async fn evaluate(
                     .as_ref()
                     .is_some_and(|u| u.is_authenticated_user && &u.username == name);
                 statics.push(me != b.negate);
+                record(format!("user {name}"), me != b.negate, &[], std::time::Duration::ZERO);
             }
             BindingTarget::Policy(name) => {
+                let started = crate::session::clock::instant_now();
                 let decision = match policies.get(name) {
                     None => Decision {
                         passing: b.failure_result,
@@ -128,6 +165,12 @@ pub async fn evaluate(
                     },
                 };
                 results.push(decision.passing != b.negate);
+                record(
+                    format!("policy {name}"),
+                    decision.passing != b.negate,
+                    &decision.messages,
+                    started.elapsed(),
+                );
                 messages.extend(decision.messages);
             }
         }
