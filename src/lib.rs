@@ -109,7 +109,14 @@ impl Gateway {
         let s = &config.session;
         let sessions = SessionStore::new(s.max_sessions, s.idle_timeout.max(s.flow_timeout), opts.clock.clone());
         let registry = Arc::new(FlowRegistry::from_config(&config));
-        let executor = Executor::new(registry, sessions.clone(), users.clone(), config.session.clone());
+        let reputation = Arc::new(flow::reputation::ReputationStore::new(opts.clock.clone()));
+        let executor = Executor::new(
+            registry,
+            sessions.clone(),
+            users.clone(),
+            config.session.clone(),
+            reputation,
+        );
         let router = routing::Router::new(&config.apps);
         let pages = http::Pages::new().map_err(|e| GatewayError::Templates(e.to_string()))?;
         let ui = Arc::new(http::Ui {

@@ -449,6 +449,15 @@ pub enum PolicyDef {
         /// Pattern for the value.
         regex: Option<Regex>,
     },
+    /// Passes when the client IP's or the identifier's reputation is at or below `threshold`.
+    Reputation {
+        /// Check the client IP's score.
+        check_ip: bool,
+        /// Check the identifier's score.
+        check_username: bool,
+        /// Score at or below which the policy passes.
+        threshold: i64,
+    },
     /// The current UTC time falls on one of the weekdays and inside `[from, to)`.
     Time {
         /// Weekdays, 0 = Monday.

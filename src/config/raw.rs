@@ -233,6 +233,11 @@ pub enum RawPolicy {
         name: String,
         regex: Option<String>,
     },
+    Reputation {
+        check_ip: Option<bool>,
+        check_username: Option<bool>,
+        threshold: Option<i64>,
+    },
     Time {
         #[serde(default)]
         weekdays: Vec<String>,

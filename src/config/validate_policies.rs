@@ -39,6 +39,25 @@ fn clock_time(s: &str) -> Option<u32> {
 pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawPolicy) -> Option<PolicyDef> {
     match raw {
         RawPolicy::Dummy { .. } => None,
+        RawPolicy::Reputation {
+            check_ip,
+            check_username,
+            threshold,
+        } => {
+            let (check_ip, check_username) = (check_ip.unwrap_or(true), check_username.unwrap_or(true));
+            if !check_ip && !check_username {
+                c.err(
+                    fi,
+                    p.to_string(),
+                    "check_ip and check_username are both false: the policy could never pass",
+                );
+            }
+            Some(PolicyDef::Reputation {
+                check_ip,
+                check_username,
+                threshold: threshold.unwrap_or(-5),
+            })
+        }
         RawPolicy::Path { regex: re } => Some(PolicyDef::Path {
             regex: regex(c, fi, format!("{p}.regex"), re)?,
         }),

@@ -8,6 +8,7 @@
 use super::next::next_from_query;
 use super::planner::{self, NotApplicable, PlanFacts};
 use super::policies::{self, PolicyInput, Subject};
+use super::reputation::ReputationStore;
 use super::stages::{StageCx, StageOutcome};
 use super::{Challenge, FlowContext, FlowRegistry, FlowState};
 use crate::config::{DeniedAction, Designation, Flow, InvalidResponseAction, SessionSettings};
@@ -98,6 +99,7 @@ pub struct Executor {
     sessions: SessionStore,
     users: UserStore,
     settings: SessionSettings,
+    reputation: Arc<ReputationStore>,
 }
 
 /// The policy subject for a stored user.
@@ -135,12 +137,19 @@ pub fn identity_of(u: &User) -> Identity {
 
 impl Executor {
     /// An executor over the registry, stores and session settings.
-    pub fn new(reg: Arc<FlowRegistry>, sessions: SessionStore, users: UserStore, settings: SessionSettings) -> Self {
+    pub fn new(
+        reg: Arc<FlowRegistry>,
+        sessions: SessionStore,
+        users: UserStore,
+        settings: SessionSettings,
+        reputation: Arc<ReputationStore>,
+    ) -> Self {
         Self {
             reg,
             sessions,
             users,
             settings,
+            reputation,
         }
     }
 
@@ -201,11 +210,22 @@ impl Executor {
     }
 
     /// What policies see inside a flow: the user, the client address and the time.
-    fn policy_input(&self, user: Option<Subject>, input: &ExecInput) -> PolicyInput {
+    fn policy_input(&self, user: Option<Subject>, context: &FlowContext, input: &ExecInput) -> PolicyInput {
+        let identifier = context
+            .pending_user
+            .as_ref()
+            .map(|p| {
+                p.user
+                    .as_ref()
+                    .map(|u| u.username.as_str())
+                    .unwrap_or(p.identifier.as_str())
+            })
+            .unwrap_or("");
         PolicyInput {
             user,
             client_ip: input.client_ip,
             now_ms: self.sessions.clock().now_ms(),
+            reputation: self.reputation.scores(input.client_ip, identifier),
             ..Default::default()
         }
     }
@@ -230,7 +250,7 @@ impl Executor {
             .or_else(|| request_user.clone());
         let facts = PlanFacts {
             request_user,
-            input: self.policy_input(eval_user, input),
+            input: self.policy_input(eval_user, &context, input),
             is_redirected: context.extra.contains_key("is_redirected"),
         };
         let plan = planner::plan(&self.reg, flow, &facts).await?;
@@ -279,7 +299,7 @@ impl Executor {
                     .and_then(|p| p.user.as_ref())
                     .map(subject_of_user)
                     .or_else(|| Self::request_subject(session));
-                let pi = self.policy_input(user, input);
+                let pi = self.policy_input(user, &st.context, input);
                 if policies::evaluate(&b.policies, b.policy_engine_mode, &self.reg.policies, &pi)
                     .await
                     .passing
@@ -301,6 +321,8 @@ impl Executor {
                 context: &mut st.context,
                 users: &self.users,
                 designation: flow.designation,
+                reputation: &self.reputation,
+                client_ip: input.client_ip,
             };
             let outcome = match response.take() {
                 Some(r) => stage.submit(&mut cx, &r).await,
@@ -330,6 +352,7 @@ impl Executor {
                             .create(Some(Arc::new(identity_of(&user))), lifetime, self.settings.idle_timeout);
                     self.sessions.remove(&session.id);
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
+                    self.reputation.record(input.client_ip, &user.username, 1);
                     *session = fresh.clone();
                     out.set_session = Some((fresh, duration));
                     out.clear_cookie = false;

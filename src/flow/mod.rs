@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod next;
 pub mod planner;
 pub mod policies;
+pub mod reputation;
 pub mod stages;
 
 use crate::config::{Config, Designation, Flow, PolicyDef, StageDef};

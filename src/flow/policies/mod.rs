@@ -40,6 +40,8 @@ pub struct PolicyInput {
     pub headers: Vec<(String, String)>,
     /// Evaluation time, milliseconds since the Unix epoch (from the injected clock).
     pub now_ms: u64,
+    /// Reputation scores of the client IP and of the identifier in play (0 when unknown).
+    pub reputation: (i64, i64),
 }
 
 /// A single policy's verdict.
@@ -77,6 +79,18 @@ async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, Po
             from_minute,
             to_minute,
         } => Ok(request::time(weekdays, *from_minute, *to_minute, input)),
+        PolicyDef::Reputation {
+            check_ip,
+            check_username,
+            threshold,
+        } => {
+            let (ip, user) = input.reputation;
+            let passing = (*check_ip && ip <= *threshold) || (*check_username && user <= *threshold);
+            Ok(Decision {
+                passing,
+                messages: Vec::new(),
+            })
+        }
     }
 }
 

@@ -98,6 +98,7 @@ impl Stage for IdentificationStage {
         let known = found.is_some();
         if !known {
             tracing::debug!("identification: unknown identifier");
+            cx.reputation.record(cx.client_ip, uid, -1);
         }
         let pending = PendingUser {
             user: found,

@@ -47,6 +47,10 @@ pub struct StageCx<'a> {
     pub users: &'a UserStore,
     /// The flow's designation.
     pub designation: Designation,
+    /// Reputation scores, updated on failures.
+    pub reputation: &'a crate::flow::reputation::ReputationStore,
+    /// Client address.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// A stage implementation.

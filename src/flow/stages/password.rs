@@ -53,6 +53,12 @@ impl PasswordStage {
                 Check::Ok
             }
             Ok(false) => {
+                let who = pending
+                    .user
+                    .as_ref()
+                    .map(|u| u.username.as_str())
+                    .unwrap_or(pending.identifier.as_str());
+                cx.reputation.record(cx.client_ip, who, -1);
                 cx.context.failed_password_attempts += 1;
                 if cx.context.failed_password_attempts >= self.failed_attempts_before_cancel {
                     Check::Cancel
