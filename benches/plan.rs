@@ -1,6 +1,6 @@
 //! How long does building a plan take: a 5-stage flow with flow policies, an evaluate_on_plan
-//! binding and re-evaluation markers, for an anonymous and for a logged-in user? And one
-//! request-matcher policy evaluation?
+//! binding and re-evaluation markers, for an anonymous and for a logged-in user? One expression
+//! policy (authentik's default-flow expression) and one request-matcher policy evaluation?
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use flowgate::config::Config;
@@ -51,6 +51,7 @@ fn benches(c: &mut Criterion) {
         groups: vec!["staff".into()],
         is_superuser: false,
         is_authenticated_user: true,
+        ..Default::default()
     };
     let logged = PlanFacts {
         request_user: None,
@@ -69,6 +70,16 @@ fn benches(c: &mut Criterion) {
         b.iter(|| rt.block_on(plan(&reg, flow, black_box(&logged))))
     });
     let lan = &flow.bindings[2].policies;
+    let expr = flowgate::flow::policies::expression::compile(
+        "flow_plan = request.context.get(\"flow_plan\")\nif not flow_plan:\n    return True\nreturn not (flow_plan.context.get(\"auth_method\") == \"auth_webauthn_pwl\")\n",
+    )
+    .expect("expression compiles");
+    let mut in_flow = anon.input.clone();
+    in_flow.in_flow = true;
+    in_flow
+        .context
+        .insert("auth_method".into(), serde_json::json!("password"));
+    c.bench_function("expression_policy", |b| b.iter(|| expr.evaluate(black_box(&in_flow))));
     c.bench_function("policy_source_cidr", |b| {
         b.iter(|| {
             rt.block_on(evaluate(

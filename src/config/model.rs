@@ -449,6 +449,11 @@ pub enum PolicyDef {
         /// Pattern for the value.
         regex: Option<Regex>,
     },
+    /// An authentik expression, compiled for the Starlark sandbox.
+    Expression {
+        /// The compiled expression.
+        expression: crate::flow::policies::expression::Expression,
+    },
     /// Passes when the client IP's or the identifier's reputation is at or below `threshold`.
     Reputation {
         /// Check the client IP's score.

@@ -233,6 +233,9 @@ pub enum RawPolicy {
         name: String,
         regex: Option<String>,
     },
+    Expression {
+        expression: String,
+    },
     Reputation {
         check_ip: Option<bool>,
         check_username: Option<bool>,

@@ -39,6 +39,13 @@ fn clock_time(s: &str) -> Option<u32> {
 pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawPolicy) -> Option<PolicyDef> {
     match raw {
         RawPolicy::Dummy { .. } => None,
+        RawPolicy::Expression { expression } => match crate::flow::policies::expression::compile(expression) {
+            Ok(expression) => Some(PolicyDef::Expression { expression }),
+            Err(e) => {
+                c.err(fi, format!("{p}.expression"), e);
+                None
+            }
+        },
         RawPolicy::Reputation {
             check_ip,
             check_username,

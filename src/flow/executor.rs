@@ -105,6 +105,8 @@ pub struct Executor {
 /// The policy subject for a stored user.
 pub fn subject_of_user(u: &User) -> Subject {
     Subject {
+        email: u.email.clone(),
+        name: u.name.clone(),
         username: u.username.clone(),
         groups: u.groups.clone(),
         is_superuser: u.is_superuser,
@@ -115,6 +117,8 @@ pub fn subject_of_user(u: &User) -> Subject {
 /// The policy subject for a session identity.
 pub fn subject_of_identity(i: &Identity) -> Subject {
     Subject {
+        email: i.email.clone(),
+        name: i.name.clone(),
         username: i.username.clone(),
         groups: i.groups.clone(),
         is_superuser: i.is_superuser,
@@ -226,6 +230,8 @@ impl Executor {
             client_ip: input.client_ip,
             now_ms: self.sessions.clock().now_ms(),
             reputation: self.reputation.scores(input.client_ip, identifier),
+            context: context_json(context),
+            in_flow: true,
             ..Default::default()
         }
     }
@@ -444,6 +450,27 @@ impl Executor {
             pending_user,
         }
     }
+}
+
+/// The flow context as expressions see it (reference §2.10 keys the supported stages use).
+fn context_json(c: &FlowContext) -> serde_json::Map<String, Value> {
+    let mut m = c.extra.clone();
+    if let Some(p) = &c.pending_user {
+        let u = match &p.user {
+            Some(u) => {
+                serde_json::json!({ "pk": u.id, "username": u.username, "email": u.email, "name": u.name, "is_active": u.is_active })
+            }
+            None => serde_json::json!({ "pk": null, "username": p.identifier, "email": p.identifier, "name": "" }),
+        };
+        m.insert("pending_user".into(), u);
+    }
+    if let Some(i) = &c.pending_user_identifier {
+        m.insert("pending_user_identifier".into(), Value::String(i.clone()));
+    }
+    if let Some(a) = &c.auth_method {
+        m.insert("auth_method".into(), Value::String(a.clone()));
+    }
+    m
 }
 
 fn pending_display(st: &FlowState) -> Option<String> {

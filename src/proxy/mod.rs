@@ -260,7 +260,7 @@ impl ProxyHttp for GatewayProxy {
                             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
                             .collect(),
                         now_ms: self.state.sessions.clock().now_ms(),
-                        reputation: (0, 0),
+                        ..Default::default()
                     };
                     let r =
                         policies::evaluate(&app.policies, app.policy_engine_mode, &self.state.policies, &input).await;

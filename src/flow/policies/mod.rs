@@ -7,6 +7,7 @@
 //! Policies themselves (one per file) are pure `evaluate` functions over a [`PolicyInput`].
 
 mod dummy;
+pub mod expression;
 mod request;
 
 use crate::config::{BindingTarget, EngineMode, PolicyBinding, PolicyDef};
@@ -23,6 +24,10 @@ pub struct Subject {
     pub is_superuser: bool,
     /// Whether this is a real stored user (anonymous and pretend users are not).
     pub is_authenticated_user: bool,
+    /// Email, may be empty.
+    pub email: String,
+    /// Display name, may be empty.
+    pub name: String,
 }
 
 /// What a policy sees.
@@ -42,6 +47,12 @@ pub struct PolicyInput {
     pub now_ms: u64,
     /// Reputation scores of the client IP and of the identifier in play (0 when unknown).
     pub reputation: (i64, i64),
+    /// The flow context as JSON (`pending_user`, `auth_method`, `prompt_data`, ...).
+    pub context: serde_json::Map<String, serde_json::Value>,
+    /// Evaluated inside a flow (expressions then see `flow_plan`).
+    pub in_flow: bool,
+    /// The flow runs in an SSO context (`ak_is_sso_flow`).
+    pub is_sso: bool,
 }
 
 /// A single policy's verdict.
@@ -91,6 +102,7 @@ async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, Po
                 messages: Vec::new(),
             })
         }
+        PolicyDef::Expression { expression } => expression.evaluate(input),
     }
 }
 

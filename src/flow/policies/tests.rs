@@ -20,6 +20,7 @@ fn alice() -> PolicyInput {
             groups: vec!["staff".into()],
             is_superuser: false,
             is_authenticated_user: true,
+            ..Default::default()
         }),
         ..Default::default()
     }

@@ -1,0 +1,181 @@
+//! Expression policies: authentik's Python-style expressions run in a Starlark sandbox
+//! (`starlark` crate). No file, network or clock access exists in the sandbox; a statement
+//! budget and a heap budget stop expressions that loop or allocate without bound, and the
+//! policy then yields its `failure_result`.
+//!
+//! Variables (reference §3.4): `request` (`.user`, `.context`, `.http_request`), `context`
+//! (the flow context; mutable), `flow_plan` (`.context`, inside flows), `ak_is_sso_flow`,
+//! `ak_client_ip`, `ak_message(text)`, `ak_is_group_member(user, name=…)`, `ak_user_by(…)`
+//! (always `None`: no database access from expressions), `regex_match(value, regex)`,
+//! `regex_replace(value, regex, replacement)`. Changes an expression makes to the context are
+//! not written back to the flow.
+
+mod translate;
+
+use super::{Decision, PolicyError, PolicyInput};
+use starlark::environment::{FrozenModule, GlobalsBuilder, LibraryExtension, Module};
+use starlark::eval::Evaluator;
+use starlark::syntax::{AstModule, Dialect};
+use starlark::values::list::AllocList;
+use starlark::values::{OwnedFrozenValue, Value};
+use std::sync::Arc;
+
+/// Most statements one evaluation may run.
+pub const MAX_STATEMENTS: u64 = 100_000;
+/// Most heap bytes one evaluation may hold.
+pub const MAX_HEAP_BYTES: usize = 16 * 1024 * 1024;
+
+/// A compiled expression.
+#[derive(Clone)]
+pub struct Expression {
+    func: Arc<OwnedFrozenValue>,
+}
+
+/// The wrapper function's name (public, so it is imported into each evaluation's module).
+const ENTRY: &str = "flowgate_policy";
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Expression")
+    }
+}
+
+#[starlark::starlark_module]
+fn regex_globals(builder: &mut GlobalsBuilder) {
+    fn regex_match(value: &str, regex: &str) -> anyhow::Result<bool> {
+        let re = regex::RegexBuilder::new(regex).size_limit(1 << 20).build()?;
+        Ok(re.find(value).is_some_and(|m| m.start() == 0))
+    }
+
+    fn regex_replace(value: &str, regex: &str, replacement: &str) -> anyhow::Result<String> {
+        let re = regex::RegexBuilder::new(regex).size_limit(1 << 20).build()?;
+        Ok(re.replace_all(value, replacement).into_owned())
+    }
+}
+
+fn globals() -> starlark::environment::Globals {
+    GlobalsBuilder::extended_by(&[
+        LibraryExtension::StructType,
+        LibraryExtension::Json,
+        LibraryExtension::Map,
+        LibraryExtension::Filter,
+    ])
+    .with(regex_globals)
+    .build()
+}
+
+fn dialect() -> Dialect {
+    Dialect {
+        enable_top_level_stmt: true,
+        enable_f_strings: true,
+        ..Dialect::Extended
+    }
+}
+
+/// Compiles an expression; the error names the expression's own line.
+pub fn compile(body: &str) -> Result<Expression, String> {
+    let t = translate::translate(body).map_err(|(line, msg)| format!("expression line {line}: {msg}"))?;
+    let ast = AstModule::parse("expression", t.source, &dialect()).map_err(|e| describe(&e, t.offset))?;
+    let globals = globals();
+    let frozen = Module::with_temp_heap(|module| -> Result<FrozenModule, String> {
+        {
+            let mut eval = Evaluator::new(&module);
+            eval.eval_module(ast, &globals).map_err(|e| describe(&e, t.offset))?;
+        }
+        module
+            .freeze()
+            .map_err(|e| format!("expression cannot be prepared: {e:?}"))
+    })?;
+    let func = frozen
+        .get(ENTRY)
+        .map_err(|e| format!("expression cannot be prepared: {e}"))?;
+    Ok(Expression { func: Arc::new(func) })
+}
+
+fn describe(e: &starlark::Error, offset: usize) -> String {
+    let text = e.without_diagnostic().to_string();
+    let line = e.span().map(|s| s.resolve_span().begin.line + 1);
+    match line {
+        Some(l) if l > offset => format!("expression line {}: {}", l - offset, text.lines().next().unwrap_or("")),
+        _ => format!("expression: {}", text.lines().next().unwrap_or("")),
+    }
+}
+
+/// Counts statements and watches the heap.
+struct Budget {
+    statements: u64,
+}
+
+impl<'e> starlark::eval::BeforeStmtFuncDyn<'e> for Budget {
+    fn call<'v>(
+        &mut self,
+        _span: starlark::codemap::FileSpanRef<'_>,
+        _continued: bool,
+        eval: &mut Evaluator<'v, '_, 'e>,
+    ) -> starlark::Result<()> {
+        self.statements += 1;
+        if self.statements > MAX_STATEMENTS {
+            return Err(starlark::Error::new_other(anyhow::anyhow!(
+                "expression ran more than {MAX_STATEMENTS} statements"
+            )));
+        }
+        if eval.heap().allocated_bytes() > MAX_HEAP_BYTES {
+            return Err(starlark::Error::new_other(anyhow::anyhow!(
+                "expression used more than {MAX_HEAP_BYTES} bytes"
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Expression {
+    /// Runs the expression for `input`.
+    pub fn evaluate(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
+        let user = input.user.as_ref().filter(|u| u.is_authenticated_user).map(|u| {
+            serde_json::json!({
+                "pk": u.username, "username": u.username, "email": u.email, "name": u.name,
+                "is_superuser": u.is_superuser, "groups": u.groups, "attributes": {},
+            })
+        });
+        let in_flow = input.in_flow;
+        let result = Module::with_temp_heap(|module| -> Result<(bool, Vec<String>), String> {
+            let mut eval = Evaluator::new(&module);
+            eval.before_stmt_for_dap(starlark::eval::BeforeStmtFunc::Dyn(Box::new(Budget { statements: 0 })));
+            let heap = module.heap();
+            let messages = heap.alloc(AllocList(Vec::<Value<'_>>::new()));
+            let user_v = match &user {
+                Some(u) => heap.alloc(u.clone()),
+                None => Value::new_none(),
+            };
+            let ctx = heap.alloc(input.context.clone());
+            let ip = heap.alloc(input.client_ip.map(|i| i.to_string()).unwrap_or_default());
+            let args = [
+                user_v,
+                ctx,
+                Value::new_bool(input.is_sso),
+                ip,
+                messages,
+                Value::new_bool(in_flow),
+            ];
+            let func = module.heap().access_owned_frozen_value(&self.func);
+            let out = eval
+                .eval_function(func, &args, &[])
+                .map_err(|e| e.without_diagnostic().to_string())?;
+            let msgs = starlark::values::list::ListRef::from_value(messages)
+                .map(|l| {
+                    l.iter()
+                        .map(|v| v.unpack_str().map(str::to_string).unwrap_or_else(|| v.to_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok((out.to_bool(), msgs))
+        });
+        match result {
+            Ok((passing, messages)) => Ok(Decision { passing, messages }),
+            Err(e) => Err(PolicyError(e.lines().next().unwrap_or("expression failed").to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
