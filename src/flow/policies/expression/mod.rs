@@ -7,8 +7,8 @@
 //! (the flow context; mutable), `flow_plan` (`.context`, inside flows), `ak_is_sso_flow`,
 //! `ak_client_ip`, `ak_message(text)`, `ak_is_group_member(user, name=…)`, `ak_user_by(…)`
 //! (always `None`: no database access from expressions), `regex_match(value, regex)`,
-//! `regex_replace(value, regex, replacement)`. Changes an expression makes to the context are
-//! not written back to the flow.
+//! `regex_replace(value, regex, replacement)`, `list_flatten(value)` and `http_request`. Changes
+//! an expression makes to the context are not written back to the flow.
 
 mod translate;
 
@@ -44,7 +44,8 @@ impl std::fmt::Debug for Expression {
 fn regex_globals(builder: &mut GlobalsBuilder) {
     fn regex_match(value: &str, regex: &str) -> anyhow::Result<bool> {
         let re = regex::RegexBuilder::new(regex).size_limit(1 << 20).build()?;
-        Ok(re.find(value).is_some_and(|m| m.start() == 0))
+        // authentik uses re.search: a match anywhere counts.
+        Ok(re.is_match(value))
     }
 
     fn regex_replace(value: &str, regex: &str, replacement: &str) -> anyhow::Result<String> {
@@ -148,7 +149,13 @@ impl Expression {
                 None => Value::new_none(),
             };
             let ctx = heap.alloc(input.context.clone());
-            let ip = heap.alloc(input.client_ip.map(|i| i.to_string()).unwrap_or_default());
+            // Unknown addresses read as 255.255.255.255, as authentik does since CVE-2024-47070.
+            let ip = heap.alloc(
+                input
+                    .client_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| "255.255.255.255".into()),
+            );
             let args = [
                 user_v,
                 ctx,

@@ -122,6 +122,14 @@ fn variables_and_helpers() {
         )
         .passing
     );
+    assert!(
+        run("return regex_match(\"xa@y\", \"a@\")\n", &i).passing,
+        "re.search semantics"
+    );
+    let flat =
+        "return list_flatten([\"a\", \"b\"]) == \"a\" and list_flatten([]) == None and list_flatten(\"s\") == \"s\"\n";
+    assert!(run(flat, &i).passing);
+    assert!(run("return http_request.tenant.default_user_change_name\n", &i).passing);
     let d = run("ak_message(\"first\")\nak_message(\"second\")\nreturn False\n", &i);
     assert_eq!(
         d,

@@ -30,6 +30,13 @@ def ak_is_group_member(user, name = None, **kwargs):
 def ak_user_by(**kwargs):
     return None
 
+def list_flatten(value):
+    if type(value) == "list":
+        if len(value) == 0:
+            return None
+        return value[0]
+    return value
+
 __http_request = struct(tenant = struct(default_user_change_email = False, default_user_change_name = True, default_user_change_username = False))
 "#;
 
@@ -42,6 +49,7 @@ const HEADER: &str = "def flowgate_policy(__user, __context, ak_is_sso_flow, ak_
         flow_plan = struct(context = context)
         context[\"flow_plan\"] = flow_plan
     request = struct(user = __make_user(__user), context = context, http_request = __http_request)
+    http_request = __http_request
 ";
 
 /// A translation, with the line of the wrapper where the user's body starts.
