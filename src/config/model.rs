@@ -449,6 +449,18 @@ pub enum PolicyDef {
         /// Pattern for the value.
         regex: Option<Regex>,
     },
+    /// Password strength rules.
+    Password {
+        /// The rules.
+        rules: crate::flow::policies::password::PasswordRules,
+    },
+    /// Fails once the user's password is this many days old.
+    PasswordExpiry {
+        /// Maximum age in days.
+        days: u32,
+        /// Only deny (authentik would also make the password unusable otherwise).
+        deny_only: bool,
+    },
     /// An authentik expression, compiled for the Starlark sandbox.
     Expression {
         /// The compiled expression.

@@ -236,6 +236,25 @@ pub enum RawPolicy {
     Expression {
         expression: String,
     },
+    Password {
+        password_field: Option<String>,
+        check_static_rules: Option<bool>,
+        check_have_i_been_pwned: Option<bool>,
+        check_zxcvbn: Option<bool>,
+        amount_digits: Option<usize>,
+        amount_uppercase: Option<usize>,
+        amount_lowercase: Option<usize>,
+        amount_symbols: Option<usize>,
+        length_min: Option<usize>,
+        symbol_charset: Option<String>,
+        error_message: Option<String>,
+        hibp_allowed_count: Option<u64>,
+        zxcvbn_score_threshold: Option<u8>,
+    },
+    PasswordExpiry {
+        days: u32,
+        deny_only: Option<bool>,
+    },
     Reputation {
         check_ip: Option<bool>,
         check_username: Option<bool>,

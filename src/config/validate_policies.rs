@@ -39,6 +39,63 @@ fn clock_time(s: &str) -> Option<u32> {
 pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawPolicy) -> Option<PolicyDef> {
     match raw {
         RawPolicy::Dummy { .. } => None,
+        RawPolicy::Password {
+            password_field,
+            check_static_rules,
+            check_have_i_been_pwned,
+            check_zxcvbn,
+            amount_digits,
+            amount_uppercase,
+            amount_lowercase,
+            amount_symbols,
+            length_min,
+            symbol_charset,
+            error_message,
+            hibp_allowed_count: _,
+            zxcvbn_score_threshold,
+        } => {
+            if check_have_i_been_pwned.unwrap_or(false) {
+                c.err(
+                    fi,
+                    format!("{p}.check_have_i_been_pwned"),
+                    "the Have I Been Pwned check is not implemented yet (set it to false)",
+                );
+            }
+            let threshold = zxcvbn_score_threshold.unwrap_or(2);
+            if threshold > 4 {
+                c.err(
+                    fi,
+                    format!("{p}.zxcvbn_score_threshold"),
+                    format!("{threshold} is out of range (0 to 4; the score must be above it)"),
+                );
+            }
+            Some(PolicyDef::Password {
+                rules: crate::flow::policies::password::PasswordRules {
+                    password_field: password_field.clone().unwrap_or_else(|| "password".into()),
+                    check_static_rules: check_static_rules.unwrap_or(true),
+                    check_zxcvbn: check_zxcvbn.unwrap_or(false),
+                    amount_digits: amount_digits.unwrap_or(0),
+                    amount_uppercase: amount_uppercase.unwrap_or(0),
+                    amount_lowercase: amount_lowercase.unwrap_or(0),
+                    amount_symbols: amount_symbols.unwrap_or(0),
+                    length_min: length_min.unwrap_or(0),
+                    symbol_charset: symbol_charset
+                        .clone()
+                        .unwrap_or_else(|| crate::flow::policies::password::DEFAULT_SYMBOLS.into()),
+                    error_message: error_message.clone().unwrap_or_default(),
+                    zxcvbn_score_threshold: threshold,
+                },
+            })
+        }
+        RawPolicy::PasswordExpiry { days, deny_only } => {
+            if *days == 0 {
+                c.err(fi, format!("{p}.days"), "must be at least 1");
+            }
+            Some(PolicyDef::PasswordExpiry {
+                days: *days,
+                deny_only: deny_only.unwrap_or(false),
+            })
+        }
         RawPolicy::Expression { expression } => match crate::flow::policies::expression::compile(expression) {
             Ok(expression) => Some(PolicyDef::Expression { expression }),
             Err(e) => {

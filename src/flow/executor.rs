@@ -105,6 +105,10 @@ pub struct Executor {
 /// The policy subject for a stored user.
 pub fn subject_of_user(u: &User) -> Subject {
     Subject {
+        password_changed_ms: u
+            .password_changed_at
+            .and_then(|s| u64::try_from(s).ok())
+            .map(|s| s * 1000),
         email: u.email.clone(),
         name: u.name.clone(),
         username: u.username.clone(),
@@ -117,6 +121,7 @@ pub fn subject_of_user(u: &User) -> Subject {
 /// The policy subject for a session identity.
 pub fn subject_of_identity(i: &Identity) -> Subject {
     Subject {
+        password_changed_ms: None,
         email: i.email.clone(),
         name: i.name.clone(),
         username: i.username.clone(),

@@ -66,6 +66,8 @@ pub struct User {
     /// argon2id PHC string.
     #[serde(skip)]
     pub password_hash: Option<String>,
+    /// When the password was last set (Unix seconds).
+    pub password_changed_at: Option<i64>,
 }
 
 /// Fields an identifier may match.
@@ -140,7 +142,8 @@ enum Arg {
     Int(i64),
 }
 
-const USER_COLUMNS: &str = "id, uid, username, email, name, is_active, is_superuser, attributes, password_hash";
+const USER_COLUMNS: &str =
+    "id, uid, username, email, name, is_active, is_superuser, attributes, password_hash, password_changed_at";
 
 fn validate_username(u: &str) -> Result<(), StoreError> {
     if u.is_empty() || u.chars().count() > 150 || u.chars().any(char::is_control) || u.trim() != u {
@@ -220,6 +223,7 @@ impl UserStore {
             groups: self.groups_of(id).await?,
             attributes: serde_json::from_str(&attrs).unwrap_or_default(),
             password_hash: r.try_get("password_hash")?,
+            password_changed_at: r.try_get("password_changed_at")?,
         })
     }
 
