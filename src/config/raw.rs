@@ -249,6 +249,8 @@ pub enum RawPolicy {
         symbol_charset: Option<String>,
         error_message: Option<String>,
         hibp_allowed_count: Option<u64>,
+        hibp_url: Option<String>,
+        hibp_timeout: Option<String>,
         zxcvbn_score_threshold: Option<u8>,
     },
     PasswordExpiry {

@@ -51,16 +51,29 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
             length_min,
             symbol_charset,
             error_message,
-            hibp_allowed_count: _,
+            hibp_allowed_count,
+            hibp_url,
+            hibp_timeout,
             zxcvbn_score_threshold,
         } => {
-            if check_have_i_been_pwned.unwrap_or(false) {
-                c.err(
-                    fi,
-                    format!("{p}.check_have_i_been_pwned"),
-                    "the Have I Been Pwned check is not implemented yet (set it to false)",
-                );
-            }
+            let hibp = if check_have_i_been_pwned.unwrap_or(false) {
+                let url = hibp_url.as_deref().unwrap_or(crate::flow::policies::hibp::DEFAULT_URL);
+                match crate::flow::policies::hibp::RangeUrl::parse(url) {
+                    Ok(u) => Some(u),
+                    Err(e) => {
+                        c.err(fi, format!("{p}.hibp_url"), e);
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let hibp_timeout = c.duration(
+                fi,
+                format!("{p}.hibp_timeout"),
+                hibp_timeout,
+                crate::flow::policies::hibp::DEFAULT_TIMEOUT,
+            );
             let threshold = zxcvbn_score_threshold.unwrap_or(2);
             if threshold > 4 {
                 c.err(
@@ -84,6 +97,9 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
                         .unwrap_or_else(|| crate::flow::policies::password::DEFAULT_SYMBOLS.into()),
                     error_message: error_message.clone().unwrap_or_default(),
                     zxcvbn_score_threshold: threshold,
+                    hibp,
+                    hibp_allowed_count: hibp_allowed_count.unwrap_or(0),
+                    hibp_timeout,
                 },
             })
         }

@@ -8,6 +8,7 @@
 
 mod dummy;
 pub mod expression;
+pub mod hibp;
 pub mod password;
 mod request;
 
@@ -106,7 +107,7 @@ async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, Po
             })
         }
         PolicyDef::Expression { expression } => expression.evaluate(input),
-        PolicyDef::Password { rules } => Ok(password::evaluate(rules, input)),
+        PolicyDef::Password { rules } => password::evaluate(rules, input).await,
         PolicyDef::PasswordExpiry { days, deny_only } => Ok(password_expiry(*days, *deny_only, input)),
     }
 }

@@ -1,7 +1,7 @@
 //! The password policy (reference §3.4): static rules (length, character classes), then a zxcvbn
-//! strength score. The password is read from `prompt_data[password_field]`, else from the
-//! context key itself. The Have I Been Pwned range check is not implemented yet: a config that
-//! enables it is refused at load time.
+//! Have I Been Pwned range check (through `hibp`), then a zxcvbn strength score, stopping at
+//! the first failure. The password is read from `prompt_data[password_field]`, else from the
+//! context key itself.
 
 use super::{Decision, PolicyInput};
 
@@ -30,6 +30,12 @@ pub struct PasswordRules {
     pub error_message: String,
     /// The score must be above this.
     pub zxcvbn_score_threshold: u8,
+    /// Range API to ask, when the HIBP check is on.
+    pub hibp: Option<super::hibp::RangeUrl>,
+    /// Breach count allowed.
+    pub hibp_allowed_count: u64,
+    /// Deadline for the HIBP lookup.
+    pub hibp_timeout: std::time::Duration,
 }
 
 /// authentik's default symbol set: ASCII punctuation and space.
@@ -46,8 +52,28 @@ fn password_from(input: &PolicyInput, field: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Evaluates the rules.
-pub(super) fn evaluate(r: &PasswordRules, input: &PolicyInput) -> Decision {
+/// Evaluates the rules; an unreachable range API is an error (the binding's failure_result).
+pub(super) async fn evaluate(r: &PasswordRules, input: &PolicyInput) -> Result<Decision, super::PolicyError> {
+    let d = evaluate_local(r, input, true);
+    if !d.passing {
+        return Ok(d);
+    }
+    if let (Some(url), Some(pw)) = (&r.hibp, password_from(input, &r.password_field)) {
+        let n = super::hibp::count(url, &pw, r.hibp_timeout)
+            .await
+            .map_err(super::PolicyError)?;
+        if n > r.hibp_allowed_count {
+            return Ok(Decision {
+                passing: false,
+                messages: vec![format!("Password exists on {n} online lists.")],
+            });
+        }
+    }
+    Ok(evaluate_local(r, input, false))
+}
+
+/// Static rules (`static_only`) or zxcvbn.
+fn evaluate_local(r: &PasswordRules, input: &PolicyInput, static_only: bool) -> Decision {
     let fail = |m: String| Decision {
         passing: false,
         messages: vec![m],
@@ -55,7 +81,7 @@ pub(super) fn evaluate(r: &PasswordRules, input: &PolicyInput) -> Decision {
     let Some(pw) = password_from(input, &r.password_field) else {
         return fail("Password not set in context".into());
     };
-    if r.check_static_rules {
+    if static_only && r.check_static_rules {
         let count = |f: &dyn Fn(char) -> bool| pw.chars().filter(|c| f(*c)).count();
         let ok = pw.chars().count() >= r.length_min
             && count(&|c| c.is_ascii_digit()) >= r.amount_digits
@@ -66,7 +92,7 @@ pub(super) fn evaluate(r: &PasswordRules, input: &PolicyInput) -> Decision {
             return fail(r.error_message.clone());
         }
     }
-    if r.check_zxcvbn {
+    if !static_only && r.check_zxcvbn {
         let scored: String = pw.chars().take(72).collect();
         let mut inputs: Vec<&str> = Vec::new();
         if let Some(u) = &input.user {
@@ -112,7 +138,18 @@ mod tests {
             symbol_charset: DEFAULT_SYMBOLS.into(),
             error_message: "Too simple.".into(),
             zxcvbn_score_threshold: 2,
+            hibp: None,
+            hibp_allowed_count: 0,
+            hibp_timeout: std::time::Duration::from_secs(1),
         }
+    }
+
+    fn check(r: &PasswordRules, i: &PolicyInput) -> Decision {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(evaluate(r, i)).unwrap()
     }
 
     fn with(pw: &str) -> PolicyInput {
@@ -124,9 +161,9 @@ mod tests {
 
     #[test]
     fn static_rules() {
-        assert!(evaluate(&rules(), &with("Abcdef1!")).passing);
+        assert!(check(&rules(), &with("Abcdef1!")).passing);
         for bad in ["Abcde1!", "abcdefg1!", "ABCDEFG1!", "Abcdefgh!", "Abcdefgh1"] {
-            let d = evaluate(&rules(), &with(bad));
+            let d = check(&rules(), &with(bad));
             assert_eq!(
                 d,
                 Decision {
@@ -136,13 +173,13 @@ mod tests {
                 "{bad}"
             );
         }
-        let d = evaluate(&rules(), &PolicyInput::default());
+        let d = check(&rules(), &PolicyInput::default());
         assert_eq!(d.messages, vec!["Password not set in context".to_string()]);
         let top = PolicyInput {
             context: json!({"password": "Abcdef1!"}).as_object().cloned().unwrap(),
             ..Default::default()
         };
-        assert!(evaluate(&rules(), &top).passing, "falls back to the context key");
+        assert!(check(&rules(), &top).passing, "falls back to the context key");
     }
 
     #[test]
@@ -150,9 +187,9 @@ mod tests {
         let mut r = rules();
         r.check_static_rules = false;
         r.check_zxcvbn = true;
-        let d = evaluate(&r, &with("password1"));
+        let d = check(&r, &with("password1"));
         assert!(!d.passing);
         assert_eq!(d.messages[0], "Password is too weak.");
-        assert!(evaluate(&r, &with("correct horse battery staple 1987!")).passing);
+        assert!(check(&r, &with("correct horse battery staple 1987!")).passing);
     }
 }
