@@ -7,6 +7,11 @@ use common::*;
 
 const FLOWS: &str = r#"
 flows:
+  - slug: needs-bob
+    designation: authentication
+    denied_action: message
+    policies: [{ policy: bob-exists }]
+    bindings: [{ stage: default-authentication-identification, order: 10 }]
   - slug: expr-login
     designation: authentication
     bindings:
@@ -25,6 +30,12 @@ policies:
           return True
       ak_message("checked " + pending["username"])
       return pending["username"] != "bob"
+  bob-exists:
+    type: expression
+    expression: |
+      u = ak_user_by(username="bob")
+      nobody = ak_user_by(email="nobody@example.test")
+      return u != None and u.email == "bob@example.test" and nobody == None
   staff-member:
     type: expression
     expression: |
@@ -69,6 +80,13 @@ async fn expressions_gate_stages_and_apps() {
         403,
         "bob is not staff"
     );
+    // ak_user_by reads the user store.
+    let r = bare_client()
+        .get(gw.url("/.flowgate/flow/needs-bob/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     // alice through the default flow: staff via admins, the app lets her in.
     let a = client();
     html_login(&a, &gw.url(""), "/dash", "alice", ALICE_PASSWORD).await;

@@ -237,6 +237,7 @@ impl Executor {
             reputation: self.reputation.scores(input.client_ip, identifier),
             context: context_json(context),
             in_flow: true,
+            users: Some(self.users.clone()),
             ..Default::default()
         }
     }

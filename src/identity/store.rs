@@ -107,6 +107,12 @@ pub struct UserStore {
     hasher: PasswordHasher,
 }
 
+impl std::fmt::Debug for UserStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserStore")
+    }
+}
+
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS users (
         id INTEGER PRIMARY KEY,

@@ -57,6 +57,8 @@ pub struct PolicyInput {
     pub in_flow: bool,
     /// The flow runs in an SSO context (`ak_is_sso_flow`).
     pub is_sso: bool,
+    /// The user store, for `ak_user_by` in expressions.
+    pub users: Option<crate::identity::UserStore>,
 }
 
 /// A single policy's verdict.
@@ -106,7 +108,7 @@ async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, Po
                 messages: Vec::new(),
             })
         }
-        PolicyDef::Expression { expression } => expression.evaluate(input),
+        PolicyDef::Expression { expression } => expression.evaluate_async(input).await,
         PolicyDef::Password { rules } => password::evaluate(rules, input).await,
         PolicyDef::PasswordExpiry { days, deny_only } => Ok(password_expiry(*days, *deny_only, input)),
     }

@@ -5,8 +5,8 @@
 //!
 //! Variables (reference §3.4): `request` (`.user`, `.context`, `.http_request`), `context`
 //! (the flow context; mutable), `flow_plan` (`.context`, inside flows), `ak_is_sso_flow`,
-//! `ak_client_ip`, `ak_message(text)`, `ak_is_group_member(user, name=…)`, `ak_user_by(…)`
-//! (always `None`: no database access from expressions), `regex_match(value, regex)`,
+//! `ak_client_ip`, `ak_message(text)`, `ak_is_group_member(user, name=…)`, `ak_user_by(username=
+//! or email=)` (reads the user store from the blocking pool; `None` where no store is given), `regex_match(value, regex)`,
 //! `regex_replace(value, regex, replacement)`, `list_flatten(value)` and `http_request`. Changes
 //! an expression makes to the context are not written back to the flow.
 
@@ -29,6 +29,12 @@ pub const MAX_HEAP_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Expression {
     func: Arc<OwnedFrozenValue>,
+    uses_users: bool,
+}
+
+thread_local! {
+    /// The user store and runtime `ak_user_by` may use; set only on blocking-pool threads.
+    static USERS: std::cell::RefCell<Option<(crate::identity::UserStore, tokio::runtime::Handle)>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The wrapper function's name (public, so it is imported into each evaluation's module).
@@ -46,6 +52,32 @@ fn regex_globals(builder: &mut GlobalsBuilder) {
         let re = regex::RegexBuilder::new(regex).size_limit(1 << 20).build()?;
         // authentik uses re.search: a match anywhere counts.
         Ok(re.is_match(value))
+    }
+
+    fn __ak_user_lookup(field: &str, value: &str) -> anyhow::Result<String> {
+        // Answers JSON text ("null" when unknown) so the Starlark side can build the user.
+        let found = USERS.with(|u| {
+            let guard = u.borrow();
+            let Some((store, handle)) = guard.as_ref() else {
+                return Ok(None);
+            };
+            let fields: &[crate::identity::LookupField] = match field {
+                "username" => &[crate::identity::LookupField::Username],
+                "email" => &[crate::identity::LookupField::Email],
+                _ => return Err(anyhow::anyhow!("ak_user_by supports username= and email=")),
+            };
+            handle
+                .block_on(store.find_user(value, fields, false))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        })?;
+        Ok(match found {
+            Some(u) => serde_json::json!({
+                "pk": u.id, "username": u.username, "email": u.email, "name": u.name,
+                "is_superuser": u.is_superuser, "groups": u.groups, "attributes": u.attributes,
+            })
+            .to_string(),
+            None => "null".into(),
+        })
     }
 
     fn regex_replace(value: &str, regex: &str, replacement: &str) -> anyhow::Result<String> {
@@ -90,7 +122,10 @@ pub fn compile(body: &str) -> Result<Expression, String> {
     let func = frozen
         .get(ENTRY)
         .map_err(|e| format!("expression cannot be prepared: {e}"))?;
-    Ok(Expression { func: Arc::new(func) })
+    Ok(Expression {
+        func: Arc::new(func),
+        uses_users: body.contains("ak_user_by"),
+    })
 }
 
 fn describe(e: &starlark::Error, offset: usize) -> String {
@@ -130,7 +165,29 @@ impl<'e> starlark::eval::BeforeStmtFuncDyn<'e> for Budget {
 }
 
 impl Expression {
-    /// Runs the expression for `input`.
+    /// Runs the expression; one that looks users up runs on the blocking pool, where the
+    /// database may be read synchronously.
+    pub async fn evaluate_async(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
+        match (&input.users, self.uses_users) {
+            (Some(store), true) => {
+                let me = self.clone();
+                let input = input.clone();
+                let store = store.clone();
+                let handle = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    USERS.with(|u| *u.borrow_mut() = Some((store, handle)));
+                    let r = me.evaluate(&input);
+                    USERS.with(|u| *u.borrow_mut() = None);
+                    r
+                })
+                .await
+                .map_err(|_| PolicyError("expression task failed".into()))?
+            }
+            _ => self.evaluate(input),
+        }
+    }
+
+    /// Runs the expression for `input` on this thread (`ak_user_by` finds nobody here).
     pub fn evaluate(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
         let user = input.user.as_ref().filter(|u| u.is_authenticated_user).map(|u| {
             serde_json::json!({

@@ -28,6 +28,12 @@ def ak_is_group_member(user, name = None, **kwargs):
     return name != None and name in user.groups
 
 def ak_user_by(**kwargs):
+    for field in ["username", "email"]:
+        if field in kwargs:
+            found = json.decode(__ak_user_lookup(field, str(kwargs[field])))
+            if found == None:
+                return None
+            return __make_user(found)
     return None
 
 def list_flatten(value):
