@@ -33,9 +33,20 @@ flows:
     designation: authentication
     bindings:
       - { stage: default-authentication-identification, order: 10, invalid_response_action: restart }
+  - { slug: broken-false, designation: authentication, denied_action: message, policies: [{ policy: raises }], bindings: [{ stage: default-authentication-identification, order: 0 }] }
+  - { slug: broken-true, designation: authentication, denied_action: message, policies: [{ policy: raises, failure_result: true }], bindings: [{ stage: default-authentication-identification, order: 0 }] }
+  - slug: empty
+    designation: authentication
+    bindings: [{ stage: blocker, order: 10, evaluate_on_plan: true, re_evaluate_policies: false, policies: [{ policy: never }] }]
+  - slug: restart-ctx
+    designation: authentication
+    bindings:
+      - { stage: default-authentication-identification, order: 10 }
+      - { stage: default-authentication-password, order: 20, invalid_response_action: restart_with_context }
 stages:
   blocker: { type: deny, deny_message: "staff may not log in here" }
 policies:
+  raises: { type: expression, expression: "return 1 // 0\n" }
   never: { type: dummy, result: false }
   sleepy: { type: dummy, result: true, wait_min: 5s }
 "#;
@@ -210,5 +221,84 @@ async fn restart_replans_after_an_invalid_response() {
     let v: serde_json::Value = c.get(&api).send().await.unwrap().json().await.unwrap();
     assert_eq!(v["component"], "ak-stage-identification");
     assert!(v.get("response_errors").is_none());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_policy_error_yields_failure_result() {
+    let gw = gw().await;
+    let r = bare_client()
+        .get(gw.url("/.flowgate/flow/broken-false/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "error with failure_result false denies");
+    let body = r.text().await.unwrap();
+    assert!(
+        body.to_lowercase().contains("division") || body.to_lowercase().contains("zero"),
+        "the error is shown: {body}"
+    );
+    let r = bare_client()
+        .get(gw.url("/.flowgate/flow/broken-true/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "error with failure_result true passes");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_plan_finishes_the_flow() {
+    let gw = gw().await;
+    let r = bare_client()
+        .get(gw.url("/.flowgate/flow/empty/?next=%2Fdone"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "/done");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn restart_with_context_keeps_the_pending_user() {
+    let gw = gw().await;
+    let c = client();
+    let api = gw.url("/.flowgate/api/v3/flows/executor/restart-ctx/");
+    c.get(&api).send().await.unwrap();
+    c.post(&api)
+        .json(&serde_json::json!({"uid_field": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .post(&api)
+        .json(&serde_json::json!({"password": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "the invalid answer restarts the plan");
+    let v: serde_json::Value = c.get(&api).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        v["component"], "ak-stage-identification",
+        "planned again from the first stage"
+    );
+    assert_eq!(v["pending_user_identifier"], serde_json::Value::Null);
+    c.post(&api)
+        .json(&serde_json::json!({"uid_field": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .post(&api)
+        .json(&serde_json::json!({"password": BOB_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        v["component"], "xak-flow-redirect",
+        "the last stage's answer finishes the flow"
+    );
     gw.stop().await;
 }

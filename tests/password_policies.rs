@@ -20,6 +20,37 @@ policies:
   max-age: { type: password_expiry, days: 400, deny_only: true }
 "#;
 
+const DISABLING: &str = r#"
+flows:
+  - slug: expiring
+    designation: authentication
+    bindings:
+      - { stage: default-authentication-identification, order: 10 }
+      - { stage: default-authentication-password, order: 20 }
+      - { stage: expired, order: 25, policies: [{ policy: max-age, negate: true }] }
+      - { stage: default-authentication-login, order: 30 }
+stages:
+  expired: { type: deny, deny_message: "Your password has expired." }
+policies:
+  max-age: { type: password_expiry, days: 400 }
+"#;
+
+#[tokio::test]
+async fn without_deny_only_the_password_is_made_unusable() {
+    let upstream = Upstream::spawn().await;
+    let gw = TestGateway::start_full(DEFAULT_APP, "", upstream, &[("exp.yaml", DISABLING)]).await;
+    gw.clock.advance(Duration::from_secs(400 * 86_400));
+    assert_eq!(login(&gw).await, 403);
+    let users = &gw.running.as_ref().unwrap().users;
+    let alice = users.get_by_username("alice").await.unwrap().unwrap();
+    assert!(
+        alice.password_hash.is_none(),
+        "the expired password can no longer be used"
+    );
+    assert!(!users.verify_password(&alice, ALICE_PASSWORD).await.unwrap());
+    gw.stop().await;
+}
+
 async fn login(gw: &TestGateway) -> u16 {
     let c = client();
     let url = gw.url("/.flowgate/flow/expiring/");

@@ -421,6 +421,16 @@ impl UserStore {
         Ok(v.ok)
     }
 
+    /// Makes a user's password unusable (password expiry); seeding will not restore it.
+    pub async fn set_password_unusable(&self, username: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query("UPDATE users SET password_hash = NULL, password_source = 'user', password_changed_at = strftime('%s','now') WHERE username = ?1")
+            .bind(username)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(n > 0)
+    }
+
     /// Deletes a user; `false` when there was none.
     pub async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
         Ok(sqlx::query("DELETE FROM users WHERE username = ?1")

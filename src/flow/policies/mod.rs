@@ -110,13 +110,24 @@ async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, Po
         }
         PolicyDef::Expression { expression } => expression.evaluate_async(input).await,
         PolicyDef::Password { rules } => password::evaluate(rules, input).await,
-        PolicyDef::PasswordExpiry { days, deny_only } => Ok(password_expiry(*days, *deny_only, input)),
+        PolicyDef::PasswordExpiry { days, deny_only } => {
+            let d = password_expiry(*days, *deny_only, input);
+            // As authentik: without deny_only, an expired password is also made unusable.
+            if !d.passing && !*deny_only {
+                if let (Some(store), Some(u)) = (&input.users, &input.user) {
+                    store
+                        .set_password_unusable(&u.username)
+                        .await
+                        .map_err(|e| PolicyError(e.to_string()))?;
+                    tracing::info!(user = %u.username, "expired password made unusable");
+                }
+            }
+            Ok(d)
+        }
     }
 }
 
-/// Fails once the user's password is `days` old. flowgate never changes stored data from a
-/// policy, so with `deny_only: false` it also only denies (authentik would also make the
-/// password unusable); the message says so.
+/// Fails once the user's password is `days` old (the message differs with `deny_only`).
 fn password_expiry(days: u32, deny_only: bool, input: &PolicyInput) -> Decision {
     let changed = input.user.as_ref().and_then(|u| u.password_changed_ms);
     let Some(changed) = changed else {
