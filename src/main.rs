@@ -224,6 +224,17 @@ fn fail(e: anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+fn flow_or_usage<'a>(cfg: &'a Config, slug: &str) -> Option<&'a flowgate::config::Flow> {
+    let f = cfg.flows.get(slug);
+    if f.is_none() {
+        eprintln!(
+            "unknown flow {slug:?} (known: {})",
+            cfg.flows.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    f
+}
+
 fn load_or_usage(path: &Path) -> Result<Config, ExitCode> {
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
@@ -275,11 +286,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let Some(f) = cfg.flows.get(&flow) else {
-                eprintln!(
-                    "unknown flow {flow:?} (known: {})",
-                    cfg.flows.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
+            let Some(f) = flow_or_usage(&cfg, &flow) else {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             let subject = match user {
@@ -328,11 +335,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let Some(f) = cfg.flows.get(&flow) else {
-                eprintln!(
-                    "unknown flow {flow:?} (known: {})",
-                    cfg.flows.keys().cloned().collect::<Vec<_>>().join(", ")
-                );
+            let Some(f) = flow_or_usage(&cfg, &flow) else {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             match format.as_str() {

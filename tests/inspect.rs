@@ -1,10 +1,7 @@
 //! The flow inspector through the real binary: `flowgate plan` shows the plan, every policy
 //! result with messages and timing; `flowgate export --format mermaid` draws the flow.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
-const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
+mod common;
 
 const CONFIG: &str = r#"
 listen: { http: "127.0.0.1:0" }
@@ -34,20 +31,7 @@ policies:
 "#;
 
 fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_bin(args, stdin)
 }
 
 #[test]

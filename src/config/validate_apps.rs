@@ -62,22 +62,8 @@ pub(crate) fn app(
     let headers = super::validate_flows::headers(c, &format!("{p}.headers"), raw.headers.as_ref());
     let mut skip_auth = Vec::new();
     for (k, re) in raw.skip_auth.iter().enumerate() {
-        match regex::RegexBuilder::new(re).size_limit(1 << 20).build() {
-            Ok(r) => skip_auth.push(r),
-            Err(e) => {
-                let text = e.to_string();
-                let last = text
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("")
-                    .trim_start_matches("error: ");
-                c.err(
-                    0,
-                    format!("{p}.skip_auth[{k}]"),
-                    format!("invalid regular expression: {last}"),
-                )
-            }
+        if let Some(r) = super::validate_policies::regex(c, 0, format!("{p}.skip_auth[{k}]"), re) {
+            skip_auth.push(r);
         }
     }
     let pols = super::validate_flows::policy_bindings(c, 0, &format!("{p}.policies"), &raw.policies, policies);

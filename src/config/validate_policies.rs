@@ -9,7 +9,8 @@ const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 /// Largest compiled regex accepted in a policy, in bytes.
 pub const MAX_POLICY_REGEX_BYTES: usize = 1 << 20;
 
-fn regex(c: &mut Collector<'_>, fi: usize, path: String, re: &str) -> Option<regex::Regex> {
+/// Compiles a bounded regex, recording a one-line error at `path`.
+pub(crate) fn regex(c: &mut Collector<'_>, fi: usize, path: String, re: &str) -> Option<regex::Regex> {
     match regex::RegexBuilder::new(re).size_limit(MAX_POLICY_REGEX_BYTES).build() {
         Ok(r) => Some(r),
         Err(e) => {

@@ -299,3 +299,23 @@ pub async fn html_login(c: &reqwest::Client, base: &str, path: &str, user: &str,
     // The password stage is done; the login stage runs on the next GET.
     c.get(&flow_url).send().await.unwrap()
 }
+
+/// Runs the real binary with `args`, feeding `stdin`; returns (exit code, stdout, stderr).
+pub fn run_bin(args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -111,25 +111,33 @@ fn replace_is_none(line: &str) -> String {
     out
 }
 
+/// Defines the constants for a comma-separated list of imported names (parentheses allowed).
+fn import_names(list: &str, line: usize, consts: &mut String) -> Result<(), (usize, String)> {
+    for name in list
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        match KNOWN_IMPORTS.iter().find(|(k, _)| *k == name) {
+            Some((k, v)) => consts.push_str(&format!("    {k} = \"{v}\"\n")),
+            None => return Err((line, format!("import of {name:?} is not available in flowgate"))),
+        }
+    }
+    Ok(())
+}
+
 /// Translates `body`, or says which line uses something unavailable.
 pub(super) fn translate(body: &str) -> Result<Translated, (usize, String)> {
     let mut consts = String::new();
     let mut lines: Vec<String> = Vec::new();
+    // The line a parenthesised import started on, while inside it.
     let mut in_import: Option<usize> = None;
     for (n, raw) in body.lines().enumerate() {
         let trimmed = raw.trim();
         if let Some(start) = in_import {
-            for name in trimmed
-                .trim_end_matches(')')
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-            {
-                match KNOWN_IMPORTS.iter().find(|(k, _)| *k == name) {
-                    Some((k, v)) => consts.push_str(&format!("    {k} = \"{v}\"\n")),
-                    None => return Err((start + 1, format!("import of {name:?} is not available in flowgate"))),
-                }
-            }
+            import_names(trimmed, start + 1, &mut consts)?;
             if trimmed.ends_with(')') {
                 in_import = None;
             }
@@ -147,29 +155,9 @@ pub(super) fn translate(body: &str) -> Result<Translated, (usize, String)> {
                 ));
             }
             let names = names.trim();
-            if let Some(open) = names.strip_prefix('(') {
+            import_names(names, n + 1, &mut consts)?;
+            if names.starts_with('(') && !names.ends_with(')') {
                 in_import = Some(n);
-                for name in open
-                    .trim_end_matches(')')
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                {
-                    match KNOWN_IMPORTS.iter().find(|(k, _)| *k == name) {
-                        Some((k, v)) => consts.push_str(&format!("    {k} = \"{v}\"\n")),
-                        None => return Err((n + 1, format!("import of {name:?} is not available in flowgate"))),
-                    }
-                }
-                if names.ends_with(')') {
-                    in_import = None;
-                }
-            } else {
-                for name in names.split(',').map(str::trim) {
-                    match KNOWN_IMPORTS.iter().find(|(k, _)| *k == name) {
-                        Some((k, v)) => consts.push_str(&format!("    {k} = \"{v}\"\n")),
-                        None => return Err((n + 1, format!("import of {name:?} is not available in flowgate"))),
-                    }
-                }
             }
             lines.push(String::new());
             continue;
