@@ -25,7 +25,13 @@ fn fixture_expressions_compile() {
     let mut found = 0;
     let mut refused = Vec::new();
     for dir in ["default", "example"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+        let listing = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (../shared/fixtures must sit beside the checkout)",
+                root.display()
+            )
+        });
+        for entry in listing {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();
             let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
