@@ -35,7 +35,7 @@ policies:
     expression: |
       u = ak_user_by(username="bob")
       nobody = ak_user_by(email="nobody@example.test")
-      return u != None and u.email == "bob@example.test" and nobody == None
+      return u != None and u.email == "bob@example.test" and nobody == None and u.has_usable_password()
   staff-member:
     type: expression
     expression: |

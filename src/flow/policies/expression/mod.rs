@@ -74,6 +74,7 @@ fn regex_globals(builder: &mut GlobalsBuilder) {
             Some(u) => serde_json::json!({
                 "pk": u.id, "username": u.username, "email": u.email, "name": u.name,
                 "is_superuser": u.is_superuser, "groups": u.groups, "attributes": u.attributes,
+                "has_usable_password": u.password_hash.is_some(),
             })
             .to_string(),
             None => "null".into(),

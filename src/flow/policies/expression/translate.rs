@@ -19,10 +19,16 @@ pub(super) const PRELUDE: &str = r#"
 def __no_group_attributes(*args, **kwargs):
     return {}
 
+def __yes(*args, **kwargs):
+    return True
+
+def __no(*args, **kwargs):
+    return False
+
 def __make_user(d):
     if d == None:
-        return struct(pk = None, username = "", email = "", name = "", is_authenticated = False, is_active = False, is_superuser = False, groups = [], attributes = {}, group_attributes = __no_group_attributes)
-    return struct(pk = d["pk"], username = d["username"], email = d["email"], name = d["name"], is_authenticated = True, is_active = True, is_superuser = d["is_superuser"], groups = d["groups"], attributes = d["attributes"], group_attributes = __no_group_attributes)
+        return struct(pk = None, username = "", email = "", name = "", is_authenticated = False, is_active = False, is_superuser = False, groups = [], attributes = {}, group_attributes = __no_group_attributes, has_usable_password = __no)
+    return struct(pk = d["pk"], username = d["username"], email = d["email"], name = d["name"], is_authenticated = True, is_active = True, is_superuser = d["is_superuser"], groups = d["groups"], attributes = d["attributes"], group_attributes = __no_group_attributes, has_usable_password = __yes if d.get("has_usable_password", True) else __no)
 
 def ak_is_group_member(user, name = None, **kwargs):
     return name != None and name in user.groups
