@@ -13,6 +13,7 @@ pub mod flow;
 pub mod http;
 pub mod identity;
 mod listen;
+pub mod outbound;
 pub mod proxy;
 pub mod routing;
 pub mod session;

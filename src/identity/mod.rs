@@ -2,6 +2,8 @@
 //! event loop, and seeding from YAML. No HTTP types, no sessions.
 
 pub mod hash;
+pub mod mfa;
+pub mod records;
 pub mod seed;
 mod store;
 

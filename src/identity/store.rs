@@ -184,7 +184,14 @@ impl UserStore {
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
         }
+        super::mfa::migrate(&pool).await?;
+        super::records::migrate(&pool).await?;
         Ok(Self { pool, hasher })
+    }
+
+    /// The connection pool, for the sibling modules that keep their own tables.
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
     /// The hasher.

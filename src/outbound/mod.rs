@@ -1,0 +1,1 @@
+//! Outbound calls: mail (SMTP or files) and captcha siteverify. (Being written.)
