@@ -189,11 +189,6 @@ impl UserStore {
         Ok(Self { pool, hasher })
     }
 
-    /// The connection pool, for the sibling modules that keep their own tables.
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     /// The hasher.
     pub fn hasher(&self) -> &PasswordHasher {
         &self.hasher
