@@ -31,4 +31,7 @@ pub enum GatewayError {
     /// Templates failed to load.
     #[error("templates: {0}")]
     Templates(String),
+    /// The mail transport could not be set up.
+    #[error("mail: {0}")]
+    Mail(String),
 }

@@ -111,15 +111,29 @@ impl Gateway {
         let sessions = SessionStore::new(s.max_sessions, s.idle_timeout.max(s.flow_timeout), opts.clock.clone());
         let registry = Arc::new(FlowRegistry::from_config(&config));
         let reputation = Arc::new(flow::reputation::ReputationStore::new(opts.clock.clone()));
+        let templates_dir = config.ui.templates.as_deref();
+        let mailer = match &config.mail {
+            Some(m) => Some(outbound::mail::Mailer::new(&m.transport).map_err(|e| GatewayError::Mail(e.to_string()))?),
+            None => None,
+        };
+        let services = Arc::new(flow::services::Services {
+            sessions: sessions.clone(),
+            mailer,
+            public_url: config.mail.as_ref().and_then(|m| m.public_url.clone()),
+            mail_templates: flow::services::MailTemplates::load(templates_dir).map_err(GatewayError::Templates)?,
+            tokens: flow::services::FlowTokens::new(100_000, std::time::Duration::from_secs(7 * 86_400)),
+            title: config.ui.title.clone(),
+        });
         let executor = Executor::new(
             registry,
             sessions.clone(),
             users.clone(),
             config.session.clone(),
             reputation,
+            services,
         );
         let router = routing::Router::new(&config.apps);
-        let pages = http::Pages::new().map_err(|e| GatewayError::Templates(e.to_string()))?;
+        let pages = http::Pages::new(templates_dir).map_err(GatewayError::Templates)?;
         let ui = Arc::new(http::Ui {
             executor,
             sessions: sessions.clone(),

@@ -37,6 +37,24 @@ impl Router {
     }
 }
 
+/// Whether a Host header may be used to build links mailed to users: an app's configured
+/// host, or a loopback name or address. Anything else could be an attacker's own server.
+pub fn trusted_link_host(router: &Router, host: &str) -> bool {
+    let bare = strip_port(host).to_ascii_lowercase();
+    let well_formed = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+    if !well_formed {
+        return false;
+    }
+    if bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+        return true;
+    }
+    router.apps.iter().any(|a| a.hosts.iter().any(|h| *h == bare))
+}
+
 fn strip_port(h: &str) -> &str {
     if h.starts_with('[') {
         return h.split_once(']').map(|(a, _)| &a[1..]).unwrap_or(h);
@@ -68,5 +86,16 @@ mod tests {
         assert!(!prefix_matches("/app", "/apple"));
         assert_eq!(strip_port("Example.test:8080"), "Example.test");
         assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn link_hosts() {
+        let r = Router::new(&[]);
+        assert!(trusted_link_host(&r, "127.0.0.1:8080"));
+        assert!(trusted_link_host(&r, "localhost"));
+        assert!(trusted_link_host(&r, "[::1]:80"));
+        assert!(!trusted_link_host(&r, "evil.example"));
+        assert!(!trusted_link_host(&r, "127.0.0.1.evil.example"));
+        assert!(!trusted_link_host(&r, "127.0.0.1/x"));
     }
 }

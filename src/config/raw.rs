@@ -30,6 +30,8 @@ pub struct RawFile {
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
     pub limits: Option<RawLimits>,
+    pub mail: Option<RawMail>,
+    pub ui: Option<RawUi>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,6 +199,8 @@ pub enum RawStage {
         pretend_user_exists: Option<bool>,
         show_matched_user: Option<bool>,
         password_stage: Option<String>,
+        enrollment_flow: Option<String>,
+        recovery_flow: Option<String>,
     },
     Password {
         failed_attempts_before_cancel: Option<u32>,
@@ -204,11 +208,116 @@ pub enum RawStage {
     },
     UserLogin {
         session_duration: Option<String>,
+        remember_me_offset: Option<String>,
+        terminate_other_sessions: Option<bool>,
     },
     UserLogout {},
     Deny {
         deny_message: Option<String>,
     },
+    UserWrite {
+        user_creation_mode: Option<String>,
+        create_users_as_inactive: Option<bool>,
+        create_users_group: Option<String>,
+    },
+    UserDelete {},
+    Prompt {
+        #[serde(default)]
+        fields: Vec<RawPromptField>,
+        #[serde(default)]
+        validation_policies: Vec<String>,
+    },
+    Email {
+        from_address: Option<String>,
+        subject: Option<String>,
+        template: Option<String>,
+        token_expiry: Option<String>,
+        activate_user_on_success: Option<bool>,
+    },
+    Captcha {
+        public_key: String,
+        private_key: Option<String>,
+        private_key_env: Option<String>,
+        private_key_file: Option<String>,
+        interactive: Option<bool>,
+        score_min_threshold: Option<f64>,
+        score_max_threshold: Option<f64>,
+        error_on_invalid_score: Option<bool>,
+        js_url: Option<String>,
+        api_url: Option<String>,
+        timeout: Option<String>,
+    },
+    Consent {
+        mode: Option<String>,
+        consent_expire_in: Option<String>,
+    },
+    Redirect {
+        mode: Option<String>,
+        target_static: Option<String>,
+        target_flow: Option<String>,
+        keep_context: Option<bool>,
+    },
+    Dummy {
+        throw_error: Option<bool>,
+    },
+    Invitation {
+        continue_flow_without_invitation: Option<bool>,
+    },
+    AuthenticatorTotp {
+        digits: Option<u32>,
+        friendly_name: Option<String>,
+    },
+    AuthenticatorStatic {
+        token_count: Option<u32>,
+    },
+    AuthenticatorValidate {
+        device_classes: Option<Vec<String>>,
+        not_configured_action: Option<String>,
+        #[serde(default)]
+        configuration_stages: Vec<String>,
+    },
+}
+
+/// One field of a prompt stage.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPromptField {
+    pub field_key: String,
+    pub label: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub required: Option<bool>,
+    pub placeholder: Option<String>,
+    pub initial_value: Option<String>,
+    pub sub_text: Option<String>,
+    pub order: Option<i64>,
+    #[serde(default)]
+    pub choices: Vec<String>,
+}
+
+/// `mail:`: how the email stage sends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMail {
+    pub transport: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub security: Option<String>,
+    pub username: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
+    pub timeout: Option<String>,
+    pub ca_file: Option<String>,
+    pub dir: Option<String>,
+    pub public_url: Option<String>,
+}
+
+/// `ui:`: page look.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUi {
+    pub title: Option<String>,
+    pub templates: Option<String>,
 }
 
 /// A policy definition, tagged by `type:`.

@@ -110,6 +110,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             ("apps", !f.apps.is_empty()),
             ("include", !f.include.is_empty()),
             ("limits", f.limits.is_some()),
+            ("mail", f.mail.is_some()),
+            ("ui", f.ui.is_some()),
         ];
         for (key, present) in main_only {
             if present {
@@ -190,6 +192,10 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         }
     }
 
+    let flow_slugs: Vec<String> = flow_src.keys().cloned().collect();
+    let mail = super::validate_stages::mail(&mut c, main, &base, &data_dir);
+    let ui = super::validate_stages::ui(&mut c, main, &base);
+    super::validate_stages::check_refs(&mut c, &parsed.files, &stages, &policies, &flow_slugs, mail.is_some());
     let default_flows = default_flows(&mut c, main, &flows);
     let logout = logout(&mut c, main, &flows, &default_flows);
     let mut apps = Vec::new();
@@ -238,6 +244,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         stages,
         policies,
         limits,
+        mail,
+        ui,
     })
 }
 

@@ -72,6 +72,8 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             pretend_user_exists,
             show_matched_user,
             password_stage,
+            enrollment_flow,
+            recovery_flow,
         } => {
             for (i, f) in user_fields.iter().enumerate() {
                 if !USER_FIELDS.contains(&f.as_str()) {
@@ -95,6 +97,8 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
                 pretend_user_exists: pretend_user_exists.unwrap_or(true),
                 show_matched_user: show_matched_user.unwrap_or(true),
                 password_stage: password_stage.clone(),
+                enrollment_flow: enrollment_flow.clone(),
+                recovery_flow: recovery_flow.clone(),
             }
         }
         RawStage::Password {
@@ -110,22 +114,31 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
                 allow_show_password: allow_show_password.unwrap_or(false),
             }
         }
-        RawStage::UserLogin { session_duration } => {
-            let d = match session_duration.as_deref().map(parse_duration) {
+        RawStage::UserLogin {
+            session_duration,
+            remember_me_offset,
+            terminate_other_sessions,
+        } => {
+            let mut opt = |key: &str, v: &Option<String>| match v.as_deref().map(parse_duration) {
                 None => None,
                 Some(Ok(d)) if d.is_zero() => None,
                 Some(Ok(d)) => Some(d),
                 Some(Err(e)) => {
-                    c.err(fi, format!("{p}.session_duration"), e);
+                    c.err(fi, format!("{p}.{key}"), e);
                     None
                 }
             };
-            StageDef::UserLogin { session_duration: d }
+            StageDef::UserLogin {
+                session_duration: opt("session_duration", session_duration),
+                remember_me_offset: opt("remember_me_offset", remember_me_offset),
+                terminate_other_sessions: terminate_other_sessions.unwrap_or(false),
+            }
         }
         RawStage::UserLogout {} => StageDef::UserLogout,
         RawStage::Deny { deny_message } => StageDef::Deny {
             deny_message: deny_message.clone().unwrap_or_default(),
         },
+        other => super::validate_stages::stage(c, fi, &p, other),
     })
 }
 

@@ -9,8 +9,9 @@ use super::next::next_from_query;
 use super::planner::{self, NotApplicable, PlanFacts};
 use super::policies::{self, PolicyInput, Subject};
 use super::reputation::ReputationStore;
+use super::services::{token_hash, Services};
 use super::stages::{StageCx, StageOutcome};
-use super::{Challenge, FlowContext, FlowRegistry, FlowState};
+use super::{Challenge, FlowContext, FlowRegistry, FlowState, Injected, PlanEntry};
 use crate::config::{DeniedAction, Designation, Flow, InvalidResponseAction, SessionSettings};
 use crate::identity::{User, UserStore};
 use crate::session::{Identity, Session, SessionStore};
@@ -90,6 +91,8 @@ pub struct ExecInput {
     pub app: Option<String>,
     /// Client address.
     pub client_ip: Option<std::net::IpAddr>,
+    /// `scheme://host` of the request when it may appear in links (loopback or an app host).
+    pub origin: Option<String>,
 }
 
 /// Runs flows.
@@ -100,7 +103,13 @@ pub struct Executor {
     users: UserStore,
     settings: SessionSettings,
     reputation: Arc<ReputationStore>,
+    services: Arc<Services>,
 }
+
+/// Shown when a mailed link is opened: confirming uses the link up.
+const CONFIRM_COMPONENT: &str = "ak-stage-consent";
+/// Message for a link that is gone.
+const LINK_GONE: &str = "This link has expired or was already used.";
 
 /// The policy subject for a stored user.
 pub fn subject_of_user(u: &User) -> Subject {
@@ -152,6 +161,7 @@ impl Executor {
         users: UserStore,
         settings: SessionSettings,
         reputation: Arc<ReputationStore>,
+        services: Arc<Services>,
     ) -> Self {
         Self {
             reg,
@@ -159,7 +169,50 @@ impl Executor {
             users,
             settings,
             reputation,
+            services,
         }
+    }
+
+    /// The shared services.
+    pub fn services(&self) -> &Arc<Services> {
+        &self.services
+    }
+
+    /// Restores the plan parked behind a mailed link (`flow_token` in the query), with a
+    /// confirmation step in front. `Err` carries the page for a link that is gone.
+    fn restore(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        current: Option<&FlowState>,
+    ) -> Option<Result<FlowState, String>> {
+        if input.response.is_some() {
+            return None;
+        }
+        let raw = form_urlencoded::parse(input.query.as_bytes())
+            .find(|(k, _)| k == "flow_token")
+            .map(|(_, v)| v.into_owned())?;
+        let hash = token_hash(&raw);
+        // Already resumed in this session (the link's URL is still in the address bar).
+        if current.is_some_and(|c| {
+            c.context.extra.get("is_restored").and_then(Value::as_str) == Some(hash.as_str())
+                || c.plan.first().and_then(|e| e.inject.as_ref()) == Some(&Injected::ConfirmToken(hash.clone()))
+        }) {
+            return None;
+        }
+        let now = self.sessions.clock().now_ms();
+        let Some(t) = self.services.tokens.peek(&hash, now).filter(|t| t.flow == flow.slug) else {
+            return Some(Err(LINK_GONE.into()));
+        };
+        // A link sent for one user never resumes inside another user's session.
+        if let (Some(me), Some(owner)) = (input.session.as_ref().and_then(|s| s.user.as_ref()), t.user_id) {
+            if me.user_id != owner {
+                return Some(Err("This link belongs to another account. Log out first.".into()));
+            }
+        }
+        let mut st = t.state.clone();
+        st.plan.insert(0, PlanEntry::injected(Injected::ConfirmToken(hash)));
+        Some(Ok(st))
     }
 
     /// The registry.
@@ -202,7 +255,18 @@ impl Executor {
         if state.as_ref().is_some_and(|s| s.flow != flow.slug) {
             state = None;
         }
-        let kind = self.run(flow, &input, &mut session, &mut state, &mut out).await;
+        let kind = match self.restore(flow, &input, state.as_ref()) {
+            Some(Err(message)) => {
+                state = None;
+                self.access_denied(flow, &input, None, message)
+            }
+            restored => {
+                if let Some(Ok(st)) = restored {
+                    state = Some(st);
+                }
+                self.run(flow, &input, &mut session, &mut state, &mut out).await
+            }
+        };
         // Park the remaining plan in whichever session is current now. An anonymous session
         // with no unfinished flow is of no use: delete it and clear the cookie.
         match state {
@@ -323,18 +387,70 @@ impl Executor {
             let Some(entry) = entry else {
                 return self.done(state);
             };
-            let binding = &flow.bindings[entry.binding];
-            let Some(stage) = self.reg.stages.get(&binding.stage).cloned() else {
-                tracing::error!(stage = %binding.stage, "stage missing from registry");
-                *state = None;
-                return self.access_denied(flow, input, None, "Unknown error".into());
+            let (stage, action) = match &entry.inject {
+                Some(Injected::ConfirmToken(hash)) => {
+                    let hash = hash.clone();
+                    match self.confirm_token(flow, st, &hash, response.take()) {
+                        Ok(()) => {
+                            st.context.extra.insert("is_restored".into(), Value::String(hash));
+                            st.plan.remove(0);
+                            if submitted {
+                                return ExecKind::StageDone;
+                            }
+                            continue;
+                        }
+                        Err(kind) => {
+                            if matches!(kind, ExecKind::AccessDenied { .. }) {
+                                *state = None;
+                            }
+                            return kind;
+                        }
+                    }
+                }
+                Some(Injected::Stage(name)) => match self.reg.stages.get(name) {
+                    Some(s) => (s.clone(), InvalidResponseAction::Retry),
+                    None => {
+                        tracing::error!(stage = %name, "injected stage missing from registry");
+                        *state = None;
+                        return self.access_denied(flow, input, None, "Unknown error".into());
+                    }
+                },
+                None => {
+                    let binding = &flow.bindings[entry.binding];
+                    match self.reg.stages.get(&binding.stage) {
+                        Some(s) => (s.clone(), binding.invalid_response_action),
+                        None => {
+                            tracing::error!(stage = %binding.stage, "stage missing from registry");
+                            *state = None;
+                            return self.access_denied(flow, input, None, "Unknown error".into());
+                        }
+                    }
+                }
             };
+            let user = st
+                .context
+                .pending_user
+                .as_ref()
+                .and_then(|p| p.user.as_ref())
+                .map(subject_of_user)
+                .or_else(|| Self::request_subject(session));
+            let policy_input = self.policy_input(user, &st.context, input);
             let mut cx = StageCx {
                 context: &mut st.context,
                 users: &self.users,
                 designation: flow.designation,
                 reputation: &self.reputation,
                 client_ip: input.client_ip,
+                services: &self.services,
+                now_ms: self.sessions.clock().now_ms(),
+                flow_slug: &flow.slug,
+                query: &st.query,
+                app: st.app.as_deref(),
+                request_user: session.user.as_deref(),
+                origin: input.origin.as_deref(),
+                policies: &self.reg.policies,
+                policy_input,
+                plan: &st.plan,
             };
             let outcome = match response.take() {
                 Some(r) => stage.submit(&mut cx, &r).await,
@@ -342,27 +458,33 @@ impl Executor {
             };
             match outcome {
                 StageOutcome::Challenge(c) => return self.challenge(flow, st, c),
-                StageOutcome::Invalid(c) => match binding.invalid_response_action {
+                StageOutcome::Invalid(c) => match action {
                     InvalidResponseAction::Retry => return self.challenge(flow, st, c),
                     action => return self.restart(flow, input, session, state, action).await,
                 },
                 StageOutcome::Deny(message) => {
-                    if binding.invalid_response_action != InvalidResponseAction::Retry {
-                        return self
-                            .restart(flow, input, session, state, binding.invalid_response_action)
-                            .await;
+                    if action != InvalidResponseAction::Retry {
+                        return self.restart(flow, input, session, state, action).await;
                     }
                     let pending = pending_display(st);
                     *state = None;
                     return self.access_denied(flow, input, pending, message);
                 }
                 StageOutcome::Continue => {}
-                StageOutcome::Login { user, duration } => {
+                StageOutcome::Login {
+                    user,
+                    duration,
+                    terminate_others,
+                } => {
                     let lifetime = duration.unwrap_or(self.settings.ttl);
                     let fresh =
                         self.sessions
                             .create(Some(Arc::new(identity_of(&user))), lifetime, self.settings.idle_timeout);
                     self.sessions.remove(&session.id);
+                    if terminate_others {
+                        let n = self.sessions.remove_user_sessions(user.id, Some(&fresh.id));
+                        tracing::info!(user = %user.username, ended = n, "other sessions terminated");
+                    }
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
                     self.reputation.record(input.client_ip, &user.username, 1);
                     *session = fresh.clone();
@@ -380,6 +502,24 @@ impl Executor {
                     *session = fresh.clone();
                     out.set_session = Some((fresh, None));
                 }
+                StageOutcome::Redirect(to) => {
+                    st.plan.remove(0);
+                    if st.plan.is_empty() {
+                        *state = None;
+                    }
+                    return ExecKind::Redirect(to);
+                }
+                StageOutcome::Inject(name) => {
+                    st.plan.remove(0);
+                    st.plan.insert(0, PlanEntry::injected(Injected::Stage(name)));
+                    if submitted {
+                        return ExecKind::StageDone;
+                    }
+                    continue;
+                }
+                StageOutcome::SwitchFlow { slug, keep_context } => {
+                    return self.switch_flow(flow, input, session, state, &slug, keep_context).await;
+                }
             }
             st.plan.remove(0);
             if st.plan.is_empty() {
@@ -388,6 +528,82 @@ impl Executor {
             if submitted {
                 return ExecKind::StageDone;
             }
+        }
+    }
+
+    /// The confirmation step of a resumed link: GET shows it; POST uses the token up.
+    fn confirm_token(
+        &self,
+        flow: &Flow,
+        st: &FlowState,
+        hash: &str,
+        response: Option<Map<String, Value>>,
+    ) -> Result<(), ExecKind> {
+        let now = self.sessions.clock().now_ms();
+        if response.is_none() {
+            if self.services.tokens.peek(hash, now).is_none() {
+                return Err(self.access_denied_st(flow, st, LINK_GONE.into()));
+            }
+            let mut m = Map::new();
+            m.insert(
+                "header_text".into(),
+                Value::String("Continue to confirm this email address.".into()),
+            );
+            m.insert("permissions".into(), Value::Array(Vec::new()));
+            m.insert("additional_permissions".into(), Value::Array(Vec::new()));
+            m.insert("token".into(), Value::String(String::new()));
+            return Err(self.challenge(flow, st, Challenge::new(CONFIRM_COMPONENT, m, true)));
+        }
+        if self.services.tokens.consume(hash, now) {
+            Ok(())
+        } else {
+            Err(self.access_denied_st(flow, st, LINK_GONE.into()))
+        }
+    }
+
+    fn access_denied_st(&self, flow: &Flow, st: &FlowState, message: String) -> ExecKind {
+        let pending_user = pending_display(st);
+        ExecKind::AccessDenied {
+            flow_info: flow_info(flow, &st.query, st.app.as_deref(), pending_user.as_deref()),
+            message,
+            pending_user,
+        }
+    }
+
+    /// Redirect stage, flow mode: plan the target flow now (with this context, or an empty one)
+    /// marked `is_redirected`, park it in the session and send the browser there.
+    async fn switch_flow(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        session: &Arc<Session>,
+        state: &mut Option<FlowState>,
+        slug: &str,
+        keep_context: bool,
+    ) -> ExecKind {
+        let Some(target) = self.reg.flows.get(slug) else {
+            tracing::error!(flow = %slug, "redirect target flow is missing");
+            *state = None;
+            return self.access_denied(flow, input, None, "The next step is not available.".into());
+        };
+        let mut context = match (keep_context, state.take()) {
+            (true, Some(s)) => s.context,
+            _ => FlowContext::default(),
+        };
+        context
+            .extra
+            .insert("is_redirected".into(), Value::String(flow.slug.clone()));
+        match self.make_plan(target, session, context, input).await {
+            Ok(s) => {
+                *state = Some(s);
+                let q = if input.query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", input.query)
+                };
+                ExecKind::Redirect(format!("{}flow/{slug}/{q}", crate::config::RESERVED_PREFIX))
+            }
+            Err(na) => self.denied(target, input, session, na),
         }
     }
 

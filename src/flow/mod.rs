@@ -8,6 +8,7 @@ pub mod next;
 pub mod planner;
 pub mod policies;
 pub mod reputation;
+pub mod services;
 pub mod stages;
 
 use crate::config::{Config, Designation, Flow, PolicyDef, StageDef};
@@ -70,13 +71,45 @@ impl FlowRegistry {
 }
 
 /// One planned stage: the binding's index in its flow and whether to re-check its policies
-/// right before it runs.
+/// right before it runs, or a stage inserted at run time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanEntry {
-    /// Index into `Flow::bindings`.
+    /// Index into `Flow::bindings` (meaningless for injected entries).
     pub binding: usize,
     /// Re-evaluate the binding's policies before running (`re_evaluate_policies`).
     pub reevaluate: bool,
+    /// A stage inserted at run time instead of the binding's.
+    pub inject: Option<Injected>,
+}
+
+/// Stages inserted into a running plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Injected {
+    /// A configured stage by name (authenticator_validate's `configure`).
+    Stage(String),
+    /// "Continue to confirm this email address": the first step of a plan resumed from a
+    /// mailed link, so that a scanner opening the link does not use it up. Holds the token hash.
+    ConfirmToken(String),
+}
+
+impl PlanEntry {
+    /// A planned binding.
+    pub fn binding(binding: usize, reevaluate: bool) -> Self {
+        Self {
+            binding,
+            reevaluate,
+            inject: None,
+        }
+    }
+
+    /// An injected stage.
+    pub fn injected(inject: Injected) -> Self {
+        Self {
+            binding: usize::MAX,
+            reevaluate: false,
+            inject: Some(inject),
+        }
+    }
 }
 
 /// The user being authenticated or enrolled.

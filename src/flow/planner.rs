@@ -110,7 +110,7 @@ pub async fn plan_traced(
         }
         let reevaluate = b.re_evaluate_policies && !b.policies.is_empty();
         if planned {
-            out.push(PlanEntry { binding: i, reevaluate });
+            out.push(PlanEntry::binding(i, reevaluate));
         }
         if let Some(t) = trace.as_deref_mut() {
             t.bindings.push(BindingDecision {

@@ -5,11 +5,13 @@
 use crate::flow::executor::FlowInfo;
 use crate::flow::Challenge;
 use minijinja::{context, Environment};
+use std::path::Path;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("errors.html", include_str!("../../templates/errors.html")),
     ("error.html", include_str!("../../templates/error.html")),
+    ("user.html", include_str!("../../templates/user.html")),
     (
         "ak-stage-identification.html",
         include_str!("../../templates/ak-stage-identification.html"),
@@ -22,6 +24,42 @@ const TEMPLATES: &[(&str, &str)] = &[
         "ak-stage-access-denied.html",
         include_str!("../../templates/ak-stage-access-denied.html"),
     ),
+    (
+        "ak-stage-prompt.html",
+        include_str!("../../templates/ak-stage-prompt.html"),
+    ),
+    (
+        "ak-stage-email.html",
+        include_str!("../../templates/ak-stage-email.html"),
+    ),
+    (
+        "ak-stage-captcha.html",
+        include_str!("../../templates/ak-stage-captcha.html"),
+    ),
+    (
+        "ak-stage-consent.html",
+        include_str!("../../templates/ak-stage-consent.html"),
+    ),
+    (
+        "ak-stage-dummy.html",
+        include_str!("../../templates/ak-stage-dummy.html"),
+    ),
+    (
+        "ak-stage-user-login.html",
+        include_str!("../../templates/ak-stage-user-login.html"),
+    ),
+    (
+        "ak-stage-authenticator-totp.html",
+        include_str!("../../templates/ak-stage-authenticator-totp.html"),
+    ),
+    (
+        "ak-stage-authenticator-static.html",
+        include_str!("../../templates/ak-stage-authenticator-static.html"),
+    ),
+    (
+        "ak-stage-authenticator-validate.html",
+        include_str!("../../templates/ak-stage-authenticator-validate.html"),
+    ),
 ];
 
 /// The stylesheet.
@@ -33,11 +71,21 @@ pub struct Pages {
 }
 
 impl Pages {
-    /// Loads the embedded templates.
-    pub fn new() -> Result<Self, minijinja::Error> {
+    /// Loads the embedded templates, each replaced by `<dir>/<name>` when that file exists, so
+    /// an operator can override pages one by one. A template that does not compile is an error
+    /// naming the file.
+    pub fn new(dir: Option<&Path>) -> Result<Self, String> {
         let mut env = Environment::new();
-        for (name, src) in TEMPLATES {
-            env.add_template(name, src)?;
+        for (name, builtin) in TEMPLATES {
+            let src = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+                Some(p) => {
+                    tracing::info!(template = %p.display(), "using an overridden template");
+                    std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?
+                }
+                None => (*builtin).to_string(),
+            };
+            env.add_template_owned(name.to_string(), src)
+                .map_err(|e| format!("template {name}: {e}"))?;
         }
         Ok(Self { env })
     }

@@ -211,6 +211,10 @@ impl Ui {
                 .route(req.header("host"), n.split('?').next().unwrap_or("/"))
                 .map(|a| a.name.clone())
         });
+        let origin = req
+            .header("host")
+            .filter(|h| crate::routing::trusted_link_host(&self.router, h))
+            .map(|h| format!("{}://{h}", if req.https { "https" } else { "http" }));
         let input = ExecInput {
             slug: slug.to_string(),
             response,
@@ -218,6 +222,7 @@ impl Ui {
             session: session.clone(),
             app,
             client_ip: Some(req.client_ip),
+            origin,
         };
         let out = self.executor.dispatch(input).await;
         self.render(req, mode, out, session)

@@ -1,11 +1,770 @@
 //! Second factors: TOTP devices (RFC 6238) and static recovery codes, stored beside the users.
-//! (Being written: see the module owner's task.)
+//!
+//! Owns the TOTP arithmetic (HMAC-SHA1, dynamic truncation, ±1 step drift), the enrolment helpers
+//! (secret, `otpauth://` URI, QR code as SVG), recovery-code generation and the two tables
+//! `totp_devices` and `static_codes`. It leaves rendering, rate limiting and the flow logic to the
+//! stages that call it.
+//!
+//! Threat model: a submitted code is hostile input. It is normalised and length-checked before
+//! use, compared in constant time, and a code is accepted at most once: every device records the
+//! last accepted step, and acceptance is a single conditional `UPDATE`, so two concurrent
+//! submissions of the same code cannot both pass. Recovery codes are stored as SHA-256 hashes of
+//! their normalised form and are marked used with a single conditional `UPDATE`. Codes and
+//! secrets never appear in error messages. Time is always passed in (`now_ms`), never read here.
 
-use super::store::StoreError;
-use sqlx::SqlitePool;
+use super::store::{StoreError, UserStore};
+use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use rand::{Rng, RngCore};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+use sqlx::{Row, SqlitePool};
+use subtle::ConstantTimeEq;
+
+/// TOTP step length.
+pub const TOTP_PERIOD_SECS: u64 = 30;
+
+/// Length of a new TOTP secret in bytes (160 bits, as RFC 4226 recommends).
+const SECRET_LEN: usize = 20;
+/// Shortest secret accepted when saving a device (RFC 4226 requires at least 128 bits).
+const MIN_SECRET_LEN: usize = 16;
+/// Longest secret accepted when saving a device.
+const MAX_SECRET_LEN: usize = 64;
+/// Longest device name, in characters.
+const MAX_DEVICE_NAME_CHARS: usize = 64;
+/// Characters of recovery codes: lowercase letters and digits without 0/o, 1/l/i.
+const STATIC_ALPHABET: &[u8] = b"23456789abcdefghjkmnpqrstuvwxyz";
+/// Characters in one recovery code (without dashes).
+const STATIC_CODE_CHARS: usize = 12;
+/// Characters between dashes when a recovery code is displayed.
+const STATIC_GROUP_CHARS: usize = 4;
+/// Longest normalised recovery code looked up at all.
+const MAX_STATIC_CODE_CHARS: usize = 64;
+
+/// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
+const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS totp_devices (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        secret BLOB NOT NULL,
+        digits INTEGER NOT NULL,
+        last_step INTEGER,
+        created_ms INTEGER NOT NULL,
+        last_used_ms INTEGER
+    )",
+    "CREATE INDEX IF NOT EXISTS totp_devices_user ON totp_devices(user_id)",
+    "CREATE TABLE IF NOT EXISTS static_codes (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        code_hash TEXT NOT NULL,
+        used_ms INTEGER,
+        UNIQUE(user_id, code_hash)
+    )",
+];
 
 /// Creates the tables of this module.
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let _ = pool;
+    for stmt in SCHEMA {
+        sqlx::query(stmt).execute(pool).await?;
+    }
     Ok(())
+}
+
+/// A stored TOTP device.
+#[derive(Debug, Clone)]
+pub struct TotpDevice {
+    /// Row id.
+    pub id: i64,
+    /// Owner.
+    pub user_id: i64,
+    /// Name chosen at enrolment.
+    pub name: String,
+    /// Code length (6 or 8).
+    pub digits: u32,
+    /// When the device was saved (ms since the epoch).
+    pub created_ms: i64,
+    /// When a code of the device was last accepted (ms since the epoch).
+    pub last_used_ms: Option<i64>,
+}
+
+// === TOTP ===
+
+/// 20 random bytes from the OS CSPRNG.
+pub fn new_totp_secret() -> Vec<u8> {
+    let mut secret = vec![0u8; SECRET_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    secret
+}
+
+/// Base32 (RFC 4648, no padding) of a secret, as authenticator apps expect.
+pub fn secret_base32(secret: &[u8]) -> String {
+    data_encoding::BASE32_NOPAD.encode(secret)
+}
+
+/// Code lengths this module accepts.
+fn valid_digits(digits: u32) -> bool {
+    digits == 6 || digits == 8
+}
+
+/// The code for a time step (RFC 6238/4226, HMAC-SHA1, dynamic truncation), zero-padded to `digits` (6 or 8).
+///
+/// Other lengths up to 10 are computed the same way; longer ones are treated as 10. Returns an
+/// empty string (which no submitted code matches) if the MAC cannot be keyed, which HMAC never
+/// refuses in practice.
+pub fn totp_code(secret: &[u8], step: u64, digits: u32) -> String {
+    let Ok(mut mac) = Hmac::<Sha1>::new_from_slice(secret) else {
+        return String::new();
+    };
+    mac.update(&step.to_be_bytes());
+    let hash = mac.finalize().into_bytes();
+    // SHA-1 output is 20 bytes; the offset is at most 15, so offset + 4 <= 19.
+    let offset = usize::from(hash[hash.len() - 1] & 0x0f);
+    let bin = u32::from_be_bytes([hash[offset], hash[offset + 1], hash[offset + 2], hash[offset + 3]]) & 0x7fff_ffff;
+    let digits = digits.min(10);
+    let value = u64::from(bin) % 10u64.pow(digits);
+    format!("{value:0width$}", width = digits as usize)
+}
+
+/// The step of a time.
+pub fn totp_step(now_ms: u64) -> u64 {
+    now_ms / 1000 / TOTP_PERIOD_SECS
+}
+
+/// A submitted code without spaces, if it is exactly `digits` ASCII digits.
+fn normalise_totp(code: &str, digits: u32) -> Option<String> {
+    if !valid_digits(digits) {
+        return None;
+    }
+    let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+    (code.len() == digits as usize && code.bytes().all(|b| b.is_ascii_digit())).then_some(code)
+}
+
+/// Every step in now-1..=now+1 whose code equals `code` (already normalised), in ascending
+/// order. All three candidates are computed and compared in constant time.
+fn matching_steps(secret: &[u8], digits: u32, code: &str, now_ms: u64) -> Vec<u64> {
+    let now = totp_step(now_ms);
+    let candidates = [now.checked_sub(1), Some(now), now.checked_add(1)];
+    let mut hits = Vec::new();
+    for step in candidates.into_iter().flatten() {
+        let expected = totp_code(secret, step, digits);
+        if bool::from(expected.as_bytes().ct_eq(code.as_bytes())) {
+            hits.push(step);
+        }
+    }
+    hits
+}
+
+/// Checks `code` against steps now-1, now, now+1 (±1 step drift); constant-time compare; returns the matching step. Codes that are not exactly `digits` ASCII digits (after removing spaces) never match.
+///
+/// If several steps match (a collision), the latest is returned, so recording it as used also
+/// blocks the earlier ones.
+pub fn match_totp(secret: &[u8], digits: u32, code: &str, now_ms: u64) -> Option<u64> {
+    let code = normalise_totp(code, digits)?;
+    matching_steps(secret, digits, &code, now_ms).into_iter().max()
+}
+
+/// `otpauth://totp/<issuer>:<account>?secret=..&issuer=..&digits=..&period=30&algorithm=SHA1`, label and params percent-encoded.
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8], digits: u32) -> String {
+    let enc = |s: &str| utf8_percent_encode(s, URI_COMPONENT).to_string();
+    format!(
+        "otpauth://totp/{}:{}?secret={}&issuer={}&digits={digits}&period={TOTP_PERIOD_SECS}&algorithm=SHA1",
+        enc(issuer),
+        enc(account),
+        secret_base32(secret),
+        enc(issuer),
+    )
+}
+
+/// The QR code of `data` as a standalone SVG string (no scripts), with a <title> for accessibility.
+///
+/// The XML declaration is left out so the result can be served as `image/svg+xml` or inlined
+/// in HTML alike. Data too long for a QR code is [`StoreError::Invalid`].
+pub fn qr_svg(data: &str) -> Result<String, StoreError> {
+    let code =
+        qrcode::QrCode::new(data.as_bytes()).map_err(|e| StoreError::Invalid(format!("cannot make a qr code: {e}")))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .quiet_zone(true)
+        .build();
+    let start = svg
+        .find("<svg")
+        .ok_or_else(|| StoreError::Invalid("qr renderer produced no svg element".into()))?;
+    let open_end = svg[start..]
+        .find('>')
+        .map(|i| start + i)
+        .ok_or_else(|| StoreError::Invalid("qr renderer produced a malformed svg element".into()))?;
+    let mut out = String::with_capacity(svg.len() + 64);
+    out.push_str(&svg[start..open_end]);
+    out.push_str(r#" role="img"><title>QR code for an authenticator app</title>"#);
+    out.push_str(&svg[open_end + 1..]);
+    Ok(out)
+}
+
+// === recovery codes ===
+
+/// `n` fresh recovery codes, each 12 chars from an unambiguous alphabet, formatted `xxxx-xxxx-xxxx`.
+pub fn generate_static_codes(n: usize) -> Vec<String> {
+    let mut rng = rand::rngs::OsRng;
+    (0..n)
+        .map(|_| {
+            let mut code = String::with_capacity(STATIC_CODE_CHARS + STATIC_CODE_CHARS / STATIC_GROUP_CHARS);
+            for i in 0..STATIC_CODE_CHARS {
+                if i > 0 && i % STATIC_GROUP_CHARS == 0 {
+                    code.push('-');
+                }
+                code.push(char::from(STATIC_ALPHABET[rng.gen_range(0..STATIC_ALPHABET.len())]));
+            }
+            code
+        })
+        .collect()
+}
+
+/// A recovery code without whitespace and dashes, lowercased; `None` if nothing usable remains.
+fn normalise_static(code: &str) -> Option<String> {
+    let code: String = code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let usable = !code.is_empty()
+        && code.chars().count() <= MAX_STATIC_CODE_CHARS
+        && code.bytes().all(|b| b.is_ascii_alphanumeric());
+    usable.then_some(code)
+}
+
+/// Hex SHA-256 of a normalised recovery code.
+fn static_hash(normalised: &str) -> String {
+    hex::encode(Sha256::digest(normalised.as_bytes()))
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} out of range")))
+}
+
+// === impl UserStore ===
+
+impl UserStore {
+    /// Saves a confirmed TOTP device.
+    ///
+    /// `last_step` is the step whose code confirmed the enrolment, so that code cannot be used
+    /// again. The name must be 1-64 characters without control characters, the secret 16-64
+    /// bytes and `digits` 6 or 8; a name the user already uses is [`StoreError::Duplicate`].
+    pub async fn add_totp_device(
+        &self,
+        user_id: i64,
+        name: &str,
+        secret: &[u8],
+        digits: u32,
+        now_ms: u64,
+        last_step: Option<u64>,
+    ) -> Result<i64, StoreError> {
+        let name_ok = !name.trim().is_empty()
+            && name.chars().count() <= MAX_DEVICE_NAME_CHARS
+            && !name.chars().any(char::is_control);
+        if !name_ok {
+            return Err(StoreError::Invalid(format!(
+                "invalid device name {name:?} (1-{MAX_DEVICE_NAME_CHARS} characters, no control characters)"
+            )));
+        }
+        if !(MIN_SECRET_LEN..=MAX_SECRET_LEN).contains(&secret.len()) {
+            return Err(StoreError::Invalid(format!(
+                "totp secret must be {MIN_SECRET_LEN}-{MAX_SECRET_LEN} bytes"
+            )));
+        }
+        if !valid_digits(digits) {
+            return Err(StoreError::Invalid(format!("totp digits must be 6 or 8, not {digits}")));
+        }
+        let created = to_i64(now_ms, "time")?;
+        let last_step = last_step.map(|s| to_i64(s, "totp step")).transpose()?;
+        let mut tx = self.pool().begin().await?;
+        let taken = sqlx::query("SELECT 1 FROM totp_devices WHERE user_id = ?1 AND name = ?2")
+            .bind(user_id)
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if taken.is_some() {
+            return Err(StoreError::Duplicate {
+                what: "totp device",
+                value: name.to_string(),
+            });
+        }
+        let id: i64 = sqlx::query(
+            "INSERT INTO totp_devices (user_id, name, secret, digits, last_step, created_ms, last_used_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL) RETURNING id",
+        )
+        .bind(user_id)
+        .bind(name)
+        .bind(secret)
+        .bind(i64::from(digits))
+        .bind(last_step)
+        .bind(created)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// The user's TOTP devices.
+    pub async fn totp_devices(&self, user_id: i64) -> Result<Vec<TotpDevice>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, user_id, name, digits, created_ms, last_used_ms FROM totp_devices WHERE user_id = ?1 ORDER BY id",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let digits: i64 = r.try_get("digits")?;
+                Ok(TotpDevice {
+                    id: r.try_get("id")?,
+                    user_id: r.try_get("user_id")?,
+                    name: r.try_get("name")?,
+                    digits: u32::try_from(digits)
+                        .map_err(|_| StoreError::Invalid(format!("stored totp digits {digits} out of range")))?,
+                    created_ms: r.try_get("created_ms")?,
+                    last_used_ms: r.try_get("last_used_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Checks a code against all of the user's TOTP devices (±1 step). A step at or before the device's last accepted step is refused (no code reuse), and accepting updates last step and last_used_ms atomically (a single UPDATE ... WHERE last_step IS NULL OR last_step < ? so two concurrent submissions of one code cannot both pass). Returns the device id that accepted.
+    pub async fn verify_totp(&self, user_id: i64, code: &str, now_ms: u64) -> Result<Option<i64>, StoreError> {
+        let used_ms = to_i64(now_ms, "time")?;
+        let rows = sqlx::query("SELECT id, secret, digits, last_step FROM totp_devices WHERE user_id = ?1 ORDER BY id")
+            .bind(user_id)
+            .fetch_all(self.pool())
+            .await?;
+        for r in &rows {
+            let id: i64 = r.try_get("id")?;
+            let secret: Vec<u8> = r.try_get("secret")?;
+            let Ok(digits) = u32::try_from(r.try_get::<i64, _>("digits")?) else {
+                continue;
+            };
+            let last_step: Option<i64> = r.try_get("last_step")?;
+            let Some(normalised) = normalise_totp(code, digits) else {
+                continue;
+            };
+            // The latest matching step after the last accepted one; recording it also blocks
+            // any earlier step the same code might match.
+            let step = matching_steps(&secret, digits, &normalised, now_ms)
+                .into_iter()
+                .filter_map(|s| i64::try_from(s).ok())
+                .filter(|s| last_step.is_none_or(|last| *s > last))
+                .max();
+            let Some(step) = step else {
+                continue;
+            };
+            let accepted = sqlx::query(
+                "UPDATE totp_devices SET last_step = ?1, last_used_ms = ?2
+                 WHERE id = ?3 AND user_id = ?4 AND (last_step IS NULL OR last_step < ?1)",
+            )
+            .bind(step)
+            .bind(used_ms)
+            .bind(id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            if accepted == 1 {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Replaces the user's recovery codes (stores SHA-256 hashes of the normalised code, never the code).
+    ///
+    /// A code that normalises to nothing usable, or two codes that normalise alike, are
+    /// [`StoreError::Invalid`] and nothing is changed.
+    pub async fn set_static_codes(&self, user_id: i64, codes: &[String], now_ms: u64) -> Result<(), StoreError> {
+        // Creation time is not stored; the parameter keeps the API uniform and validated.
+        to_i64(now_ms, "time")?;
+        let mut hashes = Vec::with_capacity(codes.len());
+        for code in codes {
+            let normalised =
+                normalise_static(code).ok_or_else(|| StoreError::Invalid("invalid recovery code".into()))?;
+            hashes.push(static_hash(&normalised));
+        }
+        let mut sorted = hashes.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != hashes.len() {
+            return Err(StoreError::Invalid("duplicate recovery code".into()));
+        }
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM static_codes WHERE user_id = ?1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        for hash in &hashes {
+            sqlx::query("INSERT INTO static_codes (user_id, code_hash, used_ms) VALUES (?1, ?2, NULL)")
+                .bind(user_id)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Uses one recovery code: true once per code (atomic delete-or-mark); normalises case, spaces and dashes.
+    ///
+    /// The code is marked used (kept for the record) by a single conditional `UPDATE`.
+    pub async fn use_static_code(&self, user_id: i64, code: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let used_ms = to_i64(now_ms, "time")?;
+        let Some(normalised) = normalise_static(code) else {
+            return Ok(false);
+        };
+        let n = sqlx::query(
+            "UPDATE static_codes SET used_ms = ?1 WHERE user_id = ?2 AND code_hash = ?3 AND used_ms IS NULL",
+        )
+        .bind(used_ms)
+        .bind(user_id)
+        .bind(static_hash(&normalised))
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    /// How many unused recovery codes the user has.
+    pub async fn static_code_count(&self, user_id: i64) -> Result<usize, StoreError> {
+        let n: i64 = sqlx::query("SELECT COUNT(*) FROM static_codes WHERE user_id = ?1 AND used_ms IS NULL")
+            .bind(user_id)
+            .fetch_one(self.pool())
+            .await?
+            .try_get(0)?;
+        usize::try_from(n).map_err(|_| StoreError::Invalid(format!("recovery code count {n} out of range")))
+    }
+
+    /// Deletes all of the user's devices and codes.
+    pub async fn delete_mfa(&self, user_id: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        sqlx::query("DELETE FROM totp_devices WHERE user_id = ?1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM static_codes WHERE user_id = ?1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{HashParams, NewUser, PasswordHasher};
+    use std::path::Path;
+
+    const RFC_SECRET: &[u8] = b"12345678901234567890";
+    /// A time well inside a step (step 56_666_666 starts at 1_699_999_980 s).
+    const NOW_MS: u64 = 1_700_000_000_000;
+    const STEP_MS: u64 = TOTP_PERIOD_SECS * 1000;
+
+    async fn store(dir: &Path) -> UserStore {
+        let cheap = HashParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        UserStore::open(&dir.join("sub/users.db"), PasswordHasher::new(cheap))
+            .await
+            .unwrap()
+    }
+
+    async fn user(s: &UserStore, name: &str) -> i64 {
+        s.create_user(NewUser {
+            username: name.into(),
+            is_active: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .id
+    }
+
+    #[test]
+    fn rfc6238_sha1_vectors() {
+        let vectors: &[(u64, &str)] = &[
+            (59, "94287082"),
+            (1_111_111_109, "07081804"),
+            (1_111_111_111, "14050471"),
+            (1_234_567_890, "89005924"),
+            (2_000_000_000, "69279037"),
+            (20_000_000_000, "65353130"),
+        ];
+        for &(secs, want) in vectors {
+            let step = totp_step(secs * 1000);
+            assert_eq!(totp_code(RFC_SECRET, step, 8), want, "time {secs}");
+            assert_eq!(match_totp(RFC_SECRET, 8, want, secs * 1000), Some(step), "time {secs}");
+        }
+        // Six digits are the low six of the same value (RFC 4226 appendix D, counter 1).
+        assert_eq!(totp_code(RFC_SECRET, 1, 6), "287082");
+    }
+
+    #[test]
+    fn drift_of_one_step_only() {
+        let now = totp_step(NOW_MS);
+        for (step, ok) in [
+            (now - 2, false),
+            (now - 1, true),
+            (now, true),
+            (now + 1, true),
+            (now + 2, false),
+        ] {
+            let code = totp_code(RFC_SECRET, step, 6);
+            assert_eq!(
+                match_totp(RFC_SECRET, 6, &code, NOW_MS).is_some(),
+                ok,
+                "step offset {}",
+                step as i64 - now as i64
+            );
+        }
+        assert_eq!(
+            match_totp(RFC_SECRET, 6, &totp_code(RFC_SECRET, now - 1, 6), NOW_MS),
+            Some(now - 1)
+        );
+        // Step 0 has no predecessor and must not underflow.
+        assert_eq!(match_totp(RFC_SECRET, 6, &totp_code(RFC_SECRET, 0, 6), 0), Some(0));
+    }
+
+    #[test]
+    fn malformed_codes_never_match() {
+        let code = totp_code(RFC_SECRET, totp_step(NOW_MS), 6);
+        let spaced = format!("{} {}", &code[..3], &code[3..]);
+        assert!(match_totp(RFC_SECRET, 6, &spaced, NOW_MS).is_some());
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "abcdef",
+            "١٢٣٤٥٦",
+            "+12345",
+            "-12345",
+            &format!("{code}0"),
+        ] {
+            assert_eq!(match_totp(RFC_SECRET, 6, bad, NOW_MS), None, "{bad:?}");
+        }
+        // The right digits with the wrong length setting, and unsupported lengths.
+        assert_eq!(match_totp(RFC_SECRET, 8, &code, NOW_MS), None);
+        assert_eq!(
+            match_totp(RFC_SECRET, 7, &totp_code(RFC_SECRET, totp_step(NOW_MS), 7), NOW_MS),
+            None
+        );
+    }
+
+    #[test]
+    fn secrets_and_uri() {
+        let a = new_totp_secret();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, new_totp_secret());
+        assert_eq!(secret_base32(RFC_SECRET), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(
+            otpauth_uri("Flow Gate", "alice@example.test", RFC_SECRET, 6),
+            "otpauth://totp/Flow%20Gate:alice%40example.test?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\
+             &issuer=Flow%20Gate&digits=6&period=30&algorithm=SHA1"
+        );
+        // Separators inside issuer or account cannot split the label or the query.
+        let uri = otpauth_uri("a:b&c=d", "x?y#z/é", RFC_SECRET, 8);
+        assert!(
+            uri.starts_with("otpauth://totp/a%3Ab%26c%3Dd:x%3Fy%23z%2F%C3%A9?secret="),
+            "{uri}"
+        );
+        assert!(uri.contains("&issuer=a%3Ab%26c%3Dd&digits=8&"), "{uri}");
+    }
+
+    #[test]
+    fn qr_code_is_svg_with_title() {
+        let svg = qr_svg(&otpauth_uri("flowgate", "alice", RFC_SECRET, 6)).unwrap();
+        assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{}", &svg[..40]);
+        assert!(svg.contains("<title>"));
+        assert!(svg.ends_with("</svg>"));
+        assert!(!svg.to_ascii_lowercase().contains("<script"));
+        assert!(matches!(qr_svg(&"x".repeat(8000)), Err(StoreError::Invalid(_))));
+    }
+
+    #[test]
+    fn static_code_format() {
+        let codes = generate_static_codes(10);
+        assert_eq!(codes.len(), 10);
+        for c in &codes {
+            assert_eq!(c.len(), 14, "{c}");
+            let parts: Vec<&str> = c.split('-').collect();
+            assert_eq!(parts.len(), 3, "{c}");
+            assert!(
+                parts
+                    .iter()
+                    .all(|p| p.len() == 4 && p.bytes().all(|b| STATIC_ALPHABET.contains(&b))),
+                "{c}"
+            );
+        }
+        let mut unique = codes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 10);
+    }
+
+    #[tokio::test]
+    async fn totp_devices_reuse_and_later_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path()).await;
+        let alice = user(&s, "alice").await;
+        let bob = user(&s, "bob").await;
+        let now = totp_step(NOW_MS);
+
+        // Enrolment confirmed with the current code: that code is already spent.
+        let dev = s
+            .add_totp_device(alice, "phone", RFC_SECRET, 6, NOW_MS, Some(now))
+            .await
+            .unwrap();
+        let code_now = totp_code(RFC_SECRET, now, 6);
+        assert_eq!(s.verify_totp(alice, &code_now, NOW_MS).await.unwrap(), None);
+        // The earlier step is refused as well.
+        assert_eq!(
+            s.verify_totp(alice, &totp_code(RFC_SECRET, now - 1, 6), NOW_MS)
+                .await
+                .unwrap(),
+            None
+        );
+
+        // The next step's code passes once, then not again.
+        let later = NOW_MS + STEP_MS;
+        let code_next = totp_code(RFC_SECRET, now + 1, 6);
+        assert_eq!(s.verify_totp(alice, &code_next, later).await.unwrap(), Some(dev));
+        assert_eq!(s.verify_totp(alice, &code_next, later).await.unwrap(), None);
+        assert_eq!(s.verify_totp(alice, &code_next, later + STEP_MS).await.unwrap(), None);
+        // A step after it is accepted.
+        let code_after = totp_code(RFC_SECRET, now + 2, 6);
+        assert_eq!(s.verify_totp(alice, &code_after, later).await.unwrap(), Some(dev));
+
+        // Another user's code does not work for alice, and bob has no devices.
+        assert_eq!(s.verify_totp(bob, &code_after, later).await.unwrap(), None);
+
+        let list = s.totp_devices(alice).await.unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].id, list[0].user_id, list[0].name.as_str(), list[0].digits),
+            (dev, alice, "phone", 6)
+        );
+        assert_eq!(list[0].created_ms, NOW_MS as i64);
+        assert_eq!(list[0].last_used_ms, Some(later as i64));
+        assert!(s.totp_devices(bob).await.unwrap().is_empty());
+
+        // A second device (8 digits) is found among several.
+        let other = b"abcdefghijklmnopqrst";
+        let dev2 = s.add_totp_device(alice, "key", other, 8, NOW_MS, None).await.unwrap();
+        let c8 = totp_code(other, now, 8);
+        assert_eq!(s.verify_totp(alice, &c8, NOW_MS).await.unwrap(), Some(dev2));
+
+        // Validation.
+        assert!(matches!(
+            s.add_totp_device(alice, "phone", RFC_SECRET, 6, NOW_MS, None).await,
+            Err(StoreError::Duplicate { .. })
+        ));
+        assert!(matches!(
+            s.add_totp_device(alice, "", RFC_SECRET, 6, NOW_MS, None).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.add_totp_device(alice, "x", b"short", 6, NOW_MS, None).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.add_totp_device(alice, "x", RFC_SECRET, 7, NOW_MS, None).await,
+            Err(StoreError::Invalid(_))
+        ));
+
+        s.delete_mfa(alice).await.unwrap();
+        assert!(s.totp_devices(alice).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_submissions_of_one_code_pass_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path()).await;
+        let alice = user(&s, "alice").await;
+        s.add_totp_device(alice, "phone", RFC_SECRET, 6, NOW_MS, None)
+            .await
+            .unwrap();
+        let code = totp_code(RFC_SECRET, totp_step(NOW_MS), 6);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, code) = (s.clone(), code.clone());
+                tokio::spawn(async move { s.verify_totp(alice, &code, NOW_MS).await.unwrap() })
+            })
+            .collect();
+        let mut passed = 0;
+        for t in tasks {
+            passed += usize::from(t.await.unwrap().is_some());
+        }
+        assert_eq!(passed, 1);
+    }
+
+    #[tokio::test]
+    async fn static_codes_single_use_and_normalised() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path()).await;
+        let alice = user(&s, "alice").await;
+        let bob = user(&s, "bob").await;
+        let codes = generate_static_codes(3);
+        s.set_static_codes(alice, &codes, NOW_MS).await.unwrap();
+        assert_eq!(s.static_code_count(alice).await.unwrap(), 3);
+        assert_eq!(s.static_code_count(bob).await.unwrap(), 0);
+
+        // Never stored in clear.
+        let stored: Vec<String> = sqlx::query_scalar("SELECT code_hash FROM static_codes")
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 3);
+        for c in &codes {
+            let normalised = c.replace('-', "");
+            assert!(stored.contains(&static_hash(&normalised)));
+            assert!(!stored.iter().any(|h| h.contains(&normalised)));
+        }
+
+        // Not bob's; and case, spaces and dashes do not matter.
+        assert!(!s.use_static_code(bob, &codes[0], NOW_MS).await.unwrap());
+        let messy = format!("  {} ", codes[0].to_uppercase().replace('-', " - "));
+        assert!(s.use_static_code(alice, &messy, NOW_MS).await.unwrap());
+        assert!(!s.use_static_code(alice, &codes[0], NOW_MS).await.unwrap());
+        assert_eq!(s.static_code_count(alice).await.unwrap(), 2);
+        assert!(s
+            .use_static_code(alice, &codes[1].replace('-', ""), NOW_MS)
+            .await
+            .unwrap());
+        for bad in ["", "----", "not a code", "xxxx-xxxx-xxxx", &"a".repeat(1000)] {
+            assert!(!s.use_static_code(alice, bad, NOW_MS).await.unwrap(), "{bad:?}");
+        }
+        assert_eq!(s.static_code_count(alice).await.unwrap(), 1);
+
+        // Replacing resets; duplicates and junk are refused without changing anything.
+        let fresh = generate_static_codes(5);
+        s.set_static_codes(alice, &fresh, NOW_MS).await.unwrap();
+        assert_eq!(s.static_code_count(alice).await.unwrap(), 5);
+        assert!(!s.use_static_code(alice, &codes[2], NOW_MS).await.unwrap());
+        let dup = vec![fresh[0].clone(), fresh[0].to_uppercase()];
+        assert!(matches!(
+            s.set_static_codes(alice, &dup, NOW_MS).await,
+            Err(StoreError::Invalid(_))
+        ));
+        let junk = vec!["--".to_string()];
+        assert!(matches!(
+            s.set_static_codes(alice, &junk, NOW_MS).await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert_eq!(s.static_code_count(alice).await.unwrap(), 5);
+
+        s.delete_mfa(alice).await.unwrap();
+        assert_eq!(s.static_code_count(alice).await.unwrap(), 0);
+    }
 }

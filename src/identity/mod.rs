@@ -8,7 +8,7 @@ pub mod seed;
 mod store;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};
-pub use store::{LookupField, NewUser, StoreError, User, UserStore};
+pub use store::{LookupField, NewUser, StoreError, User, UserStore, UserUpdate};
 
 #[cfg(test)]
 mod tests;

@@ -1,10 +1,194 @@
-//! Flow records kept beside the users: invitations and consents.
+//! Flow records kept beside the users: invitations (invitation stage) and consents (consent
+//! stage). Times are Unix milliseconds passed in by the caller (the injected clock).
 
-use super::store::StoreError;
-use sqlx::SqlitePool;
+use super::store::{StoreError, UserStore};
+use serde_json::{Map, Value};
+use sqlx::{Row, SqlitePool};
+
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS invitations (
+        token TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        flow TEXT,
+        expires_ms INTEGER,
+        single_use INTEGER NOT NULL DEFAULT 0,
+        fixed_data TEXT NOT NULL DEFAULT '{}',
+        created_ms INTEGER NOT NULL
+    )",
+    "CREATE TABLE IF NOT EXISTS consents (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        subject TEXT NOT NULL,
+        expires_ms INTEGER,
+        PRIMARY KEY (user_id, subject)
+    )",
+];
 
 /// Creates the tables of this module.
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let _ = pool;
+    for stmt in SCHEMA {
+        sqlx::query(stmt).execute(pool).await?;
+    }
     Ok(())
+}
+
+/// An invitation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Invitation {
+    /// The secret token put in links (`?itoken=`).
+    pub token: String,
+    /// Unique name.
+    pub name: String,
+    /// Flow it is bound to; `None`: any flow with an invitation stage.
+    pub flow: Option<String>,
+    /// Expiry; `None`: never.
+    pub expires_ms: Option<i64>,
+    /// Deleted on first use.
+    pub single_use: bool,
+    /// Merged over `prompt_data` (wins).
+    pub fixed_data: Map<String, Value>,
+}
+
+fn row_to_invitation(r: &sqlx::sqlite::SqliteRow) -> Result<Invitation, StoreError> {
+    let fixed: String = r.try_get("fixed_data")?;
+    Ok(Invitation {
+        token: r.try_get("token")?,
+        name: r.try_get("name")?,
+        flow: r.try_get("flow")?,
+        expires_ms: r.try_get("expires_ms")?,
+        single_use: r.try_get::<i64, _>("single_use")? != 0,
+        fixed_data: serde_json::from_str(&fixed).unwrap_or_default(),
+    })
+}
+
+/// A fresh 256-bit token, URL-safe.
+fn new_token() -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+impl UserStore {
+    /// Creates an invitation and returns it with its fresh token.
+    pub async fn create_invitation(
+        &self,
+        name: &str,
+        flow: Option<&str>,
+        expires_ms: Option<i64>,
+        single_use: bool,
+        fixed_data: Map<String, Value>,
+        now_ms: u64,
+    ) -> Result<Invitation, StoreError> {
+        if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+            return Err(StoreError::Invalid(format!("invalid invitation name {name:?}")));
+        }
+        let inv = Invitation {
+            token: new_token(),
+            name: name.to_string(),
+            flow: flow.map(str::to_string),
+            expires_ms,
+            single_use,
+            fixed_data,
+        };
+        let res = sqlx::query(
+            "INSERT INTO invitations (token, name, flow, expires_ms, single_use, fixed_data, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&inv.token)
+        .bind(&inv.name)
+        .bind(inv.flow.as_deref())
+        .bind(inv.expires_ms)
+        .bind(inv.single_use)
+        .bind(Value::Object(inv.fixed_data.clone()).to_string())
+        .bind(now_ms as i64)
+        .execute(self.pool())
+        .await;
+        match res {
+            Ok(_) => Ok(inv),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate {
+                what: "invitation",
+                value: name.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// All invitations, by name.
+    pub async fn list_invitations(&self) -> Result<Vec<Invitation>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM invitations ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(row_to_invitation).collect()
+    }
+
+    /// Deletes an invitation by name. False when absent.
+    pub async fn delete_invitation(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM invitations WHERE name = ?1")
+            .bind(name)
+            .execute(self.pool())
+            .await?
+            .rows_affected()
+            > 0)
+    }
+
+    /// Takes an invitation for `flow`: it must exist, be unexpired at `now_ms` and be bound
+    /// to `flow` or to no flow. A single-use invitation is deleted in the same statement, so
+    /// two concurrent uses cannot both succeed.
+    pub async fn take_invitation(
+        &self,
+        token: &str,
+        flow: &str,
+        now_ms: u64,
+    ) -> Result<Option<Invitation>, StoreError> {
+        let now = now_ms as i64;
+        let cond = "token = ?1 AND (expires_ms IS NULL OR expires_ms > ?2) AND (flow IS NULL OR flow = ?3)";
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(&format!("SELECT * FROM invitations WHERE {cond}"))
+            .bind(token)
+            .bind(now)
+            .bind(flow)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let inv = row_to_invitation(&row)?;
+        if inv.single_use {
+            let n = sqlx::query(&format!("DELETE FROM invitations WHERE {cond}"))
+                .bind(token)
+                .bind(now)
+                .bind(flow)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                return Ok(None);
+            }
+        }
+        tx.commit().await?;
+        Ok(Some(inv))
+    }
+
+    /// Whether the user has an unexpired consent for `subject`.
+    pub async fn has_consent(&self, user_id: i64, subject: &str, now_ms: u64) -> Result<bool, StoreError> {
+        Ok(sqlx::query(
+            "SELECT 1 FROM consents WHERE user_id = ?1 AND subject = ?2 AND (expires_ms IS NULL OR expires_ms > ?3)",
+        )
+        .bind(user_id)
+        .bind(subject)
+        .bind(now_ms as i64)
+        .fetch_optional(self.pool())
+        .await?
+        .is_some())
+    }
+
+    /// Records a consent (replacing an older one).
+    pub async fn save_consent(&self, user_id: i64, subject: &str, expires_ms: Option<i64>) -> Result<(), StoreError> {
+        sqlx::query("INSERT OR REPLACE INTO consents (user_id, subject, expires_ms) VALUES (?1, ?2, ?3)")
+            .bind(user_id)
+            .bind(subject)
+            .bind(expires_ms)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
 }

@@ -100,6 +100,25 @@ pub struct NewUser {
     pub is_superuser: bool,
 }
 
+/// Changes to an existing user; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct UserUpdate {
+    /// New username.
+    pub username: Option<String>,
+    /// New email.
+    pub email: Option<String>,
+    /// New display name.
+    pub name: Option<String>,
+    /// New password (hashed before storing).
+    pub password: Option<String>,
+    /// Attributes merged over the stored ones (top-level keys replaced).
+    pub attributes: Map<String, Value>,
+    /// Groups to join (created if missing).
+    pub add_groups: Vec<String>,
+    /// New active flag.
+    pub is_active: Option<bool>,
+}
+
 /// The store.
 #[derive(Clone)]
 pub struct UserStore {
@@ -364,6 +383,89 @@ impl UserStore {
             None => None,
         };
         self.insert(&new, hash, "user").await
+    }
+
+    /// Applies `up` to user `id` in one transaction (the password is hashed first, off the
+    /// event loop). A username taken by another user is a `Duplicate` error.
+    pub async fn update_user(&self, id: i64, up: UserUpdate) -> Result<User, StoreError> {
+        if let Some(u) = &up.username {
+            validate_username(u)?;
+        }
+        let hash = match &up.password {
+            Some(p) => Some(self.hasher.hash(p.clone()).await?),
+            None => None,
+        };
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("SELECT attributes FROM users WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound {
+                what: "user",
+                value: id.to_string(),
+            });
+        };
+        let stored: String = row.try_get(0)?;
+        let mut attrs: Map<String, Value> = serde_json::from_str(&stored).unwrap_or_default();
+        for (k, v) in up.attributes {
+            attrs.insert(k, v);
+        }
+        if let Some(u) = &up.username {
+            let taken = sqlx::query("SELECT 1 FROM users WHERE username_lower = lower(?1) AND id <> ?2")
+                .bind(u)
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if taken.is_some() {
+                return Err(StoreError::Duplicate {
+                    what: "user",
+                    value: u.clone(),
+                });
+            }
+        }
+        sqlx::query(
+            "UPDATE users SET
+                username = COALESCE(?1, username), username_lower = lower(COALESCE(?1, username)),
+                email = COALESCE(?2, email), name = COALESCE(?3, name), attributes = ?4,
+                is_active = COALESCE(?5, is_active),
+                password_hash = COALESCE(?6, password_hash),
+                password_source = CASE WHEN ?6 IS NULL THEN password_source ELSE 'user' END,
+                password_changed_at = CASE WHEN ?6 IS NULL THEN password_changed_at ELSE strftime('%s','now') END
+             WHERE id = ?7",
+        )
+        .bind(up.username.as_deref())
+        .bind(up.email.as_deref())
+        .bind(up.name.as_deref())
+        .bind(Value::Object(attrs).to_string())
+        .bind(up.is_active)
+        .bind(hash.as_deref())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        for g in &up.add_groups {
+            let gid = Self::group_id(&mut tx, g).await?;
+            sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_id) VALUES (?1, ?2)")
+                .bind(id)
+                .bind(gid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.get_by_id(id).await?.ok_or(StoreError::NotFound {
+            what: "user",
+            value: id.to_string(),
+        })
+    }
+
+    /// Deletes a user by id (devices, codes and group links go with it). False when absent.
+    pub async fn delete_user_by_id(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected()
+            > 0)
     }
 
     /// Sets a password chosen by the user or an admin; seeding never overwrites it afterwards.

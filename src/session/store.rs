@@ -127,6 +127,21 @@ impl SessionStore {
         self.cache.invalidate(id);
     }
 
+    /// Deletes every session of user `user_id` except `keep` (a scan: logouts of this kind
+    /// are rare, lookups are not).
+    pub fn remove_user_sessions(&self, user_id: i64, keep: Option<&str>) -> usize {
+        let doomed: Vec<String> = self
+            .cache
+            .iter()
+            .filter(|(id, s)| s.user.as_ref().is_some_and(|u| u.user_id == user_id) && Some(id.as_str()) != keep)
+            .map(|(id, _)| (*id).clone())
+            .collect();
+        for id in &doomed {
+            self.cache.invalidate(id);
+        }
+        doomed.len()
+    }
+
     /// Number of sessions currently held (approximate, for metrics).
     pub fn len(&self) -> u64 {
         self.cache.run_pending_tasks();

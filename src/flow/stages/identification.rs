@@ -24,10 +24,21 @@ pub(super) struct IdentificationStage {
     pub(super) pretend_user_exists: bool,
     pub(super) show_matched_user: bool,
     pub(super) password: Option<PasswordStage>,
+    pub(super) enrollment_flow: Option<String>,
+    pub(super) recovery_flow: Option<String>,
+}
+
+/// `/.flowgate/flow/<slug>/?<query>`: a link to another flow keeping the original query.
+pub(super) fn flow_link(slug: &str, query: &str) -> String {
+    if query.is_empty() {
+        format!("{}flow/{slug}/", crate::config::RESERVED_PREFIX)
+    } else {
+        format!("{}flow/{slug}/?{query}", crate::config::RESERVED_PREFIX)
+    }
 }
 
 impl IdentificationStage {
-    fn challenge(&self, designation: Designation, prefill: Option<&str>) -> Challenge {
+    fn challenge(&self, designation: Designation, prefill: Option<&str>, query: &str) -> Challenge {
         let mut m = Map::new();
         m.insert("user_fields".into(), json!(self.user_fields));
         m.insert("password_fields".into(), json!(self.password.is_some()));
@@ -41,8 +52,9 @@ impl IdentificationStage {
                 "Continue"
             }),
         );
-        m.insert("enroll_url".into(), Value::Null);
-        m.insert("recovery_url".into(), Value::Null);
+        let link = |f: &Option<String>| f.as_deref().map(|s| json!(flow_link(s, query))).unwrap_or(Value::Null);
+        m.insert("enroll_url".into(), link(&self.enrollment_flow));
+        m.insert("recovery_url".into(), link(&self.recovery_flow));
         m.insert("passwordless_url".into(), Value::Null);
         m.insert("sources".into(), json!([]));
         m.insert("show_source_labels".into(), json!(false));
@@ -70,14 +82,15 @@ impl IdentificationStage {
 #[async_trait::async_trait]
 impl Stage for IdentificationStage {
     async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
-        StageOutcome::Challenge(self.challenge(cx.designation, cx.context.pending_user_identifier.as_deref()))
+        StageOutcome::Challenge(self.challenge(cx.designation, cx.context.pending_user_identifier.as_deref(), cx.query))
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
         let designation = cx.designation;
+        let query = cx.query.to_string();
         let invalid = |msg: &str, code: &str| {
             StageOutcome::Invalid(
-                self.challenge(designation, None)
+                self.challenge(designation, None, &query)
                     .with_error("non_field_errors", msg, code),
             )
         };

@@ -3,15 +3,26 @@
 //! `submit` (POST: the user's response). Stages see the flow context and the user store, never
 //! sessions, sockets or HTML.
 
+mod authenticator;
+mod captcha;
+mod consent;
 mod deny;
+mod email;
 mod identification;
+mod invitation;
+mod misc;
 mod password;
+mod prompt;
 mod user_login;
 mod user_logout;
+mod user_write;
 
-use super::{Challenge, FlowContext};
-use crate::config::{Designation, StageDef};
+use super::services::Services;
+use super::{Challenge, FlowContext, PlanEntry};
+use crate::config::{Designation, PolicyDef, StageDef};
+use crate::flow::policies::PolicyInput;
 use crate::identity::{User, UserStore};
+use crate::session::Identity;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,9 +45,22 @@ pub enum StageOutcome {
         user: Box<User>,
         /// Session lifetime; `None` uses the configured ttl.
         duration: Option<Duration>,
+        /// Also delete the user's other sessions.
+        terminate_others: bool,
     },
     /// Log the current user out, then continue.
     Logout,
+    /// Stage done; send the browser to this URL (the rest of the plan stays parked).
+    Redirect(String),
+    /// Stage done; continue in another flow, planned now (redirect stage, flow mode).
+    SwitchFlow {
+        /// Target flow slug.
+        slug: String,
+        /// Carry the context over.
+        keep_context: bool,
+    },
+    /// Stage done; run this configured stage next.
+    Inject(String),
 }
 
 /// What a stage may look at and change.
@@ -51,6 +75,49 @@ pub struct StageCx<'a> {
     pub reputation: &'a crate::flow::reputation::ReputationStore,
     /// Client address.
     pub client_ip: Option<std::net::IpAddr>,
+    /// Shared services (mail, tokens, sessions).
+    pub services: &'a Services,
+    /// Now (Unix ms, injected clock).
+    pub now_ms: u64,
+    /// The running flow's slug.
+    pub flow_slug: &'a str,
+    /// The original query string of the flow (holds `next`, `itoken`).
+    pub query: &'a str,
+    /// The app being accessed.
+    pub app: Option<&'a str>,
+    /// The logged-in user of the request, if any.
+    pub request_user: Option<&'a Identity>,
+    /// `scheme://host` of the request when it may be used in links.
+    pub origin: Option<&'a str>,
+    /// Policy definitions (prompt validation policies).
+    pub policies: &'a BTreeMap<String, PolicyDef>,
+    /// What policies see in this flow (user, client, time), for stages that evaluate some.
+    pub policy_input: PolicyInput,
+    /// The remaining plan, this stage first.
+    pub plan: &'a [PlanEntry],
+}
+
+impl StageCx<'_> {
+    /// The user the stage acts on: the pending user, else the logged-in user (re-read).
+    pub async fn acting_user(&self) -> Result<Option<User>, crate::identity::StoreError> {
+        if let Some(u) = self.context.pending_user.as_ref().and_then(|p| p.user.as_ref()) {
+            return self.users.get_by_id(u.id).await;
+        }
+        match self.request_user {
+            Some(i) => self.users.get_by_id(i.user_id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// `prompt_data` of the context (an empty map when absent).
+    pub fn prompt_data(&self) -> Map<String, Value> {
+        self.context
+            .extra
+            .get("prompt_data")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// A stage implementation.
@@ -68,7 +135,6 @@ pub trait Stage: Send + Sync {
 
 /// Builds the stage named `name` from its definition.
 pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Arc<dyn Stage> {
-    let _ = name;
     match def {
         StageDef::Identification {
             user_fields,
@@ -76,6 +142,8 @@ pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Ar
             pretend_user_exists,
             show_matched_user,
             password_stage,
+            enrollment_flow,
+            recovery_flow,
         } => {
             let embedded = password_stage.as_ref().and_then(|p| match all.get(p) {
                 Some(StageDef::Password {
@@ -93,6 +161,8 @@ pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Ar
                 pretend_user_exists: *pretend_user_exists,
                 show_matched_user: *show_matched_user,
                 password: embedded,
+                enrollment_flow: enrollment_flow.clone(),
+                recovery_flow: recovery_flow.clone(),
             })
         }
         StageDef::Password {
@@ -102,12 +172,85 @@ pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Ar
             *failed_attempts_before_cancel,
             *allow_show_password,
         )),
-        StageDef::UserLogin { session_duration } => Arc::new(user_login::UserLoginStage {
+        StageDef::UserLogin {
+            session_duration,
+            remember_me_offset,
+            terminate_other_sessions,
+        } => Arc::new(user_login::UserLoginStage {
             session_duration: *session_duration,
+            remember_me_offset: *remember_me_offset,
+            terminate_other_sessions: *terminate_other_sessions,
         }),
         StageDef::UserLogout => Arc::new(user_logout::UserLogoutStage),
         StageDef::Deny { deny_message } => Arc::new(deny::DenyStage {
             message: deny_message.clone(),
+        }),
+        StageDef::UserWrite {
+            user_creation_mode,
+            create_users_as_inactive,
+            create_users_group,
+        } => Arc::new(user_write::UserWriteStage {
+            mode: *user_creation_mode,
+            inactive: *create_users_as_inactive,
+            group: create_users_group.clone(),
+        }),
+        StageDef::UserDelete => Arc::new(user_write::UserDeleteStage),
+        StageDef::Prompt {
+            fields,
+            validation_policies,
+        } => Arc::new(prompt::PromptStage {
+            fields: fields.clone(),
+            validation_policies: validation_policies.clone(),
+        }),
+        StageDef::Email {
+            from_address,
+            subject,
+            template,
+            token_expiry,
+            activate_user_on_success,
+        } => Arc::new(email::EmailStage {
+            from: from_address.clone(),
+            subject: subject.clone(),
+            template: *template,
+            expiry: *token_expiry,
+            activate: *activate_user_on_success,
+        }),
+        StageDef::Captcha(c) => Arc::new(captcha::CaptchaStage::new(c)),
+        StageDef::Consent { mode } => Arc::new(consent::ConsentStage {
+            mode: *mode,
+            name: name.to_string(),
+        }),
+        StageDef::Redirect { target, keep_context } => Arc::new(misc::RedirectStage {
+            target: target.clone(),
+            keep_context: *keep_context,
+        }),
+        StageDef::Dummy { throw_error } => Arc::new(misc::DummyStage {
+            name: name.to_string(),
+            throw_error: *throw_error,
+        }),
+        StageDef::Invitation {
+            continue_flow_without_invitation,
+        } => Arc::new(invitation::InvitationStage {
+            continue_without: *continue_flow_without_invitation,
+        }),
+        StageDef::AuthenticatorTotp { digits, friendly_name } => Arc::new(authenticator::TotpSetupStage {
+            digits: *digits,
+            friendly_name: friendly_name.clone(),
+        }),
+        StageDef::AuthenticatorStatic { token_count } => Arc::new(authenticator::StaticSetupStage {
+            count: *token_count as usize,
+        }),
+        StageDef::AuthenticatorValidate {
+            device_classes,
+            not_configured_action,
+            configuration_stages,
+        } => Arc::new(authenticator::ValidateStage {
+            classes: device_classes.clone(),
+            not_configured: *not_configured_action,
+            configuration_stages: configuration_stages
+                .iter()
+                .map(|s| (s.clone(), all.get(s).map(StageDef::kind).unwrap_or("unknown")))
+                .collect(),
         }),
     }
 }

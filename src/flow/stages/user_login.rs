@@ -2,16 +2,22 @@
 //! pre-login id is never promoted), so a fixated cookie is worthless.
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::flow::Challenge;
+use serde_json::{Map, Value};
 use std::time::Duration;
 
 /// Logs the pending user in.
 pub(super) struct UserLoginStage {
     pub(super) session_duration: Option<Duration>,
+    pub(super) remember_me_offset: Option<Duration>,
+    pub(super) terminate_other_sessions: bool,
 }
 
-#[async_trait::async_trait]
-impl Stage for UserLoginStage {
-    async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
+/// Component shown when "remember me" is offered.
+const COMPONENT: &str = "ak-stage-user-login";
+
+impl UserLoginStage {
+    async fn login(&self, cx: &mut StageCx<'_>, remember: bool) -> StageOutcome {
         let Some(user) = cx.context.pending_user.as_ref().and_then(|p| p.user.as_ref()) else {
             return StageOutcome::Deny("No Pending user to login.".into());
         };
@@ -27,9 +33,39 @@ impl Stage for UserLoginStage {
         if !fresh.is_active {
             return StageOutcome::Deny("User is not active.".into());
         }
+        let duration = match (remember, self.remember_me_offset) {
+            (true, Some(extra)) => Some(self.session_duration.unwrap_or_default() + extra),
+            _ => self.session_duration,
+        };
         StageOutcome::Login {
             user: Box::new(fresh),
-            duration: self.session_duration,
+            duration,
+            terminate_others: self.terminate_other_sessions,
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Stage for UserLoginStage {
+    async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
+        if self.remember_me_offset.is_none() {
+            return self.login(cx, false).await;
+        }
+        if cx.context.pending_user.as_ref().and_then(|p| p.user.as_ref()).is_none() {
+            return StageOutcome::Deny("No Pending user to login.".into());
+        }
+        StageOutcome::Challenge(Challenge::new(COMPONENT, Map::new(), true))
+    }
+
+    async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
+        if self.remember_me_offset.is_none() {
+            return self.login(cx, false).await;
+        }
+        let remember = match response.get("remember_me") {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => matches!(s.as_str(), "on" | "true" | "1"),
+            _ => false,
+        };
+        self.login(cx, remember).await
     }
 }

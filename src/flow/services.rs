@@ -1,0 +1,140 @@
+//! What stages reach beyond the flow context: the session store, mail (transport, templates,
+//! link base), the mailed-link tokens and the brand title. Built once at start.
+
+use super::FlowState;
+use crate::outbound::mail::Mailer;
+use crate::session::SessionStore;
+use sha2::{Digest, Sha256};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Built-in mail templates (`email/<name>.txt` and `.html`), overridable from the templates
+/// directory.
+const MAIL_TEMPLATES: &[(&str, &str)] = &[
+    (
+        "email/account_confirmation.txt",
+        include_str!("../../templates/email/account_confirmation.txt"),
+    ),
+    (
+        "email/account_confirmation.html",
+        include_str!("../../templates/email/account_confirmation.html"),
+    ),
+    (
+        "email/password_reset.txt",
+        include_str!("../../templates/email/password_reset.txt"),
+    ),
+    (
+        "email/password_reset.html",
+        include_str!("../../templates/email/password_reset.html"),
+    ),
+];
+
+/// Mail templates.
+pub struct MailTemplates {
+    env: minijinja::Environment<'static>,
+}
+
+impl MailTemplates {
+    /// The built-in templates, each replaced by `<dir>/<name>` when that file exists.
+    pub fn load(dir: Option<&Path>) -> Result<Self, String> {
+        let mut env = minijinja::Environment::new();
+        for (name, builtin) in MAIL_TEMPLATES {
+            let src = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
+                Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
+                None => (*builtin).to_string(),
+            };
+            env.add_template_owned(name.to_string(), src)
+                .map_err(|e| format!("template {name}: {e}"))?;
+        }
+        Ok(Self { env })
+    }
+
+    /// Renders `<stem>.txt` and `<stem>.html`.
+    pub fn render(&self, stem: &str, ctx: minijinja::Value) -> Result<(String, String), String> {
+        let one = |ext: &str| {
+            self.env
+                .get_template(&format!("email/{stem}.{ext}"))
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| format!("mail template {stem}.{ext}: {e}"))
+        };
+        Ok((one("txt")?, one("html")?))
+    }
+}
+
+/// A plan parked behind a mailed link.
+#[derive(Debug, Clone)]
+pub struct FlowToken {
+    /// Flow slug the link resumes.
+    pub flow: String,
+    /// The plan as it was when the mail was sent (the email stage first).
+    pub state: FlowState,
+    /// The user the link was sent for (`None` before the user exists, in enrollment).
+    pub user_id: Option<i64>,
+    /// Address the link was sent to.
+    pub address: String,
+    /// Expiry (Unix ms).
+    pub expires_ms: u64,
+}
+
+/// Mailed-link tokens: kept in memory under the SHA-256 of the token, so the token itself is
+/// never stored; single use (taking one removes it atomically); expired by the injected clock.
+#[derive(Clone)]
+pub struct FlowTokens {
+    cache: moka::sync::Cache<String, Arc<FlowToken>>,
+}
+
+/// Hex SHA-256 of a token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl FlowTokens {
+    /// A store bounded to `max` tokens, none kept longer than `max_age`.
+    pub fn new(max: u64, max_age: Duration) -> Self {
+        Self {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(max)
+                .time_to_live(max_age)
+                .build(),
+        }
+    }
+
+    /// Stores `t` and returns the new token (256 bits, URL-safe).
+    pub fn issue(&self, t: FlowToken) -> String {
+        let token = crate::session::new_id();
+        self.cache.insert(token_hash(&token), Arc::new(t));
+        token
+    }
+
+    /// Looks a token up by its hash without using it.
+    pub fn peek(&self, hash: &str, now_ms: u64) -> Option<Arc<FlowToken>> {
+        let t = self.cache.get(hash)?;
+        if now_ms >= t.expires_ms {
+            self.cache.invalidate(hash);
+            return None;
+        }
+        Some(t)
+    }
+
+    /// Uses a token up: true once, for an unexpired token.
+    pub fn consume(&self, hash: &str, now_ms: u64) -> bool {
+        self.cache.remove(hash).is_some_and(|t| now_ms < t.expires_ms)
+    }
+}
+
+/// Everything stages may use besides the flow context and the user store.
+pub struct Services {
+    /// Sessions (for terminating a user's sessions).
+    pub sessions: SessionStore,
+    /// Mail transport, when configured.
+    pub mailer: Option<Mailer>,
+    /// Base of links in mail; `None`: the request's own origin when it is trusted.
+    pub public_url: Option<String>,
+    /// Mail templates.
+    pub mail_templates: MailTemplates,
+    /// Mailed-link tokens.
+    pub tokens: FlowTokens,
+    /// Brand title (TOTP issuer, mail).
+    pub title: String,
+}

@@ -1,0 +1,222 @@
+//! User write and user delete stages (reference §4.5, §4.6).
+//!
+//! user_write creates or updates the pending user (default: the logged-in user) from
+//! `prompt_data`: `username`, `email`, `name`, `password`, `attributes` (an object, merged)
+//! and `attributes.<key>` / `attributes_<key>`; everything else is discarded. New users join
+//! `create_users_group` and the context's `groups`. One transaction per write.
+//!
+//! user_delete deletes the logged-in (or pending, already stored) user, ends all of the
+//! user's sessions and logs out.
+
+use super::{Stage, StageCx, StageOutcome};
+use crate::config::UserCreationMode;
+use crate::flow::PendingUser;
+use crate::identity::{NewUser, StoreError, UserUpdate};
+use serde_json::{Map, Value};
+
+/// Creates or updates a user.
+pub(super) struct UserWriteStage {
+    pub(super) mode: UserCreationMode,
+    pub(super) inactive: bool,
+    pub(super) group: Option<String>,
+}
+
+/// The user fields found in `prompt_data`.
+#[derive(Default)]
+struct Fields {
+    username: Option<String>,
+    email: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+    attributes: Map<String, Value>,
+}
+
+fn fields_of(data: &Map<String, Value>) -> Result<Fields, String> {
+    let mut f = Fields::default();
+    let text = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    for (k, v) in data {
+        match k.as_str() {
+            "username" => f.username = text(v),
+            "email" => f.email = text(v),
+            "name" => f.name = text(v),
+            "password" => f.password = text(v),
+            "attributes" => match v {
+                Value::Object(m) => f.attributes.extend(m.clone()),
+                _ => return Err("attributes must be an object".into()),
+            },
+            _ => {
+                if let Some(path) = k.strip_prefix("attributes.").or_else(|| k.strip_prefix("attributes_")) {
+                    set_nested(&mut f.attributes, path, v.clone());
+                }
+            }
+        }
+    }
+    Ok(f)
+}
+
+/// Sets `a.b.c` in a nested object, creating (or replacing non-object) levels.
+fn set_nested(root: &mut Map<String, Value>, path: &str, v: Value) {
+    let mut parts = path.split('.').filter(|p| !p.is_empty()).peekable();
+    let mut cur = root;
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            cur.insert(p.to_string(), v);
+            return;
+        }
+        let slot = cur.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if !slot.is_object() {
+            *slot = Value::Object(Map::new());
+        }
+        let Value::Object(next) = slot else { return };
+        cur = next;
+    }
+}
+
+fn store_failure(e: StoreError) -> StageOutcome {
+    match e {
+        StoreError::Duplicate { value, .. } => {
+            StageOutcome::Deny(format!("Failed to update user: {value:?} is taken."))
+        }
+        StoreError::Invalid(m) => StageOutcome::Deny(format!("Failed to update user: {m}")),
+        other => {
+            tracing::error!(error = %other, "user write failed");
+            StageOutcome::Deny("Failed to update user. Please try again later.".into())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Stage for UserWriteStage {
+    async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
+        let Some(data) = cx.context.extra.get("prompt_data").and_then(Value::as_object).cloned() else {
+            return StageOutcome::Deny("No Pending data.".into());
+        };
+        let fields = match fields_of(&data) {
+            Ok(f) => f,
+            Err(e) => return StageOutcome::Deny(format!("Failed to update user: {e}")),
+        };
+        let existing = if self.mode == UserCreationMode::AlwaysCreate {
+            None
+        } else {
+            match cx.acting_user().await {
+                Ok(u) => u,
+                Err(e) => return store_failure(e),
+            }
+        };
+        let groups: Vec<String> = cx
+            .context
+            .extra
+            .get("groups")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
+            .unwrap_or_default();
+        let written = match existing {
+            Some(u) => {
+                if fields.username.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                    return StageOutcome::Deny("Failed to update user: a username is required.".into());
+                }
+                cx.users
+                    .update_user(
+                        u.id,
+                        UserUpdate {
+                            username: fields.username,
+                            email: fields.email,
+                            name: fields.name,
+                            password: fields.password,
+                            attributes: fields.attributes,
+                            add_groups: groups,
+                            is_active: None,
+                        },
+                    )
+                    .await
+            }
+            None if self.mode == UserCreationMode::NeverCreate => {
+                return StageOutcome::Deny("No user found and can't create new user.".into());
+            }
+            None => {
+                let Some(username) = fields.username.filter(|u| !u.trim().is_empty()) else {
+                    return StageOutcome::Deny("Failed to update user: a username is required.".into());
+                };
+                let mut all_groups = groups;
+                all_groups.extend(self.group.iter().cloned());
+                cx.users
+                    .create_user(NewUser {
+                        username,
+                        email: fields.email.unwrap_or_default(),
+                        name: fields.name.unwrap_or_default(),
+                        password: fields.password,
+                        groups: all_groups,
+                        attributes: fields.attributes,
+                        is_active: !self.inactive,
+                        is_superuser: false,
+                    })
+                    .await
+            }
+        };
+        match written {
+            Ok(user) => {
+                tracing::info!(user = %user.username, "user written");
+                cx.context.pending_user = Some(PendingUser {
+                    identifier: user.username.clone(),
+                    user: Some(user),
+                });
+                StageOutcome::Continue
+            }
+            Err(e) => store_failure(e),
+        }
+    }
+}
+
+/// Deletes the user.
+pub(super) struct UserDeleteStage;
+
+#[async_trait::async_trait]
+impl Stage for UserDeleteStage {
+    async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
+        let user = match cx.acting_user().await {
+            Ok(Some(u)) => u,
+            Ok(None) => return StageOutcome::Deny("No Pending User.".into()),
+            Err(e) => return store_failure(e),
+        };
+        match cx.users.delete_user_by_id(user.id).await {
+            Ok(_) => {
+                tracing::info!(user = %user.username, "user deleted");
+                cx.services.sessions.remove_user_sessions(user.id, None);
+                cx.context.pending_user = None;
+                StageOutcome::Logout
+            }
+            Err(e) => store_failure(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn prompt_data_maps_to_user_fields() {
+        let data = json!({
+            "username": "dora", "email": "d@example.com", "password": "pw", "component": "x",
+            "attributes": {"a": 1}, "attributes.b.c": "deep", "attributes_d": true, "other": "dropped"
+        });
+        let f = fields_of(data.as_object().unwrap()).unwrap();
+        assert_eq!(f.username.as_deref(), Some("dora"));
+        assert_eq!(f.password.as_deref(), Some("pw"));
+        assert_eq!(
+            Value::Object(f.attributes),
+            json!({"a": 1, "b": {"c": "deep"}, "d": true})
+        );
+    }
+
+    #[test]
+    fn non_object_attributes_are_refused() {
+        let data = json!({"attributes": "nope"});
+        assert!(fields_of(data.as_object().unwrap()).is_err());
+    }
+}
