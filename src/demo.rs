@@ -15,6 +15,40 @@ pub const DEFAULT_AUTHENTICATION_FLOW: &str = include_str!("../config/flows/defa
 /// The default invalidation flow shipped in `config/flows/`.
 pub const DEFAULT_INVALIDATION_FLOW: &str = include_str!("../config/flows/default-invalidation.yaml");
 
+/// Every flow file shipped in `config/flows/` (file name, text), embedded for `flowgate demo`.
+pub const SHIPPED_FLOWS: &[(&str, &str)] = &[
+    ("default-authentication.yaml", DEFAULT_AUTHENTICATION_FLOW),
+    ("default-invalidation.yaml", DEFAULT_INVALIDATION_FLOW),
+    (
+        "default-enrollment.yaml",
+        include_str!("../config/flows/default-enrollment.yaml"),
+    ),
+    (
+        "default-enrollment-email.yaml",
+        include_str!("../config/flows/default-enrollment-email.yaml"),
+    ),
+    (
+        "default-recovery.yaml",
+        include_str!("../config/flows/default-recovery.yaml"),
+    ),
+    (
+        "default-unenrollment.yaml",
+        include_str!("../config/flows/default-unenrollment.yaml"),
+    ),
+    (
+        "default-password-change.yaml",
+        include_str!("../config/flows/default-password-change.yaml"),
+    ),
+    (
+        "default-authenticator-setup.yaml",
+        include_str!("../config/flows/default-authenticator-setup.yaml"),
+    ),
+    (
+        "reputation-captcha-authentication.yaml",
+        include_str!("../config/flows/reputation-captcha-authentication.yaml"),
+    ),
+];
+
 /// Starts the echo upstream on `addr` (port 0 for any) and returns the bound address.
 pub async fn start_echo(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
@@ -72,7 +106,9 @@ fn echo(req: &Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>flowgate demo upstream</title>\
          <style>body{{font:15px system-ui;margin:2rem}}table{{border-collapse:collapse}}th,td{{text-align:left;padding:.2rem .6rem;border-bottom:1px solid #ccc}}tr.id{{background:#e0f2fe}}</style></head>\
          <body><h1>Hello, {}</h1><p>This is the demo app behind flowgate. It received <code>{} {}</code> with these headers (identity headers highlighted):</p>\
-         <table>{rows}</table><p><a href=\"/logout\">Log out</a></p></body></html>",
+         <table>{rows}</table><p><a href=\"/.flowgate/flow/default-password-change-flow/\">Change password</a> · \
+         <a href=\"/.flowgate/flow/default-authenticator-totp-setup/\">Set up two-factor authentication</a> · \
+         <a href=\"/.flowgate/flow/default-unenrollment-flow/\">Delete account</a> · <a href=\"/logout\">Log out</a></p></body></html>",
         escape(user),
         escape(req.method().as_str()),
         escape(&req.uri().to_string()),
@@ -91,8 +127,9 @@ pub fn demo_config(
     seed: &std::path::Path,
 ) -> String {
     format!(
-        "# flowgate demo (generated)\nlisten: {{ http: \"{listen}\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: \"{}\" }}\napps:\n  - name: demo\n    upstream: \"http://{upstream}\"\n    headers: default\n    skip_auth: [\"^/public/\"]\n",
+        "# flowgate demo (generated)\nlisten: {{ http: \"{listen}\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: \"{}\" }}\napps:\n  - name: demo\n    upstream: \"http://{upstream}\"\n    headers: default\n    skip_auth: [\"^/public/\"]\nmail: {{ transport: file, dir: \"{}\" }}\n",
         data_dir.display(),
-        seed.display()
+        seed.display(),
+        data_dir.join("mail").display()
     )
 }

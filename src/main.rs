@@ -59,6 +59,14 @@ enum Cmd {
         #[command(subcommand)]
         action: UserCmd,
     },
+    /// Manage invitations (for flows with an invitation stage).
+    Invitation {
+        /// Main config file (for the database location).
+        #[arg(short, long, default_value = "config/flowgate.yaml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: InvitationCmd,
+    },
     /// Hash a password read from standard input (argon2id PHC string).
     HashPassword,
     /// Show the plan a flow would get for a user, with every policy result and its timing.
@@ -132,6 +140,34 @@ enum UserCmd {
     Delete {
         /// Username.
         username: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InvitationCmd {
+    /// Create an invitation and print its token.
+    Create {
+        /// Unique name.
+        name: String,
+        /// Only for this flow (recommended).
+        #[arg(long)]
+        flow: Option<String>,
+        /// Lifetime, e.g. 7d; never expires when absent.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Deleted on first use.
+        #[arg(long)]
+        single_use: bool,
+        /// JSON object merged over the prompt data (e.g. '{"email":"a@b.c"}').
+        #[arg(long, default_value = "{}")]
+        fixed_data: String,
+    },
+    /// List invitations.
+    List,
+    /// Delete an invitation.
+    Delete {
+        /// Name.
+        name: String,
     },
 }
 
@@ -275,6 +311,30 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Invitation { config, action } => {
+            let cfg = match load_or_usage(&config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            if let InvitationCmd::Create { flow: Some(f), .. } = &action {
+                if flow_or_usage(&cfg, f).is_none() {
+                    return Ok(ExitCode::from(64));
+                }
+            }
+            let a = cfg.identity.argon2;
+            let store = UserStore::open(
+                &cfg.identity.database,
+                PasswordHasher::new(HashParams {
+                    memory_kib: a.memory_kib,
+                    iterations: a.iterations,
+                    parallelism: a.parallelism,
+                }),
+            )
+            .await?;
+            let r = invitation_cmd(&store, action).await;
+            store.close().await;
+            r
+        }
         Cmd::Plan {
             config,
             flow,
@@ -355,6 +415,62 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Check { .. } | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
     }
+}
+
+async fn invitation_cmd(store: &UserStore, action: InvitationCmd) -> anyhow::Result<ExitCode> {
+    use flowgate::session::clock::Clock;
+    let now_ms = flowgate::session::clock::SystemClock.now_ms();
+    match action {
+        InvitationCmd::Create {
+            name,
+            flow,
+            expires,
+            single_use,
+            fixed_data,
+        } => {
+            let expires_ms = match expires.as_deref().map(flowgate::config::duration::parse_duration) {
+                None => None,
+                Some(Ok(d)) => Some(now_ms.saturating_add(d.as_millis() as u64) as i64),
+                Some(Err(e)) => {
+                    eprintln!("--expires: {e}");
+                    return Ok(ExitCode::from(64));
+                }
+            };
+            let fixed = match serde_json::from_str::<serde_json::Value>(&fixed_data) {
+                Ok(serde_json::Value::Object(m)) => m,
+                _ => {
+                    eprintln!("--fixed-data: expected a JSON object");
+                    return Ok(ExitCode::from(64));
+                }
+            };
+            let inv = store
+                .create_invitation(&name, flow.as_deref(), expires_ms, single_use, fixed, now_ms)
+                .await?;
+            println!("{}", inv.token);
+            match &inv.flow {
+                Some(f) => eprintln!("invitation {:?} created; link: /.flowgate/flow/{f}/?itoken={}", inv.name, inv.token),
+                None => eprintln!("invitation {:?} created; add ?itoken={} to the flow's URL", inv.name, inv.token),
+            }
+        }
+        InvitationCmd::List => {
+            for i in store.list_invitations().await? {
+                println!(
+                    "{}\tflow={}\texpires_ms={}\tsingle_use={}",
+                    i.name,
+                    i.flow.as_deref().unwrap_or("*"),
+                    i.expires_ms.map(|e| e.to_string()).unwrap_or_else(|| "never".into()),
+                    i.single_use
+                );
+            }
+        }
+        InvitationCmd::Delete { name } => {
+            if !store.delete_invitation(&name).await? {
+                eprintln!("no invitation named {name:?}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn user_cmd(store: &UserStore, action: UserCmd) -> anyhow::Result<()> {
@@ -438,27 +554,22 @@ async fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         .collect();
     let seed = dir.join("users.yaml");
     std::fs::write(&seed, format!("groups:\n  - {{ name: demo }}\nusers:\n  - {{ username: demo, email: demo@example.test, name: Demo User, password: \"{password}\", groups: [demo] }}\n"))?;
-    let sources = vec![
-        Source {
-            name: "<demo>".into(),
-            text: flowgate::demo::demo_config(listen, upstream, &dir, &seed),
+    let mut sources = vec![Source {
+        name: "<demo>".into(),
+        text: flowgate::demo::demo_config(listen, upstream, &dir, &seed),
+        base_dir: dir.clone(),
+    }];
+    for (name, text) in flowgate::demo::SHIPPED_FLOWS {
+        sources.push(Source {
+            name: format!("config/flows/{name}"),
+            text: (*text).into(),
             base_dir: dir.clone(),
-        },
-        Source {
-            name: "config/flows/default-authentication.yaml".into(),
-            text: flowgate::demo::DEFAULT_AUTHENTICATION_FLOW.into(),
-            base_dir: dir.clone(),
-        },
-        Source {
-            name: "config/flows/default-invalidation.yaml".into(),
-            text: flowgate::demo::DEFAULT_INVALIDATION_FLOW.into(),
-            base_dir: dir.clone(),
-        },
-    ];
+        });
+    }
     let cfg = Config::from_sources(sources).map_err(|e| anyhow::anyhow!("embedded demo config is invalid: {e}"))?;
     let running = flowgate::Gateway::start(cfg).await?;
     let addr = running.http_addr.context("demo listener did not bind")?;
-    println!("flowgate demo is running.\n\n  Open:      http://{addr}/\n  Username:  demo\n  Password:  {password}\n\n  The app behind it echoes the identity headers it receives. Log out at http://{addr}/logout\n  Press Ctrl-C to stop.");
+    println!("flowgate demo is running.\n\n  Open:      http://{addr}/\n  Username:  demo\n  Password:  {password}\n\n  The app behind it echoes the identity headers it receives. Log out at http://{addr}/logout\n  Sign up at http://{addr}/.flowgate/flow/default-enrollment-flow/\n  Mail (verification, recovery links) is written as .eml files to {}\n  Press Ctrl-C to stop.", dir.join("mail").display());
     let _ = std::io::stdout().flush();
     wait_for_signal().await;
     running.shutdown().await;

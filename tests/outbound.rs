@@ -82,11 +82,12 @@ async fn plain_smtp_delivers_the_message() {
     assert_eq!(m.header("Subject").as_deref(), Some("Password recovery"));
     assert_eq!(m.header("From").as_deref(), Some("flowgate <noreply@example.test>"));
     assert_eq!(m.header("To").as_deref(), Some("alice@example.test"));
-    assert!(m.header("Message-ID").is_some());
     assert_eq!(
         decoded_body(&m.data).replace("\r\n", "\n"),
-        "Hello Alice,\nyour code is 123456.\n"
+        "Hello Alice,\nyour code is 123456."
     );
+    let id = m.header("Message-ID").unwrap();
+    assert!(id.starts_with('<') && id.ends_with("@example.test>"), "{id}");
 }
 
 #[tokio::test]
@@ -106,7 +107,7 @@ async fn html_mail_is_multipart_alternative_and_long_links_survive_encoding() {
     assert!(got[0]
         .header("Content-Type")
         .is_some_and(|c| c.starts_with("multipart/alternative")));
-    assert_eq!(decoded_body(data).replace("\r\n", "\n"), text);
+    assert_eq!(decoded_body(data).replace("\r\n", "\n"), text.trim_end());
     assert!(decoded_body(data).contains(&link));
     let html = decoded_part(data, "text/html").unwrap();
     assert!(html.contains(&format!("<a href=\"{link}\">")), "{html}");
@@ -438,4 +439,47 @@ async fn captcha_empty_token_makes_no_request() {
     let sv = SiteVerify::spawn(json!({"success": true})).await;
     assert_eq!(verifier(sv.url()).verify("", None).await, Err(RETRY.into()));
     assert!(sv.requests().is_empty());
+}
+
+// === test server helpers ===
+
+#[tokio::test]
+async fn test_server_speaks_auth_login_and_decodes_base64() {
+    use base64::Engine as _;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let server = SmtpServer::spawn().await.with_auth("u", "p w");
+    let tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut conn = BufReader::new(tcp);
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let body = b64("Grüße base64 https://example.test/?t=1");
+    let script = [
+        "EHLO client".to_string(),
+        "AUTH LOGIN".into(),
+        b64("u"),
+        b64("p w"),
+        "MAIL FROM:<a@example.test>".into(),
+        "RCPT TO:<b@example.test>".into(),
+        "DATA".into(),
+        format!("Subject: b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n{body}\r\n."),
+        "QUIT".into(),
+    ];
+    let mut answers = Vec::new();
+    let mut line = String::new();
+    conn.read_line(&mut line).await.unwrap();
+    for cmd in script {
+        conn.get_mut().write_all(format!("{cmd}\r\n").as_bytes()).await.unwrap();
+        // Read up to the last line of the reply ("250 " rather than "250-").
+        loop {
+            line.clear();
+            conn.read_line(&mut line).await.unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                break;
+            }
+        }
+        answers.push(line[..3].to_string());
+    }
+    assert_eq!(answers, ["250", "334", "334", "235", "250", "250", "354", "250", "221"]);
+    let got = server.wait_for(1, WAIT).await;
+    assert_eq!(got[0].user.as_deref(), Some("u"));
+    assert_eq!(got[0].text(), "Grüße base64 https://example.test/?t=1");
 }

@@ -174,27 +174,22 @@ async fn https_listener_sets_secure_host_prefixed_cookie() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
     let text = format!(
-        "{extra}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\napps:\n  - name: app\n    upstream: \"http://{}\"\n",
+        "{extra}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\nmail: {{ transport: file }}\napps:\n  - name: app\n    upstream: \"http://{}\"\n",
         dir.path().display(),
         upstream.addr
     );
-    let sources = vec![
-        flowgate::config::Source {
-            name: "tls.yaml".into(),
-            text,
+    let mut sources = vec![flowgate::config::Source {
+        name: "tls.yaml".into(),
+        text,
+        base_dir: dir.path().to_path_buf(),
+    }];
+    for (name, text) in flowgate::demo::SHIPPED_FLOWS {
+        sources.push(flowgate::config::Source {
+            name: name.to_string(),
+            text: text.to_string(),
             base_dir: dir.path().to_path_buf(),
-        },
-        flowgate::config::Source {
-            name: "a.yaml".into(),
-            text: flowgate::demo::DEFAULT_AUTHENTICATION_FLOW.into(),
-            base_dir: dir.path().to_path_buf(),
-        },
-        flowgate::config::Source {
-            name: "i.yaml".into(),
-            text: flowgate::demo::DEFAULT_INVALIDATION_FLOW.into(),
-            base_dir: dir.path().to_path_buf(),
-        },
-    ];
+        });
+    }
     let cfg = flowgate::Config::from_sources(sources).unwrap();
     let running = flowgate::Gateway::start(cfg).await.unwrap();
     let addr = running.https_addr.unwrap();

@@ -233,11 +233,21 @@ fn mailbox(addr: &str) -> Result<Mailbox, MailError> {
     addr.trim().parse().map_err(|_| MailError::Address(addr.to_string()))
 }
 
+fn random_hex() -> Result<String, MailError> {
+    let mut id = [0u8; 16];
+    getrandom::getrandom(&mut id).map_err(|e| MailError::Io(format!("random id: {e}")))?;
+    Ok(hex::encode(id))
+}
+
 fn build(mail: &Mail) -> Result<Message, MailError> {
+    let from = mailbox(&mail.from)?;
+    // Message-ID on the sender's domain (spam filters frown on a missing or `localhost` one).
+    let message_id = format!("<{}@{}>", random_hex()?, from.email.domain());
     let builder = Message::builder()
-        .from(mailbox(&mail.from)?)
+        .from(from)
         .to(mailbox(&mail.to)?)
-        .subject(mail.subject.as_str());
+        .subject(mail.subject.as_str())
+        .message_id(Some(message_id));
     let built = match &mail.html {
         Some(html) => builder.multipart(MultiPart::alternative_plain_html(mail.text.clone(), html.clone())),
         None => builder.singlepart(SinglePart::plain(mail.text.clone())),
@@ -249,9 +259,7 @@ fn build(mail: &Mail) -> Result<Message, MailError> {
 /// Writes `bytes` to `<dir>/<random>.eml` through a hidden temporary file and a rename, so
 /// readers never see half a message.
 async fn write_eml(dir: &Path, bytes: &[u8]) -> Result<PathBuf, MailError> {
-    let mut id = [0u8; 16];
-    getrandom::getrandom(&mut id).map_err(|e| MailError::Io(format!("random file name: {e}")))?;
-    let name = hex::encode(id);
+    let name = random_hex()?;
     let tmp = dir.join(format!(".{name}.eml.tmp"));
     let path = dir.join(format!("{name}.eml"));
     let io = |p: &Path, e: std::io::Error| MailError::Io(format!("{}: {e}", p.display()));

@@ -132,9 +132,15 @@ pub const SEED: &str = "groups:\n  - { name: staff }\n  - { name: admins, parent
 
 /// The main config for a test: `apps` is YAML for the `apps:` list (use `UPSTREAM` as a
 /// placeholder for the upstream address), `extra` is appended at the top level.
+/// The main test config. Mail goes to `<dir>/mail` as files unless `extra` has its own `mail:`.
 pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::path::Path) -> String {
+    let mail = if extra.lines().any(|l| l.starts_with("mail:")) {
+        String::new()
+    } else {
+        format!("mail: {{ transport: file, dir: \"{}\" }}\n", dir.join("mail").display())
+    };
     format!(
-        "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\nsession: {{ ttl: 2h, idle_timeout: 30m }}\n{extra}\napps:\n{}\n",
+        "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\nsession: {{ ttl: 2h, idle_timeout: 30m }}\n{mail}{extra}\napps:\n{}\n",
         dir.display(),
         apps.replace("UPSTREAM", &upstream.to_string())
     )
@@ -156,23 +162,22 @@ impl TestGateway {
     pub async fn start_full(apps: &str, extra: &str, upstream: Upstream, flows: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
-        let mut sources = vec![
-            Source {
-                name: "test.yaml".into(),
-                text: config_text(apps, extra, upstream.addr, dir.path()),
+        let mut sources = vec![Source {
+            name: "test.yaml".into(),
+            text: config_text(apps, extra, upstream.addr, dir.path()),
+            base_dir: dir.path().to_path_buf(),
+        }];
+        for (name, text) in flowgate::demo::SHIPPED_FLOWS {
+            // A test may replace a shipped flow file by giving one of the same name.
+            if flows.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            sources.push(Source {
+                name: name.to_string(),
+                text: text.to_string(),
                 base_dir: dir.path().to_path_buf(),
-            },
-            Source {
-                name: "default-authentication.yaml".into(),
-                text: flowgate::demo::DEFAULT_AUTHENTICATION_FLOW.into(),
-                base_dir: dir.path().to_path_buf(),
-            },
-            Source {
-                name: "default-invalidation.yaml".into(),
-                text: flowgate::demo::DEFAULT_INVALIDATION_FLOW.into(),
-                base_dir: dir.path().to_path_buf(),
-            },
-        ];
+            });
+        }
         for (name, text) in flows {
             sources.push(Source {
                 name: name.to_string(),

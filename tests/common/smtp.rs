@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -511,7 +511,11 @@ pub fn decoded_part(data: &str, mime: &str) -> Option<String> {
 }
 
 /// The text part of a message (the `text/plain` part of a multipart), with its
-/// quoted-printable or base64 transfer encoding undone; the whole body when no part is text.
+/// quoted-printable or base64 transfer encoding undone and trailing line breaks removed (the
+/// writer and the SMTP terminator add some); the whole body when no part is text.
 pub fn decoded_body(data: &str) -> String {
-    decoded_part(data, "text/plain").unwrap_or_else(|| split_entity(data).1.to_string())
+    decoded_part(data, "text/plain")
+        .unwrap_or_else(|| split_entity(data).1.to_string())
+        .trim_end_matches(['\r', '\n'])
+        .to_string()
 }
