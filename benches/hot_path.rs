@@ -97,7 +97,7 @@ fn benches(c: &mut Criterion) {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let _ = store.get(&id);
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     store.create(Some(identity()), Duration::from_secs(3600), Duration::from_secs(3600));
                 }
             }

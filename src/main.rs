@@ -448,8 +448,14 @@ async fn invitation_cmd(store: &UserStore, action: InvitationCmd) -> anyhow::Res
                 .await?;
             println!("{}", inv.token);
             match &inv.flow {
-                Some(f) => eprintln!("invitation {:?} created; link: /.flowgate/flow/{f}/?itoken={}", inv.name, inv.token),
-                None => eprintln!("invitation {:?} created; add ?itoken={} to the flow's URL", inv.name, inv.token),
+                Some(f) => eprintln!(
+                    "invitation {:?} created; link: /.flowgate/flow/{f}/?itoken={}",
+                    inv.name, inv.token
+                ),
+                None => eprintln!(
+                    "invitation {:?} created; add ?itoken={} to the flow's URL",
+                    inv.name, inv.token
+                ),
             }
         }
         InvitationCmd::List => {

@@ -52,7 +52,7 @@ pub fn trusted_link_host(router: &Router, host: &str) -> bool {
     if bare == "localhost" || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
         return true;
     }
-    router.apps.iter().any(|a| a.hosts.iter().any(|h| *h == bare))
+    router.apps.iter().any(|a| a.hosts.contains(&bare))
 }
 
 fn strip_port(h: &str) -> &str {

@@ -17,7 +17,7 @@ flows:
       - { stage: default-authentication-password, order: 1 }
       - { stage: default-authentication-login, order: 2 }
   - slug: signup
-    designation: enrollment
+    designation: authorization
     policies: [{ policy: from-10 }]
     bindings: [{ stage: default-authentication-identification, order: 0 }]
 policies:
@@ -50,9 +50,9 @@ async fn first_accessible_flow_in_slug_order_is_used() {
     let c = client();
     let done = html_login(&c, &gw.url(""), "/x", "alice", ALICE_PASSWORD).await;
     assert_eq!(location(&done), "/x");
-    // No enrollment flow applies from loopback: a clear 404 page.
+    // No authorization flow applies from loopback: a clear 404 page.
     let r = bare_client()
-        .get(gw.url("/.flowgate/flows/-/default/enrollment/"))
+        .get(gw.url("/.flowgate/flows/-/default/authorization/"))
         .send()
         .await
         .unwrap();

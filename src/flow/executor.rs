@@ -400,10 +400,10 @@ impl Executor {
                             continue;
                         }
                         Err(kind) => {
-                            if matches!(kind, ExecKind::AccessDenied { .. }) {
+                            if matches!(*kind, ExecKind::AccessDenied { .. }) {
                                 *state = None;
                             }
-                            return kind;
+                            return *kind;
                         }
                     }
                 }
@@ -538,11 +538,11 @@ impl Executor {
         st: &FlowState,
         hash: &str,
         response: Option<Map<String, Value>>,
-    ) -> Result<(), ExecKind> {
+    ) -> Result<(), Box<ExecKind>> {
         let now = self.sessions.clock().now_ms();
         if response.is_none() {
             if self.services.tokens.peek(hash, now).is_none() {
-                return Err(self.access_denied_st(flow, st, LINK_GONE.into()));
+                return Err(Box::new(self.access_denied_st(flow, st, LINK_GONE.into())));
             }
             let mut m = Map::new();
             m.insert(
@@ -552,12 +552,16 @@ impl Executor {
             m.insert("permissions".into(), Value::Array(Vec::new()));
             m.insert("additional_permissions".into(), Value::Array(Vec::new()));
             m.insert("token".into(), Value::String(String::new()));
-            return Err(self.challenge(flow, st, Challenge::new(CONFIRM_COMPONENT, m, true)));
+            return Err(Box::new(self.challenge(
+                flow,
+                st,
+                Challenge::new(CONFIRM_COMPONENT, m, true),
+            )));
         }
         if self.services.tokens.consume(hash, now) {
             Ok(())
         } else {
-            Err(self.access_denied_st(flow, st, LINK_GONE.into()))
+            Err(Box::new(self.access_denied_st(flow, st, LINK_GONE.into())))
         }
     }
 
