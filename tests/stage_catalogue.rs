@@ -337,3 +337,183 @@ async fn a_broken_override_is_a_startup_error() {
     let err = flowgate::Gateway::start(cfg).await.err().expect("must not start");
     assert!(err.to_string().contains("ak-stage-prompt.html"), "{err}");
 }
+
+const MFA_REQUIRED: &str = r#"
+flows:
+  - slug: mfa-required
+    designation: authentication
+    bindings:
+      - { stage: default-authentication-identification, order: 10 }
+      - { stage: default-authentication-password, order: 20 }
+      - { stage: must-have-mfa, order: 30 }
+      - { stage: default-authentication-login, order: 40 }
+  - slug: mfa-or-nothing
+    designation: authentication
+    bindings:
+      - { stage: default-authentication-identification, order: 10 }
+      - { stage: default-authentication-password, order: 20 }
+      - { stage: mfa-deny, order: 30 }
+      - { stage: default-authentication-login, order: 40 }
+stages:
+  must-have-mfa:
+    type: authenticator_validate
+    not_configured_action: configure
+    configuration_stages: [default-authenticator-totp-setup]
+  mfa-deny: { type: authenticator_validate, not_configured_action: deny }
+"#;
+
+#[tokio::test]
+async fn validate_without_a_device_denies_or_runs_the_setup_stage() {
+    let gw = TestGateway::start_full(DEFAULT_APP, "", Upstream::spawn().await, &[("mfa.yaml", MFA_REQUIRED)]).await;
+    let deny = gw.url("/.flowgate/flow/mfa-or-nothing/");
+    let c = client();
+    walk(&c, &deny, &[("uid_field", "bob")]).await;
+    let r = walk(&c, &deny, &[("password", "bob's secret 42")]).await;
+    assert_eq!(r.status(), 403);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("No (allowed) MFA authenticator configured."));
+
+    let url = gw.url("/.flowgate/flow/mfa-required/");
+    let c = client();
+    walk(&c, &url, &[("uid_field", "bob")]).await;
+    let r = walk(&c, &url, &[("password", "bob's secret 42")]).await;
+    let html = r.text().await.unwrap();
+    let secret = regex::Regex::new(r#"<code id="totp-secret">([A-Z2-7]+)</code>"#)
+        .unwrap()
+        .captures(&html)
+        .unwrap_or_else(|| panic!("TOTP setup expected:\n{html}"))[1]
+        .to_string();
+    let key = data_encoding::BASE32_NOPAD.decode(secret.as_bytes()).unwrap();
+    let code = flowgate::identity::mfa::totp_code(&key, flowgate::identity::mfa::totp_step(gw.clock.now_ms()), 6);
+    let r = walk(&c, &url, &[("code", code.as_str())]).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    let bob = users(&gw).get_by_username("bob").await.unwrap().unwrap();
+    assert_eq!(users(&gw).totp_devices(bob.id).await.unwrap().len(), 1);
+    assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+}
+
+const ACTIVATION: &str = r#"
+flows:
+  - slug: signup-activate
+    designation: enrollment
+    bindings:
+      - { stage: act-prompt, order: 10 }
+      - { stage: act-write, order: 20 }
+      - { stage: act-email, order: 30 }
+      - { stage: default-authentication-login, order: 40 }
+stages:
+  act-prompt:
+    type: prompt
+    fields:
+      - { field_key: username, label: Username, type: username }
+      - { field_key: email, label: Email, type: email }
+      - { field_key: password, label: Password, type: password }
+  act-write: { type: user_write, create_users_as_inactive: true }
+  act-email: { type: email, template: account_confirmation, activate_user_on_success: true }
+"#;
+
+#[tokio::test]
+async fn inactive_users_are_activated_by_the_mailed_link() {
+    let gw = TestGateway::start_full(DEFAULT_APP, "", Upstream::spawn().await, &[("act.yaml", ACTIVATION)]).await;
+    let c = client();
+    let url = gw.url("/.flowgate/flow/signup-activate/");
+    let r = walk(
+        &c,
+        &url,
+        &[("username", "hal"), ("email", "hal@example.test"), ("password", PW)],
+    )
+    .await;
+    assert!(r.text().await.unwrap().contains("Check your email"));
+    let hal = users(&gw).get_by_username("hal").await.unwrap().unwrap();
+    assert!(!hal.is_active, "written inactive");
+    // The file transport wrote one .eml; its link resumes the flow.
+    let mail_dir = gw.dir.path().join("mail");
+    let files: Vec<_> = std::fs::read_dir(&mail_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read_to_string(&files[0])
+        .unwrap()
+        .replace("=\r\n", "")
+        .replace("=3D", "=");
+    let link = regex::Regex::new(r"http://[^\s<>]+flow_token=[A-Za-z0-9_-]+")
+        .unwrap()
+        .find(&eml)
+        .unwrap()
+        .as_str()
+        .to_string();
+    let r = walk(&client(), &link, &[]).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    assert!(users(&gw).get_by_username("hal").await.unwrap().unwrap().is_active);
+}
+
+const ALL_TYPES: &str = r#"
+flows:
+  - slug: every-type
+    designation: stage_configuration
+    bindings:
+      - { stage: every-type-prompt, order: 10 }
+      - stage: every-type-deny
+        order: 20
+        evaluate_on_plan: false
+        re_evaluate_policies: true
+        policies: [{ policy: stored-as-expected }]
+policies:
+  stored-as-expected:
+    type: expression
+    expression: |
+      d = context["prompt_data"]
+      return d["ro"] == "fixed" and d["h"] == "secret-value" and d["st"] == "shown" and d["n"] == 12 and d["cb"] == True and d["dd"] == "green" and "sep" not in d
+stages:
+  every-type-deny: { type: deny, deny_message: done }
+  every-type-prompt:
+    type: prompt
+    fields:
+      - { field_key: t, type: text }
+      - { field_key: ta, type: text_area, required: false }
+      - { field_key: ro, type: text_read_only, initial_value: fixed }
+      - { field_key: n, type: number }
+      - { field_key: cb, type: checkbox }
+      - { field_key: dd, type: dropdown, choices: [red, green] }
+      - { field_key: rb, type: radio-button-group, choices: [a, b] }
+      - { field_key: d, type: date }
+      - { field_key: dt, type: date-time }
+      - { field_key: f, type: file, required: false }
+      - { field_key: sep, type: separator, label: More }
+      - { field_key: h, type: hidden, placeholder: secret-value }
+      - { field_key: st, type: static, placeholder: shown }
+      - { field_key: loc, type: ak-locale, required: false }
+"#;
+
+#[tokio::test]
+async fn prompt_checks_every_field_type() {
+    let gw = TestGateway::start_full(DEFAULT_APP, "", Upstream::spawn().await, &[("types.yaml", ALL_TYPES)]).await;
+    let c = client();
+    let url = gw.url("/.flowgate/api/v3/flows/executor/every-type/");
+    let v: serde_json::Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["fields"].as_array().unwrap().len(), 14);
+    let bad = serde_json::json!({
+        "t": "", "n": "twelve", "dd": "blue", "rb": "c", "d": "2023-02-30", "dt": "2023-01-01T25:00",
+        "f": "data:text/plain,plain", "loc": "de DE"
+    });
+    let v: serde_json::Value = c.post(&url).json(&bad).send().await.unwrap().json().await.unwrap();
+    let errors = v["response_errors"].as_object().unwrap();
+    let mut keys: Vec<&str> = errors.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["d", "dd", "dt", "f", "loc", "n", "rb", "t"], "{v}");
+    let good = serde_json::json!({
+        "t": "x", "ro": "changed", "n": "12", "cb": true, "dd": "green", "rb": "b", "d": "2024-02-29",
+        "dt": "2024-02-29T10:30", "f": "data:text/plain;base64,aGk=", "h": "tampered", "st": "tampered", "loc": "de-DE"
+    });
+    let r = c.post(&url).json(&good).send().await.unwrap();
+    assert_eq!(r.status(), 302, "stage done: {}", r.text().await.unwrap());
+    // The deny stage after the prompt runs only when its policy finds the stored values as
+    // expected: read-only, hidden and static values forced, the number and checkbox typed.
+    let v: serde_json::Value = c.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v["component"], "ak-stage-access-denied", "{v}");
+    assert_eq!(v["error_message"], "done");
+}
