@@ -297,16 +297,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let a = cfg.identity.argon2;
-            let store = UserStore::open(
-                &cfg.identity.database,
-                PasswordHasher::new(HashParams {
-                    memory_kib: a.memory_kib,
-                    iterations: a.iterations,
-                    parallelism: a.parallelism,
-                }),
-            )
-            .await?;
+            let store = open_store(&cfg).await?;
             user_cmd(&store, action).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
@@ -321,16 +312,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(64));
                 }
             }
-            let a = cfg.identity.argon2;
-            let store = UserStore::open(
-                &cfg.identity.database,
-                PasswordHasher::new(HashParams {
-                    memory_kib: a.memory_kib,
-                    iterations: a.iterations,
-                    parallelism: a.parallelism,
-                }),
-            )
-            .await?;
+            let store = open_store(&cfg).await?;
             let r = invitation_cmd(&store, action).await;
             store.close().await;
             r
@@ -415,6 +397,20 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Check { .. } | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// The user store the config names.
+async fn open_store(cfg: &Config) -> anyhow::Result<UserStore> {
+    let a = cfg.identity.argon2;
+    Ok(UserStore::open(
+        &cfg.identity.database,
+        PasswordHasher::new(HashParams {
+            memory_kib: a.memory_kib,
+            iterations: a.iterations,
+            parallelism: a.parallelism,
+        }),
+    )
+    .await?)
 }
 
 async fn invitation_cmd(store: &UserStore, action: InvitationCmd) -> anyhow::Result<ExitCode> {

@@ -183,13 +183,7 @@ async fn https_listener_sets_secure_host_prefixed_cookie() {
         text,
         base_dir: dir.path().to_path_buf(),
     }];
-    for (name, text) in flowgate::demo::SHIPPED_FLOWS {
-        sources.push(flowgate::config::Source {
-            name: name.to_string(),
-            text: text.to_string(),
-            base_dir: dir.path().to_path_buf(),
-        });
-    }
+    sources.extend(shipped_flow_sources(dir.path()));
     let cfg = flowgate::Config::from_sources(sources).unwrap();
     let running = flowgate::Gateway::start(cfg).await.unwrap();
     let addr = running.https_addr.unwrap();

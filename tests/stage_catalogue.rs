@@ -5,39 +5,10 @@
 
 mod common;
 use common::*;
-use flowgate::identity::UserStore;
 use flowgate::session::clock::Clock;
 use std::time::Duration;
 
 const PW: &str = "violet tangerine expedition 77";
-
-fn users(gw: &TestGateway) -> &UserStore {
-    &gw.running.as_ref().unwrap().users
-}
-
-async fn page(c: &reqwest::Client, url: &str) -> (u16, String) {
-    let r = c.get(url).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-/// GET the form, POST `fields` with its CSRF token, follow a "stage done" redirect once.
-async fn walk(c: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-    let (status, html) = page(c, url).await;
-    assert!(
-        status == 200 || status == 400,
-        "expected a form at {url}, got {status}:\n{html}"
-    );
-    let csrf = csrf_of(&html);
-    let mut form: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
-    form.extend_from_slice(fields);
-    let r = c.post(url).form(&form).send().await.unwrap();
-    let path_of = |u: &str| u.split('?').next().unwrap_or("").to_string();
-    let next = path_of(&location(&r));
-    if r.status() == 302 && next.starts_with("/.flowgate/flow/") && path_of(url).ends_with(&next) {
-        return c.get(url).send().await.unwrap();
-    }
-    r
-}
 
 const INVITE_FLOWS: &str = r#"
 flows:
@@ -326,13 +297,7 @@ async fn a_broken_override_is_a_startup_error() {
         text,
         base_dir: cfg_dir.path().to_path_buf(),
     }];
-    for (name, text) in flowgate::demo::SHIPPED_FLOWS {
-        sources.push(flowgate::config::Source {
-            name: name.to_string(),
-            text: text.to_string(),
-            base_dir: cfg_dir.path().to_path_buf(),
-        });
-    }
+    sources.extend(shipped_flow_sources(cfg_dir.path()));
     let cfg = flowgate::Config::from_sources(sources).unwrap();
     let err = flowgate::Gateway::start(cfg).await.err().expect("must not start");
     assert!(err.to_string().contains("ak-stage-prompt.html"), "{err}");

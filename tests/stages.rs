@@ -10,7 +10,7 @@ mod siteverify;
 mod smtp;
 
 use common::*;
-use flowgate::identity::{mfa, UserStore};
+use flowgate::identity::mfa;
 use flowgate::session::clock::Clock;
 use std::time::Duration;
 
@@ -22,36 +22,6 @@ const PASSWORD_CHANGE: &str = "/.flowgate/flow/default-password-change-flow/";
 const TOTP_SETUP: &str = "/.flowgate/flow/default-authenticator-totp-setup/";
 const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
 const NEW_PASSWORD: &str = "violet tangerine expedition 77";
-
-fn users(gw: &TestGateway) -> &UserStore {
-    &gw.running.as_ref().unwrap().users
-}
-
-/// GETs a page and returns (status, body).
-async fn page(c: &reqwest::Client, url: &str) -> (u16, String) {
-    let r = c.get(url).send().await.unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-/// Fetches the form at `url`, posts `fields` with its CSRF token, and when the stage is done
-/// (302 back to the executor) GETs the executor again. Returns the last response.
-async fn walk(c: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
-    let (status, html) = page(c, url).await;
-    assert!(
-        status == 200 || status == 400,
-        "expected a form at {url}, got {status}:\n{html}"
-    );
-    let csrf = csrf_of(&html);
-    let mut form: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
-    form.extend_from_slice(fields);
-    let r = c.post(url).form(&form).send().await.unwrap();
-    let path_of = |u: &str| u.split('?').next().unwrap_or("").to_string();
-    let next = path_of(&location(&r));
-    if r.status() == 302 && next.starts_with("/.flowgate/flow/") && path_of(url).ends_with(&next) {
-        return c.get(url).send().await.unwrap();
-    }
-    r
-}
 
 /// Logs `user` in through the default flow (no second factor asked).
 async fn login(gw: &TestGateway, c: &reqwest::Client, user: &str, password: &str) {

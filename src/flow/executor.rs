@@ -306,6 +306,18 @@ impl Executor {
         }
     }
 
+    /// What policies see while a plan runs: the pending user, else the logged-in one.
+    fn stage_policy_input(&self, st: &FlowState, session: &Session, input: &ExecInput) -> PolicyInput {
+        let user = st
+            .context
+            .pending_user
+            .as_ref()
+            .and_then(|p| p.user.as_ref())
+            .map(subject_of_user)
+            .or_else(|| Self::request_subject(session));
+        self.policy_input(user, &st.context, input)
+    }
+
     fn request_subject(session: &Session) -> Option<Subject> {
         session.user.as_deref().map(subject_of_identity)
     }
@@ -368,14 +380,7 @@ impl Executor {
                     break Some(e);
                 }
                 let b = &flow.bindings[e.binding];
-                let user = st
-                    .context
-                    .pending_user
-                    .as_ref()
-                    .and_then(|p| p.user.as_ref())
-                    .map(subject_of_user)
-                    .or_else(|| Self::request_subject(session));
-                let pi = self.policy_input(user, &st.context, input);
+                let pi = self.stage_policy_input(st, session, input);
                 if policies::evaluate(&b.policies, b.policy_engine_mode, &self.reg.policies, &pi)
                     .await
                     .passing
@@ -427,14 +432,7 @@ impl Executor {
                     }
                 }
             };
-            let user = st
-                .context
-                .pending_user
-                .as_ref()
-                .and_then(|p| p.user.as_ref())
-                .map(subject_of_user)
-                .or_else(|| Self::request_subject(session));
-            let policy_input = self.policy_input(user, &st.context, input);
+            let policy_input = self.stage_policy_input(st, session, input);
             let mut cx = StageCx {
                 context: &mut st.context,
                 users: &self.users,

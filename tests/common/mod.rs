@@ -324,3 +324,46 @@ pub fn run_bin(args: &[&str], stdin: &str) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The gateway's user store.
+pub fn users(gw: &TestGateway) -> &flowgate::identity::UserStore {
+    &gw.running.as_ref().unwrap().users
+}
+
+/// GETs a page and returns (status, body).
+pub async fn page(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// Fetches the form at `url`, posts `fields` with its CSRF token, and when the stage is done
+/// (302 back to the executor) GETs the executor again. Returns the last response.
+pub async fn walk(c: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let (status, html) = page(c, url).await;
+    assert!(
+        status == 200 || status == 400,
+        "expected a form at {url}, got {status}:\n{html}"
+    );
+    let csrf = csrf_of(&html);
+    let mut form: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+    form.extend_from_slice(fields);
+    let r = c.post(url).form(&form).send().await.unwrap();
+    let path_of = |u: &str| u.split('?').next().unwrap_or("").to_string();
+    let next = path_of(&location(&r));
+    if r.status() == 302 && next.starts_with("/.flowgate/flow/") && path_of(url).ends_with(&next) {
+        return c.get(url).send().await.unwrap();
+    }
+    r
+}
+
+/// Every shipped flow file as a config source resolving against `base`.
+pub fn shipped_flow_sources(base: &std::path::Path) -> Vec<Source> {
+    flowgate::demo::SHIPPED_FLOWS
+        .iter()
+        .map(|(name, text)| Source {
+            name: name.to_string(),
+            text: text.to_string(),
+            base_dir: base.to_path_buf(),
+        })
+        .collect()
+}
