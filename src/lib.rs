@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod blueprint;
 pub mod config;
 pub mod demo;
 pub mod error;
@@ -106,6 +107,9 @@ impl Gateway {
                 kept_passwords = report.password_kept.len(),
                 "users seeded"
             );
+        }
+        for n in &config.notes {
+            tracing::warn!("{n}");
         }
         let s = &config.session;
         let sessions = SessionStore::new(s.max_sessions, s.idle_timeout.max(s.flow_timeout), opts.clock.clone());

@@ -92,12 +92,25 @@ enum Cmd {
         /// Main config file.
         #[arg(short, long, default_value = "config/flowgate.yaml")]
         config: PathBuf,
-        /// Flow slug.
+        /// Flow slug (repeatable); all flows when absent (mermaid needs one).
         #[arg(long)]
-        flow: String,
-        /// Output format.
-        #[arg(long, default_value = "mermaid")]
+        flow: Vec<String>,
+        /// Output format: yaml (native), blueprint (authentik), mermaid.
+        #[arg(long, default_value = "yaml")]
         format: String,
+    },
+    /// Import authentik blueprints or legacy JSON flow exports into native YAML.
+    Import {
+        /// Blueprint files, applied in order.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write here (atomically) instead of standard output; users and groups go to
+        /// `<OUT stem>.seed.yaml`.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Fail when any entry or attribute cannot be imported.
+        #[arg(long)]
+        strict: bool,
     },
     /// Write a self-signed development certificate and key.
     Cert {
@@ -207,6 +220,9 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                for n in &c.notes {
+                    eprintln!("warning: {n}");
+                }
                 println!(
                     "{}: ok ({} apps, {} flows, {} stages)",
                     config.display(),
@@ -377,26 +393,111 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Ok(c) => c,
                 Err(code) => return Ok(code),
             };
-            let Some(f) = flow_or_usage(&cfg, &flow) else {
-                return Ok(ExitCode::from(EXIT_USAGE));
-            };
+            for f in &flow {
+                if flow_or_usage(&cfg, f).is_none() {
+                    return Ok(ExitCode::from(EXIT_USAGE));
+                }
+            }
+            let slugs = (!flow.is_empty()).then_some(flow.as_slice());
             match format.as_str() {
                 "mermaid" => {
+                    let [one] = flow.as_slice() else {
+                        eprintln!("--format mermaid draws one flow: give exactly one --flow");
+                        return Ok(ExitCode::from(EXIT_USAGE));
+                    };
+                    let Some(f) = cfg.flows.get(one) else {
+                        return Ok(ExitCode::from(EXIT_USAGE));
+                    };
                     print!("{}", flowgate::flow::inspect::mermaid(f, &cfg.stages));
                     Ok(ExitCode::SUCCESS)
                 }
                 "yaml" | "blueprint" => {
-                    eprintln!("export format {format:?} is not implemented yet (it comes with blueprint import/export); use mermaid");
-                    Ok(ExitCode::from(EXIT_USAGE))
+                    let doc = flowgate::blueprint::export::native_doc(&cfg.texts, slugs).map_err(anyhow::Error::msg)?;
+                    let names = flow.join(", ");
+                    if format == "yaml" {
+                        print!("{}", flowgate::blueprint::import::to_yaml(&doc, &[cfg.source.clone()]));
+                    } else {
+                        let title = if names.is_empty() {
+                            "flowgate export".to_string()
+                        } else {
+                            format!("flowgate export - {names}")
+                        };
+                        print!(
+                            "{}",
+                            flowgate::blueprint::export::blueprint(&doc, &title).map_err(anyhow::Error::msg)?
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
                 }
                 other => {
-                    eprintln!("unknown export format {other:?} (expected one of: mermaid, yaml, blueprint)");
+                    eprintln!("unknown export format {other:?} (expected one of: yaml, blueprint, mermaid)");
                     Ok(ExitCode::from(EXIT_USAGE))
                 }
             }
         }
+        Cmd::Import { files, out, strict } => import_cmd(&files, out.as_deref(), strict),
         Cmd::Check { .. } | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// `flowgate import`: errors and unsupported entries to standard error; the native YAML to
+/// `out` (written atomically, only when the import succeeds) or standard output.
+fn import_cmd(files: &[PathBuf], out: Option<&Path>, strict: bool) -> anyhow::Result<ExitCode> {
+    let mut texts = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        texts.push((f.display().to_string(), text));
+    }
+    let imported = match flowgate::blueprint::import::import(&texts, &Default::default()) {
+        Ok(i) => i,
+        Err(errors) => {
+            for e in errors {
+                eprintln!("{e}");
+            }
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    for u in &imported.unsupported {
+        eprintln!("not imported: {u}");
+    }
+    if strict && !imported.unsupported.is_empty() {
+        eprintln!(
+            "--strict: {} item(s) could not be imported; nothing written",
+            imported.unsupported.len()
+        );
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    let names: Vec<String> = texts.iter().map(|(n, _)| n.clone()).collect();
+    let yaml = flowgate::blueprint::import::to_yaml(&imported.doc, &names);
+    if let Err(e) = flowgate::blueprint::import::check(&yaml) {
+        eprintln!("the imported flows do not form a valid config:\n{e}");
+        return Ok(ExitCode::from(EXIT_USAGE));
+    }
+    let Some(out) = out else {
+        print!("{yaml}");
+        if imported.seed.is_some() {
+            eprintln!("users and groups were found: give -o to write them to a seed file");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    write_atomically(out, &yaml)?;
+    if let Some(seed) = &imported.seed {
+        let seed_path = out.with_extension("seed.yaml");
+        write_atomically(&seed_path, &serde_yaml::to_string(seed)?)?;
+        eprintln!(
+            "users and groups written to {} (use it as identity.seed)",
+            seed_path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp~");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
 }
 
 /// The user store the config names.

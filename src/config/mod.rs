@@ -61,6 +61,7 @@ impl Config {
     /// followed by whatever the main file's `include:` names on disk.
     pub fn from_sources(mut sources: Vec<Source>) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
+        let mut notes = Vec::new();
         let mut files = Vec::new();
         let mut i = 0;
         while i < sources.len() {
@@ -68,6 +69,20 @@ impl Config {
                 Ok(raw) => {
                     if i == 0 {
                         let base = sources[0].base_dir.clone();
+                        for (k, path) in raw.blueprints.iter().enumerate() {
+                            match import_blueprint(&base.join(path)) {
+                                Ok((src, mut n)) => {
+                                    sources.push(src);
+                                    notes.append(&mut n);
+                                }
+                                Err(mut e) => {
+                                    if e.is_empty() {
+                                        e.push(at(&sources[0], &format!("blueprints[{k}]"), "import failed".into()));
+                                    }
+                                    errors.append(&mut e);
+                                }
+                            }
+                        }
                         for (k, pattern) in raw.include.iter().enumerate() {
                             match expand_include(&base, pattern) {
                                 Ok(paths) if paths.is_empty() => errors.push(at(
@@ -108,7 +123,10 @@ impl Config {
             i += 1;
         }
         match validate::validate(&sources, validate::Parsed { files }) {
-            Ok(cfg) if errors.is_empty() => Ok(cfg),
+            Ok(mut cfg) if errors.is_empty() => {
+                cfg.notes = notes;
+                Ok(cfg)
+            }
             Ok(_) => Err(ConfigErrors(errors)),
             Err(mut e) => {
                 errors.append(&mut e.0);
@@ -118,6 +136,36 @@ impl Config {
                 Err(ConfigErrors(errors))
             }
         }
+    }
+}
+
+/// Imports an authentik blueprint named by `blueprints:` into a native source; the notes list
+/// what it could not express.
+fn import_blueprint(path: &Path) -> Result<(Source, Vec<String>), Vec<ConfigError>> {
+    let src = read_source(path).map_err(|e| e.0)?;
+    let files = vec![(src.name.clone(), src.text.clone())];
+    match crate::blueprint::import::import(&files, &Default::default()) {
+        Ok(imp) => {
+            let notes = imp.unsupported.iter().map(|u| format!("not imported: {u}")).collect();
+            Ok((
+                Source {
+                    name: format!("{} (imported)", src.name),
+                    text: crate::blueprint::import::to_yaml(&imp.doc, std::slice::from_ref(&src.name)),
+                    base_dir: src.base_dir,
+                },
+                notes,
+            ))
+        }
+        Err(errs) => Err(errs
+            .into_iter()
+            .map(|e| ConfigError {
+                file: e.file,
+                line: e.line,
+                column: 1,
+                path: e.place,
+                message: e.message,
+            })
+            .collect()),
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Config {
     pub mail: Option<MailSettings>,
     /// Page settings.
     pub ui: UiSettings,
+    /// What imported blueprints could not express (shown by `check`, logged at start).
+    pub notes: Vec<String>,
+    /// The text of every file read (main, included, imported), for export.
+    pub texts: Vec<String>,
 }
 
 /// Listener addresses.

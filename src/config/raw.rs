@@ -24,6 +24,8 @@ pub struct RawFile {
     #[serde(default)]
     pub include: Vec<String>,
     #[serde(default)]
+    pub blueprints: Vec<String>,
+    #[serde(default)]
     pub flows: Vec<RawFlow>,
     #[serde(default)]
     pub stages: BTreeMap<String, RawStage>,

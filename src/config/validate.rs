@@ -109,6 +109,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             ("default_flows", f.default_flows.is_some()),
             ("apps", !f.apps.is_empty()),
             ("include", !f.include.is_empty()),
+            ("blueprints", !f.blueprints.is_empty()),
             ("limits", f.limits.is_some()),
             ("mail", f.mail.is_some()),
             ("ui", f.ui.is_some()),
@@ -246,6 +247,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         limits,
         mail,
         ui,
+        notes: Vec::new(),
+        texts: sources.iter().map(|s| s.text.clone()).collect(),
     })
 }
 

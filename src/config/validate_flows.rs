@@ -9,17 +9,23 @@ use std::collections::BTreeMap;
 
 const USER_FIELDS: &[&str] = &["username", "email"];
 
+/// Stage and policy names: free text as in authentik (they are keys, never in URLs), without
+/// control characters or surrounding spaces.
+fn name_ok(s: &str) -> bool {
+    !s.is_empty() && s.chars().count() <= 150 && !s.chars().any(char::is_control) && s.trim() == s
+}
+
 fn slug_ok(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPolicy) -> Option<PolicyDef> {
     let p = format!("policies.{name}");
-    if !slug_ok(name) {
+    if !name_ok(name) {
         c.err(
             fi,
             &p,
-            format!("invalid policy name {name:?} (expected A-Z a-z 0-9 - _)"),
+            format!("invalid policy name {name:?} (1-150 characters, no control characters or surrounding spaces)"),
         );
     }
     match raw {
@@ -58,11 +64,11 @@ pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPoli
 
 pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage) -> Option<StageDef> {
     let p = format!("stages.{name}");
-    if !slug_ok(name) {
+    if !name_ok(name) {
         c.err(
             fi,
             &p,
-            format!("invalid stage name {name:?} (expected A-Z a-z 0-9 - _)"),
+            format!("invalid stage name {name:?} (1-150 characters, no control characters or surrounding spaces)"),
         );
     }
     Some(match raw {

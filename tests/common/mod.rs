@@ -160,6 +160,15 @@ impl TestGateway {
 
     /// Starts with extra flow sources (name, yaml) besides the shipped default flows.
     pub async fn start_full(apps: &str, extra: &str, upstream: Upstream, flows: &[(&str, &str)]) -> Self {
+        Self::start_flows(apps, extra, upstream, flows, true).await
+    }
+
+    /// Starts with the given flow sources only (no shipped flows).
+    pub async fn start_only(apps: &str, extra: &str, flows: &[(&str, &str)]) -> Self {
+        Self::start_flows(apps, extra, Upstream::spawn().await, flows, false).await
+    }
+
+    async fn start_flows(apps: &str, extra: &str, upstream: Upstream, flows: &[(&str, &str)], shipped: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
         let mut sources = vec![Source {
@@ -169,7 +178,7 @@ impl TestGateway {
         }];
         for (name, text) in flowgate::demo::SHIPPED_FLOWS {
             // A test may replace a shipped flow file by giving one of the same name.
-            if flows.iter().any(|(n, _)| n == name) {
+            if !shipped || flows.iter().any(|(n, _)| n == name) {
                 continue;
             }
             sources.push(Source {

@@ -1,0 +1,954 @@
+//! authentik blueprint custom YAML tags (`!KeyOf`, `!Find`, `!Context`, `!Enumerate`, ...), resolved
+//! on a parsed [`serde_yaml::Value`] (tags arrive as `Value::Tagged`).
+//!
+//! [`resolve`] walks the value (sequences, mappings and mapping keys) and replaces every tagged node
+//! with what the tag stands for; the result holds no tags. Semantics follow authentik's loader
+//! (`authentik/blueprints/v1/common.py`), with these differences:
+//!
+//! * every argument and default is resolved (authentik leaves tags inside literal arguments alone),
+//!   and defaults only when used;
+//! * `!File` paths are relative to [`TagContext::base_dir`] (authentik: the working directory); a
+//!   file over 1 MiB or not UTF-8 counts as unreadable (the default is used);
+//! * `!Enumerate ... MAP` merges with [`deep_merge`], so a list from a later item replaces an earlier
+//!   one (authentik's `always_merger` appends lists);
+//! * runaway input is stopped at [`MAX_DEPTH`] nesting levels or [`MAX_NODES`] nodes.
+//!
+//! `!File` reads any path the blueprint names, as authentik does: resolve trusted blueprints only.
+
+use serde_yaml::{Mapping, Number, Value};
+use std::io::Read;
+use std::path::Path;
+
+/// Deepest nesting of sequences, mappings and tags that [`resolve`] accepts.
+pub const MAX_DEPTH: usize = 64;
+/// Most nodes [`resolve`] visits or copies (values produced by tags count too).
+pub const MAX_NODES: usize = 100_000;
+/// Largest file `!File` reads; a bigger one falls back to the default.
+const MAX_FILE: u64 = 1 << 20;
+/// Largest width or precision in a `!Format` conversion.
+const MAX_WIDTH: usize = 4096;
+
+/// What tag resolution may ask the importer.
+pub trait Lookup {
+    /// `!KeyOf id`: the reference value of an earlier entry with that id.
+    fn key_of(&self, id: &str) -> Result<Value, String>;
+    /// `!Find [model, [field, value]...]`: the reference of the first match, or Null.
+    fn find(&self, model: &str, pairs: &[(String, Value)]) -> Value;
+    /// `!FindObject`: the first match as a mapping, or Null.
+    fn find_object(&self, model: &str, pairs: &[(String, Value)]) -> Value;
+}
+
+/// Context for resolution.
+pub struct TagContext<'a> {
+    /// The blueprint's merged context, read by `!Context`.
+    pub context: &'a Mapping,
+    /// Directory that relative `!File` paths start from.
+    pub base_dir: &'a Path,
+}
+
+/// A resolution error with the tag that failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{tag}: {message}")]
+pub struct TagError {
+    /// The tag as written (`!KeyOf`); a limit hit names the innermost enclosing tag, or `(untagged)`.
+    pub tag: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+fn err(tag: &str, message: impl Into<String>) -> TagError {
+    TagError {
+        tag: tag.to_string(),
+        message: message.into(),
+    }
+}
+
+/// `"{what}, got {repr of v}"`.
+fn got(tag: &str, what: &str, v: &Value) -> TagError {
+    err(tag, format!("{what}, got {}", py_repr(v)))
+}
+
+/// Fills in the tag of a limit error raised below `tag`.
+fn named(tag: &str) -> impl FnOnce(TagError) -> TagError + '_ {
+    move |mut e| {
+        if e.tag.is_empty() {
+            e.tag = tag.to_string();
+        }
+        e
+    }
+}
+
+/// Resolves every tag in `v`.
+pub fn resolve(v: &Value, cx: &TagContext<'_>, lookup: &dyn Lookup) -> Result<Value, TagError> {
+    let mut r = Resolver {
+        cx,
+        lookup,
+        stack: Vec::new(),
+        nodes: 0,
+    };
+    r.node(v, 0).map_err(named("(untagged)"))
+}
+
+/// Python truthiness of a resolved value.
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        // NaN is true in Python, and NaN != 0.0.
+        Value::Number(n) => !matches!(n.as_f64(), Some(f) if f == 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Sequence(s) => !s.is_empty(),
+        Value::Mapping(m) => !m.is_empty(),
+        Value::Tagged(t) => truthy(&t.value),
+    }
+}
+
+/// Deep merge: mappings merge key by key (recursively), anything else in `over` replaces.
+pub fn deep_merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(slot) => deep_merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+struct Resolver<'r, 'a> {
+    cx: &'r TagContext<'a>,
+    lookup: &'r dyn Lookup,
+    /// `!Enumerate` frames, innermost last: `(index or key, value)`, or `None` while that
+    /// Enumerate's own iterable is resolved (as in authentik, it is on the stack without an item).
+    stack: Vec<Option<(Value, Value)>>,
+    nodes: usize,
+}
+
+impl Resolver<'_, '_> {
+    /// Counts `n` more nodes. Limit errors carry an empty tag; [`named`] fills it in.
+    fn charge(&mut self, n: usize) -> Result<(), TagError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            let message = format!("more than {MAX_NODES} nodes resolved (runaway input?)");
+            return Err(err("", message));
+        }
+        Ok(())
+    }
+
+    /// Takes a value produced by a tag (lookups, JSON, enumeration items): counts its nodes and
+    /// makes sure it holds no tags.
+    fn adopt(&mut self, tag: &str, v: Value) -> Result<Value, TagError> {
+        let mut n = 0usize;
+        let mut todo = vec![&v];
+        while let Some(x) = todo.pop() {
+            n += 1;
+            match x {
+                Value::Sequence(s) => todo.extend(s),
+                Value::Mapping(m) => m.iter().for_each(|(k, x)| todo.extend([k, x])),
+                Value::Tagged(t) => return Err(err(tag, format!("the result still holds the tag {}", t.tag))),
+                _ => {}
+            }
+        }
+        self.charge(n)?;
+        Ok(v)
+    }
+
+    fn node(&mut self, v: &Value, depth: usize) -> Result<Value, TagError> {
+        if depth >= MAX_DEPTH {
+            return Err(err("", format!("nested deeper than {MAX_DEPTH} levels")));
+        }
+        self.charge(1)?;
+        match v {
+            Value::Sequence(s) => {
+                let mut out = Vec::with_capacity(s.len());
+                for x in s {
+                    out.push(self.node(x, depth + 1)?);
+                }
+                Ok(Value::Sequence(out))
+            }
+            Value::Mapping(m) => {
+                let mut out = Mapping::with_capacity(m.len());
+                for (k, x) in m {
+                    let k = self.node(k, depth + 1)?;
+                    out.insert(k, self.node(x, depth + 1)?);
+                }
+                Ok(Value::Mapping(out))
+            }
+            Value::Tagged(t) => {
+                let tag = t.tag.to_string();
+                self.tag(&tag, &t.value, depth + 1).map_err(named(&tag))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// Resolves `v` and requires a string.
+    fn string(&mut self, tag: &str, what: &str, v: &Value, depth: usize) -> Result<String, TagError> {
+        match self.node(v, depth)? {
+            Value::String(s) => Ok(s),
+            other => Err(got(tag, &format!("{what} must be a string"), &other)),
+        }
+    }
+
+    /// `x` or `[x, default]`: `x` resolved to text, and the default unresolved (resolved if used).
+    fn with_default<'v>(&mut self, tag: &str, a: &'v Value, d: usize) -> Result<(Value, Option<&'v Value>), TagError> {
+        let (x, default) = match a {
+            Value::Sequence(s) => match s.as_slice() {
+                [x] => (x, None),
+                [x, default] => (x, Some(default)),
+                _ => return Err(got(tag, "expects a scalar or [value, default]", a)),
+            },
+            Value::Mapping(_) | Value::Null => return Err(got(tag, "expects a scalar or [value, default]", a)),
+            x => (x, None),
+        };
+        Ok((self.node(x, d)?, default))
+    }
+
+    fn or_default(&mut self, default: Option<&Value>, d: usize) -> Result<Value, TagError> {
+        default.map_or(Ok(Value::Null), |v| self.node(v, d))
+    }
+
+    fn tag(&mut self, tag: &str, arg: &Value, d: usize) -> Result<Value, TagError> {
+        match tag.strip_prefix('!').unwrap_or(tag) {
+            "KeyOf" => {
+                let v = self.lookup.key_of(&literal(tag, arg)?).map_err(|m| err(tag, m))?;
+                self.adopt(tag, v)
+            }
+            name @ ("Find" | "FindObject") => {
+                let a = args(tag, arg, 1, usize::MAX)?;
+                let model = self.string(tag, "the model", &a[0], d)?;
+                let mut pairs = Vec::with_capacity(a.len() - 1);
+                for p in &a[1..] {
+                    let p = self.node(p, d)?;
+                    match p.as_sequence().map(Vec::as_slice) {
+                        Some([Value::String(f), v]) => pairs.push((f.clone(), v.clone())),
+                        _ => return Err(got(tag, "each condition must be a [field, value] pair", &p)),
+                    }
+                }
+                let v = match name {
+                    "Find" => self.lookup.find(&model, &pairs),
+                    _ => self.lookup.find_object(&model, &pairs),
+                };
+                self.adopt(tag, v)
+            }
+            "Context" => {
+                let (key, default) = self.with_default(tag, arg, d)?;
+                let context = self.cx.context;
+                // `!Context 5` also finds the key "5" (authentik reads a scalar key as text).
+                let found = context.get(&key).or_else(|| context.get(scalar_text(&key)?.as_str()));
+                match found {
+                    Some(v) => self.node(v, d),
+                    None => self.or_default(default, d),
+                }
+            }
+            "Env" => {
+                let (name, default) = self.with_default(tag, arg, d)?;
+                let name = scalar_text(&name).ok_or_else(|| got(tag, "the name must be a scalar", &name))?;
+                // `std::env::var` may panic on such names, and they cannot be set anyway.
+                let usable = !name.is_empty() && !name.contains(['=', '\0']);
+                match usable.then(|| std::env::var(&name).ok()).flatten() {
+                    Some(v) if !v.is_empty() => Ok(Value::String(v)),
+                    _ => self.or_default(default, d),
+                }
+            }
+            "File" => {
+                let (path, default) = self.with_default(tag, arg, d)?;
+                let path = scalar_text(&path).ok_or_else(|| got(tag, "the path must be a scalar", &path))?;
+                match read_capped(&self.cx.base_dir.join(path)) {
+                    Some(text) => Ok(Value::String(text.trim().to_string())),
+                    None => self.or_default(default, d),
+                }
+            }
+            "Format" => {
+                let a = args(tag, arg, 1, usize::MAX)?;
+                let fmt = self.string(tag, "the format", &a[0], d)?;
+                let values = a[1..].iter().map(|x| self.node(x, d)).collect::<Result<Vec<_>, _>>()?;
+                py_format(&fmt, &values).map(Value::String).map_err(|m| err(tag, m))
+            }
+            "If" => {
+                let a = args(tag, arg, 1, 3)?;
+                if a.len() == 2 {
+                    return Err(err(tag, "expects [condition] or [condition, when_true, when_false]"));
+                }
+                let c = truthy(&self.node(&a[0], d)?);
+                match a.len() {
+                    1 => Ok(Value::Bool(c)),
+                    _ => self.node(&a[if c { 1 } else { 2 }], d),
+                }
+            }
+            "Condition" => {
+                let a = args(tag, arg, 1, usize::MAX)?;
+                let mode = self.string(tag, "the mode", &a[0], d)?.to_ascii_uppercase();
+                if a.len() < 2 {
+                    return Err(err(tag, "at least one value is required after the mode"));
+                }
+                let (n, mut n_true) = (a.len() - 1, 0);
+                for x in &a[1..] {
+                    n_true += usize::from(truthy(&self.node(x, d)?));
+                }
+                Ok(Value::Bool(match mode.as_str() {
+                    "AND" => n_true == n,
+                    "NAND" => n_true != n,
+                    "OR" => n_true > 0,
+                    "NOR" => n_true == 0,
+                    "XOR" => n_true % 2 == 1,
+                    "XNOR" => n_true % 2 == 0,
+                    _ => return Err(got(tag, "the mode must be AND, NAND, OR, NOR, XOR or XNOR", &a[0])),
+                }))
+            }
+            "Enumerate" => self.enumerate(tag, arg, d),
+            name @ ("Index" | "Value") => {
+                let depth = scalar_text(arg).and_then(|s| s.trim().parse::<usize>().ok());
+                let depth = depth.ok_or_else(|| got(tag, "the depth must be a non-negative integer", arg))?;
+                let max = self.stack.len().checked_sub(1);
+                let max = max.ok_or_else(|| err(tag, "only usable inside !Enumerate"))?;
+                let at = max.checked_sub(depth);
+                let at = at.ok_or_else(|| err(tag, format!("invalid depth: {depth}. Max depth: {max}")))?;
+                let item = match &self.stack[at] {
+                    Some((k, v)) => (if name == "Index" { k } else { v }).clone(),
+                    None => {
+                        return Err(err(
+                            tag,
+                            format!("depth {depth}: that !Enumerate's iterable is resolving"),
+                        ))
+                    }
+                };
+                self.adopt(tag, item)
+            }
+            "AtIndex" => {
+                let a = args(tag, arg, 2, 3)?;
+                let obj = self.node(&a[0], d)?;
+                let key = self.node(&a[1], d)?;
+                let found = match obj {
+                    Value::Sequence(s) => {
+                        let i = key
+                            .as_i64()
+                            .ok_or_else(|| got(tag, "an index must be an integer", &key))?;
+                        let i = if i < 0 { i.saturating_add(s.len() as i64) } else { i };
+                        usize::try_from(i).ok().and_then(|i| s.into_iter().nth(i))
+                    }
+                    Value::Mapping(mut m) => m.remove(&key),
+                    other => return Err(got(tag, "can only index a sequence or a mapping", &other)),
+                };
+                match (found, a.get(2)) {
+                    (Some(v), _) => Ok(v),
+                    (None, Some(default)) => self.node(default, d),
+                    (None, None) => Err(err(tag, format!("index or key does not exist: {}", py_repr(&key)))),
+                }
+            }
+            "ParseJSON" => {
+                let json =
+                    serde_json::from_str(&literal(tag, arg)?).map_err(|e| err(tag, format!("invalid JSON: {e}")))?;
+                self.adopt(tag, from_json(json))
+            }
+            _ => Err(err(tag, "unknown tag")),
+        }
+    }
+
+    /// `!Enumerate [iterable, SEQ|MAP, body]`.
+    fn enumerate(&mut self, tag: &str, arg: &Value, d: usize) -> Result<Value, TagError> {
+        let a = args(tag, arg, 3, 3)?;
+        self.stack.push(None);
+        let iterable = self.node(&a[0], d);
+        self.stack.pop();
+        let items: Vec<(Value, Value)> = match iterable? {
+            Value::Mapping(m) => m.into_iter().collect(),
+            Value::Sequence(s) => s.into_iter().enumerate().map(|(i, v)| (i.into(), v)).collect(),
+            Value::String(s) => s
+                .chars()
+                .enumerate()
+                .map(|(i, c)| (i.into(), String::from(c).into()))
+                .collect(),
+            other => return Err(got(tag, "the iterable must be a sequence or a mapping", &other)),
+        };
+        let as_map = match self.string(tag, "the output", &a[1], d)?.to_ascii_uppercase().as_str() {
+            "SEQ" => false,
+            "MAP" => true,
+            other => return Err(err(tag, format!("the output must be SEQ or MAP, got {other:?}"))),
+        };
+        let (mut seq, mut map) = (Vec::new(), Value::Mapping(Mapping::new()));
+        for item in items {
+            self.stack.push(Some(item));
+            let r = self.node(&a[2], d);
+            self.stack.pop();
+            match r? {
+                r if !as_map => seq.push(r),
+                r @ Value::Mapping(_) => deep_merge(&mut map, r),
+                Value::Sequence(p) if p.len() == 2 => {
+                    let mut p = p.into_iter();
+                    deep_merge(&mut map, Value::Mapping(p.next().zip(p.next()).into_iter().collect()));
+                }
+                other => return Err(got(tag, "a MAP item must be a [key, value] pair or a mapping", &other)),
+            }
+        }
+        Ok(if as_map { map } else { Value::Sequence(seq) })
+    }
+}
+
+/// A JSON value as YAML (by hand: with serde_json's `arbitrary_precision`, `to_value` would keep
+/// numbers as private maps).
+fn from_json(j: serde_json::Value) -> Value {
+    use serde_json::Value as J;
+    match j {
+        J::Null => Value::Null,
+        J::Bool(b) => b.into(),
+        J::Number(n) => n
+            .as_i64()
+            .map(Value::from)
+            .or_else(|| n.as_u64().map(Value::from))
+            .or_else(|| n.as_f64().map(Value::from))
+            .unwrap_or_else(|| n.to_string().into()),
+        J::String(s) => s.into(),
+        J::Array(a) => Value::Sequence(a.into_iter().map(from_json).collect()),
+        J::Object(o) => Value::Mapping(o.into_iter().map(|(k, v)| (k.into(), from_json(v))).collect()),
+    }
+}
+
+/// The sequence argument of `tag`, with `min..=max` items.
+fn args<'v>(tag: &str, arg: &'v Value, min: usize, max: usize) -> Result<&'v [Value], TagError> {
+    match arg {
+        Value::Sequence(s) if (min..=max).contains(&s.len()) => Ok(s),
+        _ if max == usize::MAX => Err(got(tag, &format!("expects a sequence of at least {min} items"), arg)),
+        _ => Err(got(tag, &format!("expects a sequence of {min} to {max} items"), arg)),
+    }
+}
+
+/// The text of a literal scalar argument (`!KeyOf id`, `!ParseJSON text`); not a nested tag.
+fn literal(tag: &str, arg: &Value) -> Result<String, TagError> {
+    match scalar_text(arg) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(got(tag, "expects a literal scalar (not a nested tag)", arg)),
+    }
+}
+
+/// A scalar as text: strings as they are, numbers and booleans as YAML writes them.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// File contents, or `None` if unreadable, larger than [`MAX_FILE`] or not UTF-8.
+fn read_capped(path: &Path) -> Option<String> {
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).ok()?;
+    file.take(MAX_FILE + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > MAX_FILE {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// Python's `repr` of a float. Rust's `{:?}` picks the same shortest digits and the same switch to
+/// an exponent (below 1e-4 or from 1e16); Python writes the exponent signed, with two digits at least.
+fn py_float(f: f64) -> String {
+    let s = format!("{f:?}");
+    match s.split_once('e') {
+        _ if f.is_nan() => "nan".into(),
+        Some((m, e)) => {
+            let (sign, digits) = e.strip_prefix('-').map_or(("+", e), |d| ("-", d));
+            format!("{m}e{sign}{digits:0>2}")
+        }
+        None => s,
+    }
+}
+
+/// Python's `repr` of a string: single quotes unless the text has `'` and no `"`.
+fn py_str_repr(s: &str) -> String {
+    let q = match (s.contains('\''), s.contains('"')) {
+        (true, false) => '"',
+        _ => '\'',
+    };
+    let mut out = String::from(q);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == q => out.extend(['\\', c]),
+            c if c < ' ' || ('\x7f'..='\u{9f}').contains(&c) => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push(q);
+    out
+}
+
+/// Python's `repr` of a resolved value (`None`, `True`, `'text'`, `[1, 'a']`, `{'k': 1.0}`).
+fn py_repr(v: &Value) -> String {
+    let join = |items: Vec<String>| items.join(", ");
+    match v {
+        Value::Null => "None".into(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Value::Number(n) if n.is_f64() => py_float(n.as_f64().unwrap_or(f64::NAN)),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => py_str_repr(s),
+        Value::Sequence(s) => format!("[{}]", join(s.iter().map(py_repr).collect())),
+        Value::Mapping(m) => format!(
+            "{{{}}}",
+            join(m.iter().map(|(k, v)| py_repr(k) + ": " + &py_repr(v)).collect())
+        ),
+        Value::Tagged(t) => format!("{} {}", t.tag, py_repr(&t.value)),
+    }
+}
+
+/// Reads a width or precision (digits) from a conversion spec.
+fn spec_number(it: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<Option<usize>, String> {
+    if it.peek() == Some(&'*') {
+        return Err("'*' width or precision is not supported".into());
+    }
+    let mut n = None;
+    while let Some(digit) = it.next_if(char::is_ascii_digit).and_then(|c| c.to_digit(10)) {
+        let v = n.unwrap_or(0usize).saturating_mul(10).saturating_add(digit as usize);
+        if v > MAX_WIDTH {
+            return Err(format!("width or precision over {MAX_WIDTH}"));
+        }
+        n = Some(v);
+    }
+    Ok(n)
+}
+
+/// A `%d` or `%f` argument; booleans are 0 and 1.
+fn real(conv: char, v: &Value) -> Result<Number, String> {
+    match v {
+        Value::Bool(b) => Ok(u8::from(*b).into()),
+        Value::Number(n) => Ok(n.clone()),
+        other => Err(format!(
+            "%{conv} format: a real number is required, not {}",
+            py_repr(other)
+        )),
+    }
+}
+
+/// `%d` of a number: (negative, decimal digits); floats truncate.
+fn int_parts(n: &Number) -> Result<(bool, String), String> {
+    match n.as_f64().map(f64::trunc) {
+        Some(f) if n.is_f64() && f.is_finite() => Ok((f < 0.0, format!("{:.0}", f.abs()))),
+        Some(f) if n.is_f64() => Err(format!("cannot convert float {} to integer", py_float(f))),
+        _ => {
+            let s = n.to_string();
+            Ok(s.strip_prefix('-')
+                .map_or((false, s.clone()), |d| (true, d.to_string())))
+        }
+    }
+}
+
+/// Python `fmt % tuple(args)` for `%s %r %a %d %i %u %f %F %%`, with flags `-+ 0`, width and
+/// precision (`%5s`, `%-5s`, `%05d`, `%+d`, `%.2f`, `%.3s`).
+fn py_format(fmt: &str, args: &[Value]) -> Result<String, String> {
+    let (mut out, mut next, mut it) = (String::new(), 0, fmt.chars().peekable());
+    while let Some(c) = it.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut flags = String::new();
+        while let Some(f) = it.next_if(|c| "-+ 0#".contains(*c)) {
+            flags.push(f);
+        }
+        let width = spec_number(&mut it)?.unwrap_or(0);
+        let prec = match it.next_if_eq(&'.') {
+            Some(_) => Some(spec_number(&mut it)?.unwrap_or(0)),
+            None => None,
+        };
+        while it.next_if(|c| matches!(c, 'h' | 'l' | 'L')).is_some() {}
+        let conv = it.next().ok_or("incomplete format")?;
+        if conv == '%' {
+            out.push('%');
+            continue;
+        }
+        let arg = args.get(next).ok_or("not enough arguments for format string")?;
+        next += 1;
+        let (numeric, neg, body) = match conv {
+            's' | 'r' | 'a' => {
+                let s = if conv == 's' { py_str(arg) } else { py_repr(arg) };
+                (false, false, prec.map_or(s.clone(), |p| s.chars().take(p).collect()))
+            }
+            'd' | 'i' | 'u' => {
+                let (neg, digits) = int_parts(&real(conv, arg)?)?;
+                (true, neg, format!("{digits:0>w$}", w = prec.unwrap_or(0)))
+            }
+            'f' | 'F' => {
+                let f = real(conv, arg)?.as_f64().unwrap_or(f64::NAN);
+                let body = match f.is_finite() {
+                    true => format!("{:.*}", prec.unwrap_or(6), f.abs()),
+                    false => py_float(f.abs()),
+                };
+                let body = if conv == 'F' { body.to_uppercase() } else { body };
+                (true, f.is_sign_negative() && !f.is_nan(), body)
+            }
+            '(' => return Err("mapping keys (%(name)s) are not supported".into()),
+            other => return Err(format!("unsupported format character '{other}' (0x{:x})", other as u32)),
+        };
+        let sign = match (numeric, neg) {
+            (true, true) => "-",
+            (true, false) if flags.contains('+') => "+",
+            (true, false) if flags.contains(' ') => " ",
+            _ => "",
+        };
+        let pad = width.saturating_sub(sign.len() + body.chars().count());
+        out.push_str(&if flags.contains('-') {
+            format!("{sign}{body}{}", " ".repeat(pad))
+        } else if numeric && flags.contains('0') {
+            format!("{sign}{}{body}", "0".repeat(pad))
+        } else {
+            format!("{}{sign}{body}", " ".repeat(pad))
+        });
+    }
+    if next < args.len() {
+        return Err("not all arguments converted during string formatting".into());
+    }
+    Ok(out)
+}
+
+/// Python's `str` of a resolved value.
+fn py_str(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn y(s: &str) -> Value {
+        serde_yaml::from_str(s).unwrap_or_else(|e| panic!("test YAML {s:?}: {e}"))
+    }
+
+    fn map(s: &str) -> Mapping {
+        y(s).as_mapping().cloned().unwrap_or_default()
+    }
+
+    /// Knows ids `a` (→ "pk-a") and `b` (→ 2); for model `m.echo`, Find echoes its arguments.
+    struct TestLookup;
+
+    impl Lookup for TestLookup {
+        fn key_of(&self, id: &str) -> Result<Value, String> {
+            match id {
+                "a" => Ok("pk-a".into()),
+                "b" => Ok(2.into()),
+                _ => Err(format!("no entry with id {id:?}")),
+            }
+        }
+        fn find(&self, model: &str, pairs: &[(String, Value)]) -> Value {
+            let pairs = pairs
+                .iter()
+                .map(|(f, v)| Value::Sequence(vec![f.clone().into(), v.clone()]));
+            match model {
+                "m.echo" => Value::Sequence(std::iter::once(model.into()).chain(pairs).collect()),
+                _ => Value::Null,
+            }
+        }
+        fn find_object(&self, model: &str, pairs: &[(String, Value)]) -> Value {
+            match self.find(model, pairs) {
+                Value::Null => Value::Null,
+                found => Value::Mapping(Mapping::from_iter([("found".into(), found)])),
+            }
+        }
+    }
+
+    /// The fixtures' lookup: every id exists (its reference is the id itself); nothing is found.
+    struct Permissive;
+
+    impl Lookup for Permissive {
+        fn key_of(&self, id: &str) -> Result<Value, String> {
+            Ok(id.into())
+        }
+        fn find(&self, _: &str, _: &[(String, Value)]) -> Value {
+            Value::Null
+        }
+        fn find_object(&self, _: &str, _: &[(String, Value)]) -> Value {
+            Value::Null
+        }
+    }
+
+    const CTX: &str = "{k: v, model: m.echo, t: !KeyOf a, deep: [1, !Format ['%s!', !KeyOf b]], 7: seven, \
+                       loop: !Context loop}";
+
+    fn cx<'a>(context: &'a Mapping, base_dir: &'a Path) -> TagContext<'a> {
+        TagContext { context, base_dir }
+    }
+
+    fn run_in(src: &str, base: &Path) -> Result<Value, TagError> {
+        resolve(&y(src), &cx(&map(CTX), base), &TestLookup)
+    }
+
+    fn run(src: &str) -> Result<Value, TagError> {
+        run_in(src, Path::new("."))
+    }
+
+    /// Lines `source ==> expected YAML` (with [`CTX`] and [`TestLookup`]).
+    const OK: &str = r#"
+        !KeyOf a ==> pk-a
+        [!KeyOf b, {x: !KeyOf a}] ==> [2, {x: pk-a}]
+        {!KeyOf a: 1, !Format ['%s', k]: [x, {y: null}]} ==> {pk-a: 1, k: [x, {y: null}]}
+        !Find [m.none, [slug, x]] ==> null
+        !Find [!Format ['m.%s', echo], [!Format ['%s__iexact', slug], !KeyOf a], [n, [!KeyOf b]]] ==> [m.echo, [slug__iexact, pk-a], [n, [2]]]
+        !FindObject [!Context model, [pk, 1]] ==> {found: [m.echo, [pk, 1]]}
+        !FindObject [m.none] ==> null
+        !Context k ==> v
+        !Context [k, d] ==> v
+        !Context [missing, d] ==> d
+        !Context [missing, !KeyOf a] ==> pk-a
+        !Context missing ==> null
+        !Context t ==> pk-a
+        !Context deep ==> [1, '2!']
+        !Context 7 ==> seven
+        !Context [!Format ['%s', k]] ==> v
+        !Context [k, !KeyOf nope] ==> v
+        !Env ['A=B', d] ==> d
+        !Env ['', d] ==> d
+        !Format ['%s.view_%s', authentik_flows, flow] ==> authentik_flows.view_flow
+        !Format [plain] ==> plain
+        !Format ['100%% %s', done] ==> 100% done
+        !Format ['%d|%i|%d|%d|%d', 42, -7, 3.9, -3.9, true] ==> 42|-7|3|-3|1
+        !Format ['%f|%.2f|%.0f|%f|%.1f', 1.5, 2.345678, 2.5, 3, -0.25] ==> 1.500000|2.35|2|3.000000|-0.2
+        !Format ['%r|%r|%r|%r', it's, x, 5, null] ==> "\"it's\"|'x'|5|None"
+        !Format ['%r', "a'b\"c\n"] ==> '''a\''b"c\n'''
+        !Format ['%s %s %s %s %s', null, true, 1.0, 1e20, .inf] ==> None True 1.0 1e+20 inf
+        !Format ['%s|%s|%s', 0.0001, 0.00001, -123.25] ==> 0.0001|1e-05|-123.25
+        !Format ['%s|%s|%s|%s', 1e16, -1.5e-5, 1e15, 0.30000000000000004] ==> 1e+16|-1.5e-05|1000000000000000.0|0.30000000000000004
+        !Format ['%s', [a, 1, null, {k: [false]}]] ==> "['a', 1, None, {'k': [False]}]"
+        !Format ['[%5s|%-5s|%05d|%+d|% d|%.2s|%.3d]', ab, ab, -42, 3, 3, abcdef, 5] ==> '[   ab|ab   |-0042|+3| 3|ab|005]'
+        !Format ['%s', !KeyOf a] ==> pk-a
+        !Format [!Format ['%%%s', s], 1] ==> '1'
+        !If [null] ==> false
+        !If [!KeyOf a] ==> true
+        !If [false, t, f] ==> f
+        !If [0, t, f] ==> f
+        !If [0.0, t, f] ==> f
+        !If ['', t, f] ==> f
+        !If [[], t, f] ==> f
+        !If [{}, t, f] ==> f
+        !If ['0', t, f] ==> t
+        !If [[0], t, f] ==> t
+        !If [{a: null}, t, f] ==> t
+        !If [-1, t, f] ==> t
+        !If [.nan, t, f] ==> t
+        !If [' ', t, f] ==> t
+        !If [!KeyOf a, [!KeyOf b], !KeyOf nope] ==> [2]
+        !If [!Context missing, !KeyOf nope, {x: !KeyOf a}] ==> {x: pk-a}
+        !Condition [xor, [1], {}, !KeyOf a] ==> false
+        !Condition [XnOr, [1], {}, !KeyOf a] ==> true
+        !Condition [nor, !Find [m.none, [a, b]]] ==> true
+        !Enumerate [[a, b], SEQ, [!Index 0, !Value 0]] ==> [[0, a], [1, b]]
+        !Enumerate [[], SEQ, !KeyOf nope] ==> []
+        !Enumerate [{x: 1, y: 2}, seq, !Format ['%s=%s', !Index 0, !Value 0]] ==> ['x=1', 'y=2']
+        !Enumerate [ab, SEQ, !Value 0] ==> [a, b]
+        !Enumerate [[a, b], MAP, [!Value 0, !Index 0]] ==> {a: 0, b: 1}
+        !Enumerate [{x: 1, y: 2}, MAP, {all: {!Index 0: !Value 0}, last: !Index 0}] ==> {all: {x: 1, y: 2}, last: y}
+        !Enumerate [[a, b], SEQ, !Enumerate [{x: 1}, SEQ, [!Index 1, !Value 1, !Index 0, !Value 0]]] ==> [[[0, a, x, 1]], [[1, b, x, 1]]]
+        !Enumerate [[[1, 2], [3]], SEQ, !Enumerate [!Value 1, SEQ, !Format ['%s.%s', !Index 1, !Value 0]]] ==> [['0.1', '0.2'], ['1.3']]
+        !Enumerate [[[1, 2]], MAP, [!Index 0, !Enumerate [!Value 1, MAP, [!Value 0, !Index 1]]]] ==> {0: {1: 0, 2: 0}}
+        !AtIndex [[a, b, c], 1] ==> b
+        !AtIndex [[a, b, c], -1] ==> c
+        !AtIndex [{k: [v]}, k] ==> [v]
+        !AtIndex [{k: v}, missing, d] ==> d
+        !AtIndex [[a], 5, !KeyOf a] ==> pk-a
+        !AtIndex [[a], 0, !KeyOf nope] ==> a
+        !AtIndex [!Enumerate [[x, y], SEQ, !Value 0], !KeyOf b, d] ==> d
+        !ParseJSON '{"a": [1, 2.5, null, true], "b": "x"}' ==> {a: [1, 2.5, null, true], b: x}
+        !ParseJSON 5 ==> 5
+    "#;
+
+    /// Lines `source ==> !Tag: part of the message`.
+    const ERR: &str = r#"
+        {x: [!KeyOf nope]} ==> !KeyOf: no entry with id "nope"
+        !KeyOf [a] ==> !KeyOf: expects a literal scalar
+        !Find [m.echo, [slug]] ==> !Find: [field, value] pair, got ['slug']
+        !Find [m.echo, [1, x]] ==> !Find: [field, value] pair
+        !Find [[m]] ==> !Find: the model must be a string
+        !Find m.echo ==> !Find: expects a sequence of at least 1 items
+        !Context loop ==> !Context: nested deeper than 64 levels
+        !Context {a: 1} ==> !Context: expects a scalar or [value, default]
+        !Env [a, b, c] ==> !Env: expects a scalar or [value, default]
+        !Format ['%s %s', a] ==> !Format: not enough arguments for format string
+        !Format ['%s', a, b] ==> !Format: not all arguments converted
+        !Format ['no specifiers', a] ==> !Format: not all arguments converted
+        !Format ['%d', x] ==> !Format: %d format: a real number is required, not 'x'
+        !Format ['%d', .nan] ==> !Format: cannot convert float nan to integer
+        !Format ['%f', [1]] ==> !Format: %f format: a real number is required
+        !Format ['%q', 1] ==> !Format: unsupported format character 'q'
+        !Format ['%(k)s', 1] ==> !Format: mapping keys
+        !Format ['50%'] ==> !Format: incomplete format
+        !Format ['%99999s', 1] ==> !Format: width or precision over 4096
+        !Format [[a]] ==> !Format: the format must be a string
+        !If [a, b] ==> !If: expects [condition] or
+        !If [] ==> !If: expects a sequence of 1 to 3 items
+        !Condition [AND] ==> !Condition: at least one value is required
+        !Condition [MAYBE, true] ==> !Condition: the mode must be AND, NAND, OR, NOR, XOR or XNOR, got 'MAYBE'
+        !Index 0 ==> !Index: only usable inside !Enumerate
+        [!Value 0] ==> !Value: only usable inside !Enumerate
+        !Enumerate [[a], SEQ, !Value 1] ==> !Value: invalid depth: 1. Max depth: 0
+        !Enumerate [[a], SEQ, !Enumerate [[b], SEQ, !Index 2]] ==> !Index: invalid depth: 2. Max depth: 1
+        !Enumerate [[a], SEQ, !Index -1] ==> !Index: non-negative integer, got -1
+        !Enumerate [[a], SEQ, !Index x] ==> !Index: non-negative integer
+        !Enumerate [!Value 0, SEQ, x] ==> !Value: depth 0: that !Enumerate's iterable is resolving
+        !Enumerate [!Context missing, SEQ, x] ==> !Enumerate: sequence or a mapping, got None
+        !Enumerate [5, SEQ, x] ==> !Enumerate: sequence or a mapping, got 5
+        !Enumerate [[a], LIST, x] ==> !Enumerate: SEQ or MAP, got "LIST"
+        !Enumerate [[a], MAP, x] ==> !Enumerate: [key, value] pair or a mapping, got 'x'
+        !Enumerate [[a], MAP, [1, 2, 3]] ==> !Enumerate: [key, value] pair
+        !Enumerate [[a], SEQ] ==> !Enumerate: expects a sequence of 3 to 3 items
+        !AtIndex [{k: v}, missing] ==> !AtIndex: does not exist: 'missing'
+        !AtIndex [[a], 1] ==> !AtIndex: does not exist: 1
+        !AtIndex [[a], x, d] ==> !AtIndex: an index must be an integer, got 'x'
+        !AtIndex [text, 0, d] ==> !AtIndex: can only index a sequence or a mapping
+        !AtIndex [[a]] ==> !AtIndex: expects a sequence of 2 to 3 items
+        !ParseJSON '{' ==> !ParseJSON: invalid JSON
+        !ParseJSON [1] ==> !ParseJSON: expects a literal scalar
+        {a: [1, !Bogus x]} ==> !Bogus: unknown tag
+    "#;
+
+    /// `!File` cases, relative to a directory with `secret.txt`, `sub/x`, `big` (over 1 MiB) and `bin`.
+    const FILES: &str = r#"
+        !File secret.txt ==> s3cret
+        !File [sub/x, d] ==> x
+        !File missing ==> null
+        !File [missing, d] ==> d
+        !File [sub, d] ==> d
+        !File [big, d] ==> d
+        !File [bin, d] ==> d
+        !File [!Format ['%s.txt', secret], d] ==> s3cret
+    "#;
+
+    fn cases(table: &str) -> impl Iterator<Item = (&str, &str)> {
+        let lines = table.lines().map(str::trim).filter(|l| !l.is_empty());
+        lines.map(|l| l.split_once(" ==> ").unwrap_or_else(|| panic!("no ` ==> ` in {l}")))
+    }
+
+    #[test]
+    fn table() {
+        assert!(matches!(y("!Index 0"), Value::Tagged(t) if t.tag == "Index" && t.value == y("0")));
+        for (src, want) in cases(OK) {
+            assert_eq!(run(src), Ok(y(want)), "{src}");
+        }
+        for (src, want) in cases(ERR) {
+            let (tag, part) = want.split_once(": ").unwrap_or((want, ""));
+            let e = run(src).expect_err(src);
+            assert!(e.tag == tag && e.message.contains(part), "{src}: {e}");
+        }
+        let e = run("!KeyOf nope").expect_err("unknown id");
+        assert_eq!(e.to_string(), "!KeyOf: no entry with id \"nope\"");
+        // A tagged argument to !ParseJSON (YAML cannot write it: a node has one tag).
+        let mut v = y("!ParseJSON x");
+        if let Value::Tagged(t) = &mut v {
+            t.value = y("!Context k");
+        }
+        let e = resolve(&v, &cx(&Mapping::new(), Path::new(".")), &TestLookup).expect_err("nested tag");
+        let want = "!ParseJSON: expects a literal scalar (not a nested tag), got !Context 'k'";
+        assert_eq!(e.to_string(), want);
+    }
+
+    #[test]
+    fn condition_modes() {
+        // Modes: AND, NAND, OR, NOR, XOR, XNOR.
+        for (vals, want) in [
+            ("true, true", [true, false, true, false, false, true]),
+            ("true, false", [false, true, true, false, true, false]),
+            ("false, false", [false, true, false, true, false, true]),
+            ("true, true, true", [true, false, true, false, true, false]),
+            ("true", [true, false, true, false, true, false]),
+            ("0", [false, true, false, true, false, true]),
+        ] {
+            let got = ["AND", "NAND", "OR", "NOR", "XOR", "XNOR"]
+                .map(|m| run(&format!("!Condition [{m}, {vals}]")) == Ok(Value::Bool(true)));
+            assert_eq!(got, want, "{vals}");
+        }
+    }
+
+    #[test]
+    fn env_and_file() {
+        let path = std::env::var("PATH").unwrap_or_default();
+        assert!(!path.is_empty(), "PATH is set in the test environment");
+        assert_eq!(run("!Env PATH"), Ok(Value::String(path.clone())));
+        assert_eq!(run("!Env [PATH, fallback]"), Ok(Value::String(path)));
+        let unset = "FLOWGATE_TAGS_TEST_SURELY_UNSET_7f3c91";
+        assert!(std::env::var(unset).is_err());
+        assert_eq!(run(&format!("!Env {unset}")), Ok(Value::Null));
+        assert_eq!(run(&format!("!Env [{unset}, fallback]")), Ok(y("fallback")));
+        assert_eq!(run(&format!("!Env [{unset}, !KeyOf a]")), Ok(y("pk-a")));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).expect("write");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        write("secret.txt", b"  s3cret \n\n");
+        write("sub/x", b"x");
+        write("big", &vec![b'a'; MAX_FILE as usize + 1]);
+        write("bin", &[0xff, 0xfe]);
+        let abs = format!("!File '{}' ==> s3cret", dir.path().join("secret.txt").display());
+        for (src, want) in cases(FILES).chain(cases(&abs)) {
+            assert_eq!(run_in(src, dir.path()), Ok(y(want)), "{src}");
+        }
+    }
+
+    #[test]
+    fn limits_and_deep_merge() {
+        let nested = |n: usize| format!("{}x{}", "[".repeat(n), "]".repeat(n));
+        assert!(run(&nested(MAX_DEPTH - 1)).is_ok());
+        let e = run(&format!("{{k: {}}}", nested(MAX_DEPTH))).expect_err("too deep");
+        assert_eq!(e.to_string(), "(untagged): nested deeper than 64 levels");
+        let e = run(&format!("[!Format ['%s', {}]]", nested(MAX_DEPTH))).expect_err("too deep");
+        assert_eq!(e.to_string(), "!Format: nested deeper than 64 levels");
+        let list = format!("[{}]", vec!["1"; 400].join(", "));
+        let e = run(&format!("!Enumerate [{list}, SEQ, !Enumerate [{list}, SEQ, !Value 1]]"));
+        assert_eq!(
+            e.expect_err("too big").to_string(),
+            "!Enumerate: more than 100000 nodes resolved (runaway input?)"
+        );
+        assert!(run(&format!("!Enumerate [{list}, SEQ, !Enumerate [[1, 2], SEQ, !Value 1]]")).is_ok());
+        let mut base = y("{a: {x: 1, l: [1]}, b: 1, c: {d: 1}}");
+        deep_merge(&mut base, y("{a: {y: 2, l: [2]}, b: {z: 1}, c: 5, n: null}"));
+        assert_eq!(base, y("{a: {x: 1, l: [2], y: 2}, b: {z: 1}, c: 5, n: null}"));
+        let mut s = y("[1]");
+        deep_merge(&mut s, y("{a: 1}"));
+        assert_eq!(s, y("{a: 1}"));
+    }
+
+    #[test]
+    fn authentik_fixtures_resolve() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/authentik");
+        assert!(root.is_dir(), "fixtures missing: {}", root.display());
+        let pattern = format!("{}/**/*.yaml", root.display());
+        let mut files: Vec<_> = glob::glob(&pattern)
+            .expect("pattern")
+            .map(|p| p.expect("readable"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 20, "only {} fixture files", files.len());
+        let empty = Mapping::new();
+        let rbac_ctx = map("{goauthentik.io/rbac/models: {flow: authentik_flows}}");
+        let mut failed = Vec::new();
+        for path in &files {
+            let text = std::fs::read_to_string(path).expect("fixture is readable");
+            let doc: Value = serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let name = path.strip_prefix(&root).unwrap_or(path).display().to_string();
+            match resolve(&doc, &cx(&empty, &root), &Permissive) {
+                Ok(v) => assert!(v["entries"].as_sequence().is_some_and(|e| !e.is_empty()), "{name}"),
+                Err(e) => failed.push((name, e.to_string())),
+            }
+            // With (part of) authentik's default context, that one resolves too.
+            if path.ends_with("rbac-role-read-only.yaml") {
+                let v = resolve(&doc, &cx(&rbac_ctx, &root), &Permissive).expect("resolves with the rbac context");
+                let permissions = &v["entries"][0]["attrs"]["permissions"];
+                assert_eq!(permissions, &y("[authentik_flows.view_flow]"));
+                assert_eq!(v["entries"][1]["attrs"]["roles"], y("[role]"));
+            }
+        }
+        // authentik fails it too without its default context: `!Context goauthentik.io/rbac/models` is
+        // null there, and `!Enumerate` over null is invalid.
+        let msg = "!Enumerate: the iterable must be a sequence or a mapping, got None";
+        let want = [("default/rbac-role-read-only.yaml".to_string(), msg.to_string())];
+        assert_eq!(failed, want, "of {} files", files.len());
+    }
+}
