@@ -195,7 +195,7 @@ impl Resolver<'_, '_> {
         }
     }
 
-    /// `x` or `[x, default]`: `x` resolved to text, and the default unresolved (resolved if used).
+    /// `x` or `[x, default]`: `x` resolved, and the default left unresolved (it is resolved if used).
     fn with_default<'v>(&mut self, tag: &str, a: &'v Value, d: usize) -> Result<(Value, Option<&'v Value>), TagError> {
         let (x, default) = match a {
             Value::Sequence(s) => match s.as_slice() {
@@ -760,6 +760,7 @@ mod tests {
         !AtIndex [!Enumerate [[x, y], SEQ, !Value 0], !KeyOf b, d] ==> d
         !ParseJSON '{"a": [1, 2.5, null, true], "b": "x"}' ==> {a: [1, 2.5, null, true], b: x}
         !ParseJSON 5 ==> 5
+        !ParseJSON '[18446744073709551615, -5, 0.5]' ==> [18446744073709551615, -5, 0.5]
     "#;
 
     /// Lines `source ==> !Tag: part of the message`.
