@@ -415,7 +415,10 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     let doc = flowgate::blueprint::export::native_doc(&cfg.texts, slugs).map_err(anyhow::Error::msg)?;
                     let names = flow.join(", ");
                     if format == "yaml" {
-                        print!("{}", flowgate::blueprint::import::to_yaml(&doc, &[cfg.source.clone()]));
+                        print!(
+                            "{}",
+                            flowgate::blueprint::import::to_yaml(&doc, std::slice::from_ref(&cfg.source))
+                        );
                     } else {
                         let title = if names.is_empty() {
                             "flowgate export".to_string()

@@ -199,16 +199,13 @@ async fn imported_enrollment_password_change_and_unenrollment_run() {
     // Unenrollment deletes the account.
     let url = gw.url("/.flowgate/flow/default-unenrollment-flow/");
     let mut r = c.get(&url).send().await.unwrap();
+    let token_re = regex::Regex::new(r#"name="token" value="([^"]*)""#).unwrap();
     for _ in 0..5 {
         if r.status() != 200 {
             break;
         }
         let html = r.text().await.unwrap();
-        let token = regex::Regex::new(r#"name="token" value="([^"]*)""#)
-            .unwrap()
-            .captures(&html)
-            .map(|c| c[1].to_string())
-            .unwrap_or_default();
+        let token = token_re.captures(&html).map(|c| c[1].to_string()).unwrap_or_default();
         r = walk(&c, &url, &[("token", token.as_str())]).await;
     }
     assert_eq!(r.status(), 302);
