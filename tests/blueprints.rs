@@ -485,3 +485,18 @@ fn the_config_can_load_blueprints_directly() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("warning: not imported:"), "{err}");
 }
+
+#[test]
+fn users_and_groups_go_to_a_seed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("invite.yaml");
+    let src = fixtures().join("example/flows-invitation-enrollment.yaml");
+    let (code, _, err) = run_bin(&["import", src.to_str().unwrap(), "-o", out.to_str().unwrap()], "");
+    assert_eq!(code, 0, "{err}");
+    let seed = dir.path().join("invite.seed.yaml");
+    assert!(err.contains("invite.seed.yaml"), "{err}");
+    let (file, _) = flowgate::identity::seed::SeedFile::load(&seed).unwrap();
+    assert!(!file.groups.is_empty());
+    // The written flows are a valid config of their own.
+    import::check(&std::fs::read_to_string(&out).unwrap()).unwrap();
+}

@@ -503,3 +503,43 @@ async fn captcha_is_shown_only_on_bad_reputation() {
     let r = walk(&c, &url, &[("password", "bob's secret 42")]).await;
     assert_eq!(r.status(), 302);
 }
+
+#[tokio::test]
+async fn mail_goes_out_over_starttls_with_auth_and_a_password_file() {
+    let server = smtp::SmtpServer::spawn_starttls()
+        .await
+        .with_auth("flowgate", "s3cret mail pw");
+    let secrets = tempfile::tempdir().unwrap();
+    let pw_file = secrets.path().join("smtp-password");
+    std::fs::write(&pw_file, "s3cret mail pw\n").unwrap();
+    let extra = format!(
+        "mail: {{ transport: smtp, host: localhost, port: {}, security: starttls, username: flowgate, password_file: \"{}\", ca_file: \"{}\", timeout: 5s }}\n",
+        server.addr().port(),
+        pw_file.display(),
+        server.ca_pem_path().display()
+    );
+    let gw = TestGateway::start_with(DEFAULT_APP, &extra).await;
+    let r = walk(&client(), &gw.url(RECOVERY), &[("uid_field", "alice")]).await;
+    assert_eq!(r.status(), 200);
+    let mails = server.wait_for(1, Duration::from_secs(10)).await;
+    assert!(mails[0].tls, "sent after STARTTLS");
+    assert_eq!(mails[0].user.as_deref(), Some("flowgate"));
+    assert_eq!(mails[0].to, vec!["alice@example.test".to_string()]);
+}
+
+#[test]
+fn smtp_passwords_come_from_the_environment_or_a_file_never_the_yaml() {
+    let text = "listen: { http: \"127.0.0.1:0\" }\nmail: { transport: smtp, username: u, password_env: FLOWGATE_TEST_SURELY_UNSET_1234 }\n";
+    let err = flowgate::Config::from_yaml_str(text, "m.yaml").unwrap_err().to_string();
+    assert!(
+        err.contains("mail.password_env: environment variable \"FLOWGATE_TEST_SURELY_UNSET_1234\" is not set"),
+        "{err}"
+    );
+    let text = "listen: { http: \"127.0.0.1:0\" }\nmail: { transport: smtp, username: u, password: inline }\n";
+    let err = flowgate::Config::from_yaml_str(text, "m.yaml").unwrap_err().to_string();
+    assert!(err.contains("unknown field `password`"), "{err}");
+    let text =
+        "listen: { http: \"127.0.0.1:0\" }\nmail: { transport: smtp, username: u, password_file: /nonexistent/pw }\n";
+    let err = flowgate::Config::from_yaml_str(text, "m.yaml").unwrap_err().to_string();
+    assert!(err.contains("mail.password_file: cannot read /nonexistent/pw"), "{err}");
+}

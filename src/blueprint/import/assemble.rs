@@ -420,6 +420,13 @@ impl Importer {
                     if let Some(a) = o.data.get("attributes").filter(|a| a.is_object()) {
                         g.insert("attributes".into(), a.clone());
                     }
+                    if o.data.get("is_superuser").and_then(Value::as_bool) == Some(true) {
+                        self.note(
+                            &o.at,
+                            &o.model,
+                            "superuser groups are not supported; make users superusers instead",
+                        );
+                    }
                     groups.push(Value::Object(g));
                 }
                 ObjKind::User => {
