@@ -32,6 +32,7 @@ listen: { http: "127.0.0.1:$PORT" }
 data_dir: "$WORK/data"
 identity: { seed: seed.yaml }
 session: { ttl: 12h, idle_timeout: 1h }
+mail: { transport: file }
 apps:
   - name: bench
     upstream: "http://127.0.0.1:18080"

@@ -2,7 +2,7 @@
 //! Transport-neutral: the proxy hands over an [`HttpRequest`] (body already read within the
 //! size limit) and writes back the [`HttpResponse`]. Nothing here forwards upstream.
 
-mod forms;
+pub mod forms;
 mod pages;
 mod routes;
 
