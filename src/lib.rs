@@ -127,6 +127,7 @@ impl Gateway {
             mail_templates: flow::services::MailTemplates::load(templates_dir).map_err(GatewayError::Templates)?,
             tokens: flow::services::FlowTokens::new(100_000, std::time::Duration::from_secs(7 * 86_400)),
             title: config.ui.title.clone(),
+            limits: flow::ratelimit::RateLimits::new(&config.rate_limits, &opts.clock),
         });
         let executor = Executor::new(
             registry,

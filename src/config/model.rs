@@ -68,6 +68,8 @@ pub struct Config {
     pub mail: Option<MailSettings>,
     /// Page settings.
     pub ui: UiSettings,
+    /// Brute-force limits on password and code checks.
+    pub rate_limits: crate::flow::ratelimit::RateLimitSettings,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.

@@ -34,6 +34,17 @@ pub struct RawFile {
     pub limits: Option<RawLimits>,
     pub mail: Option<RawMail>,
     pub ui: Option<RawUi>,
+    pub rate_limits: Option<RawRateLimits>,
+}
+
+/// `rate_limits:`: `N/duration` or `off` for each.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimits {
+    pub password_per_ip: Option<String>,
+    pub password_per_username: Option<String>,
+    pub code_per_ip: Option<String>,
+    pub code_per_username: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

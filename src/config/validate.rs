@@ -113,6 +113,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             ("limits", f.limits.is_some()),
             ("mail", f.mail.is_some()),
             ("ui", f.ui.is_some()),
+            ("rate_limits", f.rate_limits.is_some()),
         ];
         for (key, present) in main_only {
             if present {
@@ -196,6 +197,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let flow_slugs: Vec<String> = flow_src.keys().cloned().collect();
     let mail = super::validate_stages::mail(&mut c, main, &base, &data_dir);
     let ui = super::validate_stages::ui(&mut c, main, &base);
+    let rate_limits = super::validate_stages::rate_limits(&mut c, main);
     super::validate_stages::check_refs(&mut c, &parsed.files, &stages, &policies, &flow_slugs, mail.is_some());
     let default_flows = default_flows(&mut c, main, &flows);
     let logout = logout(&mut c, main, &flows, &default_flows);
@@ -247,6 +249,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         limits,
         mail,
         ui,
+        rate_limits,
         notes: Vec::new(),
         texts: sources.iter().map(|s| s.text.clone()).collect(),
     })

@@ -655,3 +655,32 @@ pub(crate) fn ui(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> UiSettin
         templates,
     }
 }
+
+/// `rate_limits:`; absent keys keep their defaults, `off` disables one.
+pub(crate) fn rate_limits(c: &mut Collector<'_>, main: &RawFile) -> crate::flow::ratelimit::RateLimitSettings {
+    use crate::flow::ratelimit::Limit;
+    let mut s = crate::flow::ratelimit::RateLimitSettings::default();
+    let Some(r) = main.rate_limits.as_ref() else {
+        return s;
+    };
+    for (key, raw, slot) in [
+        ("password_per_ip", &r.password_per_ip, &mut s.password_per_ip),
+        (
+            "password_per_username",
+            &r.password_per_username,
+            &mut s.password_per_username,
+        ),
+        ("code_per_ip", &r.code_per_ip, &mut s.code_per_ip),
+        ("code_per_username", &r.code_per_username, &mut s.code_per_username),
+    ] {
+        match raw.as_deref() {
+            None => {}
+            Some("off") => *slot = None,
+            Some(v) => match Limit::parse(v) {
+                Ok(l) => *slot = Some(l),
+                Err(e) => c.err(0, format!("rate_limits.{key}"), format!("{e}, or off")),
+            },
+        }
+    }
+    s
+}

@@ -64,6 +64,13 @@ pub enum ExecKind {
     },
     /// No such flow.
     UnknownFlow,
+    /// Too many attempts: 429 with `Retry-After`.
+    RateLimited {
+        /// Flow info.
+        flow_info: FlowInfo,
+        /// How long to wait.
+        retry_after: Duration,
+    },
 }
 
 /// The executor's answer plus the cookie to set or clear.
@@ -514,6 +521,13 @@ impl Executor {
                         return ExecKind::StageDone;
                     }
                     continue;
+                }
+                StageOutcome::RateLimited(retry_after) => {
+                    let pending = pending_display(st);
+                    return ExecKind::RateLimited {
+                        flow_info: flow_info(flow, &st.query, st.app.as_deref(), pending.as_deref()),
+                        retry_after,
+                    };
                 }
                 StageOutcome::SwitchFlow { slug, keep_context } => {
                     return self.switch_flow(flow, input, session, state, &slug, keep_context).await;

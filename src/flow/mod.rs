@@ -7,6 +7,7 @@ pub mod inspect;
 pub mod next;
 pub mod planner;
 pub mod policies;
+pub mod ratelimit;
 pub mod reputation;
 pub mod services;
 pub mod stages;

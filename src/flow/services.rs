@@ -137,4 +137,6 @@ pub struct Services {
     pub tokens: FlowTokens,
     /// Brand title (TOTP issuer, mail).
     pub title: String,
+    /// Brute-force limits on password and code checks.
+    pub limits: super::ratelimit::RateLimits,
 }

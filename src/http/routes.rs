@@ -254,6 +254,24 @@ impl Ui {
                 Mode::Html => HttpResponse::redirect(&to),
                 Mode::Json => HttpResponse::json(200, &json!({ "component": "xak-flow-redirect", "to": to })),
             },
+            ExecKind::RateLimited { flow_info, retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                let message = format!("Too many attempts. Please wait {secs} seconds and try again.");
+                let resp = match mode {
+                    Mode::Html => HttpResponse::html(
+                        429,
+                        self.pages.error(
+                            429,
+                            &flow_info.title,
+                            &message,
+                            &[],
+                            Some((&flow_info.cancel_url, "Start again")),
+                        ),
+                    ),
+                    Mode::Json => HttpResponse::json(429, &json!({ "detail": message, "retry_after": secs })),
+                };
+                resp.with_header("retry-after", secs.to_string())
+            }
             ExecKind::AccessDenied {
                 flow_info,
                 message,

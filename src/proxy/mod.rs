@@ -69,7 +69,10 @@ pub struct RequestCtx {
     app: Option<Arc<App>>,
     identity: Option<Arc<Identity>>,
     https: bool,
+    /// The client as policies and limits see it (see [`effective_client_ip`]).
     client_ip: Option<IpAddr>,
+    /// The socket peer.
+    peer_ip: Option<IpAddr>,
 }
 
 fn is_https(session: &Session) -> bool {
@@ -78,6 +81,31 @@ fn is_https(session: &Session) -> bool {
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
     session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
+}
+
+/// The client address: the socket peer, unless the peer is a trusted proxy; then the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Anything that
+/// does not parse stops the walk at the last trusted hop, so a forged or garbled header can
+/// never name an address the trusted chain did not add.
+pub fn effective_client_ip(peer: Option<IpAddr>, xff: &[&str], trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut current = peer?;
+    if !is_trusted(&current) {
+        return Some(current);
+    }
+    let hops = xff.iter().flat_map(|h| h.split(',')).map(str::trim).collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                current = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Some(current)
 }
 
 impl GatewayProxy {
@@ -184,7 +212,15 @@ impl ProxyHttp for GatewayProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         ctx.https = is_https(session);
-        ctx.client_ip = client_ip(session);
+        ctx.peer_ip = client_ip(session);
+        let xff: Vec<&str> = session
+            .req_header()
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        ctx.client_ip = effective_client_ip(ctx.peer_ip, &xff, &self.state.trusted_proxies);
         let raw_path = session.req_header().uri.path().to_string();
         if raw_path.starts_with(RESERVED_PREFIX) || raw_path == self.state.logout_path {
             return self.ui(session, ctx).await;
@@ -328,7 +364,7 @@ impl ProxyHttp for GatewayProxy {
             req.insert_header("cookie", cookies.join("; "))?;
         }
         // X-Forwarded-*: client values are kept only from trusted proxies.
-        let peer = ctx.client_ip;
+        let peer = ctx.peer_ip;
         let trusted = peer.is_some_and(|ip| self.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
         let peer_s = peer.map(|i| i.to_string()).unwrap_or_default();
         let host = session
@@ -409,5 +445,42 @@ impl ProxyHttp for GatewayProxy {
             user = ctx.identity.as_ref().map(|i| i.username.as_str()).unwrap_or("-"),
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_client_ip;
+    use std::net::IpAddr;
+
+    #[test]
+    fn client_address_behind_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap(), "10.1.0.0/16".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Untrusted peer: its own address, whatever it claims.
+        assert_eq!(
+            effective_client_ip(ip("203.0.113.9"), &["1.2.3.4"], &trusted),
+            ip("203.0.113.9")
+        );
+        // Trusted peer: the right-most untrusted hop.
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4, 198.51.100.7"], &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4", "198.51.100.7, 10.1.2.3"], &trusted),
+            ip("198.51.100.7")
+        );
+        // Garbage stops the walk at the last trusted hop.
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["garbage"], &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4, junk, 10.1.0.5"], &trusted),
+            ip("10.1.0.5")
+        );
+        // No header: the peer.
+        assert_eq!(effective_client_ip(ip("127.0.0.1"), &[], &trusted), ip("127.0.0.1"));
     }
 }

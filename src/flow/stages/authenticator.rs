@@ -7,6 +7,7 @@
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::{DeviceClass, NotConfiguredAction};
+use crate::flow::ratelimit::Guess;
 use crate::flow::{response_str, Challenge};
 use crate::identity::mfa;
 use crate::identity::User;
@@ -100,6 +101,9 @@ impl Stage for TotpSetupStage {
         };
         let secret = Self::secret(cx);
         let code = code_of(response);
+        if let Err(wait) = cx.services.limits.check(Guess::Code, cx.client_ip, &user.username) {
+            return StageOutcome::RateLimited(wait);
+        }
         let Some(step) = mfa::match_totp(&secret, self.digits, &code, cx.now_ms) else {
             return match self.page(cx, &user) {
                 Ok(c) => StageOutcome::Invalid(c.with_error("code", "Code does not match", "invalid")),
@@ -284,6 +288,10 @@ impl Stage for ValidateStage {
             return self.not_configured();
         }
         let code = code_of(response);
+        if let Err(wait) = cx.services.limits.check(Guess::Code, cx.client_ip, &user.username) {
+            tracing::warn!(user = %user.username, wait_s = wait.as_secs(), "code attempts rate-limited");
+            return StageOutcome::RateLimited(wait);
+        }
         let mut ok = false;
         if !code.is_empty() && code.len() <= 64 {
             if self.classes.contains(&DeviceClass::Totp) {

@@ -130,6 +130,7 @@ impl Stage for IdentificationStage {
                 Check::Wrong => return invalid("Failed to authenticate.", "invalid"),
                 Check::Cancel => return StageOutcome::Deny("Failed to authenticate.".into()),
                 Check::Error => return StageOutcome::Deny("Login is unavailable right now.".into()),
+                Check::Limited(wait) => return StageOutcome::RateLimited(wait),
             }
         }
         cx.context.pending_user = Some(pending);

@@ -61,6 +61,8 @@ pub enum StageOutcome {
     },
     /// Stage done; run this configured stage next.
     Inject(String),
+    /// Too many attempts: answer 429 with this wait; the plan stays as it is.
+    RateLimited(Duration),
 }
 
 /// What a stage may look at and change.

@@ -3,6 +3,7 @@
 //! context and cancel the flow at `failed_attempts_before_cancel`.
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::flow::ratelimit::Guess;
 use crate::flow::{response_str, Challenge, PendingUser};
 use serde_json::{json, Map, Value};
 
@@ -21,6 +22,8 @@ pub(crate) enum Check {
     Wrong,
     Cancel,
     Error,
+    /// Too many attempts for this client or username: wait this long.
+    Limited(std::time::Duration),
 }
 
 impl PasswordStage {
@@ -40,6 +43,16 @@ impl PasswordStage {
 
     /// Verifies `password` for the pending user, counting failures in the context.
     pub(crate) async fn check(&self, cx: &mut StageCx<'_>, pending: &PendingUser, password: &str) -> Check {
+        // Rate limits come first, so a flood of guesses costs no hashing.
+        let who = pending
+            .user
+            .as_ref()
+            .map(|u| u.username.as_str())
+            .unwrap_or(pending.identifier.as_str());
+        if let Err(wait) = cx.services.limits.check(Guess::Password, cx.client_ip, who) {
+            tracing::warn!(user = %who, wait_s = wait.as_secs(), "password attempts rate-limited");
+            return Check::Limited(wait);
+        }
         let verified = match &pending.user {
             Some(u) => cx.users.verify_password(u, password).await,
             None => {
@@ -103,6 +116,7 @@ impl Stage for PasswordStage {
             )),
             Check::Cancel => StageOutcome::Deny("Invalid password".into()),
             Check::Error => StageOutcome::Deny("Login is unavailable right now.".into()),
+            Check::Limited(wait) => StageOutcome::RateLimited(wait),
         }
     }
 }

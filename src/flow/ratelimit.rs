@@ -1,0 +1,202 @@
+//! Brute-force limits on password and code checks: GCRA (generic cell rate algorithm) per client
+//! IP and per username, on the injected clock.
+//!
+//! A limit `N/period` lets N attempts through at once and then one every `period / N`. Each key
+//! keeps one number, its theoretical arrival time (TAT); an attempt at `t` is refused while
+//! `TAT - t` exceeds the burst allowance, and the refusal says how long to wait. Keys live in a
+//! bounded moka cache and are forgotten after a period without attempts, so an attacker who
+//! exhausts a username's limit locks the real user out for at most one period.
+
+use crate::session::SharedClock;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Most keys tracked per limiter.
+const MAX_KEYS: u64 = 1_000_000;
+
+/// `N` attempts per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Attempts allowed in one burst.
+    pub count: u32,
+    /// The period in which `count` attempts refill.
+    pub per: Duration,
+}
+
+impl Limit {
+    /// Parses `N/duration`, e.g. `10/1m`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let err = || format!("invalid rate {s:?} (expected attempts/duration, e.g. 10/1m)");
+        let (n, d) = s.split_once('/').ok_or_else(err)?;
+        let count: u32 = n.trim().parse().map_err(|_| err())?;
+        let per = crate::config::duration::parse_duration(d.trim()).map_err(|_| err())?;
+        if count == 0 || per.is_zero() {
+            return Err(format!("invalid rate {s:?} (attempts and duration must be above zero)"));
+        }
+        Ok(Self { count, per })
+    }
+}
+
+/// One GCRA limiter over string keys.
+pub struct Gcra {
+    tat: moka::sync::Cache<String, u64>,
+    interval_ms: u64,
+    tolerance_ms: u64,
+    clock: SharedClock,
+}
+
+impl Gcra {
+    /// A limiter for `limit` on `clock`.
+    pub fn new(limit: Limit, clock: SharedClock) -> Self {
+        let period_ms = (limit.per.as_millis() as u64).max(1);
+        let interval_ms = (period_ms / u64::from(limit.count)).max(1);
+        Self {
+            tat: moka::sync::Cache::builder()
+                .max_capacity(MAX_KEYS)
+                .time_to_idle(limit.per + Duration::from_secs(1))
+                .build(),
+            interval_ms,
+            tolerance_ms: interval_ms * u64::from(limit.count - 1),
+            clock,
+        }
+    }
+
+    /// Takes one attempt for `key`, or says how long to wait.
+    pub fn check(&self, key: &str) -> Result<(), Duration> {
+        let now = self.clock.now_ms();
+        let mut wait = None;
+        self.tat.entry(key.to_string()).and_compute_with(|current| {
+            let tat = current.map(|e| e.into_value()).unwrap_or(now).max(now);
+            if tat - now > self.tolerance_ms {
+                wait = Some(Duration::from_millis(tat - now - self.tolerance_ms));
+                moka::ops::compute::Op::Nop
+            } else {
+                moka::ops::compute::Op::Put(tat + self.interval_ms)
+            }
+        });
+        match wait {
+            Some(w) => Err(w),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What is being guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guess {
+    /// A password.
+    Password,
+    /// A TOTP or recovery code.
+    Code,
+}
+
+/// Configured limits (`rate_limits:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitSettings {
+    /// Password checks per client IP.
+    pub password_per_ip: Option<Limit>,
+    /// Password checks per username.
+    pub password_per_username: Option<Limit>,
+    /// Code checks per client IP.
+    pub code_per_ip: Option<Limit>,
+    /// Code checks per username.
+    pub code_per_username: Option<Limit>,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let m = Duration::from_secs(60);
+        Self {
+            password_per_ip: Some(Limit { count: 30, per: m }),
+            password_per_username: Some(Limit { count: 10, per: m }),
+            code_per_ip: Some(Limit { count: 30, per: m }),
+            code_per_username: Some(Limit { count: 10, per: m }),
+        }
+    }
+}
+
+/// The four limiters.
+pub struct RateLimits {
+    password_ip: Option<Gcra>,
+    password_user: Option<Gcra>,
+    code_ip: Option<Gcra>,
+    code_user: Option<Gcra>,
+}
+
+impl RateLimits {
+    /// Limiters for `s` on `clock`.
+    pub fn new(s: &RateLimitSettings, clock: &SharedClock) -> Self {
+        let make = |l: Option<Limit>| l.map(|l| Gcra::new(l, clock.clone()));
+        Self {
+            password_ip: make(s.password_per_ip),
+            password_user: make(s.password_per_username),
+            code_ip: make(s.code_per_ip),
+            code_user: make(s.code_per_username),
+        }
+    }
+
+    /// Takes one `guess` attempt for the client and the username (lowercased), or says how long
+    /// to wait. Both limits are checked; the longer wait wins.
+    pub fn check(&self, guess: Guess, ip: Option<IpAddr>, username: &str) -> Result<(), Duration> {
+        let (by_ip, by_user) = match guess {
+            Guess::Password => (&self.password_ip, &self.password_user),
+            Guess::Code => (&self.code_ip, &self.code_user),
+        };
+        let a = match (by_ip, ip) {
+            (Some(l), Some(ip)) => l.check(&ip.to_string()),
+            _ => Ok(()),
+        };
+        let b = match by_user {
+            Some(l) if !username.is_empty() => l.check(&username.to_lowercase()),
+            _ => Ok(()),
+        };
+        match (a, b) {
+            (Err(x), Err(y)) => Err(x.max(y)),
+            (Err(x), _) | (_, Err(x)) => Err(x),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::clock::ManualClock;
+    use std::sync::Arc;
+
+    #[test]
+    fn bursts_then_refills_at_the_rate() {
+        let clock = ManualClock::new(1_000_000);
+        let g = Gcra::new(Limit::parse("3/1m").unwrap(), Arc::new(clock.clone()));
+        for _ in 0..3 {
+            assert!(g.check("k").is_ok());
+        }
+        let wait = g.check("k").unwrap_err();
+        assert_eq!(wait, Duration::from_secs(20));
+        assert!(g.check("other").is_ok(), "keys are independent");
+        clock.advance(Duration::from_secs(19));
+        assert!(g.check("k").is_err());
+        clock.advance(Duration::from_secs(1));
+        assert!(g.check("k").is_ok());
+        assert!(g.check("k").is_err());
+        // After a whole period the full burst is back.
+        clock.advance(Duration::from_secs(60));
+        for _ in 0..3 {
+            assert!(g.check("k").is_ok());
+        }
+    }
+
+    #[test]
+    fn limits_parse() {
+        assert_eq!(
+            Limit::parse("10/1m").unwrap(),
+            Limit {
+                count: 10,
+                per: Duration::from_secs(60)
+            }
+        );
+        for bad in ["", "10", "0/1m", "10/0s", "x/1m", "10/soon"] {
+            assert!(Limit::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
