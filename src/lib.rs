@@ -70,6 +70,9 @@ pub struct Running {
     pub sessions: SessionStore,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    current: Arc<arc_swap::ArcSwap<proxy::ProxyState>>,
+    shared: Shared,
+    running_config: std::sync::Mutex<Config>,
 }
 
 impl Running {
@@ -113,54 +116,22 @@ impl Gateway {
         }
         let s = &config.session;
         let sessions = SessionStore::new(s.max_sessions, s.idle_timeout.max(s.flow_timeout), opts.clock.clone());
-        let registry = Arc::new(FlowRegistry::from_config(&config));
-        let reputation = Arc::new(flow::reputation::ReputationStore::new(opts.clock.clone()));
-        let templates_dir = config.ui.templates.as_deref();
-        let mailer = match &config.mail {
-            Some(m) => Some(outbound::mail::Mailer::new(&m.transport).map_err(|e| GatewayError::Mail(e.to_string()))?),
-            None => None,
-        };
-        let services = Arc::new(flow::services::Services {
+        let shared = Shared {
+            users: users.clone(),
             sessions: sessions.clone(),
-            mailer,
-            public_url: config.mail.as_ref().and_then(|m| m.public_url.clone()),
-            mail_templates: flow::services::MailTemplates::load(templates_dir).map_err(GatewayError::Templates)?,
+            reputation: Arc::new(flow::reputation::ReputationStore::new(opts.clock.clone())),
             tokens: flow::services::FlowTokens::new(100_000, std::time::Duration::from_secs(7 * 86_400)),
-            title: config.ui.title.clone(),
-            limits: flow::ratelimit::RateLimits::new(&config.rate_limits, &opts.clock),
-        });
-        let executor = Executor::new(
-            registry,
-            sessions.clone(),
-            users.clone(),
-            config.session.clone(),
-            reputation,
-            services,
-        );
-        let router = routing::Router::new(&config.apps);
-        let pages = http::Pages::new(templates_dir).map_err(GatewayError::Templates)?;
-        let ui = Arc::new(http::Ui {
-            executor,
-            sessions: sessions.clone(),
-            pages,
-            cookie: config.session.cookie.clone(),
-            logout_path: config.logout.path.clone(),
-            logout_flow: config.logout.flow.clone(),
-            router: router.clone(),
-        });
-        let state = Arc::new(proxy::ProxyState {
-            router,
-            sessions: sessions.clone(),
-            ui,
-            strip: proxy::headers::StripSet::new(&config.apps),
-            trusted_proxies: config.trusted_proxies.clone(),
-            cookie: config.session.cookie.clone(),
-            logout_path: config.logout.path.clone(),
-            max_form_bytes: config.limits.max_form_bytes,
-            policies: config.policies.clone(),
-        });
+            clock: opts.clock.clone(),
+        };
+        let state = build_state(&config, &shared)?;
+        let current = Arc::new(arc_swap::ArcSwap::from_pointee(state));
         let conf = Arc::new(ServerConf::default());
-        let app = Arc::new(pingora::proxy::http_proxy(&conf, proxy::GatewayProxy { state }));
+        let app = Arc::new(pingora::proxy::http_proxy(
+            &conf,
+            proxy::GatewayProxy {
+                current: current.clone(),
+            },
+        ));
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut http_addr = None;
@@ -194,6 +165,186 @@ impl Gateway {
             sessions,
             shutdown: tx,
             tasks,
+            current,
+            shared,
+            running_config: std::sync::Mutex::new(config),
         })
+    }
+}
+
+/// What survives a reload: stores and the clock.
+#[derive(Clone)]
+struct Shared {
+    users: UserStore,
+    sessions: SessionStore,
+    reputation: Arc<flow::reputation::ReputationStore>,
+    tokens: flow::services::FlowTokens,
+    clock: SharedClock,
+}
+
+/// Builds everything that depends on the config (routes, flows, pages, mail, limits).
+fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, GatewayError> {
+    let registry = Arc::new(FlowRegistry::from_config(config));
+    let templates_dir = config.ui.templates.as_deref();
+    let mailer = match &config.mail {
+        Some(m) => Some(outbound::mail::Mailer::new(&m.transport).map_err(|e| GatewayError::Mail(e.to_string()))?),
+        None => None,
+    };
+    let services = Arc::new(flow::services::Services {
+        sessions: shared.sessions.clone(),
+        mailer,
+        public_url: config.mail.as_ref().and_then(|m| m.public_url.clone()),
+        mail_templates: flow::services::MailTemplates::load(templates_dir).map_err(GatewayError::Templates)?,
+        tokens: shared.tokens.clone(),
+        title: config.ui.title.clone(),
+        limits: flow::ratelimit::RateLimits::new(&config.rate_limits, &shared.clock),
+    });
+    let executor = Executor::new(
+        registry,
+        shared.sessions.clone(),
+        shared.users.clone(),
+        config.session.clone(),
+        shared.reputation.clone(),
+        services,
+    );
+    let router = routing::Router::new(&config.apps);
+    let pages = http::Pages::new(templates_dir).map_err(GatewayError::Templates)?;
+    let ui = Arc::new(http::Ui {
+        executor,
+        sessions: shared.sessions.clone(),
+        pages,
+        cookie: config.session.cookie.clone(),
+        logout_path: config.logout.path.clone(),
+        logout_flow: config.logout.flow.clone(),
+        router: router.clone(),
+    });
+    Ok(proxy::ProxyState {
+        router,
+        sessions: shared.sessions.clone(),
+        ui,
+        strip: proxy::headers::StripSet::new(&config.apps),
+        trusted_proxies: config.trusted_proxies.clone(),
+        cookie: config.session.cookie.clone(),
+        logout_path: config.logout.path.clone(),
+        max_form_bytes: config.limits.max_form_bytes,
+        policies: config.policies.clone(),
+    })
+}
+
+/// Sizes and modification times of the config files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigFingerprint(Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)>);
+
+impl ConfigFingerprint {
+    /// The fingerprint of `files` now (missing files count, as absent).
+    pub fn of(files: &[std::path::PathBuf]) -> Self {
+        let mut v: Vec<_> = files
+            .iter()
+            .map(|p| {
+                let m = std::fs::metadata(p).ok();
+                (
+                    p.clone(),
+                    m.as_ref().map(|m| m.len()).unwrap_or(0),
+                    m.and_then(|m| m.modified().ok()),
+                )
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        Self(v)
+    }
+}
+
+/// Why a reload did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config has errors; the old one stays.
+    #[error("{0}")]
+    Config(#[from] config::ConfigErrors),
+    /// The new config could not be put in place (templates, mail); the old one stays.
+    #[error("{0}")]
+    Build(#[from] GatewayError),
+}
+
+impl Running {
+    /// Replaces the running config with `config` atomically: requests already running finish
+    /// on the old one, sessions and the user store are kept. Settings that need a restart
+    /// (listeners, the database, session sizing) are kept as they are and logged.
+    pub fn reload_with(&self, config: Config) -> Result<(), ReloadError> {
+        let state = build_state(&config, &self.shared)?;
+        let Ok(mut old) = self.running_config.lock() else {
+            return Err(ReloadError::Build(GatewayError::Templates(
+                "reload lock poisoned".into(),
+            )));
+        };
+        let restart: Vec<&str> = [
+            (
+                "listen",
+                old.listen.http != config.listen.http
+                    || old.listen.https.as_ref().map(|h| h.addr) != config.listen.https.as_ref().map(|h| h.addr),
+            ),
+            ("identity", old.identity.database != config.identity.database),
+            (
+                "session.max_sessions",
+                old.session.max_sessions != config.session.max_sessions,
+            ),
+        ]
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(k, _)| *k)
+        .collect();
+        if !restart.is_empty() {
+            tracing::warn!(settings = ?restart, "these settings change only with a restart; the rest is reloaded");
+        }
+        self.current.store(Arc::new(state));
+        tracing::info!(config = %config.source, flows = config.flows.len(), apps = config.apps.len(), "config reloaded");
+        *old = config;
+        Ok(())
+    }
+
+    /// Reads `path` and reloads; on any error the running config stays and every error is
+    /// logged and returned.
+    pub fn reload(&self, path: &std::path::Path) -> Result<(), ReloadError> {
+        let result = Config::load(path)
+            .map_err(ReloadError::from)
+            .and_then(|c| self.reload_with(c));
+        if let Err(e) = &result {
+            for line in e.to_string().lines() {
+                tracing::error!("reload refused: {line}");
+            }
+        }
+        result
+    }
+
+    /// Reloads from `path` when any file of the running config (or `path` itself) changed
+    /// since `seen` (size or modification time); `None` when nothing changed. The file watcher
+    /// of `flowgate run` calls this every few seconds.
+    pub fn reload_if_changed(
+        &self,
+        path: &std::path::Path,
+        seen: &mut ConfigFingerprint,
+    ) -> Option<Result<(), ReloadError>> {
+        let mut files = self.config_files();
+        files.push(path.to_path_buf());
+        let now = ConfigFingerprint::of(&files);
+        if seen.0.is_empty() {
+            *seen = now;
+            return None;
+        }
+        if now == *seen {
+            return None;
+        }
+        tracing::info!("config files changed; reloading");
+        let result = self.reload(path);
+        // Remember the new state either way: a broken file is reported once, not every tick.
+        let mut files = self.config_files();
+        files.push(path.to_path_buf());
+        *seen = ConfigFingerprint::of(&files);
+        Some(result)
+    }
+
+    /// The files the running config was read from (main, included, imported).
+    pub fn config_files(&self) -> Vec<std::path::PathBuf> {
+        self.running_config.lock().map(|c| c.paths.clone()).unwrap_or_default()
     }
 }

@@ -302,7 +302,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 Err(code) => return Ok(code),
             };
             let running = flowgate::Gateway::start(cfg).await?;
-            wait_for_signal().await;
+            serve_until_signal(&running, &config).await;
             tracing::info!("shutting down");
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -681,6 +681,31 @@ async fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     running.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves until SIGTERM or Ctrl-C; SIGHUP and changed config files reload the config (a bad
+/// file keeps the running config and logs every error).
+async fn serve_until_signal(running: &flowgate::Running, path: &Path) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+        wait_for_signal().await;
+        return;
+    };
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    let mut seen = flowgate::ConfigFingerprint::default();
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading config");
+                let _ = running.reload(path);
+            }
+            _ = tick.tick() => {
+                let _ = running.reload_if_changed(path, &mut seen);
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -74,6 +74,8 @@ pub struct Config {
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.
     pub texts: Vec<String>,
+    /// The files read from disk (main, included, imported blueprints), for reload watching.
+    pub paths: Vec<PathBuf>,
 }
 
 /// Listener addresses.

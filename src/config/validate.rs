@@ -10,7 +10,7 @@ use super::raw::*;
 use super::Source;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Errors are collected here while validating.
 pub(crate) struct Collector<'a> {
@@ -252,6 +252,11 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         rate_limits,
         notes: Vec::new(),
         texts: sources.iter().map(|s| s.text.clone()).collect(),
+        paths: sources
+            .iter()
+            .map(|s| PathBuf::from(s.name.trim_end_matches(" (imported)")))
+            .filter(|p| p.is_file())
+            .collect(),
     })
 }
 

@@ -57,15 +57,17 @@ pub struct ProxyState {
     pub policies: BTreeMap<String, PolicyDef>,
 }
 
-/// The pingora proxy.
+/// The pingora proxy. The state is swapped whole on reload; each request takes the snapshot
+/// current when it starts and keeps it to the end.
 pub struct GatewayProxy {
     /// Shared state.
-    pub state: Arc<ProxyState>,
+    pub current: Arc<arc_swap::ArcSwap<ProxyState>>,
 }
 
 /// Per-request state.
-#[derive(Default)]
 pub struct RequestCtx {
+    /// The config snapshot this request runs on.
+    state: Arc<ProxyState>,
     app: Option<Arc<App>>,
     identity: Option<Arc<Identity>>,
     https: bool,
@@ -109,15 +111,12 @@ pub fn effective_client_ip(peer: Option<IpAddr>, xff: &[&str], trusted: &[ipnet:
 }
 
 impl GatewayProxy {
-    fn page(&self, status: u16, heading: &str, message: &str, messages: &[String]) -> HttpResponse {
-        HttpResponse::html(
-            status,
-            self.state.ui.pages.error(status, heading, message, messages, None),
-        )
+    fn page(state: &ProxyState, status: u16, heading: &str, message: &str, messages: &[String]) -> HttpResponse {
+        HttpResponse::html(status, state.ui.pages.error(status, heading, message, messages, None))
     }
 
-    async fn read_body(&self, session: &mut Session) -> Result<Option<Bytes>> {
-        let limit = self.state.max_form_bytes;
+    async fn read_body(state: &ProxyState, session: &mut Session) -> Result<Option<Bytes>> {
+        let limit = state.max_form_bytes;
         let declared = session
             .req_header()
             .headers
@@ -137,9 +136,15 @@ impl GatewayProxy {
         Ok(Some(Bytes::from(body)))
     }
 
-    async fn ui(&self, session: &mut Session, ctx: &RequestCtx) -> Result<bool> {
-        let Some(body) = self.read_body(session).await? else {
-            let r = self.page(413, "Request too large", "The submitted form is too large.", &[]);
+    async fn ui(session: &mut Session, ctx: &RequestCtx) -> Result<bool> {
+        let Some(body) = Self::read_body(&ctx.state, session).await? else {
+            let r = Self::page(
+                &ctx.state,
+                413,
+                "Request too large",
+                "The submitted form is too large.",
+                &[],
+            );
             respond::write(session, r).await?;
             return Ok(true);
         };
@@ -153,28 +158,39 @@ impl GatewayProxy {
             client_ip: ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
             https: ctx.https,
         };
-        let resp = self.state.ui.handle(&req).await;
+        let resp = ctx.state.ui.handle(&req).await;
         respond::write(session, resp).await?;
         Ok(true)
     }
 
-    async fn login_redirect(&self, session: &Session, app: &App, client_ip: Option<IpAddr>) -> HttpResponse {
+    async fn login_redirect(
+        state: &ProxyState,
+        session: &Session,
+        app: &App,
+        client_ip: Option<IpAddr>,
+    ) -> HttpResponse {
         let slug = match &app.authentication_flow {
             Some(s) => Some(s.clone()),
             None => {
                 let input = PolicyInput {
                     client_ip,
-                    now_ms: self.state.sessions.clock().now_ms(),
+                    now_ms: state.sessions.clock().now_ms(),
                     ..Default::default()
                 };
-                let reg = self.state.ui.executor.registry();
+                let reg = state.ui.executor.registry();
                 reg.select(Designation::Authentication, &input)
                     .await
                     .map(|f| f.slug.clone())
             }
         };
         let Some(slug) = slug else {
-            return self.page(404, "No login available", "No login flow applies to this request.", &[]);
+            return Self::page(
+                state,
+                404,
+                "No login available",
+                "No login flow applies to this request.",
+                &[],
+            );
         };
         let h = session.req_header();
         let original = match h.uri.query() {
@@ -207,7 +223,14 @@ impl ProxyHttp for GatewayProxy {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::default()
+        RequestCtx {
+            state: self.current.load_full(),
+            app: None,
+            identity: None,
+            https: false,
+            client_ip: None,
+            peer_ip: None,
+        }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -220,24 +243,24 @@ impl ProxyHttp for GatewayProxy {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        ctx.client_ip = effective_client_ip(ctx.peer_ip, &xff, &self.state.trusted_proxies);
+        ctx.client_ip = effective_client_ip(ctx.peer_ip, &xff, &ctx.state.trusted_proxies);
         let raw_path = session.req_header().uri.path().to_string();
-        if raw_path.starts_with(RESERVED_PREFIX) || raw_path == self.state.logout_path {
-            return self.ui(session, ctx).await;
+        if raw_path.starts_with(RESERVED_PREFIX) || raw_path == ctx.state.logout_path {
+            return Self::ui(session, ctx).await;
         }
         let Some(norm) = path::normalise(&raw_path) else {
             respond::write(
                 session,
-                self.page(400, "Bad request", "The request path is not valid.", &[]),
+                Self::page(&ctx.state, 400, "Bad request", "The request path is not valid.", &[]),
             )
             .await?;
             return Ok(true);
         };
-        if norm.path.starts_with(RESERVED_PREFIX) || norm.path == self.state.logout_path {
+        if norm.path.starts_with(RESERVED_PREFIX) || norm.path == ctx.state.logout_path {
             // A disguised spelling of a reserved path is never forwarded.
             respond::write(
                 session,
-                self.page(400, "Bad request", "The request path is not valid.", &[]),
+                Self::page(&ctx.state, 400, "Bad request", "The request path is not valid.", &[]),
             )
             .await?;
             return Ok(true);
@@ -249,17 +272,23 @@ impl ProxyHttp for GatewayProxy {
                 .map(str::to_string)
                 .or_else(|| h.headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_string))
         };
-        let Some(app) = self.state.router.route(host.as_deref(), &norm.path).cloned() else {
+        let Some(app) = ctx.state.router.route(host.as_deref(), &norm.path).cloned() else {
             respond::write(
                 session,
-                self.page(404, "Not found", "No application is configured for this address.", &[]),
+                Self::page(
+                    &ctx.state,
+                    404,
+                    "Not found",
+                    "No application is configured for this address.",
+                    &[],
+                ),
             )
             .await?;
             return Ok(true);
         };
         ctx.app = Some(app.clone());
 
-        let name = session::cookie_name(&self.state.cookie, ctx.https);
+        let name = session::cookie_name(&ctx.state.cookie, ctx.https);
         let identity = session
             .req_header()
             .headers
@@ -267,7 +296,7 @@ impl ProxyHttp for GatewayProxy {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .find_map(|v| session::session_id_from_cookie_header(v, &name))
-            .and_then(|id| self.state.sessions.get(id))
+            .and_then(|id| ctx.state.sessions.get(id))
             .and_then(|s| s.user.clone());
         let upgrade = session.req_header().headers.contains_key("upgrade");
 
@@ -275,7 +304,7 @@ impl ProxyHttp for GatewayProxy {
             return Ok(false);
         }
         let Some(who) = identity else {
-            let r = self.login_redirect(session, &app, ctx.client_ip).await;
+            let r = Self::login_redirect(&ctx.state, session, &app, ctx.client_ip).await;
             respond::write(session, r).await?;
             return Ok(true);
         };
@@ -295,11 +324,11 @@ impl ProxyHttp for GatewayProxy {
                             .iter()
                             .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
                             .collect(),
-                        now_ms: self.state.sessions.clock().now_ms(),
+                        now_ms: ctx.state.sessions.clock().now_ms(),
                         ..Default::default()
                     };
                     let r =
-                        policies::evaluate(&app.policies, app.policy_engine_mode, &self.state.policies, &input).await;
+                        policies::evaluate(&app.policies, app.policy_engine_mode, &ctx.state.policies, &input).await;
                     (r.passing, r.messages)
                 }
             };
@@ -307,7 +336,8 @@ impl ProxyHttp for GatewayProxy {
                 tracing::debug!(user = %who.username, app = %app.name, "app policies deny");
                 respond::write(
                     session,
-                    self.page(
+                    Self::page(
+                        &ctx.state,
                         403,
                         "Access denied",
                         "You do not have access to this application.",
@@ -343,7 +373,7 @@ impl ProxyHttp for GatewayProxy {
         let doomed: Vec<http::HeaderName> = req
             .headers
             .keys()
-            .filter(|n| self.state.strip.matches(n.as_str()))
+            .filter(|n| ctx.state.strip.matches(n.as_str()))
             .cloned()
             .collect();
         for n in doomed {
@@ -351,7 +381,7 @@ impl ProxyHttp for GatewayProxy {
             req.remove_header(&n);
         }
         // The gateway's session cookie is never shown to the app.
-        let name = session::cookie_name(&self.state.cookie, ctx.https);
+        let name = session::cookie_name(&ctx.state.cookie, ctx.https);
         let cookies: Vec<String> = req
             .headers
             .get_all("cookie")
@@ -365,7 +395,7 @@ impl ProxyHttp for GatewayProxy {
         }
         // X-Forwarded-*: client values are kept only from trusted proxies.
         let peer = ctx.peer_ip;
-        let trusted = peer.is_some_and(|ip| self.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let trusted = peer.is_some_and(|ip| ctx.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
         let peer_s = peer.map(|i| i.to_string()).unwrap_or_default();
         let host = session
             .req_header()
@@ -404,7 +434,7 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
         use pingora::ErrorSource;
         let code = match e.etype() {
             ErrorType::HTTPStatus(c) => *c,
@@ -420,9 +450,27 @@ impl ProxyHttp for GatewayProxy {
         };
         if code > 0 && session.response_written().is_none() {
             let page = match code {
-                504 => self.page(504, "Gateway timeout", "The application did not answer in time.", &[]),
-                502 => self.page(502, "Bad gateway", "The application is not reachable right now.", &[]),
-                c => self.page(c, "Request failed", "The request could not be completed.", &[]),
+                504 => Self::page(
+                    &ctx.state,
+                    504,
+                    "Gateway timeout",
+                    "The application did not answer in time.",
+                    &[],
+                ),
+                502 => Self::page(
+                    &ctx.state,
+                    502,
+                    "Bad gateway",
+                    "The application is not reachable right now.",
+                    &[],
+                ),
+                c => Self::page(
+                    &ctx.state,
+                    c,
+                    "Request failed",
+                    "The request could not be completed.",
+                    &[],
+                ),
             };
             tracing::warn!(error = %e, status = code, "proxying failed");
             if let Err(err) = respond::write(session, page).await {
