@@ -92,7 +92,8 @@ rate_limits: { password_per_ip: "off", password_per_username: "off" }
 apps:
   - name: bench
     upstream: "http://127.0.0.1:$UPSTREAM_PORT"
-    headers: default
+    # the kit's upstream echoes these two on /whoami, which the login loop checks
+    headers: { user: X-Remote-User, email: X-Remote-Email }
 include: ["$ROOT/config/flows/*.yaml"]
 YAML
 RUST_LOG=warn ./target/release/flowgate run -c "$WORK/flowgate.yaml" 2> "$WORK/flowgate.log" &

@@ -133,6 +133,7 @@ impl Gateway {
             },
         ));
         let (tx, rx) = watch::channel(false);
+        let slots = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
         let mut tasks = Vec::new();
         let mut http_addr = None;
         let mut https_addr = None;
@@ -141,7 +142,13 @@ impl Gateway {
                 .await
                 .map_err(|source| GatewayError::Bind { addr, source })?;
             http_addr = l.local_addr().ok();
-            tasks.push(tokio::spawn(listen::accept_loop(l, app.clone(), None, rx.clone())));
+            tasks.push(tokio::spawn(listen::accept_loop(
+                l,
+                app.clone(),
+                None,
+                rx.clone(),
+                slots.clone(),
+            )));
         }
         if let Some(h) = &config.listen.https {
             let tls_cfg = tls::server_config(&h.cert, &h.key)?;
@@ -155,6 +162,7 @@ impl Gateway {
                 app.clone(),
                 Some(acceptor),
                 rx.clone(),
+                slots.clone(),
             )));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, http = ?http_addr, https = ?https_addr, "flowgate started");

@@ -117,19 +117,33 @@ impl Peek for WriteBuffered {
     }
 }
 
-/// Accepts connections until shutdown, serving each on its own task.
+/// Accepts connections until shutdown, serving each on its own task. At most `slots`
+/// connections are open at once: beyond that, accepting waits (the kernel backlog queues new
+/// clients) instead of spawning without bound.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     app: Arc<ProxyApp>,
     tls: Option<Arc<Acceptor>>,
     mut shutdown: ShutdownWatch,
+    slots: Arc<tokio::sync::Semaphore>,
 ) {
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         tokio::select! {
             r = listener.accept() => match r {
                 Ok((tcp, _peer)) => {
                     let _ = tcp.set_nodelay(true);
-                    tokio::spawn(serve_connection(tcp, app.clone(), tls.clone(), shutdown.clone()));
+                    let (app, tls, shutdown) = (app.clone(), tls.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        serve_connection(tcp, app, tls, shutdown).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");

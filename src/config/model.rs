@@ -149,7 +149,12 @@ pub struct LogoutSettings {
 pub struct Limits {
     /// Largest flow form or JSON body.
     pub max_form_bytes: usize,
+    /// Most client connections open at once (per process).
+    pub max_connections: usize,
 }
+
+/// Default bound on open client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 
 /// A protected application.
 #[derive(Debug, Clone)]

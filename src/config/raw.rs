@@ -99,6 +99,7 @@ pub struct RawLogout {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_form_bytes: Option<usize>,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -141,7 +141,15 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             .as_ref()
             .and_then(|l| l.max_form_bytes)
             .unwrap_or(DEFAULT_MAX_FORM_BYTES),
+        max_connections: main
+            .limits
+            .as_ref()
+            .and_then(|l| l.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS),
     };
+    if limits.max_connections == 0 {
+        c.err(0, "limits.max_connections", "must be at least 1");
+    }
 
     // Merge stages, policies and flows from every file, rejecting duplicates.
     let mut stages = BTreeMap::new();

@@ -213,6 +213,14 @@ impl UserStore {
         &self.hasher
     }
 
+    /// SQLite's own consistency check (`"ok"` when the file is sound).
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        Ok(sqlx::query("PRAGMA integrity_check")
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)?)
+    }
+
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;

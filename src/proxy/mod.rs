@@ -85,6 +85,41 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
     session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip())
 }
 
+/// Longest request target accepted (414 above).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest sum of header names and values accepted (431 above).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// A status and message for a request line or headers over the limits; `(0, "")` when fine.
+fn size_problem(h: &pingora::http::RequestHeader) -> (u16, &'static str) {
+    if h.uri.path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_BYTES {
+        return (414, "The address is too long.");
+    }
+    let total: usize = h.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if total > MAX_HEADER_BYTES {
+        return (431, "The request headers are too large.");
+    }
+    (0, "")
+}
+
+/// Request framing a proxy must not guess at (request smuggling): `Content-Length` together
+/// with `Transfer-Encoding`, several different `Content-Length` values, or a transfer coding
+/// other than exactly `chunked`.
+pub fn framing_problem(h: &http::HeaderMap) -> Option<&'static str> {
+    let te: Vec<_> = h.get_all("transfer-encoding").iter().collect();
+    let cl: Vec<_> = h.get_all("content-length").iter().collect();
+    if !te.is_empty() && !cl.is_empty() {
+        return Some("Content-Length and Transfer-Encoding together are refused.");
+    }
+    if cl.len() > 1 && cl.windows(2).any(|w| w[0] != w[1]) {
+        return Some("Conflicting Content-Length headers are refused.");
+    }
+    if te.len() > 1 || te.iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+        return Some("Only Transfer-Encoding: chunked is accepted.");
+    }
+    None
+}
+
 /// The client address: the socket peer, unless the peer is a trusted proxy; then the
 /// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Anything that
 /// does not parse stops the walk at the last trusted hop, so a forged or garbled header can
@@ -244,6 +279,21 @@ impl ProxyHttp for GatewayProxy {
             .filter_map(|v| v.to_str().ok())
             .collect();
         ctx.client_ip = effective_client_ip(ctx.peer_ip, &xff, &ctx.state.trusted_proxies);
+        let (status, why) = size_problem(session.req_header());
+        if status != 0 {
+            tracing::warn!(status, "oversized request refused");
+            session.set_keepalive(None);
+            let r = Self::page(&ctx.state, status, "Request too large", why, &[]);
+            respond::write(session, r).await?;
+            return Ok(true);
+        }
+        if let Some(why) = framing_problem(&session.req_header().headers) {
+            tracing::warn!(reason = why, "ambiguous request framing refused");
+            session.set_keepalive(None);
+            let r = Self::page(&ctx.state, 400, "Bad request", why, &[]);
+            respond::write(session, r).await?;
+            return Ok(true);
+        }
         let raw_path = session.req_header().uri.path().to_string();
         if raw_path.starts_with(RESERVED_PREFIX) || raw_path == ctx.state.logout_path {
             return Self::ui(session, ctx).await;
@@ -500,6 +550,29 @@ impl ProxyHttp for GatewayProxy {
 mod tests {
     use super::effective_client_ip;
     use std::net::IpAddr;
+
+    #[test]
+    fn ambiguous_framing_is_named() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        use super::framing_problem as f;
+        assert!(f(&h(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_some());
+        assert!(f(&h(&[("content-length", "5"), ("content-length", "6")])).is_some());
+        assert!(f(&h(&[("transfer-encoding", "xchunked")])).is_some());
+        assert!(f(&h(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ]))
+        .is_some());
+        assert!(f(&h(&[("content-length", "5"), ("content-length", "5")])).is_none());
+        assert!(f(&h(&[("transfer-encoding", "Chunked")])).is_none());
+        assert!(f(&h(&[])).is_none());
+    }
 
     #[test]
     fn client_address_behind_trusted_proxies() {

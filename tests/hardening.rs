@@ -1,0 +1,221 @@
+//! Hardening over real sockets: the bound on open connections, request smuggling and oversized
+//! requests (PROTO-1, -2, -4), and durability: `kill -9` in the middle of enrollments loses no
+//! committed user and leaves the SQLite database intact.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Sends raw bytes and reads what comes back until the server closes or 2 s pass.
+fn raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = s.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if out.windows(4).any(|w| w == b"\r\n\r\n") && out.len() > 12 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn status_of(resp: &str) -> u16 {
+    resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_and_oversized_requests_never_reach_the_upstream() {
+    let gw = TestGateway::start().await;
+    let addr = gw.addr;
+    // Content-Length with Transfer-Encoding: pingora's parser lets chunked win and drops the
+    // length (RFC 9112 §6.3), so at most one request with an empty body reaches the upstream and
+    // the smuggled "G" never becomes a second one.
+    let req =
+        b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
+            .to_vec();
+    let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+    let status = status_of(&resp);
+    assert!(status == 200 || status == 400 || status == 0, "{resp}");
+    assert!(gw.upstream.count() <= 1, "the smuggled request reached the upstream");
+    if gw.upstream.count() == 1 {
+        assert_ne!(
+            gw.upstream.last().header("content-length"),
+            Some("6"),
+            "ambiguous framing forwarded"
+        );
+    }
+    let before = gw.upstream.count();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "two different content-lengths",
+            b"POST /public/a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 5\r\n\r\nabcde".to_vec(),
+        ),
+        (
+            "an oversized header",
+            format!(
+                "GET /public/a HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(200_000)
+            )
+            .into_bytes(),
+        ),
+        (
+            "an oversized request line",
+            format!("GET /public/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(200_000)).into_bytes(),
+        ),
+    ];
+    for (what, req) in cases {
+        let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+        let status = status_of(&resp);
+        assert!(status == 0 || (400..500).contains(&status), "{what}: {resp}");
+        assert_eq!(gw.upstream.count(), before, "{what} reached the upstream");
+    }
+    // A normal request on the same gateway still works.
+    assert_eq!(
+        bare_client().get(gw.url("/public/ok")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_bounded() {
+    let gw = TestGateway::start_with(DEFAULT_APP, "limits: { max_connections: 2 }\n").await;
+    let addr = gw.addr;
+    // Two idle connections take both slots.
+    let a = TcpStream::connect(addr).unwrap();
+    let b = TcpStream::connect(addr).unwrap();
+    let third = tokio::task::spawn_blocking(move || {
+        raw(addr, b"GET /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    });
+    // While both slots are held, the third request is not served.
+    let waited = tokio::time::timeout(Duration::from_millis(800), async {
+        while gw.upstream.count() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "a third connection was served beyond the bound");
+    drop(a);
+    let resp = third.await.unwrap();
+    assert_eq!(status_of(&resp), 200, "served once a slot is free: {resp}");
+    drop(b);
+}
+
+/// Enrolls `name` through the JSON executor; true when the flow finished (user committed).
+async fn enroll(c: &reqwest::Client, base: &str, name: &str) -> bool {
+    let url = format!("{base}/.flowgate/api/v3/flows/executor/default-enrollment-flow/");
+    let pw = "violet tangerine expedition 77";
+    let Ok(r) = c.get(&url).send().await else { return false };
+    if r.status() != 200 {
+        return false;
+    }
+    let body = serde_json::json!({
+        "username": name, "name": name, "email": format!("{name}@example.test"),
+        "password": pw, "password_repeat": pw,
+    });
+    match c.post(&url).json(&body).send().await {
+        Ok(r) if r.status() == 302 => {}
+        _ => return false,
+    }
+    match c.get(&url).send().await {
+        Ok(r) => r
+            .json::<serde_json::Value>()
+            .await
+            .is_ok_and(|v| v["component"] == "xak-flow-redirect"),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_enrollment_loses_no_committed_user() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let flows = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flows/*.yaml");
+    let main = dir.path().join("main.yaml");
+    std::fs::write(
+        &main,
+        format!(
+            "listen: {{ http: \"127.0.0.1:{port}\" }}\ndata_dir: \"{}\"\nmail: {{ transport: file }}\nidentity: {{ argon2: {{ memory_kib: 19456, iterations: 2, parallelism: 1 }} }}\napps:\n  - {{ name: app, upstream: \"http://127.0.0.1:9\" }}\ninclude: [\"{}\"]\n",
+            dir.path().display(),
+            flows.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["run", "-c", main.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let probe = bare_client();
+    let mut up = false;
+    for _ in 0..200 {
+        if probe.get(format!("{base}/.flowgate/health")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "flowgate did not start");
+    // Four clients enroll users concurrently; the process is killed while they run.
+    let committed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let (base, committed) = (base.clone(), committed.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..1000 {
+                let name = format!("user-{w}-{i}");
+                if enroll(&client(), &base, &name).await {
+                    committed.lock().unwrap().push(name);
+                } else {
+                    break;
+                }
+            }
+        }));
+    }
+    while committed.lock().unwrap().len() < 12 {
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let committed = committed.lock().unwrap().clone();
+    // Reopen the database the way flowgate does and check it.
+    let store = flowgate::identity::UserStore::open(
+        &dir.path().join("flowgate.db"),
+        flowgate::identity::PasswordHasher::new(flowgate::identity::HashParams {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    for name in &committed {
+        let u = store.get_by_username(name).await.unwrap();
+        assert!(u.is_some(), "{name} was acknowledged but is missing after kill -9");
+    }
+    let stored = store.list_users().await.unwrap().len();
+    assert!(
+        stored >= committed.len(),
+        "{stored} stored, {} acknowledged",
+        committed.len()
+    );
+    store.close().await;
+}
