@@ -121,7 +121,12 @@ async fn every_preset_strips_all_spellings() {
 
 #[tokio::test]
 async fn next_never_redirects_off_site() {
-    let gw = TestGateway::start().await;
+    // Many logins of one user in a row: the brute-force limits are not what is tested here.
+    let gw = TestGateway::start_with(
+        DEFAULT_APP,
+        "rate_limits: { password_per_ip: off, password_per_username: off }\n",
+    )
+    .await;
     for evil in [
         "//evil.com",
         "/\\evil.com",
@@ -130,6 +135,18 @@ async fn next_never_redirects_off_site() {
         "javascript:alert(1)",
         "/%5Cevil.com",
         "\t//evil.com",
+        // The rest of RED-2..9 from security-tests.md.
+        "HTTPS://evil.example/",
+        "%2F%2Fevil.example",
+        "data:text/html,x",
+        "JaVaScRiPt:alert(1)",
+        "http:evil.example",
+        "https:/evil.example",
+        "/ok\r\nSet-Cookie: x=1",
+        "/\t/evil.example",
+        "/ //evil.example",
+        "@evil.example",
+        "https://app.example@evil.example/",
     ] {
         let c = client();
         let q = form_urlencoded::Serializer::new(String::new())
@@ -214,6 +231,35 @@ async fn skip_auth_matches_only_the_normalised_unambiguous_path() {
         let before = gw.upstream.count();
         let r = c.get(gw.url(sneaky)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{sneaky} must need a session");
+        assert_eq!(gw.upstream.count(), before, "{sneaky} reached the upstream");
+    }
+    // PATH-3, -4, -8: dot segments, matrix parameters, NUL and overlong UTF-8: a session is
+    // needed (401) or the path is refused (400); never the upstream.
+    for sneaky in [
+        "/./admin",
+        "/admin/.",
+        "/public;/../admin",
+        "/admin;public",
+        "/public/%00/../admin",
+        "/public/%c0%ae%c0%ae/admin",
+        "/PUBLIC/../admin",
+    ] {
+        // Sent raw: an HTTP client library would resolve the dot segments itself.
+        let before = gw.upstream.count();
+        let addr = gw.addr;
+        let req = format!("GET {sneaky} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let resp = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
+        .await
+        .unwrap();
+        let status = resp.split_whitespace().nth(1).unwrap_or("");
+        assert!(matches!(status, "400" | "401"), "{sneaky}: {resp}");
         assert_eq!(gw.upstream.count(), before, "{sneaky} reached the upstream");
     }
     gw.stop().await;

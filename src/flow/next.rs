@@ -1,7 +1,7 @@
 //! The `next` validator: only same-origin relative paths are accepted as redirect targets.
 //!
-//! Rules (SPEC §3): first character `/`; second neither `/` nor `\`; no control characters;
-//! no scheme. The same rules are applied again to the percent-decoded value, so that an
+//! Rules (SPEC §3): first character `/`; second neither `/` nor `\`; no control characters,
+//! whitespace or backslashes; no scheme. The same rules are applied again to the percent-decoded value, so that an
 //! encoded `//evil.com` cannot turn into an off-site redirect in a component that decodes it.
 
 /// Longest accepted `next`.
@@ -9,7 +9,8 @@ pub const MAX_NEXT_LEN: usize = 2048;
 
 /// Returns `next` if it is a safe same-origin relative path.
 pub fn safe_next(next: &str) -> Option<&str> {
-    if next.len() > MAX_NEXT_LEN || !shape_ok(next) {
+    // The raw value goes into a Location header: no whitespace or backslash in it at all.
+    if next.len() > MAX_NEXT_LEN || !shape_ok(next) || next.chars().any(|c| c.is_whitespace() || c == '\\') {
         return None;
     }
     let decoded = percent_encoding::percent_decode_str(next).decode_utf8().ok()?;
