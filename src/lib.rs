@@ -122,6 +122,7 @@ impl Gateway {
             reputation: Arc::new(flow::reputation::ReputationStore::new(opts.clock.clone())),
             tokens: flow::services::FlowTokens::new(100_000, std::time::Duration::from_secs(7 * 86_400)),
             clock: opts.clock.clone(),
+            limits: Arc::new(std::sync::Mutex::new(None)),
         };
         let state = build_state(&config, &shared)?;
         let current = Arc::new(arc_swap::ArcSwap::from_pointee(state));
@@ -188,6 +189,26 @@ struct Shared {
     reputation: Arc<flow::reputation::ReputationStore>,
     tokens: flow::services::FlowTokens,
     clock: SharedClock,
+    /// The limiters with their settings: kept across reloads that leave the settings alone, so a
+    /// reload does not hand attackers a fresh budget.
+    limits: Arc<std::sync::Mutex<Option<(flow::ratelimit::RateLimitSettings, Arc<flow::ratelimit::RateLimits>)>>>,
+}
+
+impl Shared {
+    fn limits_for(&self, s: &flow::ratelimit::RateLimitSettings) -> Arc<flow::ratelimit::RateLimits> {
+        let mut slot = match self.limits.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match slot.as_ref() {
+            Some((old, l)) if old == s => l.clone(),
+            _ => {
+                let l = Arc::new(flow::ratelimit::RateLimits::new(s, &self.clock));
+                *slot = Some((*s, l.clone()));
+                l
+            }
+        }
+    }
 }
 
 /// Builds everything that depends on the config (routes, flows, pages, mail, limits).
@@ -205,7 +226,7 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         mail_templates: flow::services::MailTemplates::load(templates_dir).map_err(GatewayError::Templates)?,
         tokens: shared.tokens.clone(),
         title: config.ui.title.clone(),
-        limits: flow::ratelimit::RateLimits::new(&config.rate_limits, &shared.clock),
+        limits: shared.limits_for(&config.rate_limits),
     });
     let executor = Executor::new(
         registry,

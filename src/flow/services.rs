@@ -138,5 +138,5 @@ pub struct Services {
     /// Brand title (TOTP issuer, mail).
     pub title: String,
     /// Brute-force limits on password and code checks.
-    pub limits: super::ratelimit::RateLimits,
+    pub limits: Arc<super::ratelimit::RateLimits>,
 }
