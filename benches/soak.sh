@@ -14,8 +14,8 @@
 # Env: DURATION (600, seconds), WARMUP (60, seconds), CONNS (32), THREADS (2), SAMPLE (5, seconds),
 #      WINDOW (60, seconds), FLOWGATE_SOAK_PORT (18181), SOAK_DIR (work dir; default a new temporary
 #      directory, kept).
-# RSS moves by ~19 MiB from one sample to the next while a login is hashing (argon2id's 19 MiB
-# block, allocated and freed per password check), so the growth target is judged on the median
+# RSS moves by ~20 MiB between a sample taken during a password check and one taken between two
+# (argon2id's 19 MiB block is allocated and freed per check, and mimalloc returns it), so the growth target is judged on the median
 # of the samples in the WINDOW seconds after warm-up against the median of the last WINDOW
 # seconds; the single samples at those points and their growth are printed too.
 # Needs root to install wrk, nginx, curl and cmake when they are missing.
@@ -29,6 +29,7 @@ PORT=${FLOWGATE_SOAK_PORT:-18181}
 UPSTREAM_PORT=18080   # fixed by the kit's nginx-upstream.conf.in
 WORK=${SOAK_DIR:-$(mktemp -d /tmp/flowgate-soak.XXXXXX)}
 mkdir -p "$WORK"
+rm -f "$WORK/upstream.pid" "$WORK/stop"   # a reused SOAK_DIR must not point cleanup at a stale pid
 chmod 755 "$WORK"     # nginx workers drop privileges and must reach their temp dirs
 [ "$WARMUP" -lt "$DURATION" ] || { echo "WARMUP ($WARMUP) must be below DURATION ($DURATION)" >&2; exit 2; }
 
@@ -48,7 +49,7 @@ cleanup() {
   [ -s "$WORK/upstream.pid" ] && kill -TERM "$(cat "$WORK/upstream.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -f "$WORK/seed.yaml"   # holds the bench password
-  echo "# work dir kept: $WORK (rss.csv, wrk.out, loop-failures.log, flowgate.log)" >&2
+  echo "# work dir kept: $WORK (rss.csv, wrk.out, loop-failures.log, loop.log, flowgate.log)" >&2
   exit "$rc"
 }
 trap cleanup EXIT
@@ -197,7 +198,7 @@ sample >> "$WORK/rss.csv"
 echo "# flowgate $(./target/release/flowgate --version) on $BASE, upstream nginx on :$UPSTREAM_PORT" >&2
 echo "# wrk -t$THREADS -c$CONNS -d${DURATION}s on $BASE/ (authenticated), login/logout loop alongside," \
   "warm-up ${WARMUP}s, RSS every ${SAMPLE}s; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-login_loop & LOOP_PID=$!
+login_loop 2> "$WORK/loop.log" & LOOP_PID=$!
 sampler & SAMPLER_PID=$!
 wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -H "Cookie: flowgate_session=$SESSION" \
   -s "$WORK/count-status.lua" "$BASE/" > "$WORK/wrk.out" 2>&1 & WRK_PID=$!
