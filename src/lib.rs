@@ -191,8 +191,11 @@ struct Shared {
     clock: SharedClock,
     /// The limiters with their settings: kept across reloads that leave the settings alone, so a
     /// reload does not hand attackers a fresh budget.
-    limits: Arc<std::sync::Mutex<Option<(flow::ratelimit::RateLimitSettings, Arc<flow::ratelimit::RateLimits>)>>>,
+    limits: Arc<std::sync::Mutex<Option<LimitsSlot>>>,
 }
+
+/// Rate-limit settings with the limiters built from them.
+type LimitsSlot = (flow::ratelimit::RateLimitSettings, Arc<flow::ratelimit::RateLimits>);
 
 impl Shared {
     fn limits_for(&self, s: &flow::ratelimit::RateLimitSettings) -> Arc<flow::ratelimit::RateLimits> {
