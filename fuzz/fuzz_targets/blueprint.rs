@@ -1,17 +1,18 @@
 //! The authentik blueprint importer: arbitrary UTF-8 as one blueprint file, then the native
-//! document it produces through `to_yaml` and `check` (the config validator).
+//! document it produces through `to_yaml` and `check` (the config validator). The file is named
+//! inside an empty temporary directory so that `!File` paths resolve there, not in the corpus.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use std::sync::Once;
+use std::sync::OnceLock;
 
-static INIT: Once = Once::new();
+static NAME: OnceLock<String> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
-    INIT.call_once(|| {
+    let name = NAME.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("flowgate-fuzz-blueprint-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
-        let _ = std::env::set_current_dir(&dir);
+        dir.join("fuzz.yaml").display().to_string()
     });
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -20,10 +21,10 @@ fuzz_target!(|data: &[u8]| {
     if ["/dev", "/proc", "/sys"].iter().any(|p| text.contains(p)) {
         return;
     }
-    let files = vec![("fuzz.yaml".to_string(), text.to_string())];
+    let files = vec![(name.clone(), text.to_string())];
     match flowgate::blueprint::import::import(&files, &Default::default()) {
         Ok(imported) => {
-            let yaml = flowgate::blueprint::import::to_yaml(&imported.doc, &["fuzz.yaml".to_string()]);
+            let yaml = flowgate::blueprint::import::to_yaml(&imported.doc, std::slice::from_ref(name));
             let _ = flowgate::blueprint::import::check(&yaml);
         }
         Err(errs) => assert!(!errs.is_empty(), "Err with no errors"),

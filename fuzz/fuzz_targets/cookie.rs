@@ -10,7 +10,10 @@ fn check(header: &str, name: &str) {
     if let Some(id) = session_id_from_cookie_header(header, name) {
         assert!(is_well_formed_id(id), "ill-formed id returned: {id:?}");
         let (h, i) = (header.as_ptr() as usize, id.as_ptr() as usize);
-        assert!(i >= h && i + id.len() <= h + header.len(), "id not borrowed from the header");
+        assert!(
+            i >= h && i + id.len() <= h + header.len(),
+            "id not borrowed from the header"
+        );
         let n = header
             .split(';')
             .filter(|p| p.trim().split_once('=').is_some_and(|(k, _)| k.trim() == name))

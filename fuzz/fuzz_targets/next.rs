@@ -1,7 +1,8 @@
 //! The `next` redirect validator. Besides "no panic", asserts what src/flow/next.rs promises
 //! for every accepted value (raw and percent-decoded): it starts with `/`, the second character
-//! is neither `/` nor `\`, it holds no control character, it is at most MAX_NEXT_LEN bytes; and
-//! the security property behind those rules: resolved by a WHATWG URL parser against the
+//! is neither `/` nor `\`, it holds no control character, it is at most MAX_NEXT_LEN bytes, and
+//! the raw value (it goes into a `Location` header) holds no whitespace and no backslash at all;
+//! and the security property behind those rules: resolved by a WHATWG URL parser against the
 //! gateway's origin, the raw and the decoded value both stay on that origin (no scheme, no
 //! authority). `next_from_query` must return only values `safe_next` accepts.
 #![no_main]
@@ -23,13 +24,20 @@ fn same_origin(s: &str) {
         assert_eq!(u.scheme(), "https", "scheme changed: {s:?} -> {u}");
         assert_eq!(u.host_str(), Some("gate.example"), "host changed: {s:?} -> {u}");
         assert_eq!(u.port(), None, "port changed: {s:?} -> {u}");
-        assert!(u.username().is_empty() && u.password().is_none(), "userinfo: {s:?} -> {u}");
+        assert!(
+            u.username().is_empty() && u.password().is_none(),
+            "userinfo: {s:?} -> {u}"
+        );
     }
 }
 
 fn accepted(input: &str, out: &str) {
     assert!(out.len() <= MAX_NEXT_LEN);
     shape(out);
+    assert!(
+        !out.chars().any(|c| c.is_whitespace() || c == '\\'),
+        "whitespace or backslash: {out:?}"
+    );
     same_origin(out);
     let decoded = percent_encoding::percent_decode_str(out)
         .decode_utf8()
@@ -48,7 +56,11 @@ fuzz_target!(|data: &[u8]| {
         accepted(text, out);
     }
     if let Some(out) = next_from_query(text) {
-        assert_eq!(safe_next(&out), Some(out.as_str()), "next_from_query returned an unsafe value");
+        assert_eq!(
+            safe_next(&out),
+            Some(out.as_str()),
+            "next_from_query returned an unsafe value"
+        );
         accepted(text, &out);
     }
 });
