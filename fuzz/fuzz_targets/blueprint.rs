@@ -10,7 +10,7 @@ static NAME: OnceLock<String> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let name = NAME.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("flowgate-fuzz-blueprint-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("flowgate-fuzz-empty");
         let _ = std::fs::create_dir_all(&dir);
         dir.join("fuzz.yaml").display().to_string()
     });

@@ -16,7 +16,7 @@ static BASE: OnceLock<PathBuf> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let base = BASE.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("flowgate-fuzz-config-{}", std::process::id()));
+        let dir = std::env::temp_dir().join("flowgate-fuzz-empty");
         let _ = std::fs::create_dir_all(&dir);
         dir
     });
