@@ -13,6 +13,7 @@ pub mod error;
 pub mod flow;
 pub mod http;
 pub mod identity;
+pub mod input_limits;
 mod listen;
 pub mod outbound;
 pub mod proxy;
@@ -70,19 +71,40 @@ pub struct Running {
     pub sessions: SessionStore,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    app: Arc<listen::ProxyApp>,
+    /// One permit per open connection; all returned means every connection is closed.
+    slots: Arc<listen::Slots>,
+    max_connections: u32,
+    shutdown_timeout: std::time::Duration,
     current: Arc<arc_swap::ArcSwap<proxy::ProxyState>>,
     shared: Shared,
     running_config: std::sync::Mutex<Config>,
 }
 
 impl Running {
-    /// Stops accepting, tells open connections to finish, and waits for the accept loops.
-    pub async fn shutdown(self) {
+    /// Stops accepting, then drains: idle keep-alive connections close, requests in flight
+    /// finish (their connections are not kept alive), for at most `limits.shutdown_timeout`.
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
         }
+        use pingora::apps::ServerApp;
+        self.app.cleanup().await;
+        let all = self.max_connections;
+        if tokio::time::timeout(self.shutdown_timeout, self.slots.permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            let open = self.open_connections();
+            tracing::warn!(open, "shutdown timeout reached with requests in flight; closing them");
+        }
         self.users.close().await;
+    }
+
+    /// Connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.slots.open.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -134,7 +156,15 @@ impl Gateway {
             },
         ));
         let (tx, rx) = watch::channel(false);
-        let slots = Arc::new(tokio::sync::Semaphore::new(config.limits.max_connections));
+        let max_connections = u32::try_from(config.limits.max_connections).unwrap_or(u32::MAX);
+        let slots = Arc::new(listen::Slots {
+            permits: tokio::sync::Semaphore::new(max_connections as usize),
+            open: Default::default(),
+        });
+        let deadlines = listen::Deadlines {
+            header: config.limits.header_timeout,
+            idle: config.limits.keepalive_timeout,
+        };
         let mut tasks = Vec::new();
         let mut http_addr = None;
         let mut https_addr = None;
@@ -149,6 +179,7 @@ impl Gateway {
                 None,
                 rx.clone(),
                 slots.clone(),
+                deadlines,
             )));
         }
         if let Some(h) = &config.listen.https {
@@ -164,6 +195,7 @@ impl Gateway {
                 Some(acceptor),
                 rx.clone(),
                 slots.clone(),
+                deadlines,
             )));
         }
         tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, http = ?http_addr, https = ?https_addr, "flowgate started");
@@ -174,6 +206,10 @@ impl Gateway {
             sessions,
             shutdown: tx,
             tasks,
+            app,
+            slots,
+            max_connections,
+            shutdown_timeout: config.limits.shutdown_timeout,
             current,
             shared,
             running_config: std::sync::Mutex::new(config),

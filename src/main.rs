@@ -448,7 +448,8 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
 fn import_cmd(files: &[PathBuf], out: Option<&Path>, strict: bool) -> anyhow::Result<ExitCode> {
     let mut texts = Vec::new();
     for f in files {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let text = flowgate::input_limits::read_capped_string(f, flowgate::config::MAX_CONFIG_BYTES)
+            .with_context(|| format!("reading {}", f.display()))?;
         texts.push((f.display().to_string(), text));
     }
     let imported = match flowgate::blueprint::import::import(&texts, &Default::default()) {

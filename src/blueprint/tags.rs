@@ -16,13 +16,17 @@
 //! `!File` reads any path the blueprint names, as authentik does: resolve trusted blueprints only.
 
 use serde_yaml::{Mapping, Number, Value};
-use std::io::Read;
 use std::path::Path;
 
 /// Deepest nesting of sequences, mappings and tags that [`resolve`] accepts.
 pub const MAX_DEPTH: usize = 64;
 /// Most nodes [`resolve`] visits or copies (values produced by tags count too).
 pub const MAX_NODES: usize = 100_000;
+/// Most nodes resolved in one file, over all its entries.
+pub const MAX_FILE_NODES: usize = 1_000_000;
+/// Most string bytes resolved in one file (`!Format "%4096s"` inside nested `!Enumerate` would
+/// otherwise build hundreds of megabytes from a few hundred bytes).
+pub const MAX_FILE_BYTES: usize = 16 << 20;
 /// Largest file `!File` reads; a bigger one falls back to the default.
 const MAX_FILE: u64 = 1 << 20;
 /// Largest width or precision in a `!Format` conversion.
@@ -44,6 +48,16 @@ pub struct TagContext<'a> {
     pub context: &'a Mapping,
     /// Directory that relative `!File` paths start from.
     pub base_dir: &'a Path,
+    /// What every resolution in this file has used so far.
+    pub spent: Budget,
+}
+
+/// Nodes and string bytes resolved across one file, so that many entries each just under the
+/// per-resolution limit cannot add up to an amplification bomb.
+#[derive(Debug, Default)]
+pub struct Budget {
+    nodes: std::cell::Cell<usize>,
+    bytes: std::cell::Cell<usize>,
 }
 
 /// A resolution error with the tag that failed.
@@ -137,17 +151,35 @@ impl Resolver<'_, '_> {
             let message = format!("more than {MAX_NODES} nodes resolved (runaway input?)");
             return Err(err("", message));
         }
+        let spent = &self.cx.spent.nodes;
+        spent.set(spent.get().saturating_add(n));
+        if spent.get() > MAX_FILE_NODES {
+            let message = format!("more than {MAX_FILE_NODES} nodes resolved in this file (runaway input?)");
+            return Err(err("", message));
+        }
+        Ok(())
+    }
+
+    /// Counts `n` more bytes of resolved strings.
+    fn charge_bytes(&mut self, n: usize) -> Result<(), TagError> {
+        let spent = &self.cx.spent.bytes;
+        spent.set(spent.get().saturating_add(n));
+        if spent.get() > MAX_FILE_BYTES {
+            let message = format!("more than {MAX_FILE_BYTES} bytes of strings resolved in this file (runaway input?)");
+            return Err(err("", message));
+        }
         Ok(())
     }
 
     /// Takes a value produced by a tag (lookups, JSON, enumeration items): counts its nodes and
     /// makes sure it holds no tags.
     fn adopt(&mut self, tag: &str, v: Value) -> Result<Value, TagError> {
-        let mut n = 0usize;
+        let (mut n, mut bytes) = (0usize, 0usize);
         let mut todo = vec![&v];
         while let Some(x) = todo.pop() {
             n += 1;
             match x {
+                Value::String(s) => bytes += s.len(),
                 Value::Sequence(s) => todo.extend(s),
                 Value::Mapping(m) => m.iter().for_each(|(k, x)| todo.extend([k, x])),
                 Value::Tagged(t) => return Err(err(tag, format!("the result still holds the tag {}", t.tag))),
@@ -155,6 +187,7 @@ impl Resolver<'_, '_> {
             }
         }
         self.charge(n)?;
+        self.charge_bytes(bytes)?;
         Ok(v)
     }
 
@@ -181,7 +214,15 @@ impl Resolver<'_, '_> {
             }
             Value::Tagged(t) => {
                 let tag = t.tag.to_string();
-                self.tag(&tag, &t.value, depth + 1).map_err(named(&tag))
+                let out = self.tag(&tag, &t.value, depth + 1).map_err(named(&tag))?;
+                if let Value::String(s) = &out {
+                    self.charge_bytes(s.len()).map_err(named(&tag))?;
+                }
+                Ok(out)
+            }
+            Value::String(s) => {
+                self.charge_bytes(s.len())?;
+                Ok(Value::String(s.clone()))
             }
             other => Ok(other.clone()),
         }
@@ -438,13 +479,7 @@ fn scalar_text(v: &Value) -> Option<String> {
 
 /// File contents, or `None` if unreadable, larger than [`MAX_FILE`] or not UTF-8.
 fn read_capped(path: &Path) -> Option<String> {
-    let mut bytes = Vec::new();
-    let file = std::fs::File::open(path).ok()?;
-    file.take(MAX_FILE + 1).read_to_end(&mut bytes).ok()?;
-    if bytes.len() as u64 > MAX_FILE {
-        return None;
-    }
-    String::from_utf8(bytes).ok()
+    crate::input_limits::read_capped_string(path, MAX_FILE).ok()
 }
 
 /// Python's `repr` of a float. Rust's `{:?}` picks the same shortest digits and the same switch to
@@ -677,7 +712,11 @@ mod tests {
                        loop: !Context loop}";
 
     fn cx<'a>(context: &'a Mapping, base_dir: &'a Path) -> TagContext<'a> {
-        TagContext { context, base_dir }
+        TagContext {
+            context,
+            base_dir,
+            spent: Budget::default(),
+        }
     }
 
     fn run_in(src: &str, base: &Path) -> Result<Value, TagError> {

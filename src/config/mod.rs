@@ -192,11 +192,8 @@ pub fn read_source(path: &Path) -> Result<Source, ConfigErrors> {
             message,
         }])
     };
-    let meta = std::fs::metadata(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(fail(format!("file is larger than {MAX_CONFIG_BYTES} bytes")));
-    }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read file: {e}")))?;
+    let bytes = crate::input_limits::read_capped(path, MAX_CONFIG_BYTES)
+        .map_err(|e| fail(format!("cannot read file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| fail("file is not valid UTF-8".into()))?;
     let base_dir = path
         .parent()
@@ -218,6 +215,15 @@ fn expand_include(base: &Path, pattern: &str) -> Result<Vec<PathBuf>, String> {
 fn parse_raw(src: &Source) -> Result<raw::RawFile, ConfigError> {
     if src.text.trim().is_empty() {
         return Ok(raw::RawFile::default());
+    }
+    if let Err(e) = crate::input_limits::check_yaml_nesting(&src.text) {
+        return Err(ConfigError {
+            file: src.name.clone(),
+            line: e.line,
+            column: e.column,
+            path: String::new(),
+            message: e.message,
+        });
     }
     let de = serde_yaml::Deserializer::from_str(&src.text);
     match serde_path_to_error::deserialize::<_, raw::RawFile>(de) {

@@ -151,10 +151,23 @@ pub struct Limits {
     pub max_form_bytes: usize,
     /// Most client connections open at once (per process).
     pub max_connections: usize,
+    /// Time a client has to send a whole request header, from its first byte (from the accept
+    /// for a new connection). Slow senders are disconnected.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection waits for the next request.
+    pub keepalive_timeout: Duration,
+    /// How long shutdown waits for requests in flight before closing anyway.
+    pub shutdown_timeout: Duration,
 }
 
 /// Default bound on open client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default request header timeout: 10 seconds.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default keep-alive idle timeout: 60 seconds.
+pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default drain time at shutdown: 30 seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A protected application.
 #[derive(Debug, Clone)]

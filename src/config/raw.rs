@@ -100,6 +100,9 @@ pub struct RawLogout {
 pub struct RawLimits {
     pub max_form_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub header_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

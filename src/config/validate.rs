@@ -135,7 +135,37 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let session = session(&mut c, main);
     let identity = identity(&mut c, main, &base, &data_dir);
     let trusted_proxies = trusted(&mut c, main);
+    let raw_limits = main.limits.as_ref();
+    let header_timeout = c.duration(
+        0,
+        "limits.header_timeout".into(),
+        &raw_limits.and_then(|l| l.header_timeout.clone()),
+        DEFAULT_HEADER_TIMEOUT,
+    );
+    let keepalive_timeout = c.duration(
+        0,
+        "limits.keepalive_timeout".into(),
+        &raw_limits.and_then(|l| l.keepalive_timeout.clone()),
+        DEFAULT_KEEPALIVE_TIMEOUT,
+    );
+    let shutdown_timeout = c.duration(
+        0,
+        "limits.shutdown_timeout".into(),
+        &raw_limits.and_then(|l| l.shutdown_timeout.clone()),
+        DEFAULT_SHUTDOWN_TIMEOUT,
+    );
+    for (key, d) in [
+        ("limits.header_timeout", header_timeout),
+        ("limits.keepalive_timeout", keepalive_timeout),
+    ] {
+        if d.is_zero() {
+            c.err(0, key, "must be longer than 0s");
+        }
+    }
     let limits = Limits {
+        header_timeout,
+        keepalive_timeout,
+        shutdown_timeout,
         max_form_bytes: main
             .limits
             .as_ref()

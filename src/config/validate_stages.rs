@@ -53,13 +53,7 @@ pub(crate) fn secret(
     let path = file?;
     let base = c.sources.get(fi).map(|s| s.base_dir.clone()).unwrap_or_default();
     let full = base.join(path);
-    let read = std::fs::metadata(&full).and_then(|m| {
-        if m.len() > MAX_SECRET_BYTES {
-            Err(std::io::Error::other("file is too large for a secret"))
-        } else {
-            std::fs::read_to_string(&full)
-        }
-    });
+    let read = crate::input_limits::read_capped_string(&full, MAX_SECRET_BYTES);
     match read {
         Ok(v) if !v.trim_end_matches(['\r', '\n']).is_empty() => Some(v.trim_end_matches(['\r', '\n']).to_string()),
         Ok(_) => {

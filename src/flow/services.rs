@@ -41,7 +41,8 @@ impl MailTemplates {
         let mut env = minijinja::Environment::new();
         for (name, builtin) in MAIL_TEMPLATES {
             let src = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
-                Some(p) => std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?,
+                Some(p) => crate::input_limits::read_capped_string(&p, crate::input_limits::MAX_TEMPLATE_BYTES)
+                    .map_err(|e| format!("{}: {e}", p.display()))?,
                 None => (*builtin).to_string(),
             };
             env.add_template_owned(name.to_string(), src)

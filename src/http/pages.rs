@@ -80,7 +80,8 @@ impl Pages {
             let src = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
                 Some(p) => {
                     tracing::info!(template = %p.display(), "using an overridden template");
-                    std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?
+                    crate::input_limits::read_capped_string(&p, crate::input_limits::MAX_TEMPLATE_BYTES)
+                        .map_err(|e| format!("{}: {e}", p.display()))?
                 }
                 None => (*builtin).to_string(),
             };

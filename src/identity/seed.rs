@@ -5,6 +5,9 @@ use super::store::{NewUser, StoreError, UserStore};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
+
+/// Largest `password_file` read for a seed user.
+const MAX_PASSWORD_FILE_BYTES: u64 = 64 * 1024;
 use std::path::{Path, PathBuf};
 
 /// The seed file.
@@ -92,6 +95,9 @@ impl SeedFile {
         if src.trim().is_empty() {
             return Ok(Self::default());
         }
+        if let Err(e) = crate::input_limits::check_yaml_nesting(src) {
+            return Err(SeedError(format!("{name}:{}:{}: {}", e.line, e.column, e.message)));
+        }
         serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(src)).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
@@ -106,8 +112,8 @@ impl SeedFile {
 
     /// Reads a seed file; returns it with its directory.
     pub fn load(path: &Path) -> Result<(Self, PathBuf), SeedError> {
-        let src =
-            std::fs::read_to_string(path).map_err(|e| SeedError(format!("{}: cannot read: {e}", path.display())))?;
+        let src = crate::input_limits::read_capped_string(path, crate::config::MAX_CONFIG_BYTES)
+            .map_err(|e| SeedError(format!("{}: cannot read: {e}", path.display())))?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -160,7 +166,7 @@ fn password_of(u: &SeedUser, base: &Path) -> Result<SeedPassword, StoreError> {
     }
     if let Some(f) = &u.password_file {
         let p = base.join(f);
-        let s = std::fs::read_to_string(&p).map_err(|e| {
+        let s = crate::input_limits::read_capped_string(&p, MAX_PASSWORD_FILE_BYTES).map_err(|e| {
             StoreError::Invalid(format!(
                 "seed user {:?}: cannot read password file {}: {e}",
                 u.username,

@@ -269,6 +269,7 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        crate::listen::header_done(session);
         ctx.https = is_https(session);
         ctx.peer_ip = client_ip(session);
         let xff: Vec<&str> = session
@@ -534,6 +535,7 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut RequestCtx) {
+        crate::listen::request_done(session);
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
         tracing::debug!(
             method = %session.req_header().method,

@@ -32,7 +32,7 @@ pub enum TlsError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    crate::input_limits::read_capped(path, 1 << 20).map_err(|source| TlsError::Read {
         path: path.display().to_string(),
         source,
     })

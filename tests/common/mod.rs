@@ -24,6 +24,8 @@ pub struct Recorded {
     pub method: String,
     pub uri: String,
     pub headers: Vec<(String, String)>,
+    /// The request body as received (empty for upgrades).
+    pub body: Vec<u8>,
 }
 
 impl Recorded {
@@ -70,7 +72,8 @@ impl Upstream {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let seen = seen.clone();
                         async move {
-                            let rec = Recorded {
+                            let upgrade = req.headers().contains_key("upgrade");
+                            let mut rec = Recorded {
                                 method: req.method().to_string(),
                                 uri: req.uri().to_string(),
                                 headers: req
@@ -78,12 +81,19 @@ impl Upstream {
                                     .iter()
                                     .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
                                     .collect(),
+                                body: Vec::new(),
                             };
+                            if !upgrade {
+                                use http_body_util::BodyExt;
+                                if let Ok(b) = req.into_body().collect().await {
+                                    rec.body = b.to_bytes().to_vec();
+                                }
+                            }
                             seen.lock().unwrap().push(rec);
                             if !delay.is_zero() {
                                 tokio::time::sleep(delay).await;
                             }
-                            if req.headers().contains_key("upgrade") {
+                            if upgrade {
                                 let resp = Response::builder()
                                     .status(101)
                                     .header("connection", "upgrade")
@@ -132,15 +142,21 @@ pub const SEED: &str = "groups:\n  - { name: staff }\n  - { name: admins, parent
 
 /// The main config for a test: `apps` is YAML for the `apps:` list (use `UPSTREAM` as a
 /// placeholder for the upstream address), `extra` is appended at the top level.
-/// The main test config. Mail goes to `<dir>/mail` as files unless `extra` has its own `mail:`.
+/// The main test config. Mail goes to `<dir>/mail` as files unless `extra` has its own `mail:`;
+/// sessions last 2h (30m idle) unless `extra` has its own `session:`.
 pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::path::Path) -> String {
     let mail = if extra.lines().any(|l| l.starts_with("mail:")) {
         String::new()
     } else {
         format!("mail: {{ transport: file, dir: \"{}\" }}\n", dir.join("mail").display())
     };
+    let session = if extra.lines().any(|l| l.starts_with("session:")) {
+        ""
+    } else {
+        "session: { ttl: 2h, idle_timeout: 30m }\n"
+    };
     format!(
-        "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\nsession: {{ ttl: 2h, idle_timeout: 30m }}\n{mail}{extra}\napps:\n{}\n",
+        "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\n{session}{mail}{extra}\napps:\n{}\n",
         dir.display(),
         apps.replace("UPSTREAM", &upstream.to_string())
     )
@@ -375,4 +391,44 @@ pub fn shipped_flow_sources(base: &std::path::Path) -> Vec<Source> {
             base_dir: base.to_path_buf(),
         })
         .collect()
+}
+
+/// Every off-site `next` value of RED-1..9 in security-tests.md (and a few more spellings): each
+/// must fall back to `/`. (`/@evil.example` of RED-9 is a same-origin path by SPEC §3 and is
+/// tested on its own in `attacks.rs`.)
+pub const OFF_SITE_NEXT: &[&str] = &[
+    "//evil.com",
+    "/\\evil.com",
+    "https://evil.com",
+    "/%2F%2Fevil.com",
+    "javascript:alert(1)",
+    "/%5Cevil.com",
+    "\t//evil.com",
+    "HTTPS://evil.example/",
+    "%2F%2Fevil.example",
+    "data:text/html,x",
+    "JaVaScRiPt:alert(1)",
+    "http:evil.example",
+    "https:/evil.example",
+    "/ok\r\nSet-Cookie: x=1",
+    "/\t/evil.example",
+    "/ //evil.example",
+    "@evil.example",
+    "https://app.example@evil.example/",
+];
+
+/// Sends `request` as raw bytes on a new connection and returns everything read until the
+/// server closes it (send `Connection: close`) or 10 s pass.
+pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of a raw HTTP response ("" when there is none).
+pub fn raw_status(resp: &str) -> &str {
+    resp.split_whitespace().nth(1).unwrap_or("")
 }

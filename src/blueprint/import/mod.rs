@@ -234,6 +234,15 @@ impl Importer {
 
     /// Reads one file (YAML blueprint or legacy JSON). `context` overrides the file's own.
     pub fn add_file(&mut self, name: &str, text: &str, base_dir: &Path, context: &serde_yaml::Mapping) {
+        if let Err(e) = crate::input_limits::check_yaml_nesting(text) {
+            self.errors.push(ImportError {
+                file: name.into(),
+                line: e.line,
+                place: "document".into(),
+                message: e.message,
+            });
+            return;
+        }
         let doc: serde_yaml::Value = match serde_yaml::from_str(text) {
             Ok(d) => d,
             Err(e) => {
@@ -317,6 +326,7 @@ impl Importer {
         let tcx = TagContext {
             context: &ctx,
             base_dir,
+            spent: Default::default(),
         };
         for (index, (path, entry)) in entries.into_iter().enumerate() {
             let at = Place {
