@@ -120,6 +120,17 @@ pub fn framing_problem(h: &http::HeaderMap) -> Option<&'static str> {
     None
 }
 
+/// Whether a raw HTTP/1 request header has a `Content-Length` field. pingora removes
+/// `Content-Length` from the parsed header when `Transfer-Encoding` is present (RFC 9112 §6.3
+/// lets chunked win), so the refusal of both together (PROTO-1) looks at the bytes received.
+pub fn raw_has_content_length(raw: &[u8]) -> bool {
+    raw.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| line[..colon].eq_ignore_ascii_case(b"content-length"))
+    })
+}
+
 /// The client address: the socket peer, unless the peer is a trusted proxy; then the
 /// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Anything that
 /// does not parse stops the walk at the last trusted hop, so a forged or garbled header can
@@ -288,7 +299,15 @@ impl ProxyHttp for GatewayProxy {
             respond::write(session, r).await?;
             return Ok(true);
         }
-        if let Some(why) = framing_problem(&session.req_header().headers) {
+        let headers = &session.req_header().headers;
+        let dropped_length = headers.contains_key("transfer-encoding")
+            && raw_has_content_length(&session.downstream_session.to_h1_raw());
+        let framing = if dropped_length {
+            Some("Content-Length and Transfer-Encoding together are refused.")
+        } else {
+            framing_problem(headers)
+        };
+        if let Some(why) = framing {
             tracing::warn!(reason = why, "ambiguous request framing refused");
             session.set_keepalive(None);
             let r = Self::page(&ctx.state, 400, "Bad request", why, &[]);
@@ -563,6 +582,12 @@ mod tests {
             m
         };
         use super::framing_problem as f;
+        assert!(super::raw_has_content_length(
+            b"POST / HTTP/1.1\r\nHost: a\r\ncOnTeNt-LeNgTh: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!super::raw_has_content_length(
+            b"POST /content-length: HTTP/1.1\r\nX-A: content-length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
         assert!(f(&h(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_some());
         assert!(f(&h(&[("content-length", "5"), ("content-length", "6")])).is_some());
         assert!(f(&h(&[("transfer-encoding", "xchunked")])).is_some());
