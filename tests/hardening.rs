@@ -214,3 +214,59 @@ async fn kill_9_during_enrollment_loses_no_committed_user() {
     );
     store.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_bodies_over_max_body_bytes_get_413() {
+    let apps = "  - name: app\n    hosts: [small.test]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n    max_body_bytes: 1000\n  - name: big\n    hosts: [big.test]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
+    let gw = TestGateway::start_with(apps, "limits: { max_body_bytes: 3000 }\n").await;
+    let addr = gw.addr;
+    let post = |host: &str, body: &str, chunked: bool| {
+        let head = if chunked {
+            format!("POST /public/up HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+        } else {
+            format!(
+                "POST /public/up HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )
+        };
+        let mut req = head.into_bytes();
+        if chunked {
+            for part in body.as_bytes().chunks(500) {
+                req.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                req.extend_from_slice(part);
+                req.extend_from_slice(b"\r\n");
+            }
+            req.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            req.extend_from_slice(body.as_bytes());
+        }
+        req
+    };
+    // Announced too large: 413 and nothing reaches the app.
+    let req = post("small.test", &"a".repeat(2000), false);
+    let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+    assert_eq!(status_of(&resp), 413, "{resp}");
+    assert_eq!(gw.upstream.count(), 0);
+    // Streamed too large: refused (413, or the connection closed if the app answered first); the
+    // app never sees the whole body.
+    let req = post("small.test", &"b".repeat(2000), true);
+    let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+    assert_ne!(status_of(&resp), 200, "{resp}");
+    assert!(gw.upstream.requests().iter().all(|r| r.body.len() < 2000));
+    // Within the limit, with a length or chunked: forwarded intact.
+    for chunked in [false, true] {
+        let req = post("small.test", &"c".repeat(1000), chunked);
+        let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+        assert_eq!(status_of(&resp), 200, "{resp}");
+        assert_eq!(gw.upstream.last().body, "c".repeat(1000).into_bytes());
+    }
+    // The app without its own limit uses limits.max_body_bytes.
+    let req = post("big.test", &"d".repeat(2500), false);
+    let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+    assert_eq!(status_of(&resp), 200, "{resp}");
+    assert_eq!(gw.upstream.last().body.len(), 2500);
+    let req = post("big.test", &"e".repeat(3500), false);
+    let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
+    assert_eq!(status_of(&resp), 413, "{resp}");
+    gw.stop().await;
+}

@@ -151,6 +151,8 @@ pub struct Limits {
     pub max_form_bytes: usize,
     /// Most client connections open at once (per process).
     pub max_connections: usize,
+    /// Largest request body forwarded to an app, unless the app sets its own; `None`: no limit.
+    pub max_body_bytes: Option<u64>,
     /// Time a client has to send a whole request header, from its first byte (from the accept
     /// for a new connection). Slow senders are disconnected.
     pub header_timeout: Duration,
@@ -194,6 +196,8 @@ pub struct App {
     pub connect_timeout: Duration,
     /// Upstream read timeout.
     pub read_timeout: Duration,
+    /// Largest request body forwarded to the app (413 above); `None`: no limit.
+    pub max_body_bytes: Option<u64>,
 }
 
 /// Where an app's traffic goes.

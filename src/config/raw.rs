@@ -100,6 +100,7 @@ pub struct RawLogout {
 pub struct RawLimits {
     pub max_form_bytes: Option<usize>,
     pub max_connections: Option<usize>,
+    pub max_body_bytes: Option<u64>,
     pub header_timeout: Option<String>,
     pub keepalive_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
@@ -122,6 +123,7 @@ pub struct RawApp {
     pub authentication_flow: Option<String>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
+    pub max_body_bytes: Option<u64>,
 }
 
 /// `headers:` is either a preset name or a map of custom header names.

@@ -163,6 +163,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         }
     }
     let limits = Limits {
+        max_body_bytes: raw_limits.and_then(|l| l.max_body_bytes),
         header_timeout,
         keepalive_timeout,
         shutdown_timeout,
@@ -241,7 +242,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let logout = logout(&mut c, main, &flows, &default_flows);
     let mut apps = Vec::new();
     for (i, raw) in main.apps.iter().enumerate() {
-        if let Some(app) = super::validate_apps::app(&mut c, i, raw, &flows, &default_flows, &policies) {
+        if let Some(mut app) = super::validate_apps::app(&mut c, i, raw, &flows, &default_flows, &policies) {
+            app.max_body_bytes = raw.max_body_bytes.or(limits.max_body_bytes);
             if apps.iter().any(|a: &App| a.name == app.name) {
                 c.err(
                     0,

@@ -120,6 +120,7 @@ pub(crate) fn app(
         authentication_flow,
         connect_timeout,
         read_timeout,
+        max_body_bytes: raw.max_body_bytes,
     })
 }
 

@@ -75,6 +75,8 @@ pub struct RequestCtx {
     client_ip: Option<IpAddr>,
     /// The socket peer.
     peer_ip: Option<IpAddr>,
+    /// Request body bytes forwarded so far (for `max_body_bytes`).
+    body_bytes: u64,
 }
 
 fn is_https(session: &Session) -> bool {
@@ -276,6 +278,7 @@ impl ProxyHttp for GatewayProxy {
             https: false,
             client_ip: None,
             peer_ip: None,
+            body_bytes: 0,
         }
     }
 
@@ -422,6 +425,50 @@ impl ProxyHttp for GatewayProxy {
         Ok(false)
     }
 
+    /// A body announced larger than the app's `max_body_bytes` is refused before anything is
+    /// sent upstream.
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let limit = ctx.app.as_ref().and_then(|a| a.max_body_bytes);
+        let announced = session
+            .req_header()
+            .headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        match (limit, announced) {
+            (Some(limit), Some(len)) if len > limit => {
+                session.set_keepalive(None);
+                let r = Self::page(&ctx.state, 413, "Request too large", "The request body is too large.", &[]);
+                respond::write(session, r).await?;
+                Ok(false)
+            }
+            _ => Ok(true),
+        }
+    }
+
+    /// A body without a length (chunked) is counted as it streams; past the limit the request
+    /// fails with 413 (the app sees a cut-off request, never the excess).
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let Some(limit) = ctx.app.as_ref().and_then(|a| a.max_body_bytes) else {
+            return Ok(());
+        };
+        ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
+        if ctx.body_bytes > limit {
+            *body = None;
+            return Err(Error::explain(
+                ErrorType::HTTPStatus(413),
+                "request body larger than max_body_bytes",
+            ));
+        }
+        Ok(())
+    }
+
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let Some(app) = ctx.app.as_ref() else {
             return Err(Error::explain(ErrorType::InternalError, "no app chosen"));
@@ -520,6 +567,7 @@ impl ProxyHttp for GatewayProxy {
         };
         if code > 0 && session.response_written().is_none() {
             let page = match code {
+                413 => Self::page(&ctx.state, 413, "Request too large", "The request body is too large.", &[]),
                 504 => Self::page(
                     &ctx.state,
                     504,
