@@ -13,6 +13,7 @@ pub mod error;
 pub mod locate;
 pub mod model;
 pub mod raw;
+mod stage_model;
 mod validate;
 mod validate_apps;
 mod validate_flows;
@@ -192,8 +193,8 @@ pub fn read_source(path: &Path) -> Result<Source, ConfigErrors> {
             message,
         }])
     };
-    let bytes = crate::input_limits::read_capped(path, MAX_CONFIG_BYTES)
-        .map_err(|e| fail(format!("cannot read file: {e}")))?;
+    let bytes =
+        crate::input_limits::read_capped(path, MAX_CONFIG_BYTES).map_err(|e| fail(format!("cannot read file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|_| fail("file is not valid UTF-8".into()))?;
     let base_dir = path
         .parent()

@@ -1,0 +1,344 @@
+//! Validated stage definitions (`stages:`): one variant per stage type with its settings, and
+//! the value types they use (prompt fields, consent modes, device classes…). Built only by
+//! `validate_stages.rs`; re-exported from [`super::model`].
+
+use std::time::Duration;
+
+/// A validated stage definition.
+#[derive(Debug, Clone)]
+pub enum StageDef {
+    /// Who are you.
+    Identification {
+        /// Fields matched: `username`, `email`.
+        user_fields: Vec<String>,
+        /// Case-insensitive matching.
+        case_insensitive_matching: bool,
+        /// Continue with a fake user when unknown.
+        pretend_user_exists: bool,
+        /// Show the matched username rather than what was typed.
+        show_matched_user: bool,
+        /// Embedded password stage.
+        password_stage: Option<String>,
+        /// Flow linked as "Sign up".
+        enrollment_flow: Option<String>,
+        /// Flow linked as "Forgot password?".
+        recovery_flow: Option<String>,
+    },
+    /// Password check.
+    Password {
+        /// Cancel the flow after this many failures.
+        failed_attempts_before_cancel: u32,
+        /// Offer a show-password toggle.
+        allow_show_password: bool,
+    },
+    /// Log the pending user in.
+    UserLogin {
+        /// Session lifetime; `None` uses the session ttl.
+        session_duration: Option<Duration>,
+        /// Added to the lifetime when the user ticks "remember me"; `None` hides the choice.
+        remember_me_offset: Option<Duration>,
+        /// Delete the user's other sessions after login.
+        terminate_other_sessions: bool,
+    },
+    /// Log out.
+    UserLogout,
+    /// Always deny.
+    Deny {
+        /// Message shown.
+        deny_message: String,
+    },
+    /// Create or update the pending user from `prompt_data`.
+    UserWrite {
+        /// When to create a user.
+        user_creation_mode: UserCreationMode,
+        /// New users start inactive (activated later, e.g. by the email stage).
+        create_users_as_inactive: bool,
+        /// Group new users join.
+        create_users_group: Option<String>,
+    },
+    /// Delete the pending (logged-in) user and log out.
+    UserDelete,
+    /// Ask for values.
+    Prompt {
+        /// Fields in display order.
+        fields: Vec<PromptField>,
+        /// Policies the submitted values must pass (mode all).
+        validation_policies: Vec<String>,
+    },
+    /// Send a link by mail; the link resumes the flow.
+    Email {
+        /// Sender.
+        from_address: String,
+        /// Subject line.
+        subject: String,
+        /// Which built-in (or overridden) mail template.
+        template: EmailTemplate,
+        /// Lifetime of the link.
+        token_expiry: Duration,
+        /// Activate the user when the link is followed.
+        activate_user_on_success: bool,
+    },
+    /// Captcha verified through a siteverify endpoint.
+    Captcha(CaptchaSettings),
+    /// Ask the user to agree.
+    Consent {
+        /// How long an agreement lasts.
+        mode: ConsentMode,
+    },
+    /// Send the user elsewhere.
+    Redirect {
+        /// Where.
+        target: RedirectTarget,
+        /// Flow mode: carry the context into the target flow.
+        keep_context: bool,
+    },
+    /// Shows a page and continues (debugging).
+    Dummy {
+        /// Fail instead.
+        throw_error: bool,
+    },
+    /// Requires an invitation token.
+    Invitation {
+        /// Continue without one.
+        continue_flow_without_invitation: bool,
+    },
+    /// Sets up a TOTP authenticator.
+    AuthenticatorTotp {
+        /// 6 or 8.
+        digits: u32,
+        /// Device name.
+        friendly_name: String,
+    },
+    /// Creates recovery codes.
+    AuthenticatorStatic {
+        /// How many.
+        token_count: u32,
+    },
+    /// Checks a second factor.
+    AuthenticatorValidate {
+        /// Allowed device classes.
+        device_classes: Vec<DeviceClass>,
+        /// Without a device.
+        not_configured_action: NotConfiguredAction,
+        /// Setup stages offered by `configure`.
+        configuration_stages: Vec<String>,
+    },
+}
+
+/// `user_write.user_creation_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserCreationMode {
+    /// Never; a pending user is required.
+    NeverCreate,
+    /// When there is no pending user.
+    CreateWhenRequired,
+    /// Always create a new user.
+    AlwaysCreate,
+}
+
+/// One prompt field.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PromptField {
+    /// Key in `prompt_data` and in the response.
+    pub field_key: String,
+    /// Label.
+    pub label: String,
+    /// Field type (reference §4.7 spelling).
+    #[serde(rename = "type")]
+    pub kind: PromptKind,
+    /// Required.
+    pub required: bool,
+    /// Placeholder (the value of `hidden` and `static`).
+    pub placeholder: String,
+    /// Initial value.
+    pub initial_value: String,
+    /// Help text.
+    pub sub_text: String,
+    /// Sort key.
+    pub order: i64,
+    /// Choices of `radio-button-group` and `dropdown`.
+    pub choices: Vec<String>,
+}
+
+/// Prompt field types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptKind {
+    /// Text.
+    Text,
+    /// Multi-line text.
+    TextArea,
+    /// Text forced to its initial value.
+    TextReadOnly,
+    /// Multi-line text forced to its initial value.
+    TextAreaReadOnly,
+    /// A username not used by another user.
+    Username,
+    /// An email address.
+    Email,
+    /// A password (two of them must match).
+    Password,
+    /// An integer.
+    Number,
+    /// A boolean.
+    Checkbox,
+    /// One of the choices.
+    RadioButtonGroup,
+    /// One of the choices.
+    Dropdown,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// `YYYY-MM-DDTHH:MM[:SS]`.
+    DateTime,
+    /// A base64 data URI.
+    File,
+    /// A visual separator.
+    Separator,
+    /// Forced to the placeholder, not shown.
+    Hidden,
+    /// Forced to the placeholder, shown as text.
+    Static,
+    /// A locale code.
+    AkLocale,
+}
+
+impl PromptKind {
+    /// All types with their config spelling.
+    pub const ALL: &'static [(&'static str, PromptKind)] = &[
+        ("text", PromptKind::Text),
+        ("text_area", PromptKind::TextArea),
+        ("text_read_only", PromptKind::TextReadOnly),
+        ("text_area_read_only", PromptKind::TextAreaReadOnly),
+        ("username", PromptKind::Username),
+        ("email", PromptKind::Email),
+        ("password", PromptKind::Password),
+        ("number", PromptKind::Number),
+        ("checkbox", PromptKind::Checkbox),
+        ("radio-button-group", PromptKind::RadioButtonGroup),
+        ("dropdown", PromptKind::Dropdown),
+        ("date", PromptKind::Date),
+        ("date-time", PromptKind::DateTime),
+        ("file", PromptKind::File),
+        ("separator", PromptKind::Separator),
+        ("hidden", PromptKind::Hidden),
+        ("static", PromptKind::Static),
+        ("ak-locale", PromptKind::AkLocale),
+    ];
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("text")
+    }
+}
+
+/// Built-in mail templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailTemplate {
+    /// "Confirm your address" (enrollment).
+    AccountConfirmation,
+    /// "Reset your password" (recovery).
+    PasswordReset,
+}
+
+impl EmailTemplate {
+    /// Template file stem.
+    pub fn name(self) -> &'static str {
+        match self {
+            EmailTemplate::AccountConfirmation => "account_confirmation",
+            EmailTemplate::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// Captcha stage settings.
+#[derive(Debug, Clone)]
+pub struct CaptchaSettings {
+    /// Site key shown to the browser.
+    pub public_key: String,
+    /// Secret sent to siteverify.
+    pub private_key: String,
+    /// Interactive widget.
+    pub interactive: bool,
+    /// Lowest score accepted (-1: none).
+    pub score_min_threshold: f64,
+    /// Highest score accepted (-1: none).
+    pub score_max_threshold: f64,
+    /// Check success and score.
+    pub error_on_invalid_score: bool,
+    /// Widget script.
+    pub js_url: String,
+    /// siteverify endpoint.
+    pub api_url: String,
+    /// Deadline of one verification.
+    pub timeout: Duration,
+}
+
+/// Consent modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentMode {
+    /// Ask every time.
+    AlwaysRequire,
+    /// Ask once.
+    Permanent,
+    /// Ask again after this long.
+    Expiring(Duration),
+}
+
+/// Redirect targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedirectTarget {
+    /// A URL (relative paths or http(s) URLs).
+    Static(String),
+    /// Another flow, by slug.
+    Flow(String),
+}
+
+/// Authenticator device classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceClass {
+    /// TOTP apps.
+    Totp,
+    /// Recovery codes.
+    Static,
+}
+
+/// What authenticator_validate does for a user without a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotConfiguredAction {
+    /// Continue.
+    Skip,
+    /// Deny.
+    Deny,
+    /// Run a configuration stage.
+    Configure,
+}
+
+impl StageDef {
+    /// The `type:` spelling.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StageDef::Identification { .. } => "identification",
+            StageDef::Password { .. } => "password",
+            StageDef::UserLogin { .. } => "user_login",
+            StageDef::UserLogout => "user_logout",
+            StageDef::Deny { .. } => "deny",
+            StageDef::UserWrite { .. } => "user_write",
+            StageDef::UserDelete => "user_delete",
+            StageDef::Prompt { .. } => "prompt",
+            StageDef::Email { .. } => "email",
+            StageDef::Captcha(_) => "captcha",
+            StageDef::Consent { .. } => "consent",
+            StageDef::Redirect { .. } => "redirect",
+            StageDef::Dummy { .. } => "dummy",
+            StageDef::Invitation { .. } => "invitation",
+            StageDef::AuthenticatorTotp { .. } => "authenticator_totp",
+            StageDef::AuthenticatorStatic { .. } => "authenticator_static",
+            StageDef::AuthenticatorValidate { .. } => "authenticator_validate",
+        }
+    }
+}
