@@ -18,6 +18,7 @@ mod validate;
 mod validate_apps;
 mod validate_flows;
 mod validate_policies;
+mod validate_services;
 mod validate_stages;
 
 pub use error::{ConfigError, ConfigErrors};

@@ -234,9 +234,9 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     }
 
     let flow_slugs: Vec<String> = flow_src.keys().cloned().collect();
-    let mail = super::validate_stages::mail(&mut c, main, &base, &data_dir);
-    let ui = super::validate_stages::ui(&mut c, main, &base);
-    let rate_limits = super::validate_stages::rate_limits(&mut c, main);
+    let mail = super::validate_services::mail(&mut c, main, &base, &data_dir);
+    let ui = super::validate_services::ui(&mut c, main, &base);
+    let rate_limits = super::validate_services::rate_limits(&mut c, main);
     super::validate_stages::check_refs(&mut c, &parsed.files, &stages, &policies, &flow_slugs, mail.is_some());
     let default_flows = default_flows(&mut c, main, &flows);
     let logout = logout(&mut c, main, &flows, &default_flows);

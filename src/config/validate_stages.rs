@@ -1,12 +1,11 @@
 //! Validation of the stage catalogue beyond the login core (user_write, prompt, email, captcha,
-//! consent, redirect, dummy, invitation, authenticators), and of the `mail:` and `ui:` blocks.
+//! consent, redirect, dummy, invitation, authenticators) and of the references between stages,
+//! policies and flows. The `mail:`, `ui:` and `rate_limits:` blocks are in `validate_services.rs`.
 
 use super::model::*;
 use super::raw::*;
 use super::validate::{known, Collector};
-use crate::outbound::mail::{MailTransport, SmtpSecurity};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 /// Default captcha endpoints (reCAPTCHA, as authentik).
@@ -71,7 +70,7 @@ pub(crate) fn secret(
     }
 }
 
-fn url_ok(u: &str) -> bool {
+pub(crate) fn url_ok(u: &str) -> bool {
     (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.chars().any(char::is_whitespace)
 }
 
@@ -542,139 +541,4 @@ pub(crate) fn check_refs(
             }
         }
     }
-}
-
-/// `mail:`.
-pub(crate) fn mail(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir: &Path) -> Option<MailSettings> {
-    let m = main.mail.as_ref()?;
-    let public_url = m.public_url.clone();
-    if let Some(u) = &public_url {
-        if !url_ok(u) || u.ends_with('/') {
-            c.err(
-                0,
-                "mail.public_url",
-                format!("invalid URL {u:?} (expected http(s)://host[:port], no trailing slash)"),
-            );
-        }
-    }
-    let transport = match m.transport.as_deref().unwrap_or("smtp") {
-        "file" => {
-            for (key, set) in [
-                ("host", m.host.is_some()),
-                ("port", m.port.is_some()),
-                ("security", m.security.is_some()),
-                ("username", m.username.is_some()),
-            ] {
-                if set {
-                    c.err(0, format!("mail.{key}"), "only the smtp transport takes this");
-                }
-            }
-            MailTransport::File {
-                dir: m
-                    .dir
-                    .as_deref()
-                    .map(|d| base.join(d))
-                    .unwrap_or_else(|| data_dir.join("mail")),
-            }
-        }
-        "smtp" => {
-            if m.dir.is_some() {
-                c.err(0, "mail.dir", "only the file transport takes this");
-            }
-            let security = c.choice(
-                0,
-                "mail.security".into(),
-                &m.security,
-                SmtpSecurity::StartTls,
-                &[
-                    ("starttls", SmtpSecurity::StartTls),
-                    ("tls", SmtpSecurity::Tls),
-                    ("none", SmtpSecurity::None),
-                ],
-            );
-            let password = secret(
-                c,
-                0,
-                "mail",
-                None,
-                m.password_env.as_ref(),
-                m.password_file.as_ref(),
-                "password",
-            );
-            if password.is_some() && m.username.is_none() {
-                c.err(0, "mail.username", "a password is set but no username");
-            }
-            MailTransport::Smtp {
-                host: m.host.clone().unwrap_or_else(|| "localhost".into()),
-                port: m.port.unwrap_or(match security {
-                    SmtpSecurity::Tls => 465,
-                    SmtpSecurity::StartTls => 587,
-                    SmtpSecurity::None => 25,
-                }),
-                security,
-                username: m.username.clone(),
-                password,
-                timeout: c.duration(0, "mail.timeout".into(), &m.timeout, Duration::from_secs(10)),
-                ca_file: m.ca_file.as_deref().map(|f| base.join(f)),
-            }
-        }
-        other => {
-            c.err(
-                0,
-                "mail.transport",
-                format!("unknown value {other:?} (expected one of: smtp, file)"),
-            );
-            return None;
-        }
-    };
-    Some(MailSettings { transport, public_url })
-}
-
-/// `ui:`.
-pub(crate) fn ui(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> UiSettings {
-    let Some(u) = main.ui.as_ref() else {
-        return UiSettings {
-            title: "flowgate".into(),
-            templates: None,
-        };
-    };
-    let templates = u.templates.as_deref().map(|t| base.join(t));
-    if let Some(t) = &templates {
-        if !t.is_dir() {
-            c.err(0, "ui.templates", format!("{} is not a directory", t.display()));
-        }
-    }
-    UiSettings {
-        title: u.title.clone().unwrap_or_else(|| "flowgate".into()),
-        templates,
-    }
-}
-
-/// `rate_limits:`; absent keys keep their defaults, `off` disables one.
-pub(crate) fn rate_limits(c: &mut Collector<'_>, main: &RawFile) -> crate::flow::ratelimit::RateLimitSettings {
-    use crate::flow::ratelimit::Limit;
-    let mut s = crate::flow::ratelimit::RateLimitSettings::default();
-    let Some(r) = main.rate_limits.as_ref() else {
-        return s;
-    };
-    for (key, raw, slot) in [
-        ("password_per_ip", &r.password_per_ip, &mut s.password_per_ip),
-        (
-            "password_per_username",
-            &r.password_per_username,
-            &mut s.password_per_username,
-        ),
-        ("code_per_ip", &r.code_per_ip, &mut s.code_per_ip),
-        ("code_per_username", &r.code_per_username, &mut s.code_per_username),
-    ] {
-        match raw.as_deref() {
-            None => {}
-            Some("off") => *slot = None,
-            Some(v) => match Limit::parse(v) {
-                Ok(l) => *slot = Some(l),
-                Err(e) => c.err(0, format!("rate_limits.{key}"), format!("{e}, or off")),
-            },
-        }
-    }
-    s
 }
