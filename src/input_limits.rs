@@ -95,7 +95,11 @@ mod tests {
 
     #[test]
     fn ordinary_nesting_passes_and_deep_nesting_names_its_place() {
-        let ok = format!("a: {}1{}\n", "[".repeat(MAX_YAML_DEPTH - 1), "]".repeat(MAX_YAML_DEPTH - 1));
+        let ok = format!(
+            "a: {}1{}\n",
+            "[".repeat(MAX_YAML_DEPTH - 1),
+            "]".repeat(MAX_YAML_DEPTH - 1)
+        );
         assert_eq!(check_yaml_nesting(&ok), Ok(()));
         let deep = format!("a:\n  b: {}1{}\n", "[".repeat(200), "]".repeat(200));
         let e = check_yaml_nesting(&deep).expect_err("200 levels accepted");
@@ -115,8 +119,14 @@ mod tests {
         let f = dir.join("f.txt");
         std::fs::write(&f, "12345").unwrap();
         assert_eq!(read_capped(&f, 5).unwrap(), b"12345");
-        assert!(read_capped(&f, 4).unwrap_err().to_string().contains("larger than 4 bytes"));
-        assert!(read_capped(&dir, 10).unwrap_err().to_string().contains("not a regular file"));
+        assert!(read_capped(&f, 4)
+            .unwrap_err()
+            .to_string()
+            .contains("larger than 4 bytes"));
+        assert!(read_capped(&dir, 10)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
         assert!(read_capped(Path::new("/dev/zero"), 10)
             .unwrap_err()
             .to_string()

@@ -39,10 +39,9 @@ async fn smuggling_and_oversized_requests_never_reach_the_upstream() {
     // drops the length (RFC 9112 §6.3) before our filter runs; the gateway looks at the raw
     // header and answers 400, forwarding nothing, in any spelling of the field name.
     for cl in ["Content-Length", "content-length", "CONTENT-LENGTH"] {
-        let req = format!(
-            "POST /public/a HTTP/1.1\r\nHost: x\r\n{cl}: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
-        )
-        .into_bytes();
+        let req =
+            format!("POST /public/a HTTP/1.1\r\nHost: x\r\n{cl}: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG")
+                .into_bytes();
         let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
         assert_eq!(status_of(&resp), 400, "{resp}");
         assert_eq!(gw.upstream.count(), 0, "ambiguous framing forwarded");
@@ -222,7 +221,9 @@ async fn proxied_bodies_over_max_body_bytes_get_413() {
     let addr = gw.addr;
     let post = |host: &str, body: &str, chunked: bool| {
         let head = if chunked {
-            format!("POST /public/up HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+            format!(
+                "POST /public/up HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            )
         } else {
             format!(
                 "POST /public/up HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",

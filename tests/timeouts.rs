@@ -76,25 +76,35 @@ async fn a_silent_connection_and_an_idle_keep_alive_are_closed() {
     let gw = TestGateway::start_with(DEFAULT_APP, LIMITS).await;
     // Connects and sends nothing: closed after the header timeout, with nothing sent back.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    let got = until_closed(&mut s, Duration::from_secs(10)).await.expect("silent connection kept open");
+    let got = until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("silent connection kept open");
     assert!(got.is_empty());
 
     // One full request, then idle: the response arrives, then the connection is closed after
     // the keep-alive timeout (not after the shorter header timeout).
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: app.example\r\n\r\n").await.unwrap();
-    let got = until_closed(&mut s, Duration::from_secs(10)).await.expect("idle keep-alive kept open");
+    s.write_all(b"GET /public/x HTTP/1.1\r\nHost: app.example\r\n\r\n")
+        .await
+        .unwrap();
+    let got = until_closed(&mut s, Duration::from_secs(10))
+        .await
+        .expect("idle keep-alive kept open");
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 
     // A keep-alive connection used again before the idle timeout serves the second request.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"GET /public/1 HTTP/1.1\r\nHost: app.example\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /public/1 HTTP/1.1\r\nHost: app.example\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = vec![0u8; 4096];
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     tokio::time::sleep(Duration::from_millis(1500)).await; // longer than the header timeout
-    s.write_all(b"GET /public/2 HTTP/1.1\r\nHost: app.example\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /public/2 HTTP/1.1\r\nHost: app.example\r\n\r\n")
+        .await
+        .unwrap();
     let n = s.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
     let paths: Vec<String> = gw.upstream.requests().into_iter().map(|r| r.uri).collect();
@@ -111,9 +121,11 @@ async fn a_slow_upstream_and_a_slow_body_are_not_cut_by_the_header_timeout() {
     assert_eq!(r.status(), 200);
     // A body sent in pieces over 2 s, after a complete header.
     let mut s = TcpStream::connect(gw.addr).await.unwrap();
-    s.write_all(b"POST /public/upload HTTP/1.1\r\nHost: app.example\r\nContent-Length: 20\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"POST /public/upload HTTP/1.1\r\nHost: app.example\r\nContent-Length: 20\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(500)).await;
         s.write_all(b"12345").await.unwrap();
@@ -122,7 +134,10 @@ async fn a_slow_upstream_and_a_slow_body_are_not_cut_by_the_header_timeout() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     let last = gw.upstream.last();
-    assert_eq!((last.uri.as_str(), last.body.as_slice()), ("/public/upload", &b"12345123451234512345"[..]));
+    assert_eq!(
+        (last.uri.as_str(), last.body.as_slice()),
+        ("/public/upload", &b"12345123451234512345"[..])
+    );
     gw.stop().await;
 }
 
@@ -141,7 +156,10 @@ async fn shutdown_lets_requests_in_flight_finish_and_refuses_new_ones() {
     let addr = gw.addr;
     let stop = tokio::spawn(running.shutdown());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(TcpStream::connect(addr).await.is_err(), "new connections accepted while draining");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "new connections accepted while draining"
+    );
     assert_eq!(in_flight.await.unwrap().expect("request in flight was cut"), 200);
     stop.await.unwrap();
 }

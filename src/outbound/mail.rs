@@ -216,7 +216,8 @@ impl fmt::Debug for Mailer {
 fn tls_parameters(host: &str, ca_file: Option<&Path>) -> Result<TlsParameters, MailError> {
     let mut params = TlsParameters::builder(host.to_string());
     if let Some(path) = ca_file {
-        let pem = crate::input_limits::read_capped(path, 1 << 20).map_err(|e| MailError::Io(format!("{}: {e}", path.display())))?;
+        let pem = crate::input_limits::read_capped(path, 1 << 20)
+            .map_err(|e| MailError::Io(format!("{}: {e}", path.display())))?;
         let found = rustls_pemfile::certs(&mut pem.as_slice()).filter(|c| c.is_ok()).count();
         if found == 0 {
             return Err(MailError::Io(format!("{}: no PEM certificate found", path.display())));
