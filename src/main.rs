@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flowgate::config::{Config, Source};
-use flowgate::identity::{HashParams, NewUser, PasswordHasher, UserStore};
-use std::io::{BufRead, Write};
+use flowgate::identity::{HashParams, PasswordHasher, UserStore};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +16,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for bad configuration or usage (EX_USAGE).
 const EXIT_USAGE: u8 = 64;
+
+#[path = "cli/accounts.rs"]
+mod accounts;
+use accounts::{invitation_cmd, open_store, read_password, user_cmd, InvitationCmd, UserCmd};
 
 #[derive(Parser)]
 #[command(
@@ -120,67 +124,6 @@ enum Cmd {
         /// Host names (repeatable).
         #[arg(long = "host", default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()])]
         hosts: Vec<String>,
-    },
-}
-
-#[derive(Subcommand)]
-enum UserCmd {
-    /// Add a user; the password is read from standard input.
-    Add {
-        /// Username.
-        username: String,
-        /// Email.
-        #[arg(long, default_value = "")]
-        email: String,
-        /// Display name.
-        #[arg(long, default_value = "")]
-        name: String,
-        /// Group (repeatable).
-        #[arg(long = "group")]
-        groups: Vec<String>,
-        /// Superuser.
-        #[arg(long)]
-        superuser: bool,
-    },
-    /// Set a user's password, read from standard input.
-    Passwd {
-        /// Username.
-        username: String,
-    },
-    /// List users.
-    List,
-    /// Delete a user.
-    Delete {
-        /// Username.
-        username: String,
-    },
-}
-
-#[derive(Subcommand)]
-enum InvitationCmd {
-    /// Create an invitation and print its token.
-    Create {
-        /// Unique name.
-        name: String,
-        /// Only for this flow (recommended).
-        #[arg(long)]
-        flow: Option<String>,
-        /// Lifetime, e.g. 7d; never expires when absent.
-        #[arg(long)]
-        expires: Option<String>,
-        /// Deleted on first use.
-        #[arg(long)]
-        single_use: bool,
-        /// JSON object merged over the prompt data (e.g. '{"email":"a@b.c"}').
-        #[arg(long, default_value = "{}")]
-        fixed_data: String,
-    },
-    /// List invitations.
-    List,
-    /// Delete an invitation.
-    Delete {
-        /// Name.
-        name: String,
     },
 }
 
@@ -502,151 +445,6 @@ fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// The user store the config names.
-async fn open_store(cfg: &Config) -> anyhow::Result<UserStore> {
-    let a = cfg.identity.argon2;
-    Ok(UserStore::open(
-        &cfg.identity.database,
-        PasswordHasher::new(HashParams {
-            memory_kib: a.memory_kib,
-            iterations: a.iterations,
-            parallelism: a.parallelism,
-        }),
-    )
-    .await?)
-}
-
-async fn invitation_cmd(store: &UserStore, action: InvitationCmd) -> anyhow::Result<ExitCode> {
-    use flowgate::session::clock::Clock;
-    let now_ms = flowgate::session::clock::SystemClock.now_ms();
-    match action {
-        InvitationCmd::Create {
-            name,
-            flow,
-            expires,
-            single_use,
-            fixed_data,
-        } => {
-            let expires_ms = match expires.as_deref().map(flowgate::config::duration::parse_duration) {
-                None => None,
-                Some(Ok(d)) => Some(now_ms.saturating_add(d.as_millis() as u64) as i64),
-                Some(Err(e)) => {
-                    eprintln!("--expires: {e}");
-                    return Ok(ExitCode::from(64));
-                }
-            };
-            let fixed = match serde_json::from_str::<serde_json::Value>(&fixed_data) {
-                Ok(serde_json::Value::Object(m)) => m,
-                _ => {
-                    eprintln!("--fixed-data: expected a JSON object");
-                    return Ok(ExitCode::from(64));
-                }
-            };
-            let inv = store
-                .create_invitation(&name, flow.as_deref(), expires_ms, single_use, fixed, now_ms)
-                .await?;
-            println!("{}", inv.token);
-            match &inv.flow {
-                Some(f) => eprintln!(
-                    "invitation {:?} created; link: /.flowgate/flow/{f}/?itoken={}",
-                    inv.name, inv.token
-                ),
-                None => eprintln!(
-                    "invitation {:?} created; add ?itoken={} to the flow's URL",
-                    inv.name, inv.token
-                ),
-            }
-        }
-        InvitationCmd::List => {
-            for i in store.list_invitations().await? {
-                println!(
-                    "{}\tflow={}\texpires_ms={}\tsingle_use={}",
-                    i.name,
-                    i.flow.as_deref().unwrap_or("*"),
-                    i.expires_ms.map(|e| e.to_string()).unwrap_or_else(|| "never".into()),
-                    i.single_use
-                );
-            }
-        }
-        InvitationCmd::Delete { name } => {
-            if !store.delete_invitation(&name).await? {
-                eprintln!("no invitation named {name:?}");
-                return Ok(ExitCode::from(1));
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn user_cmd(store: &UserStore, action: UserCmd) -> anyhow::Result<()> {
-    match action {
-        UserCmd::Add {
-            username,
-            email,
-            name,
-            groups,
-            superuser,
-        } => {
-            let password = read_password("Password: ")?;
-            let u = store
-                .create_user(NewUser {
-                    username,
-                    email,
-                    name,
-                    password: Some(password),
-                    groups,
-                    attributes: Default::default(),
-                    is_active: true,
-                    is_superuser: superuser,
-                })
-                .await?;
-            println!("created user {} (uid {})", u.username, u.uid);
-        }
-        UserCmd::Passwd { username } => {
-            let password = read_password("New password: ")?;
-            store.set_password(&username, &password).await?;
-            println!("password changed for {username}");
-        }
-        UserCmd::List => {
-            for u in store.list_users().await? {
-                println!(
-                    "{}\t{}\t{}\t{}{}",
-                    u.username,
-                    u.email,
-                    u.groups.join(","),
-                    if u.is_active { "active" } else { "inactive" },
-                    if u.is_superuser { "\tsuperuser" } else { "" }
-                );
-            }
-        }
-        UserCmd::Delete { username } => {
-            if store.delete_user(&username).await? {
-                println!("deleted {username}");
-            } else {
-                anyhow::bail!("no user named {username}");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Reads one line from standard input (a password; never echoed back or logged).
-fn read_password(prompt: &str) -> anyhow::Result<String> {
-    let stdin = std::io::stdin();
-    if std::io::IsTerminal::is_terminal(&stdin) {
-        eprint!("{prompt}");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    stdin
-        .lock()
-        .read_line(&mut line)
-        .context("reading password from standard input")?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_string();
-    anyhow::ensure!(!pw.is_empty(), "empty password");
-    Ok(pw)
 }
 
 async fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
