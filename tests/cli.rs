@@ -66,6 +66,57 @@ fn user_commands_manage_the_database() {
     assert!(out.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{out}");
 }
 
+#[test]
+fn invitation_commands_manage_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("f.yaml");
+    std::fs::write(
+        &cfg,
+        "listen: { http: \"127.0.0.1:0\" }\nidentity: { database: \"sqlite://db/users.db\" }\n",
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let inv = |args: &[&str]| {
+        let mut all = vec!["invitation", "-c", c];
+        all.extend_from_slice(args);
+        run(&all, "")
+    };
+    let (code, out, err) = inv(&[
+        "create",
+        "team",
+        "--expires",
+        "7d",
+        "--single-use",
+        "--fixed-data",
+        "{\"email\":\"a@b.test\"}",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let token = out.trim().to_string();
+    assert!(token.len() >= 32, "{out}");
+    assert!(err.contains("?itoken="), "{err}");
+    let (code, out, _) = inv(&["list"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("team\tflow=*\texpires_ms="), "{out}");
+    assert!(out.contains("single_use=true") && !out.contains(&token), "{out}");
+    // Bad input: each a usage error, nothing created.
+    for (args, why) in [
+        (&["create", "x", "--flow", "nope"][..], "unknown flow"),
+        (&["create", "x", "--expires", "soon"][..], "--expires"),
+        (&["create", "x", "--fixed-data", "[1]"][..], "--fixed-data"),
+    ] {
+        let (code, _, err) = inv(args);
+        assert_eq!(code, 64, "{args:?}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    let (_, out, _) = inv(&["list"]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (code, _, _) = inv(&["delete", "team"]);
+    assert_eq!(code, 0);
+    let (code, _, err) = inv(&["delete", "team"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no invitation named"), "{err}");
+}
+
 #[tokio::test]
 async fn demo_serves_a_login_in_front_of_the_echo_app() {
     let mut child = Command::new(BIN)
