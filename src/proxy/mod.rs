@@ -3,28 +3,31 @@
 //! reserved prefix to `http`, and does the header work itself (strip, then set).
 //!
 //! ```text
-//! request_filter ─┬─ reserved prefix / logout ─▶ http::Ui (answered here, never forwarded)
-//!                 ├─ no app ─▶ 404 page
-//!                 ├─ skip-auth (unambiguous path) ─▶ forward, no identity
-//!                 ├─ session ─▶ app policies ─▶ forward with identity | 403 page
-//!                 └─ none ─▶ browser 302 to the flow | API 401 JSON
+//! request_filter ─┬─ /.flowgate/auth/{nginx,traefik} ─▶ forward_auth (answered here, never forwarded)
+//!                 ├─ reserved prefix / logout ─▶ http::Ui (answered here, never forwarded)
+//!                 └─ decide::decide (shared with forward_auth):
+//!                    ├─ no app ─▶ 404 page
+//!                    ├─ skip-auth (unambiguous path) ─▶ forward, no identity
+//!                    ├─ session ─▶ app policies ─▶ forward with identity | 403 page
+//!                    └─ none ─▶ browser 302 to the flow | API 401 JSON
 //! upstream_peer ─▶ the app's upstream with its timeouts
 //! upstream_request_filter ─▶ strip identity spellings + our cookie, set identity + X-Forwarded-*
 //! fail_to_proxy ─▶ 502 / 504 pages
 //! ```
 
+mod decide;
+mod forward_auth;
 pub mod headers;
 pub mod path;
 mod respond;
 
-use crate::config::{App, Designation, PolicyDef, RESERVED_PREFIX};
-use crate::flow::executor::subject_of_identity;
-use crate::flow::policies::{self, PolicyInput};
+use crate::config::{App, PolicyDef, RESERVED_PREFIX};
 use crate::http::{HttpRequest, HttpResponse, Ui};
 use crate::routing::Router;
 use crate::session::{self, Identity, SessionStore};
 use async_trait::async_trait;
 use bytes::Bytes;
+use decide::Verdict;
 use headers::StripSet;
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
@@ -211,27 +214,44 @@ impl GatewayProxy {
         Ok(true)
     }
 
+    /// A forward-auth endpoint (see [`forward_auth`]): answered here, never forwarded.
+    async fn forward_auth(session: &mut Session, ctx: &mut RequestCtx, kind: forward_auth::Kind) -> Result<bool> {
+        let trusted = &ctx.state.trusted_proxies;
+        let peer_trusted = ctx.peer_ip.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
+        let a = {
+            let h = session.req_header();
+            let caller = forward_auth::Caller {
+                headers: &h.headers,
+                method: h.method.as_str(),
+                peer_trusted,
+                https: ctx.https,
+                client_ip: ctx.client_ip,
+            };
+            forward_auth::answer(&ctx.state, kind, &caller).await
+        };
+        // An auth request carries no body; if one was sent anyway, do not reuse the connection.
+        let h = &session.req_header().headers;
+        if h.contains_key("transfer-encoding") || h.get("content-length").is_some_and(|v| v.as_bytes() != b"0") {
+            session.set_keepalive(None);
+        }
+        ctx.app = a.app;
+        ctx.identity = a.user;
+        respond::write_with(session, a.response, &a.identity).await?;
+        Ok(true)
+    }
+
     async fn login_redirect(
         state: &ProxyState,
         session: &Session,
         app: &App,
         client_ip: Option<IpAddr>,
     ) -> HttpResponse {
-        let slug = match &app.authentication_flow {
-            Some(s) => Some(s.clone()),
-            None => {
-                let input = PolicyInput {
-                    client_ip,
-                    now_ms: state.sessions.clock().now_ms(),
-                    ..Default::default()
-                };
-                let reg = state.ui.executor.registry();
-                reg.select(Designation::Authentication, &input)
-                    .await
-                    .map(|f| f.slug.clone())
-            }
+        let h = session.req_header();
+        let original = match h.uri.query() {
+            Some(q) => format!("{}?{q}", h.uri.path()),
+            None => h.uri.path().to_string(),
         };
-        let Some(slug) = slug else {
+        let Some(login_url) = decide::login_url(state, app, client_ip, &original).await else {
             return Self::page(
                 state,
                 404,
@@ -240,15 +260,6 @@ impl GatewayProxy {
                 &[],
             );
         };
-        let h = session.req_header();
-        let original = match h.uri.query() {
-            Some(q) => format!("{}?{q}", h.uri.path()),
-            None => h.uri.path().to_string(),
-        };
-        let next = form_urlencoded::Serializer::new(String::new())
-            .append_pair("next", &original)
-            .finish();
-        let login_url = format!("{RESERVED_PREFIX}flow/{slug}/?{next}");
         let browser = h
             .headers
             .get("accept")
@@ -317,112 +328,66 @@ impl ProxyHttp for GatewayProxy {
             respond::write(session, r).await?;
             return Ok(true);
         }
-        let raw_path = session.req_header().uri.path().to_string();
+        let raw_path = session.req_header().uri.path();
         if raw_path.starts_with(RESERVED_PREFIX) || raw_path == ctx.state.logout_path {
+            if let Some(kind) = forward_auth::kind_of(raw_path) {
+                return Self::forward_auth(session, ctx, kind).await;
+            }
             return Self::ui(session, ctx).await;
         }
-        let Some(norm) = path::normalise(&raw_path) else {
-            respond::write(
-                session,
-                Self::page(&ctx.state, 400, "Bad request", "The request path is not valid.", &[]),
-            )
-            .await?;
-            return Ok(true);
-        };
-        if norm.path.starts_with(RESERVED_PREFIX) || norm.path == ctx.state.logout_path {
-            // A disguised spelling of a reserved path is never forwarded.
-            respond::write(
-                session,
-                Self::page(&ctx.state, 400, "Bad request", "The request path is not valid.", &[]),
-            )
-            .await?;
-            return Ok(true);
-        }
-        let host = {
+        let verdict = {
             let h = session.req_header();
-            h.uri
+            let host = h
+                .uri
                 .host()
-                .map(str::to_string)
-                .or_else(|| h.headers.get("host").and_then(|v| v.to_str().ok()).map(str::to_string))
+                .or_else(|| h.headers.get("host").and_then(|v| v.to_str().ok()));
+            let facts = decide::Facts {
+                host,
+                raw_path: h.uri.path(),
+                method: h.method.as_str(),
+                headers: &h.headers,
+                https: ctx.https,
+                client_ip: ctx.client_ip,
+            };
+            decide::decide(&ctx.state, &facts).await
         };
-        let Some(app) = ctx.state.router.route(host.as_deref(), &norm.path).cloned() else {
-            respond::write(
-                session,
+        let r = match verdict {
+            Verdict::Anonymous(app) => {
+                ctx.app = Some(app);
+                return Ok(false);
+            }
+            Verdict::Allow(app, who) => {
+                ctx.app = Some(app);
+                ctx.identity = Some(who);
+                return Ok(false);
+            }
+            Verdict::BadPath => Self::page(&ctx.state, 400, "Bad request", "The request path is not valid.", &[]),
+            Verdict::NoApp => Self::page(
+                &ctx.state,
+                404,
+                "Not found",
+                "No application is configured for this address.",
+                &[],
+            ),
+            Verdict::Login(app) => {
+                let r = Self::login_redirect(&ctx.state, session, &app, ctx.client_ip).await;
+                ctx.app = Some(app);
+                r
+            }
+            Verdict::Deny(app, who, messages) => {
+                tracing::debug!(user = %who.username, app = %app.name, "app policies deny");
+                ctx.app = Some(app);
                 Self::page(
                     &ctx.state,
-                    404,
-                    "Not found",
-                    "No application is configured for this address.",
-                    &[],
-                ),
-            )
-            .await?;
-            return Ok(true);
-        };
-        ctx.app = Some(app.clone());
-
-        let name = session::cookie_name(&ctx.state.cookie, ctx.https);
-        let identity = session
-            .req_header()
-            .headers
-            .get_all("cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| session::session_id_from_cookie_header(v, &name))
-            .and_then(|id| ctx.state.sessions.get(id))
-            .and_then(|s| s.user.clone());
-        let upgrade = session.req_header().headers.contains_key("upgrade");
-
-        if identity.is_none() && !upgrade && !norm.ambiguous && app.skip_auth.iter().any(|r| r.is_match(&norm.path)) {
-            return Ok(false);
-        }
-        let Some(who) = identity else {
-            let r = Self::login_redirect(&ctx.state, session, &app, ctx.client_ip).await;
-            respond::write(session, r).await?;
-            return Ok(true);
-        };
-        if !app.policies.is_empty() {
-            let subject = subject_of_identity(&who);
-            let (passing, messages) = match policies::evaluate_static(&app.policies, app.policy_engine_mode, &subject) {
-                Some(p) => (p, Vec::new()),
-                None => {
-                    let h = session.req_header();
-                    let input = PolicyInput {
-                        user: Some(subject),
-                        path: norm.path.clone(),
-                        method: h.method.as_str().to_string(),
-                        client_ip: ctx.client_ip,
-                        headers: h
-                            .headers
-                            .iter()
-                            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
-                            .collect(),
-                        now_ms: ctx.state.sessions.clock().now_ms(),
-                        ..Default::default()
-                    };
-                    let r =
-                        policies::evaluate(&app.policies, app.policy_engine_mode, &ctx.state.policies, &input).await;
-                    (r.passing, r.messages)
-                }
-            };
-            if !passing {
-                tracing::debug!(user = %who.username, app = %app.name, "app policies deny");
-                respond::write(
-                    session,
-                    Self::page(
-                        &ctx.state,
-                        403,
-                        "Access denied",
-                        "You do not have access to this application.",
-                        &messages,
-                    ),
+                    403,
+                    "Access denied",
+                    "You do not have access to this application.",
+                    &messages,
                 )
-                .await?;
-                return Ok(true);
             }
-        }
-        ctx.identity = Some(who);
-        Ok(false)
+        };
+        respond::write(session, r).await?;
+        Ok(true)
     }
 
     /// A body announced larger than the app's `max_body_bytes` is refused before anything is
@@ -438,7 +403,13 @@ impl ProxyHttp for GatewayProxy {
         match (limit, announced) {
             (Some(limit), Some(len)) if len > limit => {
                 session.set_keepalive(None);
-                let r = Self::page(&ctx.state, 413, "Request too large", "The request body is too large.", &[]);
+                let r = Self::page(
+                    &ctx.state,
+                    413,
+                    "Request too large",
+                    "The request body is too large.",
+                    &[],
+                );
                 respond::write(session, r).await?;
                 Ok(false)
             }
@@ -567,7 +538,13 @@ impl ProxyHttp for GatewayProxy {
         };
         if code > 0 && session.response_written().is_none() {
             let page = match code {
-                413 => Self::page(&ctx.state, 413, "Request too large", "The request body is too large.", &[]),
+                413 => Self::page(
+                    &ctx.state,
+                    413,
+                    "Request too large",
+                    "The request body is too large.",
+                    &[],
+                ),
                 504 => Self::page(
                     &ctx.state,
                     504,

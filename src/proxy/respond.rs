@@ -7,9 +7,19 @@ use pingora::Result;
 
 /// Sends status, headers and body, closing the response.
 pub(crate) async fn write(session: &mut Session, r: HttpResponse) -> Result<()> {
-    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + 1))?;
+    write_with(session, r, &[]).await
+}
+
+/// Like [`write`], with `extra` headers whose names are not static (identity headers on a
+/// forward-auth answer). The whole header is built before anything is sent, so a bad name or
+/// value is an error with nothing written (pingora then answers 502), never a partial 200.
+pub(crate) async fn write_with(session: &mut Session, r: HttpResponse, extra: &[(String, String)]) -> Result<()> {
+    let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + extra.len() + 1))?;
     for (name, value) in r.headers {
         h.append_header(name, value)?;
+    }
+    for (name, value) in extra {
+        h.insert_header(name.clone(), value.as_str())?;
     }
     h.insert_header("content-length", r.body.len().to_string())?;
     session.write_response_header(Box::new(h), false).await?;
