@@ -12,8 +12,8 @@ fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
     common::run_bin(args, stdin)
 }
 
-#[test]
-fn user_commands_manage_the_database() {
+/// A config naming only a listener and a SQLite file under a fresh temp dir.
+fn database_config() -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("f.yaml");
     std::fs::write(
@@ -21,6 +21,12 @@ fn user_commands_manage_the_database() {
         "listen: { http: \"127.0.0.1:0\" }\nidentity: { database: \"sqlite://db/users.db\" }\n",
     )
     .unwrap();
+    (dir, cfg)
+}
+
+#[test]
+fn user_commands_manage_the_database() {
+    let (dir, cfg) = database_config();
     let c = cfg.to_str().unwrap();
     let (code, out, err) = run(
         &[
@@ -68,13 +74,7 @@ fn user_commands_manage_the_database() {
 
 #[test]
 fn invitation_commands_manage_the_database() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("f.yaml");
-    std::fs::write(
-        &cfg,
-        "listen: { http: \"127.0.0.1:0\" }\nidentity: { database: \"sqlite://db/users.db\" }\n",
-    )
-    .unwrap();
+    let (_dir, cfg) = database_config();
     let c = cfg.to_str().unwrap();
     let inv = |args: &[&str]| {
         let mut all = vec!["invitation", "-c", c];
