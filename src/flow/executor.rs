@@ -186,12 +186,15 @@ impl Executor {
     }
 
     /// Restores the plan parked behind a mailed link (`flow_token` in the query), with a
-    /// confirmation step in front. `Err` carries the page for a link that is gone.
+    /// confirmation step in front. `Err` carries the page for a link that is gone or that
+    /// belongs to someone else than the session's user or its `pending` user (the stored user
+    /// pending in any unfinished flow of the session).
     fn restore(
         &self,
         flow: &Flow,
         input: &ExecInput,
         current: Option<&FlowState>,
+        pending: Option<i64>,
     ) -> Option<Result<FlowState, String>> {
         if input.response.is_some() {
             return None;
@@ -211,10 +214,17 @@ impl Executor {
         let Some(t) = self.services.tokens.peek(&hash, now).filter(|t| t.flow == flow.slug) else {
             return Some(Err(LINK_GONE.into()));
         };
-        // A link sent for one user never resumes inside another user's session.
-        if let (Some(me), Some(owner)) = (input.session.as_ref().and_then(|s| s.user.as_ref()), t.user_id) {
-            if me.user_id != owner {
+        // A link sent for one user never resumes inside another user's session, nor in a
+        // browser where another user is pending in a flow (CVE-2023-26481, FLOW-4).
+        let me = input.session.as_ref().and_then(|s| s.user.as_ref()).map(|u| u.user_id);
+        if let Some(owner) = t.user_id {
+            if me.is_some_and(|id| id != owner) {
                 return Some(Err("This link belongs to another account. Log out first.".into()));
+            }
+            if pending.is_some_and(|id| id != owner) {
+                return Some(Err(
+                    "This link belongs to another account. Cancel the other sign-in first.".into(),
+                ));
             }
         }
         let mut st = t.state.clone();
@@ -259,10 +269,15 @@ impl Executor {
         let mut guard = session.flow.lock().await;
         let mut state: Option<FlowState> = guard.take().and_then(|b| b.downcast::<FlowState>().ok()).map(|b| *b);
         drop(guard);
+        let pending = state
+            .as_ref()
+            .and_then(|s| s.context.pending_user.as_ref())
+            .and_then(|p| p.user.as_ref())
+            .map(|u| u.id);
         if state.as_ref().is_some_and(|s| s.flow != flow.slug) {
             state = None;
         }
-        let kind = match self.restore(flow, &input, state.as_ref()) {
+        let kind = match self.restore(flow, &input, state.as_ref(), pending) {
             Some(Err(message)) => {
                 state = None;
                 self.access_denied(flow, &input, None, message)

@@ -3,6 +3,14 @@
 //! A header is an identity header if its name, lowercased with `_` and `.` read as `-`, is one
 //! that any preset or any configured app uses, or starts with `x-authentik-`. Stripping runs on
 //! every forwarded request, authenticated or skip-auth, before anything is set.
+//!
+//! Values are percent-encoded, never filtered: a control character (CR, LF, NUL…), any byte of
+//! a non-ASCII character and `%` itself become `%XX` (uppercase hex of the UTF-8 bytes), so a
+//! value is always printable ASCII and decodes back to exactly the stored one. In the groups
+//! header each group name additionally has `,`, `|` and every character of the configured
+//! separator encoded, so splitting on the separator yields exactly the user's groups. Dropping
+//! characters instead would let `ad\nmin` arrive as `admin`. Plain ASCII names without `%`
+//! (the common case) are sent unchanged.
 
 use crate::config::{App, HeaderSet};
 use crate::session::Identity;
@@ -63,22 +71,27 @@ impl StripSet {
 }
 
 /// The identity headers to set for `who` under `set`, as (name, value) pairs. Values are
-/// sanitised: control characters never reach the upstream.
+/// encoded as the module documentation says: printable ASCII, reversible, and the groups
+/// header splits into exactly the user's groups.
 pub fn identity_headers(set: &HeaderSet, app: &App, who: &Identity) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(8);
     let mut push = |name: &Option<String>, value: String| {
         if let Some(n) = name {
-            out.push((n.clone(), clean(&value)));
+            out.push((n.clone(), value));
         }
     };
-    push(&set.user, who.username.clone());
-    push(&set.email, who.email.clone());
-    push(&set.groups, who.groups.join(&set.groups_separator));
-    push(&set.name, who.name.clone());
-    push(&set.uid, who.uid.clone());
+    push(&set.user, encode_value(&who.username, ""));
+    push(&set.email, encode_value(&who.email, ""));
+    if set.groups.is_some() {
+        let group_specials = format!(",|{}", set.groups_separator);
+        let groups: Vec<String> = who.groups.iter().map(|g| encode_value(g, &group_specials)).collect();
+        push(&set.groups, groups.join(&set.groups_separator));
+    }
+    push(&set.name, encode_value(&who.name, ""));
+    push(&set.uid, encode_value(&who.uid, ""));
     if set.meta {
-        out.push(("X-authentik-meta-app".into(), clean(&app.name)));
-        out.push(("X-authentik-meta-provider".into(), clean(&app.name)));
+        out.push(("X-authentik-meta-app".into(), encode_value(&app.name, "")));
+        out.push(("X-authentik-meta-provider".into(), encode_value(&app.name, "")));
         out.push(("X-authentik-meta-outpost".into(), "flowgate".into()));
         out.push((
             "X-authentik-meta-version".into(),
@@ -88,8 +101,26 @@ pub fn identity_headers(set: &HeaderSet, app: &App, who: &Identity) -> Vec<(Stri
     out
 }
 
-fn clean(v: &str) -> String {
-    v.chars().filter(|c| !c.is_control()).collect()
+/// Percent-encodes control characters, non-ASCII bytes, `%` and every character of `also`;
+/// everything else (printable ASCII, including space) is kept, so a value with nothing to
+/// encode is returned as it is.
+pub fn encode_value(v: &str, also: &str) -> String {
+    let needs = |c: char| c.is_control() || !c.is_ascii() || c == '%' || also.contains(c);
+    if !v.chars().any(needs) {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 8);
+    for c in v.chars() {
+        if needs(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -113,6 +144,22 @@ mod tests {
         }
         for n in ["accept", "x-forwarded-for", "authorization", "cookie"] {
             assert!(!s.matches(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn values_are_encoded_reversibly() {
+        assert_eq!(encode_value("alice", ""), "alice");
+        assert_eq!(encode_value("Alice Example", ""), "Alice Example");
+        assert_eq!(encode_value("zoë", ""), "zo%C3%AB");
+        assert_eq!(encode_value("ad\r\nmin", ""), "ad%0D%0Amin");
+        assert_eq!(encode_value("100%", ""), "100%25");
+        assert_eq!(encode_value("a,b|c", ",|"), "a%2Cb%7Cc");
+        assert_eq!(encode_value("a,b", ""), "a,b", "only group names encode separators");
+        for v in ["zoë", "ad\r\nmin", "100%", "x%2Cy", "\u{7f}\u{0}"] {
+            let e = encode_value(v, ",|");
+            assert!(e.bytes().all(|b| (0x20..0x7f).contains(&b)), "{e}");
+            assert_eq!(percent_encoding::percent_decode_str(&e).decode_utf8().unwrap(), v);
         }
     }
 }

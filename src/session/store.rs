@@ -76,9 +76,14 @@ pub struct SessionStore {
 impl SessionStore {
     /// A store bounded to `max_sessions`; `backstop_idle` is moka's own idle eviction, which
     /// should be at least the longest idle timeout in use.
+    ///
+    /// When full, the least recently used session is evicted (LRU). moka's default TinyLFU
+    /// policy would instead refuse to admit a new entry that is less "popular" than the
+    /// victim: under a flood of flow starts a fresh login was dropped at once (AVAIL-3).
     pub fn new(max_sessions: u64, backstop_idle: Duration, clock: SharedClock) -> Self {
         let cache = moka::sync::Cache::builder()
             .max_capacity(max_sessions)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_idle(backstop_idle + Duration::from_secs(60))
             .build();
         Self { cache, clock }
