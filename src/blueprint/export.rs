@@ -243,16 +243,7 @@ impl Writer<'_> {
         for f in def.get("fields").and_then(Value::as_array).into_iter().flatten() {
             let key = f.get("field_key").and_then(Value::as_str).unwrap_or("");
             let mut attrs = serde_yaml::Mapping::new();
-            for k in [
-                "field_key",
-                "label",
-                "type",
-                "required",
-                "placeholder",
-                "initial_value",
-                "sub_text",
-                "order",
-            ] {
+            for &k in super::models::PROMPT_FIELD_KEYS {
                 if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
                     attrs.insert(Y::String(k.into()), y(v));
                 }

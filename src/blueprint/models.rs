@@ -563,6 +563,19 @@ pub fn email_template_name(path: &str) -> String {
     path.trim_start_matches("email/").trim_end_matches(".html").to_string()
 }
 
+/// The attributes of an authentik prompt that map one to one onto a native prompt field (import
+/// copies them in, export writes them out).
+pub(crate) const PROMPT_FIELD_KEYS: &[&str] = &[
+    "field_key",
+    "label",
+    "type",
+    "required",
+    "placeholder",
+    "initial_value",
+    "sub_text",
+    "order",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,16 +106,7 @@ impl Importer {
     fn prompt_field(&mut self, p: &Obj) -> Value {
         let d = &p.data;
         let mut f = Map::new();
-        for key in [
-            "field_key",
-            "label",
-            "type",
-            "required",
-            "placeholder",
-            "initial_value",
-            "sub_text",
-            "order",
-        ] {
+        for &key in crate::blueprint::models::PROMPT_FIELD_KEYS {
             if let Some(v) = d.get(key).filter(|v| !v.is_null()) {
                 f.insert(key.into(), v.clone());
             }
