@@ -356,6 +356,22 @@ impl Running {
                 "session.max_sessions",
                 old.session.max_sessions != config.session.max_sessions,
             ),
+            (
+                "limits.max_connections",
+                old.limits.max_connections != config.limits.max_connections,
+            ),
+            (
+                "limits.header_timeout",
+                old.limits.header_timeout != config.limits.header_timeout,
+            ),
+            (
+                "limits.keepalive_timeout",
+                old.limits.keepalive_timeout != config.limits.keepalive_timeout,
+            ),
+            (
+                "limits.shutdown_timeout",
+                old.limits.shutdown_timeout != config.limits.shutdown_timeout,
+            ),
         ]
         .iter()
         .filter(|(_, changed)| *changed)
