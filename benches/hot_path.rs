@@ -27,6 +27,7 @@ fn app() -> App {
         authentication_flow: None,
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
+        max_body_bytes: None,
     }
 }
 
