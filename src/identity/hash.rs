@@ -1,5 +1,10 @@
 //! argon2id password hashing, always off the async event loop (`spawn_blocking`), with a dummy
 //! hash to equalise timing for unknown users.
+//!
+//! At most [`max_concurrent_hashes`] hashes run at once (one CPU is always left to the proxy):
+//! `spawn_blocking` alone moves hashing off the event loop but not off the CPUs, and 20
+//! concurrent logins on two cores raised proxied p99 latency from 0.6 ms to 215 ms
+//! (`benches/login_storm.sh`, PASS-4). Further logins wait their turn in FIFO order.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -49,11 +54,21 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
+/// How many hashes may run at once: one less than the CPUs available, at least one.
+pub fn max_concurrent_hashes() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Hashes and verifies passwords.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: HashParams,
     dummy: Arc<String>,
+    /// Bounds the hashes running at once (shared by clones).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl PasswordHasher {
@@ -62,6 +77,7 @@ impl PasswordHasher {
         let mut h = Self {
             params,
             dummy: Arc::new(String::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_hashes())),
         };
         // The dummy hash costs one hash at startup; it makes unknown users as slow as known ones.
         h.dummy = Arc::new(h.hash_blocking("flowgate-dummy-password").unwrap_or_default());
@@ -93,12 +109,17 @@ impl PasswordHasher {
             .map_err(|e| HashError::Argon2(e.to_string()))
     }
 
-    /// Hashes on the blocking pool.
+    /// Hashes on the blocking pool, once a hashing slot is free.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        // The slot moves into the task: a caller that goes away does not free it early.
+        let slot = self.slots.clone().acquire_owned().await.map_err(|_| HashError::Task)?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.hash_blocking(&password))
-            .await
-            .map_err(|_| HashError::Task)?
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            me.hash_blocking(&password)
+        })
+        .await
+        .map_err(|_| HashError::Task)?
     }
 
     fn verify_blocking(&self, password: &str, phc: &str) -> Result<Verified, HashError> {
@@ -119,12 +140,16 @@ impl PasswordHasher {
         Ok(Verified { ok, needs_rehash })
     }
 
-    /// Verifies on the blocking pool.
+    /// Verifies on the blocking pool, once a hashing slot is free.
     pub async fn verify(&self, password: String, phc: String) -> Result<Verified, HashError> {
+        let slot = self.slots.clone().acquire_owned().await.map_err(|_| HashError::Task)?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || me.verify_blocking(&password, &phc))
-            .await
-            .map_err(|_| HashError::Task)?
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            me.verify_blocking(&password, &phc)
+        })
+        .await
+        .map_err(|_| HashError::Task)?
     }
 
     /// Runs a full verification against the dummy hash and ignores the result.
