@@ -1,10 +1,6 @@
-//! argon2id password hashing, always off the async event loop (`spawn_blocking`), with a dummy
-//! hash to equalise timing for unknown users.
-//!
-//! At most [`max_concurrent_hashes`] hashes run at once (one CPU is always left to the proxy):
-//! `spawn_blocking` alone moves hashing off the event loop but not off the CPUs, and 20
-//! concurrent logins on two cores raised proxied p99 latency from 0.6 ms to 215 ms
-//! (`benches/login_storm.sh`, PASS-4). Further logins wait their turn in FIFO order.
+//! argon2id password hashing, always off the async event loop and off the proxy's CPU share
+//! (on the low-priority threads of [`super::hash_pool`]), with a dummy hash to equalise timing
+//! for unknown users.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -54,21 +50,13 @@ pub struct Verified {
     pub needs_rehash: bool,
 }
 
-/// How many hashes may run at once: one less than the CPUs available, at least one.
-pub fn max_concurrent_hashes() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get().saturating_sub(1))
-        .unwrap_or(1)
-        .max(1)
-}
+pub use super::hash_pool::max_concurrent_hashes;
 
 /// Hashes and verifies passwords.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: HashParams,
     dummy: Arc<String>,
-    /// Bounds the hashes running at once (shared by clones).
-    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl PasswordHasher {
@@ -77,7 +65,6 @@ impl PasswordHasher {
         let mut h = Self {
             params,
             dummy: Arc::new(String::new()),
-            slots: Arc::new(tokio::sync::Semaphore::new(max_concurrent_hashes())),
         };
         // The dummy hash costs one hash at startup; it makes unknown users as slow as known ones.
         h.dummy = Arc::new(h.hash_blocking("flowgate-dummy-password").unwrap_or_default());
@@ -109,17 +96,10 @@ impl PasswordHasher {
             .map_err(|e| HashError::Argon2(e.to_string()))
     }
 
-    /// Hashes on the blocking pool, once a hashing slot is free.
+    /// Hashes on a hashing thread, in turn.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        // The slot moves into the task: a caller that goes away does not free it early.
-        let slot = self.slots.clone().acquire_owned().await.map_err(|_| HashError::Task)?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            me.hash_blocking(&password)
-        })
-        .await
-        .map_err(|_| HashError::Task)?
+        super::hash_pool::run(move || me.hash_blocking(&password)).await?
     }
 
     fn verify_blocking(&self, password: &str, phc: &str) -> Result<Verified, HashError> {
@@ -140,16 +120,10 @@ impl PasswordHasher {
         Ok(Verified { ok, needs_rehash })
     }
 
-    /// Verifies on the blocking pool, once a hashing slot is free.
+    /// Verifies on a hashing thread, in turn.
     pub async fn verify(&self, password: String, phc: String) -> Result<Verified, HashError> {
-        let slot = self.slots.clone().acquire_owned().await.map_err(|_| HashError::Task)?;
         let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            me.verify_blocking(&password, &phc)
-        })
-        .await
-        .map_err(|_| HashError::Task)?
+        super::hash_pool::run(move || me.verify_blocking(&password, &phc)).await?
     }
 
     /// Runs a full verification against the dummy hash and ignores the result.

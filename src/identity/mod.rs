@@ -2,6 +2,7 @@
 //! event loop, and seeding from YAML. No HTTP types, no sessions.
 
 pub mod hash;
+mod hash_pool;
 pub mod mfa;
 pub mod records;
 pub mod seed;
