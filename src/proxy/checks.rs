@@ -1,0 +1,142 @@
+//! Checks on a request before any access decision: the request line and header sizes (414,
+//! 431), framing a proxy must not guess at (request smuggling, 400), and the client address as
+//! policies and limits see it behind trusted proxies.
+
+use std::net::IpAddr;
+
+/// Longest request target accepted (414 above).
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Largest sum of header names and values accepted (431 above).
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// A status and message for a request line or headers over the limits; `(0, "")` when fine.
+pub(super) fn size_problem(h: &pingora::http::RequestHeader) -> (u16, &'static str) {
+    if h.uri.path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_BYTES {
+        return (414, "The address is too long.");
+    }
+    let total: usize = h.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if total > MAX_HEADER_BYTES {
+        return (431, "The request headers are too large.");
+    }
+    (0, "")
+}
+
+/// Request framing a proxy must not guess at (request smuggling): `Content-Length` together
+/// with `Transfer-Encoding`, several different `Content-Length` values, or a transfer coding
+/// other than exactly `chunked`.
+pub fn framing_problem(h: &http::HeaderMap) -> Option<&'static str> {
+    let te: Vec<_> = h.get_all("transfer-encoding").iter().collect();
+    let cl: Vec<_> = h.get_all("content-length").iter().collect();
+    if !te.is_empty() && !cl.is_empty() {
+        return Some("Content-Length and Transfer-Encoding together are refused.");
+    }
+    if cl.len() > 1 && cl.windows(2).any(|w| w[0] != w[1]) {
+        return Some("Conflicting Content-Length headers are refused.");
+    }
+    if te.len() > 1 || te.iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"chunked")) {
+        return Some("Only Transfer-Encoding: chunked is accepted.");
+    }
+    None
+}
+
+/// Whether a raw HTTP/1 request header has a `Content-Length` field. pingora removes
+/// `Content-Length` from the parsed header when `Transfer-Encoding` is present (RFC 9112 §6.3
+/// lets chunked win), so the refusal of both together (PROTO-1) looks at the bytes received.
+pub fn raw_has_content_length(raw: &[u8]) -> bool {
+    raw.split(|&b| b == b'\n').skip(1).any(|line| {
+        line.iter()
+            .position(|&b| b == b':')
+            .is_some_and(|colon| line[..colon].eq_ignore_ascii_case(b"content-length"))
+    })
+}
+
+/// The client address: the socket peer, unless the peer is a trusted proxy; then the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Anything that
+/// does not parse stops the walk at the last trusted hop, so a forged or garbled header can
+/// never name an address the trusted chain did not add.
+pub fn effective_client_ip(peer: Option<IpAddr>, xff: &[&str], trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let mut current = peer?;
+    if !is_trusted(&current) {
+        return Some(current);
+    }
+    let hops = xff.iter().flat_map(|h| h.split(',')).map(str::trim).collect::<Vec<_>>();
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                current = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    Some(current)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::effective_client_ip;
+    use std::net::IpAddr;
+
+    #[test]
+    fn ambiguous_framing_is_named() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.append(*k, http::HeaderValue::from_static(v));
+            }
+            m
+        };
+        use super::framing_problem as f;
+        assert!(super::raw_has_content_length(
+            b"POST / HTTP/1.1\r\nHost: a\r\ncOnTeNt-LeNgTh: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(!super::raw_has_content_length(
+            b"POST /content-length: HTTP/1.1\r\nX-A: content-length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ));
+        assert!(f(&h(&[("content-length", "5"), ("transfer-encoding", "chunked")])).is_some());
+        assert!(f(&h(&[("content-length", "5"), ("content-length", "6")])).is_some());
+        assert!(f(&h(&[("transfer-encoding", "xchunked")])).is_some());
+        assert!(f(&h(&[
+            ("transfer-encoding", "chunked"),
+            ("transfer-encoding", "chunked")
+        ]))
+        .is_some());
+        assert!(f(&h(&[("content-length", "5"), ("content-length", "5")])).is_none());
+        assert!(f(&h(&[("transfer-encoding", "Chunked")])).is_none());
+        assert!(f(&h(&[])).is_none());
+    }
+
+    #[test]
+    fn client_address_behind_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap(), "10.1.0.0/16".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Untrusted peer: its own address, whatever it claims.
+        assert_eq!(
+            effective_client_ip(ip("203.0.113.9"), &["1.2.3.4"], &trusted),
+            ip("203.0.113.9")
+        );
+        // Trusted peer: the right-most untrusted hop.
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4, 198.51.100.7"], &trusted),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4", "198.51.100.7, 10.1.2.3"], &trusted),
+            ip("198.51.100.7")
+        );
+        // Garbage stops the walk at the last trusted hop.
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["garbage"], &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4, junk, 10.1.0.5"], &trusted),
+            ip("10.1.0.5")
+        );
+        // No header: the peer.
+        assert_eq!(effective_client_ip(ip("127.0.0.1"), &[], &trusted), ip("127.0.0.1"));
+    }
+}
