@@ -10,6 +10,7 @@
 pub mod export;
 pub mod import;
 pub mod models;
+mod pyfmt;
 pub mod tags;
 
 /// A YAML value as JSON (numbers kept as numbers; tags must be resolved first, a leftover tag
