@@ -234,7 +234,8 @@ impl ProxyHttp for GatewayProxy {
             .headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            // A line that is not visible ASCII is garbage: it must stop the walk, not vanish.
+            .map(|v| v.to_str().unwrap_or("invalid"))
             .collect();
         ctx.client_ip = effective_client_ip(ctx.peer_ip, &xff, &ctx.state.trusted_proxies);
         let (status, why) = size_problem(session.req_header());
@@ -426,15 +427,19 @@ impl ProxyHttp for GatewayProxy {
             .to_string();
         let proto = if ctx.https { "https" } else { "http" };
         if trusted {
-            let prior = req
+            // Every line the proxy sent, in order (a proxy may add its hop as a line of its
+            // own), then the peer; `effective_client_ip` reads the same lines.
+            let mut chain: Vec<&[u8]> = req
                 .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            req.insert_header(
-                "x-forwarded-for",
-                prior.map(|p| format!("{p}, {peer_s}")).unwrap_or(peer_s),
-            )?;
+                .get_all("x-forwarded-for")
+                .iter()
+                .map(|v| v.as_bytes().trim_ascii())
+                .filter(|v| !v.is_empty())
+                .collect();
+            chain.push(peer_s.as_bytes());
+            let joined = http::HeaderValue::from_bytes(&chain.join(&b", "[..]))
+                .map_err(|e| Error::because(ErrorType::InternalError, "x-forwarded-for", e))?;
+            req.insert_header("x-forwarded-for", joined)?;
             if !req.headers.contains_key("x-forwarded-proto") {
                 req.insert_header("x-forwarded-proto", proto)?;
             }

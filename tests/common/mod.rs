@@ -432,3 +432,74 @@ pub async fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
 pub fn raw_status(resp: &str) -> &str {
     resp.split_whitespace().nth(1).unwrap_or("")
 }
+
+/// Rate limits off, for tests that log in many times from one address.
+pub const NO_LIMITS: &str = "rate_limits: { password_per_ip: off, password_per_username: off }\n";
+
+/// Logs in through the HTML forms and returns the session cookie value.
+pub async fn session_of(gw: &TestGateway, user: &str, password: &str) -> String {
+    let done = html_login(&client(), &gw.url(""), "/", user, password).await;
+    assert_eq!(done.status(), 302, "login of {user:?} failed");
+    set_cookie_value(&done, "flowgate_session").expect("login sets the session cookie")
+}
+
+/// One request with an explicit cookie (no jar), as a replaying attacker sends it.
+pub async fn with_cookie(
+    gw: &TestGateway,
+    method: reqwest::Method,
+    path: &str,
+    cookie: &str,
+    form: Option<&[(&str, &str)]>,
+) -> reqwest::Response {
+    let mut rb = bare_client()
+        .request(method, gw.url(path))
+        .header("cookie", format!("flowgate_session={cookie}"));
+    if let Some(f) = form {
+        rb = rb.form(f);
+    }
+    rb.send().await.unwrap()
+}
+
+/// Whether `id` is a logged-in session (the upstream is reached with it).
+pub async fn logged_in(gw: &TestGateway, id: &str) -> bool {
+    with_cookie(gw, reqwest::Method::GET, "/private", id, None)
+        .await
+        .status()
+        == 200
+}
+
+/// Every `flow_token` link in the mails written to `to` by the file transport.
+pub fn mailed_links(gw: &TestGateway, to: &str) -> Vec<String> {
+    let dir = gw.dir.path().join("mail");
+    let link = regex::Regex::new(r"https?://[^\s<>]+flow_token=[A-Za-z0-9_-]+").unwrap();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let eml = std::fs::read_to_string(e.unwrap().path())
+            .unwrap()
+            .replace("=\r\n", "")
+            .replace("=3D", "=");
+        if !eml.lines().any(|l| l.starts_with("To:") && l.contains(to)) {
+            continue;
+        }
+        out.push(link.find(&eml).expect("a link in the mail").as_str().to_string());
+    }
+    out
+}
+
+/// The `flow_token` link in the (first) mail written to `to` by the file transport.
+pub fn mailed_link(gw: &TestGateway, to: &str) -> String {
+    mailed_links(gw, to)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no mail to {to} in {}", gw.dir.path().join("mail").display()))
+}
+
+/// Every mail file the file transport wrote, as text (empty when none).
+pub fn all_mail(gw: &TestGateway) -> Vec<String> {
+    std::fs::read_dir(gw.dir.path().join("mail"))
+        .map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect())
+        .unwrap_or_default()
+}
