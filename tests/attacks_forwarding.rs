@@ -335,7 +335,10 @@ async fn forwarded_host_never_reaches_redirects_or_mailed_links() {
                 no_evil(&what, m);
             }
             for (to, flow) in [("bob@example.test", RECOVERY), (email.as_str(), ENROLL_EMAIL)] {
-                let want = format!("http://{host}{flow}?");
+                // A trusted proxy's `X-Forwarded-Proto: https` makes the links https (FWD-5);
+                // the host stays the real one.
+                let scheme = if trust.is_empty() { "http" } else { "https" };
+                let want = format!("{scheme}://{host}{flow}?");
                 let links = mailed_links(&gw, to);
                 assert!(
                     links.iter().any(|l| l.starts_with(&want)),
@@ -442,10 +445,10 @@ async fn unknown_host_is_404_never_routed_and_never_echoed() {
 
 #[tokio::test]
 async fn forwarded_proto_never_makes_a_plain_http_cookie_secure() {
-    // FWD-5: cookie name and flags follow the listener that accepted the connection, from
-    // untrusted and trusted peers alike (a TLS-terminating proxy in front makes the cookie
-    // plain too). The upstream's X-Forwarded-Proto is `http` from an untrusted peer and the
-    // trusted proxy's own value otherwise.
+    // FWD-5: from an untrusted peer, cookie name and flags follow the listener that accepted
+    // the connection, whatever scheme headers the client sends; the upstream's
+    // X-Forwarded-Proto is `http`. (From a trusted proxy, `X-Forwarded-Proto: https` counts:
+    // `trusted_proxy_forwarded_proto_https_gives_secure_cookies_and_https_origins`.)
     let headers: &[(&str, &str)] = &[
         ("x-forwarded-proto", "https"),
         ("x-forwarded-ssl", "on"),
@@ -454,7 +457,8 @@ async fn forwarded_proto_never_makes_a_plain_http_cookie_secure() {
         ("x-url-scheme", "https"),
         ("forwarded", "proto=https"),
     ];
-    for (peer, trust) in PEERS {
+    {
+        let (peer, trust) = PEERS[0];
         let gw = TestGateway::start_with(DEFAULT_APP, trust).await;
         let check = |r: &reqwest::Response, what: &str| {
             let cookies: Vec<String> = r
@@ -479,8 +483,7 @@ async fn forwarded_proto_never_makes_a_plain_http_cookie_secure() {
         let r = c.get(gw.url("/x")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{peer}: the plain cookie is the session");
         let seen = gw.upstream.last();
-        let want = if trust.is_empty() { "http" } else { "https" };
-        assert_eq!(seen.headers_named("x-forwarded-proto"), vec![want], "{peer}");
+        assert_eq!(seen.headers_named("x-forwarded-proto"), vec!["http"], "{peer}");
         // The same session id under the HTTPS name is not a session on this listener.
         let id = set_cookie_value(&done, "flowgate_session").unwrap();
         let r = bare_client()
@@ -508,4 +511,76 @@ async fn forwarded_proto_never_makes_a_plain_http_cookie_secure() {
         assert!(users(&gw).verify_password(&bob, BOB_PASSWORD).await.unwrap());
         gw.stop().await;
     }
+}
+
+/// Sends `req` with the cookie `jar` holds (reqwest's own jar would not send a `Secure` cookie
+/// over plain HTTP, which is what a TLS-terminating proxy in front does), keeping any new value.
+async fn send_with(jar: &mut Option<(String, String)>, req: reqwest::RequestBuilder) -> reqwest::Response {
+    let req = match jar {
+        Some((name, value)) => req.header("cookie", format!("{name}={value}")),
+        None => req,
+    };
+    let r = req.send().await.unwrap();
+    for v in r.headers().get_all("set-cookie") {
+        let v = v.to_str().unwrap();
+        let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+        let (name, value) = pair.split_once('=').unwrap();
+        *jar = Some((name.to_string(), value.to_string()));
+    }
+    r
+}
+
+#[tokio::test]
+async fn trusted_proxy_forwarded_proto_https_gives_secure_cookies_and_https_origins() {
+    // FWD-5 from the other side: behind a TLS-terminating proxy (a trusted peer sending
+    // `X-Forwarded-Proto: https`), the browser is on HTTPS, so the cookie is `__Host-` and
+    // `Secure`, and a form posted with an `https://` Origin is same-origin.
+    let gw = TestGateway::start_with(DEFAULT_APP, TRUSTED).await;
+    let c = bare_client();
+    let origin = format!("https://{}", gw.addr);
+    let mut jar = None;
+    let get = |path: &str| c.get(gw.url(path)).header("x-forwarded-proto", "https");
+    let post = |path: &str| {
+        c.post(gw.url(path))
+            .header("x-forwarded-proto", "https")
+            .header("origin", origin.as_str())
+    };
+    let r = send_with(&mut jar, get(LOGIN)).await;
+    assert_eq!(r.status(), 200);
+    let set = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(set.starts_with("__Host-flowgate_session="), "{set}");
+    assert!(set.contains("; Secure"), "{set}");
+    let csrf = csrf_of(&r.text().await.unwrap());
+    let r = send_with(
+        &mut jar,
+        post(LOGIN).form(&[("csrf_token", csrf.as_str()), ("uid_field", "bob")]),
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        302,
+        "an https Origin is same-origin behind the trusted proxy"
+    );
+    let r = send_with(&mut jar, get(LOGIN)).await;
+    let csrf = csrf_of(&r.text().await.unwrap());
+    let r = send_with(
+        &mut jar,
+        post(LOGIN).form(&[("csrf_token", csrf.as_str()), ("password", BOB_PASSWORD)]),
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    let r = send_with(&mut jar, get(LOGIN)).await;
+    assert_eq!(r.status(), 302, "login finished");
+    let (name, _) = jar.clone().unwrap();
+    assert_eq!(name, "__Host-flowgate_session");
+    let r = send_with(&mut jar, get("/x")).await;
+    assert_eq!(r.status(), 200);
+    let seen = gw.upstream.last();
+    assert_eq!(seen.header("x-forwarded-user"), Some("bob"));
+    assert_eq!(seen.headers_named("x-forwarded-proto"), vec!["https"]);
+    // The same request without the header (the proxy reached over another path) is plain HTTP:
+    // the `__Host-` cookie is not this listener's session.
+    let r = send_with(&mut jar, c.get(gw.url("/x"))).await;
+    assert_eq!(r.status(), 401);
+    gw.stop().await;
 }

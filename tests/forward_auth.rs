@@ -46,10 +46,13 @@ fn nginx(gw: &TestGateway, original_url: &str) -> reqwest::RequestBuilder {
         .header("x-original-url", original_url)
 }
 
+/// A Traefik forwardAuth request for a browser on plain HTTP (the tests log in over plain HTTP;
+/// with `X-Forwarded-Proto: https` from the trusted proxy the session cookie would be the
+/// `__Host-` one, see `attacks_forwarding::trusted_proxy_forwarded_proto_https_…`).
 fn traefik(gw: &TestGateway, host: &str, uri: &str) -> reqwest::RequestBuilder {
     bare_client()
         .get(gw.url("/.flowgate/auth/traefik"))
-        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-proto", "http")
         .header("x-forwarded-host", host)
         .header("x-forwarded-uri", uri)
 }

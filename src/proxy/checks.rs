@@ -50,6 +50,19 @@ pub fn raw_has_content_length(raw: &[u8]) -> bool {
     })
 }
 
+/// Whether a trusted proxy in front says the client's connection is HTTPS: the first value of
+/// `X-Forwarded-Proto` (the edge proxy's), when the socket peer is a trusted proxy. A TLS
+/// terminating load balancer then gets `Secure` `__Host-` cookies and same-origin checks against
+/// `https://`; from any other peer the header means nothing (FWD-5).
+pub fn forwarded_https(headers: &http::HeaderMap, peer_trusted: bool) -> bool {
+    peer_trusted
+        && headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|first| first.trim().eq_ignore_ascii_case("https"))
+}
+
 /// The client address: the socket peer, unless the peer is a trusted proxy; then the
 /// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. Anything that
 /// does not parse stops the walk at the last trusted hop, so a forged or garbled header can
@@ -79,6 +92,22 @@ pub fn effective_client_ip(peer: Option<IpAddr>, xff: &[&str], trusted: &[ipnet:
 mod tests {
     use super::effective_client_ip;
     use std::net::IpAddr;
+
+    #[test]
+    fn forwarded_proto_counts_only_from_a_trusted_peer() {
+        use super::forwarded_https;
+        let h = |v: &str| {
+            let mut m = http::HeaderMap::new();
+            m.insert("x-forwarded-proto", v.parse().unwrap());
+            m
+        };
+        assert!(forwarded_https(&h("https"), true));
+        assert!(forwarded_https(&h(" HTTPS , http"), true));
+        assert!(!forwarded_https(&h("https"), false));
+        assert!(!forwarded_https(&h("http, https"), true));
+        assert!(!forwarded_https(&h("httpsx"), true));
+        assert!(!forwarded_https(&http::HeaderMap::new(), true));
+    }
 
     #[test]
     fn ambiguous_framing_is_named() {

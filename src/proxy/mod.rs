@@ -29,7 +29,9 @@ use crate::session::{self, Identity, SessionStore};
 use async_trait::async_trait;
 use bytes::Bytes;
 use checks::size_problem;
-pub use checks::{effective_client_ip, framing_problem, raw_has_content_length, MAX_HEADER_BYTES, MAX_URI_BYTES};
+pub use checks::{
+    effective_client_ip, forwarded_https, framing_problem, raw_has_content_length, MAX_HEADER_BYTES, MAX_URI_BYTES,
+};
 use decide::Verdict;
 use headers::StripSet;
 use ipnet::IpNet;
@@ -227,8 +229,11 @@ impl ProxyHttp for GatewayProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         crate::listen::header_done(session);
-        ctx.https = is_https(session);
         ctx.peer_ip = client_ip(session);
+        let peer_trusted = ctx
+            .peer_ip
+            .is_some_and(|ip| ctx.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        ctx.https = is_https(session) || forwarded_https(&session.req_header().headers, peer_trusted);
         let xff: Vec<&str> = session
             .req_header()
             .headers
