@@ -1,0 +1,221 @@
+//! What the executor answers besides running a stage: the confirmation step of a mailed link,
+//! denials (with `denied_action` and a validated `next`), restarts and flow switches, the final
+//! redirect, and the `flow_info` every page carries.
+
+use super::*;
+
+impl Executor {
+    /// The confirmation step of a resumed link: GET shows it; POST uses the token up.
+    pub(super) fn confirm_token(
+        &self,
+        flow: &Flow,
+        st: &FlowState,
+        hash: &str,
+        response: Option<Map<String, Value>>,
+    ) -> Result<(), Box<ExecKind>> {
+        let now = self.sessions.clock().now_ms();
+        if response.is_none() {
+            if self.services.tokens.peek(hash, now).is_none() {
+                return Err(Box::new(self.access_denied_st(flow, st, LINK_GONE.into())));
+            }
+            let mut m = Map::new();
+            m.insert(
+                "header_text".into(),
+                Value::String("Continue to confirm this email address.".into()),
+            );
+            m.insert("permissions".into(), Value::Array(Vec::new()));
+            m.insert("additional_permissions".into(), Value::Array(Vec::new()));
+            m.insert("token".into(), Value::String(String::new()));
+            return Err(Box::new(self.challenge(
+                flow,
+                st,
+                Challenge::new(CONFIRM_COMPONENT, m, true),
+            )));
+        }
+        if self.services.tokens.consume(hash, now) {
+            Ok(())
+        } else {
+            Err(Box::new(self.access_denied_st(flow, st, LINK_GONE.into())))
+        }
+    }
+
+    pub(super) fn access_denied_st(&self, flow: &Flow, st: &FlowState, message: String) -> ExecKind {
+        let pending_user = pending_display(st);
+        ExecKind::AccessDenied {
+            flow_info: flow_info(flow, &st.query, st.app.as_deref(), pending_user.as_deref()),
+            message,
+            pending_user,
+        }
+    }
+
+    /// Redirect stage, flow mode: plan the target flow now (with this context, or an empty one)
+    /// marked `is_redirected`, park it in the session and send the browser there.
+    pub(super) async fn switch_flow(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        session: &Arc<Session>,
+        state: &mut Option<FlowState>,
+        slug: &str,
+        keep_context: bool,
+    ) -> ExecKind {
+        let Some(target) = self.reg.flows.get(slug) else {
+            tracing::error!(flow = %slug, "redirect target flow is missing");
+            *state = None;
+            return self.access_denied(flow, input, None, "The next step is not available.".into());
+        };
+        let mut context = match (keep_context, state.take()) {
+            (true, Some(s)) => s.context,
+            _ => FlowContext::default(),
+        };
+        context
+            .extra
+            .insert("is_redirected".into(), Value::String(flow.slug.clone()));
+        match self.make_plan(target, session, context, input).await {
+            Ok(s) => {
+                *state = Some(s);
+                let q = if input.query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{}", input.query)
+                };
+                ExecKind::Redirect(format!("{}flow/{slug}/{q}", crate::config::RESERVED_PREFIX))
+            }
+            Err(na) => self.denied(target, input, session, na),
+        }
+    }
+
+    pub(super) async fn restart(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        session: &Arc<Session>,
+        state: &mut Option<FlowState>,
+        action: InvalidResponseAction,
+    ) -> ExecKind {
+        let context = match (action, state.take()) {
+            (InvalidResponseAction::RestartWithContext, Some(s)) => s.context,
+            _ => FlowContext::default(),
+        };
+        match self.make_plan(flow, session, context, input).await {
+            Ok(s) => {
+                *state = Some(s);
+                ExecKind::StageDone
+            }
+            Err(na) => self.denied(flow, input, session, na),
+        }
+    }
+
+    pub(super) fn done(&self, state: &mut Option<FlowState>) -> ExecKind {
+        let st = state.take();
+        let to = st
+            .as_ref()
+            .and_then(|s| s.context.redirect.clone().or_else(|| next_from_query(&s.query)))
+            .unwrap_or_else(|| "/".to_string());
+        ExecKind::Redirect(to)
+    }
+
+    pub(super) fn denied(&self, flow: &Flow, input: &ExecInput, session: &Session, na: NotApplicable) -> ExecKind {
+        let next = next_from_query(&input.query);
+        if flow.designation == Designation::Authentication && session.user.is_some() {
+            return ExecKind::Redirect(next.unwrap_or_else(|| "/".into()));
+        }
+        let message = if na.messages.is_empty() {
+            "Flow does not apply to current user.".to_string()
+        } else {
+            na.messages.join("\n")
+        };
+        match (flow.denied_action, next) {
+            (DeniedAction::MessageContinue, Some(n)) => ExecKind::Redirect(n),
+            (DeniedAction::Continue, n) => ExecKind::Redirect(n.unwrap_or_else(|| "/".into())),
+            _ => self.access_denied(flow, input, None, message),
+        }
+    }
+
+    pub(super) fn access_denied(
+        &self,
+        flow: &Flow,
+        input: &ExecInput,
+        pending_user: Option<String>,
+        message: String,
+    ) -> ExecKind {
+        let flow_info = flow_info(flow, &input.query, input.app.as_deref(), pending_user.as_deref());
+        ExecKind::AccessDenied {
+            flow_info,
+            message,
+            pending_user,
+        }
+    }
+
+    pub(super) fn challenge(&self, flow: &Flow, st: &FlowState, challenge: Challenge) -> ExecKind {
+        let pending_user = pending_display(st);
+        let flow_info = flow_info(flow, &st.query, st.app.as_deref(), pending_user.as_deref());
+        ExecKind::Challenge {
+            flow_info,
+            challenge,
+            pending_user,
+        }
+    }
+}
+
+/// The flow context as expressions see it (reference §2.10 keys the supported stages use).
+pub(super) fn context_json(c: &FlowContext) -> serde_json::Map<String, Value> {
+    let mut m = c.extra.clone();
+    if let Some(p) = &c.pending_user {
+        let u = match &p.user {
+            Some(u) => {
+                serde_json::json!({ "pk": u.id, "username": u.username, "email": u.email, "name": u.name, "is_active": u.is_active })
+            }
+            None => serde_json::json!({ "pk": null, "username": p.identifier, "email": p.identifier, "name": "" }),
+        };
+        m.insert("pending_user".into(), u);
+    }
+    if let Some(i) = &c.pending_user_identifier {
+        m.insert("pending_user_identifier".into(), Value::String(i.clone()));
+    }
+    if let Some(a) = &c.auth_method {
+        m.insert("auth_method".into(), Value::String(a.clone()));
+    }
+    m
+}
+
+pub(super) fn pending_display(st: &FlowState) -> Option<String> {
+    if let Some(id) = &st.context.pending_user_identifier {
+        return Some(id.clone());
+    }
+    st.context.pending_user.as_ref().map(|p| {
+        p.user
+            .as_ref()
+            .map(|u| u.username.clone())
+            .unwrap_or_else(|| p.identifier.clone())
+    })
+}
+
+/// Builds `flow_info`: the title with `%(app)s` and `%(user)s` substituted (the raw title when
+/// a value is missing, as authentik does when formatting fails) and the cancel URL.
+pub fn flow_info(flow: &Flow, query: &str, app: Option<&str>, user: Option<&str>) -> FlowInfo {
+    let mut title = flow.title.clone();
+    let needs_app = title.contains("%(app)s");
+    let needs_user = title.contains("%(user)s");
+    if (!needs_app || app.is_some()) && (!needs_user || user.is_some()) {
+        title = title
+            .replace("%(app)s", app.unwrap_or(""))
+            .replace("%(user)s", user.unwrap_or(""));
+    }
+    let cancel_url = match next_from_query(query) {
+        Some(n) => format!(
+            "{CANCEL_PATH}?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", &n)
+                .finish()
+        ),
+        None => CANCEL_PATH.to_string(),
+    };
+    FlowInfo {
+        title,
+        background: String::new(),
+        background_themed_urls: None,
+        cancel_url,
+        layout: flow.layout.clone(),
+    }
+}
