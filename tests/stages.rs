@@ -249,15 +249,7 @@ async fn recovery_by_email_sets_a_new_password() {
     let link = link_in(&mails[0]);
     // Confirm the link, then choose the new password twice.
     let browser = client();
-    let r = walk(&browser, &link, &[]).await;
-    assert_eq!(r.status(), 200, "expected the password prompt");
-    let r = walk(
-        &browser,
-        &link,
-        &[("password", NEW_PASSWORD), ("password_repeat", NEW_PASSWORD)],
-    )
-    .await;
-    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    reset_password_via_link(&browser, &link, NEW_PASSWORD).await;
     let bob = users(&gw).get_by_username("bob").await.unwrap().unwrap();
     assert!(users(&gw).verify_password(&bob, NEW_PASSWORD).await.unwrap());
     assert!(!users(&gw).verify_password(&bob, "bob's secret 42").await.unwrap());

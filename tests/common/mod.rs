@@ -503,3 +503,12 @@ pub fn all_mail(gw: &TestGateway) -> Vec<String> {
         .map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect())
         .unwrap_or_default()
 }
+
+/// Opens a mailed recovery link in `browser`, confirms it (the confirmation step uses the link
+/// up), then sets `password` twice; asserts each step.
+pub async fn reset_password_via_link(browser: &reqwest::Client, link: &str, password: &str) {
+    let r = walk(browser, link, &[]).await;
+    assert_eq!(r.status(), 200, "the password prompt follows the confirmation");
+    let r = walk(browser, link, &[("password", password), ("password_repeat", password)]).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+}
