@@ -39,33 +39,7 @@ fi
 cd "$ROOT"
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked --bin flowgate >&2   # SKIP_BUILD=1 uses the binary as it is
 
-if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$UPSTREAM_PORT/"; then
-  echo "port $UPSTREAM_PORT is already in use (another bench running?)" >&2; exit 2
-fi
-sed -e "s#@RUN@#$WORK#g" -e "s#@KIT@#$KIT#g" "$KIT/nginx-upstream.conf.in" > "$WORK/nginx-upstream.conf"
-nginx -p "$WORK" -c "$WORK/nginx-upstream.conf" -e "$WORK/upstream-error.log"
-
-PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-cat > "$WORK/seed.yaml" <<YAML
-users:
-  - { username: bench, email: bench@example.test, name: Bench User, password: "$PASSWORD", groups: [bench] }
-YAML
-# Many password checks from one address and for one user: the brute-force limits are off.
-cat > "$WORK/flowgate.yaml" <<YAML
-listen: { http: "127.0.0.1:$PORT" }
-data_dir: "$WORK/data"
-identity: { seed: seed.yaml }
-session: { ttl: 12h, idle_timeout: 1h }
-mail: { transport: file }
-rate_limits: { password_per_ip: "off", password_per_username: "off" }
-apps:
-  - name: bench
-    upstream: "http://127.0.0.1:$UPSTREAM_PORT"
-include: ["$ROOT/config/flows/*.yaml"]
-YAML
-RUST_LOG=warn ./target/release/flowgate run -c "$WORK/flowgate.yaml" 2> "$WORK/flowgate.log" &
-FG_PID=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 "$FG_PID" 2>/dev/null || { echo "flowgate did not start" >&2; cat "$WORK/flowgate.log" >&2; exit 2; }
-BASE="http://127.0.0.1:$PORT"
+source "$ROOT/benches/lib.sh"
+start_upstream
+start_flowgate
 PROBE="python3 $ROOT/benches/http_probe.py"

@@ -73,41 +73,12 @@ fi
 cd "$ROOT"
 cargo build --release --locked --bin flowgate >&2
 
-# --- upstream: the kit's nginx upstream, rendered into the work dir ------------------------------
-if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$UPSTREAM_PORT/"; then
-  echo "port $UPSTREAM_PORT is already in use (another bench running?)" >&2; exit 2
-fi
-sed -e "s#@RUN@#$WORK#g" -e "s#@KIT@#$KIT#g" "$KIT/nginx-upstream.conf.in" > "$WORK/nginx-upstream.conf"
-nginx -p "$WORK" -c "$WORK/nginx-upstream.conf" -e "$WORK/upstream-error.log"
-
-# --- flowgate ------------------------------------------------------------------------------------
-PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-cat > "$WORK/seed.yaml" <<YAML
-users:
-  - { username: bench, email: bench@example.test, name: Bench User, password: "$PASSWORD", groups: [bench] }
-YAML
-# The login loop checks one password per cycle, far above the default brute-force limits
-# (10/min per username, 30/min per IP), so they are off for this run.
-cat > "$WORK/flowgate.yaml" <<YAML
-listen: { http: "127.0.0.1:$PORT" }
-data_dir: "$WORK/data"
-identity: { seed: seed.yaml }
-session: { ttl: 12h, idle_timeout: 1h }
-mail: { transport: file }
-rate_limits: { password_per_ip: "off", password_per_username: "off" }
-apps:
-  - name: bench
-    upstream: "http://127.0.0.1:$UPSTREAM_PORT"
-    # the kit's upstream echoes these two on /whoami, which the login loop checks
-    headers: { user: X-Remote-User, email: X-Remote-Email }
-include: ["$ROOT/config/flows/*.yaml"]
-YAML
-RUST_LOG=warn ./target/release/flowgate run -c "$WORK/flowgate.yaml" 2> "$WORK/flowgate.log" &
-FG_PID=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
-kill -0 "$FG_PID" 2>/dev/null || { echo "flowgate did not start" >&2; cat "$WORK/flowgate.log" >&2; exit 2; }
-
-BASE="http://127.0.0.1:$PORT"
+# --- upstream and flowgate (benches/lib.sh) -------------------------------------------------------
+source "$ROOT/benches/lib.sh"
+start_upstream
+# The login loop checks one password per cycle, far above the default brute-force limits, which
+# lib.sh turns off. The kit's upstream echoes these two headers on /whoami, which the loop checks.
+start_flowgate "    headers: { user: X-Remote-User, email: X-Remote-Email }"
 API="$BASE/.flowgate/api/v3/flows/executor/default-authentication-flow/"
 # login JAR: walks the default authentication flow (identification → password →
 # authenticator_validate, skipped without devices → user_login) and prints the session cookie.

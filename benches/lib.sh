@@ -1,0 +1,45 @@
+# Shared by the bench scripts (benches/bench_env.sh, benches/soak.sh): start the peer kit's nginx
+# upstream and a release flowgate in front of it. Source it after setting ROOT, KIT, WORK, PORT
+# and UPSTREAM_PORT; the caller owns cleanup (kill $FG_PID and the pid in $WORK/upstream.pid).
+
+# start_upstream: renders the kit's nginx upstream (127.0.0.1:18080, fixed by the kit's
+# nginx-upstream.conf.in) into $WORK and starts it; exits 2 when the port is taken.
+start_upstream() {
+  if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$UPSTREAM_PORT/"; then
+    echo "port $UPSTREAM_PORT is already in use (another bench running?)" >&2; exit 2
+  fi
+  sed -e "s#@RUN@#$WORK#g" -e "s#@KIT@#$KIT#g" "$KIT/nginx-upstream.conf.in" > "$WORK/nginx-upstream.conf"
+  nginx -p "$WORK" -c "$WORK/nginx-upstream.conf" -e "$WORK/upstream-error.log"
+}
+
+# start_flowgate [APP_EXTRA]: seeds the user "bench" with a random PASSWORD, writes
+# $WORK/flowgate.yaml (one app in front of the upstream, the shipped flows, brute-force limits
+# off: the benches check many passwords from one address for one user; APP_EXTRA is appended to
+# the app, indented), starts ./target/release/flowgate and waits for its health check.
+# Sets PASSWORD, FG_PID, BASE.
+start_flowgate() {
+  local extra=${1:-}
+  PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  cat > "$WORK/seed.yaml" <<YAML
+users:
+  - { username: bench, email: bench@example.test, name: Bench User, password: "$PASSWORD", groups: [bench] }
+YAML
+  cat > "$WORK/flowgate.yaml" <<YAML
+listen: { http: "127.0.0.1:$PORT" }
+data_dir: "$WORK/data"
+identity: { seed: seed.yaml }
+session: { ttl: 12h, idle_timeout: 1h }
+mail: { transport: file }
+rate_limits: { password_per_ip: "off", password_per_username: "off" }
+apps:
+  - name: bench
+    upstream: "http://127.0.0.1:$UPSTREAM_PORT"
+$extra
+include: ["$ROOT/config/flows/*.yaml"]
+YAML
+  RUST_LOG=warn ./target/release/flowgate run -c "$WORK/flowgate.yaml" 2> "$WORK/flowgate.log" &
+  FG_PID=$!
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 "$FG_PID" 2>/dev/null || { echo "flowgate did not start" >&2; cat "$WORK/flowgate.log" >&2; exit 2; }
+  BASE="http://127.0.0.1:$PORT"
+}
