@@ -22,29 +22,13 @@ cd "$ROOT"
 ./dev deps
 cargo build --release --locked --bin flowgate --example bare_pingora >&2
 
-PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-cat > "$WORK/seed.yaml" <<YAML
-users:
-  - { username: bench, email: bench@example.test, name: Bench User, password: "$PASSWORD", groups: [bench] }
-YAML
-cat > "$WORK/flowgate.yaml" <<YAML
-listen: { http: "127.0.0.1:$PORT" }
-data_dir: "$WORK/data"
-identity: { seed: seed.yaml }
-session: { ttl: 12h, idle_timeout: 1h }
-mail: { transport: file }
-apps:
-  - name: bench
-    upstream: "http://127.0.0.1:18080"
-    headers: default
-    skip_auth: ["^/static/"]
-include: ["$ROOT/config/flows/*.yaml"]
-YAML
-RUST_LOG=warn ./target/release/flowgate run -c "$WORK/flowgate.yaml" 2> "$WORK/flowgate.log" &
-FG_PID=$!
+# flowgate in front of the kit's nginx upstream, which the kit's run.sh starts (benches/lib.sh).
+UPSTREAM_PORT=18080
+source "$ROOT/benches/lib.sh"
+start_flowgate '    headers: default
+    skip_auth: ["^/static/"]'
 BARE_PINGORA_ADDR=127.0.0.1:18190 ./target/release/examples/bare_pingora > "$WORK/bare.log" 2>&1 &
 BARE_PID=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
 
 API="http://127.0.0.1:$PORT/.flowgate/api/v3/flows/executor/default-authentication-flow/"
 JAR="$WORK/jar"
