@@ -26,20 +26,11 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-need=()
-for t in nginx curl python3; do command -v "$t" >/dev/null || need+=("$t"); done
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing: ${need[*]}; install them with: sudo apt-get install -y ${need[*]}" >&2
-    exit 2
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source "$ROOT/benches/lib.sh"
+install_missing nginx curl python3
 cd "$ROOT"
 [ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked --bin flowgate >&2   # SKIP_BUILD=1 uses the binary as it is
 
-source "$ROOT/benches/lib.sh"
 start_upstream
 start_flowgate
 PROBE="python3 $ROOT/benches/http_probe.py"

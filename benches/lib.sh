@@ -1,6 +1,20 @@
-# Shared by the bench scripts (benches/bench_env.sh, benches/soak.sh): start the peer kit's nginx
-# upstream and a release flowgate in front of it. Source it after setting ROOT, KIT, WORK, PORT
+# Shared by the bench scripts (benches/bench_env.sh, benches/soak.sh, benches/load.sh): install
+# missing tools, start the peer kit's nginx upstream and a release flowgate in front of it. Source it after setting ROOT, KIT, WORK, PORT
 # and UPSTREAM_PORT; the caller owns cleanup (kill $FG_PID and the pid in $WORK/upstream.pid).
+
+# install_missing TOOL...: installs the tools (Debian packages of the same name) that are not on
+# the PATH; without root it names them and exits 2.
+install_missing() {
+  local need=() t
+  for t in "$@"; do command -v "$t" >/dev/null || need+=("$t"); done
+  [ ${#need[@]} -gt 0 ] || return 0
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing: ${need[*]}; install them with: sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+    exit 2
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
 
 # start_upstream: renders the kit's nginx upstream (127.0.0.1:18080, fixed by the kit's
 # nginx-upstream.conf.in) into $WORK and starts it; exits 2 when the port is taken.

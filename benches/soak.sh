@@ -57,24 +57,12 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- install and build ---------------------------------------------------------------------------
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || need+=(nginx)
-command -v curl >/dev/null || need+=(curl)
-command -v cmake >/dev/null || need+=(cmake)   # pingora's zlib-ng
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "missing: ${need[*]}; install them with: sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
-    exit 2
-  fi
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+source "$ROOT/benches/lib.sh"
+install_missing wrk nginx curl cmake   # cmake: pingora's zlib-ng
 cd "$ROOT"
 cargo build --release --locked --bin flowgate >&2
 
 # --- upstream and flowgate (benches/lib.sh) -------------------------------------------------------
-source "$ROOT/benches/lib.sh"
 start_upstream
 # The login loop checks one password per cycle, far above the default brute-force limits, which
 # lib.sh turns off. The kit's upstream echoes these two headers on /whoami, which the loop checks.
