@@ -83,7 +83,8 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting, then drains: idle keep-alive connections close, requests in flight
-    /// finish (their connections are not kept alive), for at most `limits.shutdown_timeout`.
+    /// finish (their connections are not kept alive), for at most `limits.shutdown_timeout`;
+    /// connections still open then are closed.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         for t in std::mem::take(&mut self.tasks) {
@@ -98,6 +99,9 @@ impl Running {
         {
             let open = self.open_connections();
             tracing::warn!(open, "shutdown timeout reached with requests in flight; closing them");
+            self.slots.abort.send_replace(true);
+            // Dropping a connection's future closes its socket; give the tasks a moment to run.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.slots.permits.acquire_many(all)).await;
         }
         self.users.close().await;
     }
@@ -160,6 +164,7 @@ impl Gateway {
         let slots = Arc::new(listen::Slots {
             permits: tokio::sync::Semaphore::new(max_connections as usize),
             open: Default::default(),
+            abort: tokio::sync::watch::channel(false).0,
         });
         let deadlines = listen::Deadlines {
             header: config.limits.header_timeout,

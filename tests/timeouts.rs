@@ -1,7 +1,7 @@
 //! Client-side timeouts and draining, over real sockets (PROTO-5): a request header must arrive
 //! within `limits.header_timeout`, an idle keep-alive connection is closed after
 //! `limits.keepalive_timeout`, neither cuts a request whose header has arrived (slow upstream,
-//! slow body), and shutdown lets requests in flight finish.
+//! slow body), and shutdown lets requests in flight finish, up to `limits.shutdown_timeout`.
 //!
 //! These are protocol timeouts on a live socket, so the tests wait real time (about a second);
 //! they assert what happened to each connection, never how long anything took.
@@ -162,4 +162,31 @@ async fn shutdown_lets_requests_in_flight_finish_and_refuses_new_ones() {
     );
     assert_eq!(in_flight.await.unwrap().expect("request in flight was cut"), 200);
     stop.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_stops_waiting_after_the_shutdown_timeout() {
+    // The upstream takes 4 s, longer than the 300 ms drain: shutdown returns without it, and the
+    // client's request ends (a closed connection) instead of holding the process.
+    let upstream = Upstream::spawn_with_delay(Duration::from_secs(4)).await;
+    let limits = "limits: { header_timeout: 1s, keepalive_timeout: 2s, shutdown_timeout: 300ms }\n";
+    let mut gw = TestGateway::start_full(DEFAULT_APP, limits, upstream, &[]).await;
+    let url = gw.url("/public/slow");
+    let in_flight = tokio::spawn(async move { bare_client().get(url).send().await.map(|r| r.status().as_u16()) });
+    while gw.upstream.count() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let running = gw.running.take().unwrap();
+    let stop = tokio::spawn(running.shutdown());
+    // Shutdown finishes on its own (well before the upstream's 4 s); the harness only bounds a hang.
+    tokio::time::timeout(Duration::from_secs(3), stop)
+        .await
+        .expect("shutdown waited past its timeout")
+        .unwrap();
+    // The cut request is not a success.
+    let outcome = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("client hung")
+        .unwrap();
+    assert!(matches!(outcome, Err(_) | Ok(502)), "{outcome:?}");
 }

@@ -102,6 +102,8 @@ pub(crate) type ProxyApp = pingora::proxy::HttpProxy<GatewayProxy>;
 pub(crate) struct Slots {
     pub(crate) permits: tokio::sync::Semaphore,
     pub(crate) open: std::sync::atomic::AtomicUsize,
+    /// Set when the shutdown timeout has passed: every connection still open is dropped.
+    pub(crate) abort: tokio::sync::watch::Sender<bool>,
 }
 
 /// One open connection's share of [`Slots`], given back when dropped (also on a panic).
@@ -149,7 +151,13 @@ pub(crate) async fn accept_loop(
                     permit.forget();
                     let slot = ConnectionSlot::taken(slots.clone());
                     tokio::spawn(async move {
-                        serve_connection(tcp, app, tls, shutdown, deadlines).await;
+                        let mut abort = slot.0.abort.subscribe();
+                        tokio::select! {
+                            () = serve_connection(tcp, app, tls, shutdown, deadlines) => {}
+                            _ = abort.wait_for(|a| *a) => {
+                                tracing::debug!("connection closed at the shutdown timeout");
+                            }
+                        }
                         drop(slot);
                     });
                 }
