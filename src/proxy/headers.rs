@@ -83,9 +83,10 @@ pub fn identity_headers(set: &HeaderSet, app: &App, who: &Identity) -> Vec<(Stri
     push(&set.user, encode_value(&who.username, ""));
     push(&set.email, encode_value(&who.email, ""));
     if set.groups.is_some() {
-        let group_specials = format!(",|{}", set.groups_separator);
-        let groups: Vec<String> = who.groups.iter().map(|g| encode_value(g, &group_specials)).collect();
-        push(&set.groups, groups.join(&set.groups_separator));
+        let sep = set.groups_separator.as_str();
+        let special = |c: char| c == ',' || c == '|' || sep.contains(c);
+        let groups: Vec<String> = who.groups.iter().map(|g| encode_with(g, special)).collect();
+        push(&set.groups, groups.join(sep));
     }
     push(&set.name, encode_value(&who.name, ""));
     push(&set.uid, encode_value(&who.uid, ""));
@@ -105,7 +106,13 @@ pub fn identity_headers(set: &HeaderSet, app: &App, who: &Identity) -> Vec<(Stri
 /// everything else (printable ASCII, including space) is kept, so a value with nothing to
 /// encode is returned as it is.
 pub fn encode_value(v: &str, also: &str) -> String {
-    let needs = |c: char| c.is_control() || !c.is_ascii() || c == '%' || also.contains(c);
+    encode_with(v, |c| also.contains(c))
+}
+
+/// [`encode_value`] with the extra characters to encode given as a predicate (no allocation
+/// per request for the groups header's separators).
+fn encode_with(v: &str, also: impl Fn(char) -> bool) -> String {
+    let needs = |c: char| c.is_control() || !c.is_ascii() || c == '%' || also(c);
     if !v.chars().any(needs) {
         return v.to_string();
     }
