@@ -6,8 +6,7 @@
 //! error pages (CONF-4) in `attacks_pages.rs`. Timing figures (ENUM-2, AVAIL-4, PASS-4) come
 //! from scripts in `benches/`, not from here.
 
-mod common;
-use common::*;
+use crate::common::*;
 use flowgate::identity::NewUser;
 use std::time::Duration;
 

@@ -3,8 +3,7 @@
 //! GET query (CSRF-3), replayed and cross-browser flow requests (FLOW-3, FLOW-4), and
 //! configuration and settings flows opened without a login (FLOW-8).
 
-mod common;
-use common::*;
+use crate::common::*;
 use flowgate::identity::mfa;
 use flowgate::session::clock::Clock;
 

@@ -5,8 +5,7 @@
 //! no app is configured for is a 404 and is never echoed; `X-Forwarded-Proto: https` over plain
 //! HTTP never makes the session cookie `Secure` or `__Host-`.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
 const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";

@@ -3,8 +3,7 @@
 //! slow one, an SMTP server that is down and a user store that fails — names no file, no
 //! internal address and nothing of Rust's internals, in the body or in a header.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";

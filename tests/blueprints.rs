@@ -3,8 +3,7 @@
 //! end to end over HTTP, bad files give errors naming file, line and entry and write nothing,
 //! legacy JSON exports import like YAML, and export → import → export is stable.
 
-mod common;
-use common::*;
+use crate::common::*;
 use flowgate::blueprint::{export, import};
 use flowgate::session::clock::Clock;
 use std::path::{Path, PathBuf};

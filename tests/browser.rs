@@ -3,10 +3,8 @@
 //! accessibility check (an <h1>, a <label> for every visible field) and a screenshot under
 //! `target/screenshots/`. Needs Debian's `chromium` and `chromium-driver` (`./dev deps`).
 
-mod common;
-
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use flowgate::identity::{mfa, UserStore};
 use flowgate::session::clock::Clock;
 use serde_json::{json, Value};

@@ -2,8 +2,7 @@
 //! per username (GCRA on the injected clock); a refusal is a 429 page with `Retry-After`, and the
 //! real user from another address is locked out no longer than the limit's period.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const LIMITS: &str = "trusted_proxies: [127.0.0.1]\nrate_limits: { password_per_ip: 5/1m, password_per_username: 3/1m, code_per_username: 3/1m }\n";

@@ -1,7 +1,6 @@
 //! Smoke tests of the real binary: `demo` serves a login in front of its echo app, and the
 //! `user` and `hash-password` commands work against a real SQLite file.
 
-mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use std::time::Duration;
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 
 fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
-    common::run_bin(args, stdin)
+    crate::common::run_bin(args, stdin)
 }
 
 /// A config naming only a listener and a SQLite file under a fresh temp dir.

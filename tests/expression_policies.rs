@@ -2,8 +2,7 @@
 //! the flow context, an app gated by group membership through `ak_is_group_member`, and a config
 //! error for an expression that does not compile.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const FLOWS: &str = r#"
 flows:

@@ -3,8 +3,7 @@
 //! time, evaluate_on_plan, invalid_response_action restart, anonymous users against user and
 //! group bindings, and titles.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const FLOWS: &str = r#"
 flows:

@@ -1,8 +1,7 @@
 //! Choosing "the" flow of a designation (reference §2.9): a configured default as is, otherwise
 //! the first flow in slug order whose policies pass for the current request; none → 404.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const FLOWS: &str = r#"
 flows:

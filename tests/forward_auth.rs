@@ -4,8 +4,7 @@
 //! where a test checks the untrusted case). The recording upstream must never see any of these
 //! calls. FLOW-9 of security-tests.md: every error answers 4xx/5xx, never 200.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const APPS: &str = "  - name: app\n    hosts: [app.test]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n  - name: staff\n    hosts: [staff.test]\n    upstream: \"http://UPSTREAM\"\n    policies: [{ group: staff }]\n";
 const TRUSTED: &str =

@@ -2,8 +2,7 @@
 //! requests (PROTO-1, -2, -4), and durability: `kill -9` in the middle of enrollments loses no
 //! committed user and leaves the SQLite database intact.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

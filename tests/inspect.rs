@@ -1,8 +1,6 @@
 //! The flow inspector through the real binary: `flowgate plan` shows the plan, every policy
 //! result with messages and timing; `flowgate export --format mermaid` draws the flow.
 
-mod common;
-
 const CONFIG: &str = r#"
 listen: { http: "127.0.0.1:0" }
 identity: { database: "sqlite://users.db" }
@@ -31,7 +29,7 @@ policies:
 "#;
 
 fn run(args: &[&str], stdin: &str) -> (i32, String, String) {
-    common::run_bin(args, stdin)
+    crate::common::run_bin(args, stdin)
 }
 
 #[test]

@@ -1,8 +1,7 @@
 //! Login and logout end to end over real sockets, through the HTML forms and the JSON API,
 //! asserting on what the upstream received.
 
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 #[tokio::test]

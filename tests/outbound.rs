@@ -2,16 +2,11 @@
 //! TLS and SMTP AUTH (what the server received), failures (down, silent, untrusted, no
 //! STARTTLS, bad credentials, bad addresses), the file transport, and captcha siteverify.
 
-#[path = "common/siteverify.rs"]
-mod siteverify;
-#[path = "common/smtp.rs"]
-mod smtp;
-
+use crate::common::siteverify::SiteVerify;
+use crate::common::smtp::{decoded_body, decoded_part, SmtpServer};
 use flowgate::outbound::captcha::CaptchaVerifier;
 use flowgate::outbound::mail::{Mail, MailError, MailTransport, Mailer, SmtpSecurity};
 use serde_json::json;
-use siteverify::SiteVerify;
-use smtp::{decoded_body, decoded_part, SmtpServer};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,8 +1,7 @@
 //! Password expiry over real sockets (the injected clock moves past the limit), and config
 //! errors for the password policy's unsupported or out-of-range settings.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const FLOWS: &str = r#"

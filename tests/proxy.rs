@@ -1,8 +1,7 @@
 //! Proxying behaviour: upstream failures as pages, WebSocket upgrades, app policies, routing by
 //! host and prefix, HTTPS cookies, and forwarded-header trust.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 #[tokio::test]

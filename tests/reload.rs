@@ -2,8 +2,7 @@
 //! a bad file keeps the old config and reports every error, requests in flight finish, and the
 //! file watcher notices changes.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::time::Duration;
 

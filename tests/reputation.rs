@@ -2,8 +2,7 @@
 //! client IP and the identifier; a deny stage bound to "reputation at or below -3" (checked when
 //! the stage runs) stops further attempts until the scores expire (24 h on the injected clock).
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const FLOWS: &str = r#"

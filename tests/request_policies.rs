@@ -1,8 +1,7 @@
 //! flowgate's request-matcher policies decide per-app access after login: path, method, source
 //! CIDR, header and weekday/time (UTC, read from the injected clock).
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const POLICIES: &str = r#"

@@ -1,8 +1,7 @@
 //! Hostile input over real sockets: spoofed identity headers in every spelling, open redirects,
 //! session fixation, forged cookies, CSRF, flow skipping, oversized and malformed forms.
 
-mod common;
-use common::*;
+use crate::common::*;
 
 const SPOOFS: &[&str] = &[
     "X-Forwarded-User",

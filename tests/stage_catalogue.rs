@@ -3,8 +3,7 @@
 //! dummy, user_login's remember-me and terminate_other_sessions, enrollment and recovery links
 //! on the login page, and templates overridden from the configured directory.
 
-mod common;
-use common::*;
+use crate::common::*;
 use flowgate::session::clock::Clock;
 use std::time::Duration;
 

@@ -3,13 +3,8 @@
 //! recovery by email, unenrollment, password change, TOTP setup and login with TOTP, and the
 //! captcha shown only on bad reputation (against a local siteverify server).
 
-mod common;
-#[path = "common/siteverify.rs"]
-mod siteverify;
-#[path = "common/smtp.rs"]
-mod smtp;
-
-use common::*;
+use crate::common::*;
+use crate::common::{siteverify, smtp};
 use flowgate::identity::mfa;
 use flowgate::session::clock::Clock;
 use std::time::Duration;

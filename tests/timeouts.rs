@@ -6,8 +6,7 @@
 //! These are protocol timeouts on a live socket, so the tests wait real time (about a second);
 //! they assert what happened to each connection, never how long anything took.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

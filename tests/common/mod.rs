@@ -2,6 +2,9 @@
 //! and a cookie-keeping client with redirects off.
 #![allow(dead_code)]
 
+pub mod siteverify;
+pub mod smtp;
+
 use bytes::Bytes;
 use flowgate::config::{Config, Source};
 use flowgate::session::ManualClock;

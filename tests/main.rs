@@ -1,0 +1,40 @@
+//! The integration suite as one test binary (`[[test]] suite` in Cargo.toml, `autotests = false`):
+//! one file per feature beside this one, each run against flowgate started in-process on port 0
+//! (`common/`). One binary links once; a binary per file linked all of pingora 27 times, and a
+//! clean test build took 20 GB of disk.
+//!
+//! `logging.rs` is a binary of its own (`[[test]] logging`): it installs a process-wide TRACE
+//! subscriber, which would capture every other test's gateway.
+//!
+//!     cargo test --test suite attacks::      # one module
+//!     cargo test --test suite                # all of it
+
+mod common;
+
+mod attacks;
+mod attacks_flows;
+mod attacks_forwarding;
+mod attacks_pages;
+mod blueprints;
+mod browser;
+mod bruteforce;
+mod cli;
+mod config;
+mod expression_policies;
+mod flow_engine;
+mod flow_selection;
+mod forward_auth;
+mod fuzz_regressions;
+mod hardening;
+mod inspect;
+mod login;
+mod outbound;
+mod password_policies;
+mod proxy;
+mod reload;
+mod reputation;
+mod request_policies;
+mod security;
+mod stage_catalogue;
+mod stages;
+mod timeouts;
