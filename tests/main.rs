@@ -24,6 +24,7 @@ mod expression_policies;
 mod flow_engine;
 mod flow_selection;
 mod forward_auth;
+mod forward_auth_peers;
 mod fuzz_regressions;
 mod hardening;
 mod inspect;

@@ -63,8 +63,8 @@ pub(crate) struct Caller<'a> {
     pub(crate) client_ip: Option<IpAddr>,
 }
 
-/// The answer to write: a response, the identity headers to add to it (only on a 200 for a
-/// session), and what the request log shows.
+/// The answer to write: a response, the identity headers to add to it (only on a 200: the
+/// session's values, or empty values on a skip-auth path), and what the request log shows.
 pub(crate) struct Answer {
     /// Status, flowgate's own headers, body.
     pub(crate) response: HttpResponse,
@@ -123,7 +123,7 @@ pub(crate) async fn answer(state: &ProxyState, kind: Kind, c: &Caller<'_>) -> An
     match decide::decide(state, &facts).await {
         Verdict::Anonymous(app) => Answer {
             response: ok(),
-            identity: Vec::new(),
+            identity: super::headers::blank_identity_headers(&app.headers, &app),
             app: Some(app),
             user: None,
         },

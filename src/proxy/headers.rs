@@ -74,22 +74,37 @@ impl StripSet {
 /// encoded as the module documentation says: printable ASCII, reversible, and the groups
 /// header splits into exactly the user's groups.
 pub fn identity_headers(set: &HeaderSet, app: &App, who: &Identity) -> Vec<(String, String)> {
+    headers_for(set, app, Some(who))
+}
+
+/// The same names as [`identity_headers`] with empty user values, for a forward-auth 200 on a
+/// skip-auth path: a reverse proxy that copies a header flowgate left out may set something
+/// else in its place (Caddy before 2.10 sets the literal `{http.reverse_proxy.header.…}`
+/// placeholder, caddy#6610), an empty value it copies as empty. nginx removes empty ones.
+pub fn blank_identity_headers(set: &HeaderSet, app: &App) -> Vec<(String, String)> {
+    headers_for(set, app, None)
+}
+
+fn headers_for(set: &HeaderSet, app: &App, who: Option<&Identity>) -> Vec<(String, String)> {
     let mut out = Vec::with_capacity(8);
     let mut push = |name: &Option<String>, value: String| {
         if let Some(n) = name {
             out.push((n.clone(), value));
         }
     };
-    push(&set.user, encode_value(&who.username, ""));
-    push(&set.email, encode_value(&who.email, ""));
+    let field = |f: fn(&Identity) -> &str| who.map(|w| encode_value(f(w), "")).unwrap_or_default();
+    push(&set.user, field(|w| &w.username));
+    push(&set.email, field(|w| &w.email));
     if set.groups.is_some() {
         let sep = set.groups_separator.as_str();
         let special = |c: char| c == ',' || c == '|' || sep.contains(c);
-        let groups: Vec<String> = who.groups.iter().map(|g| encode_with(g, special)).collect();
+        let groups: Vec<String> = who
+            .map(|w| w.groups.iter().map(|g| encode_with(g, special)).collect())
+            .unwrap_or_default();
         push(&set.groups, groups.join(sep));
     }
-    push(&set.name, encode_value(&who.name, ""));
-    push(&set.uid, encode_value(&who.uid, ""));
+    push(&set.name, field(|w| &w.name));
+    push(&set.uid, field(|w| &w.uid));
     if set.meta {
         out.push(("X-authentik-meta-app".into(), encode_value(&app.name, "")));
         out.push(("X-authentik-meta-provider".into(), encode_value(&app.name, "")));

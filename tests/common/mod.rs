@@ -301,7 +301,9 @@ pub async fn html_login(c: &reqwest::Client, base: &str, path: &str, user: &str,
         .await
         .unwrap();
     assert_eq!(r.status(), 302, "protected path must redirect to the flow");
-    let flow_url = format!("{base}{}", location(&r));
+    // Relative from flowgate; a reverse proxy in front (nginx `return 302`) may make it absolute.
+    let to = location(&r);
+    let flow_url = if to.starts_with('/') { format!("{base}{to}") } else { to };
     let page = c.get(&flow_url).header("accept", BROWSER_ACCEPT).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();

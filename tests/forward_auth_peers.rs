@@ -1,0 +1,262 @@
+//! The reverse-proxy snippets of `docs/forward-auth.md`, run for real: the nginx `auth_request`
+//! and the Caddy `forward_auth` blocks are read from the document itself, given free ports, and
+//! started in front of an in-process flowgate and the recording upstream (the "app"). A client
+//! then goes through the reverse proxy only: anonymous redirect to the login flow, skip-auth,
+//! a login through the proxied flow pages, identity headers on the app's request with every
+//! client spelling of them removed (HDR-1..4 in forward-auth mode), and logout.
+//!
+//! Needs Debian's `nginx` and `caddy` (`./dev deps` installs them). Traefik is not packaged for
+//! Debian and is not run; its snippet is checked only from the endpoint's side (forward_auth.rs).
+
+use crate::common::*;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const APPS: &str =
+    "  - name: wiki\n    hosts: [wiki.example.test]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
+const EXTRA: &str =
+    "trusted_proxies: [127.0.0.1/32]\nrate_limits: { password_per_ip: off, password_per_username: off }\n";
+
+/// The identity header names as a client may spell them to slip past a filter; an app behind
+/// CGI, PHP or WSGI reads all of them as `HTTP_X_FORWARDED_USER`.
+const SPOOFED: &[&str] = &[
+    "X-Forwarded-User",
+    "x-forwarded-user",
+    "X_Forwarded_User",
+    "X.Forwarded.User",
+    "X-Forwarded-Groups",
+    "X_Forwarded_Groups",
+    "X-Forwarded-Email",
+];
+
+/// The body of the first fenced block in `docs/forward-auth.md` whose info string is `lang`.
+fn snippet(lang: &str) -> String {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/forward-auth.md")).unwrap();
+    let fence = format!("```{lang}\n");
+    let start = doc
+        .find(&fence)
+        .unwrap_or_else(|| panic!("no ```{lang} block in docs/forward-auth.md"))
+        + fence.len();
+    let len = doc[start..].find("```").expect("unterminated block");
+    doc[start..start + len].to_string()
+}
+
+/// The snippet with the documented addresses replaced by the test's: flowgate on 8080, the app on
+/// 9000. Panics when the document no longer names them (the test would otherwise run nothing).
+fn with_addresses(mut text: String, gw: &TestGateway) -> String {
+    for (documented, real) in [("127.0.0.1:8080", gw.addr), ("127.0.0.1:9000", gw.upstream.addr)] {
+        assert!(text.contains(documented), "the snippet no longer uses {documented}");
+        text = text.replace(documented, &real.to_string());
+    }
+    text
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn program(name: &str) -> String {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = format!("{dir}/{name}");
+        if Path::new(&p).exists() {
+            return p;
+        }
+    }
+    panic!("{name} not found: run `./dev deps` to install Debian's nginx and caddy");
+}
+
+/// A reverse proxy process, killed when dropped; its log is shown when it does not come up.
+struct Peer {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Peer {
+    fn spawn(mut cmd: Command, log: std::path::PathBuf, port: u16) -> Self {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        let mut peer = Peer { child, log };
+        // Up to 20 s (400 polls of 50 ms) for the listener.
+        for _ in 0..400 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return peer;
+            }
+            if peer.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the reverse proxy did not start ({:?}):\n{}",
+            peer.child.try_wait(),
+            std::fs::read_to_string(&peer.log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_nginx(gw: &TestGateway) -> (Peer, u16) {
+    let port = free_port();
+    let dir = gw.dir.path().join("nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = with_addresses(snippet("nginx"), gw);
+    assert!(server.contains("listen 80;"));
+    let server = server.replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+    let d = dir.display();
+    let conf = format!(
+        "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  \
+         client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  \
+         uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n{server}}}\n"
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let mut cmd = Command::new(program("nginx"));
+    cmd.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf"));
+    cmd.args(["-g", "daemon off; master_process off;"]);
+    (Peer::spawn(cmd, dir.join("stderr.log"), port), port)
+}
+
+fn start_caddy(gw: &TestGateway) -> (Peer, u16) {
+    let port = free_port();
+    let dir = gw.dir.path().join("caddy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let site = with_addresses(snippet("caddyfile"), gw);
+    assert!(site.starts_with("wiki.example.test {"));
+    let site = site.replacen("wiki.example.test {", &format!("http://wiki.example.test:{port} {{"), 1);
+    let conf = format!(
+        "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {}\n}}\n{site}",
+        dir.join("data").display()
+    );
+    std::fs::write(dir.join("Caddyfile"), conf).unwrap();
+    let mut cmd = Command::new(program("caddy"));
+    cmd.args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(dir.join("Caddyfile"));
+    cmd.env("HOME", &dir)
+        .env("XDG_DATA_HOME", &dir)
+        .env("XDG_CONFIG_HOME", &dir);
+    (Peer::spawn(cmd, dir.join("stderr.log"), port), port)
+}
+
+/// A browser that reaches `wiki.example.test` through the reverse proxy on `port`.
+fn browser(port: u16) -> (reqwest::Client, String) {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .resolve("wiki.example.test", SocketAddr::from(([127, 0, 0, 1], port)))
+        .build()
+        .unwrap();
+    (c, format!("http://wiki.example.test:{port}"))
+}
+
+fn spoofed(r: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    SPOOFED.iter().fold(r, |r, name| r.header(*name, "mallory"))
+}
+
+/// No header on the app's request carries the client's value, under any name.
+fn assert_nothing_spoofed(seen: &Recorded, what: &str) {
+    for (k, v) in &seen.headers {
+        assert!(!v.contains("mallory"), "{what}: the app got {k}: {v}");
+    }
+}
+
+/// The walk every reverse proxy must pass; `peer` names it in failures.
+async fn through_the_reverse_proxy(gw: &TestGateway, port: u16, peer: &str) {
+    let (c, base) = browser(port);
+
+    // Anonymous: sent to the login flow with `next`, the app never reached.
+    let r = c.get(format!("{base}/private?a=1")).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{peer}: anonymous request");
+    // flowgate answers with a relative URL; nginx's `return 302` makes it absolute on the same host.
+    let to = location(&r);
+    let to = to.strip_prefix(base.as_str()).unwrap_or(&to);
+    assert!(
+        to.starts_with("/.flowgate/flow/default-authentication-flow/?next=%2Fprivate%3Fa%3D1"),
+        "{peer}: login redirect {to}"
+    );
+    assert_eq!(gw.upstream.count(), 0, "{peer}: the app saw an anonymous request");
+
+    // Skip-auth reaches the app with no identity, whatever the client sent.
+    let r = spoofed(c.get(format!("{base}/public/page"))).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{peer}: skip-auth path");
+    let seen = gw.upstream.last();
+    assert_eq!(seen.uri, "/public/page");
+    // Absent (nginx drops the empty values flowgate answers with) or empty (Caddy copies them).
+    for h in [
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-forwarded-groups",
+        "x-forwarded-uid",
+    ] {
+        let values = seen.headers_named(h);
+        assert!(
+            values.iter().all(|v| v.is_empty()),
+            "{peer}: {h} on skip-auth: {seen:?}"
+        );
+    }
+    assert_nothing_spoofed(&seen, &format!("{peer}, skip-auth"));
+
+    // Login through the proxied flow pages, then the app sees alice, once, and nothing spoofed.
+    let done = html_login(&c, &base, "/private?a=1", "alice", ALICE_PASSWORD).await;
+    assert_eq!(done.status(), 302, "{peer}: login did not finish");
+    assert_eq!(
+        location(&done),
+        "/private?a=1",
+        "{peer}: back to where the user was going"
+    );
+    let r = spoofed(c.get(format!("{base}/private?a=1"))).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{peer}: authenticated request");
+    let seen = gw.upstream.last();
+    assert_eq!(seen.uri, "/private?a=1");
+    assert_eq!(seen.headers_named("x-forwarded-user"), ["alice"], "{peer}: {seen:?}");
+    assert_eq!(
+        seen.headers_named("x-forwarded-email"),
+        ["alice@example.test"],
+        "{peer}"
+    );
+    assert_eq!(seen.headers_named("x-forwarded-groups"), ["admins,staff"], "{peer}");
+    assert_nothing_spoofed(&seen, &format!("{peer}, logged in"));
+
+    // Logout through the proxy ends the session for the auth check too.
+    let before = gw.upstream.count();
+    let r = c.get(format!("{base}/logout")).send().await.unwrap();
+    assert!(
+        r.status().is_redirection() || r.status() == 200,
+        "{peer}: logout {}",
+        r.status()
+    );
+    let r = c.get(format!("{base}/private")).send().await.unwrap();
+    assert_eq!(r.status(), 302, "{peer}: still let in after logout");
+    assert_eq!(gw.upstream.count(), before, "{peer}: the app was reached after logout");
+}
+
+#[tokio::test]
+async fn nginx_snippet_of_the_docs_works_end_to_end() {
+    let gw = TestGateway::start_with(APPS, EXTRA).await;
+    let (_nginx, port) = start_nginx(&gw);
+    through_the_reverse_proxy(&gw, port, "nginx").await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn caddy_snippet_of_the_docs_works_end_to_end() {
+    let gw = TestGateway::start_with(APPS, EXTRA).await;
+    let (_caddy, port) = start_caddy(&gw);
+    through_the_reverse_proxy(&gw, port, "caddy").await;
+    gw.stop().await;
+}
