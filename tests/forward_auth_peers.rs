@@ -3,7 +3,8 @@
 //! started in front of an in-process flowgate and the recording upstream (the "app"). A client
 //! then goes through the reverse proxy only: anonymous redirect to the login flow, skip-auth,
 //! a login through the proxied flow pages, identity headers on the app's request with every
-//! client spelling of them removed (HDR-1..4 in forward-auth mode), and logout.
+//! client spelling of them removed (HDR-1..4 in forward-auth mode), the app's own cookies kept
+//! and flowgate's session cookie removed, and logout.
 //!
 //! Needs Debian's `nginx` and `caddy` (`./dev deps` installs them). Traefik is not packaged for
 //! Debian and is not run; its snippet is checked only from the endpoint's side (forward_auth.rs).
@@ -231,6 +232,50 @@ async fn through_the_reverse_proxy(gw: &TestGateway, port: u16, peer: &str) {
     );
     assert_eq!(seen.headers_named("x-forwarded-groups"), ["admins,staff"], "{peer}");
     assert_nothing_spoofed(&seen, &format!("{peer}, logged in"));
+    // The jar's request carried the session cookie only: the app got no Cookie, or an empty one.
+    let cookies = seen.headers_named("cookie");
+    assert!(
+        cookies.iter().all(|c| c.trim().is_empty()),
+        "{peer}: the app got {cookies:?}"
+    );
+
+    // The app's own cookies reach it; flowgate's session cookie, under either name, never does.
+    let id = set_cookie_value(&done, "flowgate_session").expect("login sets the session cookie");
+    for (sent, kept) in [
+        (
+            format!("theme=dark; flowgate_session={id}; lang=en"),
+            "theme=dark; lang=en",
+        ),
+        (format!("flowgate_session={id}; theme=dark"), "theme=dark"),
+        (format!("theme=dark; flowgate_session={id}"), "theme=dark"),
+        (
+            format!("__Host-flowgate_session=x; theme=dark; flowgate_session={id}"),
+            "theme=dark",
+        ),
+        (
+            format!("xflowgate_session=keep; flowgate_session={id}"),
+            "xflowgate_session=keep",
+        ),
+    ] {
+        let r = bare_client()
+            .get(format!("http://127.0.0.1:{port}/private"))
+            .header("host", format!("wiki.example.test:{port}"))
+            .header("cookie", &sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{peer}: {sent}");
+        let seen = gw.upstream.last();
+        let got = seen.headers_named("cookie").join("; ");
+        let pairs = |c: &str| -> Vec<String> {
+            c.split(';')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(pairs(&got), pairs(kept), "{peer}: {sent} reached the app as {got:?}");
+    }
 
     // Logout through the proxy ends the session for the auth check too.
     let before = gw.upstream.count();
