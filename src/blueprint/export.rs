@@ -3,6 +3,7 @@
 //! authentik and come back to flowgate unchanged).
 
 use super::models::{self, Attr, Kind};
+use super::timedelta;
 use serde_json::{json, Map, Value};
 use serde_yaml::value::{Tag, TaggedValue};
 use std::collections::BTreeSet;
@@ -173,7 +174,7 @@ impl Writer<'_> {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             }),
-            Attr::Duration => Y::String(models::timedelta_of(v.as_str().unwrap_or("0s"))?),
+            Attr::Duration => Y::String(timedelta::timedelta_of(v.as_str().unwrap_or("0s"))?),
             Attr::Seconds => {
                 let d = crate::config::duration::parse_duration(v.as_str().unwrap_or("0s"))?;
                 Y::Number(d.as_secs().into())

@@ -12,6 +12,7 @@ pub mod import;
 pub mod models;
 mod pyfmt;
 pub mod tags;
+pub mod timedelta;
 
 /// A YAML value as JSON (numbers kept as numbers; tags must be resolved first, a leftover tag
 /// keeps only its value). Done by hand: serde's generic conversion turns numbers into maps

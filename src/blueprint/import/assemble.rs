@@ -3,6 +3,7 @@
 
 use super::{ImportError, Imported, Importer, Obj, ObjKind};
 use crate::blueprint::models::{self, Attr, Kind};
+use crate::blueprint::timedelta;
 use serde_json::{json, Map, Value};
 
 impl Importer {
@@ -24,8 +25,8 @@ impl Importer {
                 other => Some(other.clone()),
             },
             Attr::Duration => match v {
-                Value::String(s) => match models::timedelta_seconds(s) {
-                    Ok(secs) if secs >= 0.0 => Some(json!(models::native_duration(secs.round() as u64))),
+                Value::String(s) => match timedelta::timedelta_seconds(s) {
+                    Ok(secs) if secs >= 0.0 => Some(json!(timedelta::native_duration(secs.round() as u64))),
                     Ok(_) => dangling(self, "negative durations are not supported".into()),
                     Err(e) => dangling(self, e),
                 },
@@ -33,7 +34,7 @@ impl Importer {
             },
             Attr::Seconds => v
                 .as_f64()
-                .map(|s| json!(models::native_duration(s.max(0.0).round() as u64))),
+                .map(|s| json!(timedelta::native_duration(s.max(0.0).round() as u64))),
             Attr::StageRef | Attr::FlowRef | Attr::GroupRef => {
                 let want = match attr {
                     Attr::StageRef => is_stage,
@@ -246,7 +247,7 @@ impl Importer {
         if let Some(t) = d.get("timeout").and_then(Value::as_f64) {
             b.insert(
                 "timeout".into(),
-                json!(models::native_duration(t.max(0.0).round() as u64)),
+                json!(timedelta::native_duration(t.max(0.0).round() as u64)),
             );
         }
         Some(Value::Object(b))
