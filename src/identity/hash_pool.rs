@@ -4,10 +4,11 @@
 //! argon2id is meant to be expensive: 19 MiB and two passes take ~10-15 ms of one core. On the
 //! tokio blocking pool it stays off the event loop but not off the CPUs; 20 concurrent logins
 //! on two cores raised the proxied p99 latency from 0.6 ms to 215 ms (`benches/login_storm.sh`,
-//! PASS-4). Bounding the hashes to cores − 1 brought that to ~4 ms; what remained was a proxy
-//! thread waking up behind a hashing thread of equal priority. At nice 10 a hashing thread has
-//! about a tenth of the scheduler weight of a proxy thread, so the kernel preempts it when a
-//! proxy thread wakes, and it still gets the CPU whenever the proxy does not need it.
+//! PASS-4). Bounding the hashes to cores − 1 with a semaphore brought that to ~4 ms (7× idle);
+//! running them on these long-lived threads instead brings it to ~2× idle. In interleaved runs
+//! the nice value made no measurable difference (nice 0 and 10 alike, `SCHED_IDLE` worse;
+//! docs/performance.md, "Follow-up 2"); nice 10 stays so that the proxy gets the larger share
+//! when both are CPU-bound.
 
 use super::hash::HashError;
 use std::sync::mpsc;
