@@ -12,15 +12,6 @@ const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
 const UNENROLL: &str = "/.flowgate/flow/default-unenrollment-flow/";
 const NEW_PASSWORD: &str = "violet tangerine expedition 77";
 
-/// A port nobody listens on.
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A response as text: status line, headers, body.
 async fn text_of(r: reqwest::Response) -> (u16, String) {
     let status = r.status().as_u16();
@@ -37,7 +28,7 @@ async fn text_of(r: reqwest::Response) -> (u16, String) {
 async fn error_pages_show_no_internals() {
     // CONF-4.
     let slow = Upstream::spawn_with_delay(Duration::from_secs(5)).await;
-    let (dead, smtp_dead) = (dead_port(), dead_port());
+    let (dead, smtp_dead) = (unused_port(), unused_port());
     let apps = format!(
         "  - name: dead\n    path_prefix: /dead\n    upstream: \"http://127.0.0.1:{dead}\"\n    skip_auth: [\"^/\"]\n  - name: slow\n    path_prefix: /slow\n    upstream: \"http://{}\"\n    read_timeout: 300ms\n    skip_auth: [\"^/\"]\n  - name: small\n    path_prefix: /small\n    upstream: \"http://UPSTREAM\"\n    max_body_bytes: 100\n    skip_auth: [\"^/\"]\n  - name: guarded\n    path_prefix: /guarded\n    upstream: \"http://UPSTREAM\"\n    authentication_flow: default-authentication-flow\n    policies: [{{ group: nobody-is-in-this-group }}]\n",
         slow.addr

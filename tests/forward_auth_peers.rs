@@ -54,14 +54,6 @@ fn with_addresses(mut text: String, gw: &TestGateway) -> String {
     text
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn program(name: &str) -> String {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
         let p = format!("{dir}/{name}");
@@ -113,11 +105,16 @@ impl Drop for Peer {
     }
 }
 
-fn start_nginx(gw: &TestGateway) -> (Peer, u16) {
-    let port = free_port();
-    let dir = gw.dir.path().join("nginx");
+/// A port and a directory for one reverse proxy, and its block of the document with the test's
+/// addresses.
+fn prepare(gw: &TestGateway, lang: &str) -> (u16, std::path::PathBuf, String) {
+    let dir = gw.dir.path().join(lang);
     std::fs::create_dir_all(&dir).unwrap();
-    let server = with_addresses(snippet("nginx"), gw);
+    (unused_port(), dir, with_addresses(snippet(lang), gw))
+}
+
+fn start_nginx(gw: &TestGateway) -> (Peer, u16) {
+    let (port, dir, server) = prepare(gw, "nginx");
     assert!(server.contains("listen 80;"));
     let server = server.replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
     let d = dir.display();
@@ -134,10 +131,7 @@ fn start_nginx(gw: &TestGateway) -> (Peer, u16) {
 }
 
 fn start_caddy(gw: &TestGateway) -> (Peer, u16) {
-    let port = free_port();
-    let dir = gw.dir.path().join("caddy");
-    std::fs::create_dir_all(&dir).unwrap();
-    let site = with_addresses(snippet("caddyfile"), gw);
+    let (port, dir, site) = prepare(gw, "caddyfile");
     assert!(site.starts_with("wiki.example.test {"));
     let site = site.replacen("wiki.example.test {", &format!("http://wiki.example.test:{port} {{"), 1);
     let conf = format!(

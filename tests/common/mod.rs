@@ -246,6 +246,15 @@ impl TestGateway {
     }
 }
 
+/// A loopback port nobody listens on (bound once by the OS, then released).
+pub fn unused_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A client with a cookie jar and redirects off.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
