@@ -125,7 +125,9 @@ fn start_nginx(gw: &TestGateway) -> (Peer, u16) {
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let mut cmd = Command::new(program("nginx"));
+    // `-e`: the start-up error log too, so that no path outside `dir` is needed (non-root runs).
     cmd.arg("-p").arg(&dir).arg("-c").arg(dir.join("nginx.conf"));
+    cmd.arg("-e").arg(dir.join("error.log"));
     cmd.args(["-g", "daemon off; master_process off;"]);
     (Peer::spawn(cmd, dir.join("stderr.log"), port), port)
 }
