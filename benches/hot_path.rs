@@ -61,7 +61,7 @@ fn benches(c: &mut Criterion) {
     }
     let s = store.create(Some(identity()), Duration::from_secs(3600), Duration::from_secs(3600));
     let cookie = format!("_ga=GA1.2.3; theme=dark; flowgate_session={}; lang=en", s.id);
-    let strip = StripSet::new(&[]);
+    let strip = StripSet::new(&[], &[]);
     let app = app();
     let who = identity();
 
@@ -73,7 +73,7 @@ fn benches(c: &mut Criterion) {
     });
     c.bench_function("header_rewrite", |b| {
         b.iter(|| {
-            let stripped = REQUEST_HEADERS.iter().filter(|h| strip.matches(h)).count();
+            let stripped = REQUEST_HEADERS.iter().filter(|h| strip.matches(h, false)).count();
             (stripped, identity_headers(&app.headers, &app, black_box(&who)))
         })
     });
@@ -82,7 +82,7 @@ fn benches(c: &mut Criterion) {
             let id = session::session_id_from_cookie_header(black_box(&cookie), "flowgate_session").unwrap();
             let sess = store.get(id).unwrap();
             let who = sess.user.as_ref().unwrap();
-            let stripped = REQUEST_HEADERS.iter().filter(|h| strip.matches(h)).count();
+            let stripped = REQUEST_HEADERS.iter().filter(|h| strip.matches(h, false)).count();
             (stripped, identity_headers(&app.headers, &app, who))
         })
     });

@@ -295,7 +295,7 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         router,
         sessions: shared.sessions.clone(),
         ui,
-        strip: proxy::headers::StripSet::new(&config.apps),
+        strip: proxy::headers::StripSet::new(&config.apps, &config.strip_headers),
         trusted_proxies: config.trusted_proxies.clone(),
         cookie: config.session.cookie.clone(),
         logout_path: config.logout.path.clone(),

@@ -1,5 +1,11 @@
-//! App routing: Host (exact, lowercase, port ignored), then the longest path prefix. Built once
-//! from config; pure lookups.
+//! App routing: the canonical Host (exact, port ignored), then the longest path prefix (ASCII
+//! case-insensitive: IIS and other case-insensitive apps read `/INTERNAL/x` as `/internal/x`, so
+//! it must reach the app bound to `/internal` and its policies). Built once from config; pure
+//! lookups.
+//!
+//! Hosts are canonicalised before routing ([`canonical_host`]): a host that some server would
+//! read differently (`admin.test.` vs `admin.test`, `admin.test:abc`, `0x7f.1`) must not miss a
+//! host-bound app and fall through to a catch-all with the same upstream.
 
 use crate::config::App;
 use std::sync::Arc;
@@ -25,11 +31,11 @@ impl Router {
         Self { apps }
     }
 
-    /// The app for `host` (may carry a port) and a normalised `path`.
+    /// The app for a canonical `host` (from [`canonical_host`]; may carry a port) and a
+    /// canonical `path`.
     pub fn route(&self, host: Option<&str>, path: &str) -> Option<&Arc<App>> {
-        let host = host.map(strip_port).map(|h| h.to_ascii_lowercase());
-        let by_host =
-            |a: &&Arc<App>| a.hosts.is_empty() || host.as_deref().is_some_and(|h| a.hosts.iter().any(|x| x == h));
+        let host = host.map(strip_port);
+        let by_host = |a: &&Arc<App>| a.hosts.is_empty() || host.is_some_and(|h| a.hosts.iter().any(|x| x == h));
         self.apps
             .iter()
             .filter(by_host)
@@ -55,6 +61,69 @@ pub fn trusted_link_host(router: &Router, host: &str) -> bool {
     router.apps.iter().any(|a| a.hosts.contains(&bare))
 }
 
+/// The canonical form of a `Host` header, `:authority` or absolute-form authority:
+/// lowercase, one trailing dot removed, the port (if any) a number in 1-65535 without leading
+/// zeros, the host a DNS name (labels of letters, digits, `-` and `_`, 1-63 bytes each, 253 in
+/// all), a dotted-quad IPv4 address or a bracketed IPv6 address. `None` for anything else
+/// (the caller answers 400): an empty host, userinfo, a non-numeric or out-of-range port,
+/// percent-encoding, two trailing dots, an all-numeric name that is not a dotted quad (`127.1`,
+/// `0x7f.0.0.1`: resolvers read those as addresses, differently).
+pub fn canonical_host(raw: &str) -> Option<String> {
+    if raw.is_empty() || raw.len() > 260 {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        let ip: std::net::Ipv6Addr = inner.parse().ok()?;
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (format!("[{ip}]"), port)
+    } else {
+        let (h, port) = match raw.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (raw, None),
+        };
+        (canonical_name(h)?, port)
+    };
+    match port {
+        None => Some(host),
+        Some(p) => {
+            if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n: u16 = p.parse().ok()?;
+            if n == 0 {
+                return None;
+            }
+            Some(format!("{host}:{n}"))
+        }
+    }
+}
+
+fn canonical_name(h: &str) -> Option<String> {
+    let h = h.strip_suffix('.').unwrap_or(h);
+    if h.is_empty() || h.len() > 253 {
+        return None;
+    }
+    let labels_ok = h.split('.').all(|l| {
+        !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    });
+    if !labels_ok {
+        return None;
+    }
+    let last = h.rsplit('.').next().unwrap_or(h);
+    let numeric = last.bytes().all(|b| b.is_ascii_digit())
+        || (last.len() > 2 && last[..2].eq_ignore_ascii_case("0x") && last[2..].bytes().all(|b| b.is_ascii_hexdigit()));
+    if numeric {
+        // Only the dotted quad: `127.1`, `2130706433` and `0x7f.1` mean an address to a resolver.
+        let ip: std::net::Ipv4Addr = h.parse().ok()?;
+        return Some(ip.to_string());
+    }
+    Some(h.to_ascii_lowercase())
+}
+
 fn strip_port(h: &str) -> &str {
     if h.starts_with('[') {
         return h.split_once(']').map(|(a, _)| &a[1..]).unwrap_or(h);
@@ -70,8 +139,9 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
     if prefix == "/" {
         return true;
     }
-    let p = prefix.trim_end_matches('/');
-    path == p || path.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+    let p = prefix.trim_end_matches('/').as_bytes();
+    let path = path.as_bytes();
+    path.len() >= p.len() && path[..p.len()].eq_ignore_ascii_case(p) && (path.len() == p.len() || path[p.len()] == b'/')
 }
 
 #[cfg(test)]
@@ -84,8 +154,54 @@ mod tests {
         assert!(prefix_matches("/app", "/app"));
         assert!(prefix_matches("/app/", "/app/x"));
         assert!(!prefix_matches("/app", "/apple"));
+        assert!(prefix_matches("/internal", "/INTERNAL/x"));
+        assert!(prefix_matches("/Internal/", "/internal"));
+        assert!(!prefix_matches("/internal", "/INTERNALS"));
         assert_eq!(strip_port("Example.test:8080"), "Example.test");
         assert_eq!(strip_port("[::1]:80"), "::1");
+    }
+
+    #[test]
+    fn hosts_are_canonical_or_refused() {
+        for (raw, canonical) in [
+            ("admin.test", "admin.test"),
+            ("Admin.Test.", "admin.test"),
+            ("admin.test.:8080", "admin.test:8080"),
+            ("admin.test:08080", "admin.test:8080"),
+            ("127.0.0.1:80", "127.0.0.1:80"),
+            ("[::1]:8443", "[::1]:8443"),
+            ("[0:0::1]", "[::1]"),
+            ("my_svc", "my_svc"),
+            ("localhost", "localhost"),
+        ] {
+            assert_eq!(canonical_host(raw).as_deref(), Some(canonical), "{raw}");
+        }
+        for raw in [
+            "",
+            "admin.test:abc",
+            "admin.test:",
+            "admin.test:0",
+            "admin.test:65536",
+            "admin.test:80:80",
+            "admin.test..",
+            ".admin.test",
+            "a..b",
+            "user@admin.test",
+            "admin%2etest",
+            "admin.test/x",
+            "admin test",
+            "127.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "1.2.3.256",
+            "[::1",
+            "[::1]x",
+            "[fe80::1%25eth0]",
+            "::1",
+            "ädmin.test",
+        ] {
+            assert_eq!(canonical_host(raw), None, "{raw}");
+        }
     }
 
     #[test]

@@ -221,7 +221,8 @@ async fn skip_auth_is_200_with_blank_identity_even_with_spoofed_headers() {
         "/private#/public/",
     ] {
         let r = spoof(traefik(&gw, "app.test", sneaky)).send().await.unwrap();
-        assert_eq!(r.status(), 302, "traefik {sneaky}");
+        // 400: refused as confusing (PATH-9); 302: needs a session.
+        assert!(matches!(r.status().as_u16(), 302 | 400), "traefik {sneaky}");
         let r = spoof(nginx(&gw, &format!("https://app.test{sneaky}")))
             .send()
             .await

@@ -209,7 +209,8 @@ async fn skip_auth_matches_only_the_normalised_unambiguous_path() {
     ] {
         let before = gw.upstream.count();
         let r = c.get(gw.url(sneaky)).send().await.unwrap();
-        assert_eq!(r.status(), 401, "{sneaky} must need a session");
+        // 400: refused as confusing (PATH-9, src/proxy/path.rs); 401: needs a session.
+        assert!(matches!(r.status().as_u16(), 400 | 401), "{sneaky} must need a session");
         assert_eq!(gw.upstream.count(), before, "{sneaky} reached the upstream");
     }
     // PATH-3, -4, -8: dot segments, matrix parameters, NUL and overlong UTF-8: a session is

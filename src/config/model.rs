@@ -52,6 +52,9 @@ pub struct Config {
     pub identity: IdentitySettings,
     /// Peers whose X-Forwarded-* headers are trusted.
     pub trusted_proxies: Vec<IpNet>,
+    /// Extra request headers removed from untrusted peers (lowercase), on top of the built-in
+    /// client-address and forwarding families.
+    pub strip_headers: Vec<String>,
     /// Logout path and flow.
     pub logout: LogoutSettings,
     /// Flows configured as the default of a designation (used without checking policies).

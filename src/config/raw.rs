@@ -17,6 +17,8 @@ pub struct RawFile {
     pub identity: Option<RawIdentity>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
     pub logout: Option<RawLogout>,
     pub default_flows: Option<BTreeMap<String, String>>,
     #[serde(default)]

@@ -105,6 +105,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             ("session", f.session.is_some()),
             ("identity", f.identity.is_some()),
             ("trusted_proxies", !f.trusted_proxies.is_empty()),
+            ("strip_headers", !f.strip_headers.is_empty()),
             ("logout", f.logout.is_some()),
             ("default_flows", f.default_flows.is_some()),
             ("apps", !f.apps.is_empty()),
@@ -135,6 +136,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let session = session(&mut c, main);
     let identity = identity(&mut c, main, &base, &data_dir);
     let trusted_proxies = trusted(&mut c, main);
+    let strip_headers = strip_headers(&mut c, main);
     let raw_limits = main.limits.as_ref();
     let header_timeout = c.duration(
         0,
@@ -280,6 +282,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         session,
         identity,
         trusted_proxies,
+        strip_headers,
         logout,
         default_flows,
         apps,
@@ -454,6 +457,40 @@ fn trusted(c: &mut Collector<'_>, main: &RawFile) -> Vec<ipnet::IpNet> {
                 format!("trusted_proxies[{i}]"),
                 format!("invalid address or CIDR {s:?} (expected e.g. 10.0.0.0/8 or 127.0.0.1)"),
             );
+        }
+    }
+    out
+}
+
+/// Headers the request path cannot do without; removing them would break every request.
+const UNSTRIPPABLE_HEADERS: [&str; 7] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "cookie",
+];
+
+fn strip_headers(c: &mut Collector<'_>, main: &RawFile) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, name) in main.strip_headers.iter().enumerate() {
+        let lower = name.to_ascii_lowercase();
+        if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+            c.err(
+                0,
+                format!("strip_headers[{i}]"),
+                format!("invalid header name {name:?} (expected e.g. X-Client-Address)"),
+            );
+        } else if UNSTRIPPABLE_HEADERS.contains(&lower.as_str()) {
+            c.err(
+                0,
+                format!("strip_headers[{i}]"),
+                format!("{name:?} cannot be stripped (requests need it)"),
+            );
+        } else {
+            out.push(lower);
         }
     }
     out

@@ -31,7 +31,9 @@ pub(crate) fn app(
     }
     let mut hosts = Vec::new();
     for (h, host) in raw.hosts.iter().enumerate() {
+        // Hosts are matched in canonical form (routing::canonical_host): no trailing dot.
         let lower = host.to_ascii_lowercase();
+        let lower = lower.strip_suffix('.').unwrap_or(&lower).to_string();
         let ok = !lower.is_empty()
             && lower.len() <= 253
             && lower
@@ -49,7 +51,7 @@ pub(crate) fn app(
     }
     let path_prefix = raw.path_prefix.clone().unwrap_or_else(|| "/".to_string());
     if !path_prefix.starts_with('/')
-        || path_prefix.contains(['?', '#', '%'])
+        || path_prefix.contains(['?', '#', '%', ';', '\\'])
         || path_prefix.starts_with(RESERVED_PREFIX)
     {
         c.err(

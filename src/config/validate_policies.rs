@@ -11,7 +11,21 @@ pub const MAX_POLICY_REGEX_BYTES: usize = 1 << 20;
 
 /// Compiles a bounded regex, recording a one-line error at `path`.
 pub(crate) fn regex(c: &mut Collector<'_>, fi: usize, path: String, re: &str) -> Option<regex::Regex> {
-    match regex::RegexBuilder::new(re).size_limit(MAX_POLICY_REGEX_BYTES).build() {
+    regex_with(c, fi, path, re, false)
+}
+
+fn regex_with(
+    c: &mut Collector<'_>,
+    fi: usize,
+    path: String,
+    re: &str,
+    case_insensitive: bool,
+) -> Option<regex::Regex> {
+    match regex::RegexBuilder::new(re)
+        .size_limit(MAX_POLICY_REGEX_BYTES)
+        .case_insensitive(case_insensitive)
+        .build()
+    {
         Ok(r) => Some(r),
         Err(e) => {
             let text = e.to_string();
@@ -139,8 +153,10 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
                 threshold: threshold.unwrap_or(-5),
             })
         }
+        // Case-insensitive, like app prefixes: a deny rule on `^/admin` must also catch `/ADMIN`,
+        // which case-insensitive apps (IIS) serve as `/admin` (docs/decisions/0004-one-path-rule.md).
         RawPolicy::Path { regex: re } => Some(PolicyDef::Path {
-            regex: regex(c, fi, format!("{p}.regex"), re)?,
+            regex: regex_with(c, fi, format!("{p}.regex"), re, true)?,
         }),
         RawPolicy::Method { methods } => {
             if methods.is_empty() {

@@ -148,7 +148,9 @@ impl Ui {
     }
 
     /// Same-origin check for state-changing requests: an `Origin` header, when sent, must match
-    /// the request's own scheme and host.
+    /// the request's own scheme and host, both in canonical form (`routing::canonical_host`, a
+    /// default port left out): the proxy hands the UI the canonical host, over HTTP/2 taken from
+    /// `:authority`.
     fn origin_ok(req: &HttpRequest) -> bool {
         let Some(origin) = req.header("origin") else {
             return !req.headers.contains_key("origin");
@@ -156,8 +158,25 @@ impl Ui {
         let Some(host) = req.header("host") else {
             return false;
         };
-        let scheme = if req.https { "https" } else { "http" };
-        origin.eq_ignore_ascii_case(&format!("{scheme}://{host}"))
+        let (scheme, default_port) = if req.https {
+            ("https://", ":443")
+        } else {
+            ("http://", ":80")
+        };
+        let Some(origin_host) = origin
+            .get(..scheme.len())
+            .filter(|p| p.eq_ignore_ascii_case(scheme))
+            .map(|_| &origin[scheme.len()..])
+        else {
+            return false;
+        };
+        let canonical = |h: &str| {
+            crate::routing::canonical_host(h).map(|c| match c.strip_suffix(default_port) {
+                Some(bare) => bare.to_string(),
+                None => c,
+            })
+        };
+        matches!((canonical(origin_host), canonical(host)), (Some(a), Some(b)) if a == b)
     }
 
     async fn execute(&self, req: &HttpRequest, slug: &str, mode: Mode, logout: bool) -> HttpResponse {

@@ -39,6 +39,51 @@ pub fn framing_problem(h: &http::HeaderMap) -> Option<&'static str> {
     None
 }
 
+/// The request's host in canonical form ([`crate::routing::canonical_host`]): from the URI's
+/// authority (HTTP/2 `:authority`, an absolute-form target) or the `Host` header. `Ok(None)`
+/// when the request names none (HTTP/1.0); `Err` when a host is malformed, `Host` is repeated,
+/// or the two name different hosts: the request is refused, never routed.
+pub(super) fn request_host(h: &pingora::http::RequestHeader) -> Result<Option<String>, ()> {
+    let mut hosts = h.headers.get_all(http::header::HOST).iter();
+    let (header, repeated) = (hosts.next(), hosts.next());
+    if repeated.is_some() {
+        return Err(());
+    }
+    let header = header.map(|v| v.to_str().map_err(|_| ())).transpose()?;
+    let authority = h.uri.authority().map(|a| a.as_str());
+    let canon = |raw: &str| crate::routing::canonical_host(raw).ok_or(());
+    match (authority, header) {
+        (None, None) => Ok(None),
+        (Some(a), None) => canon(a).map(Some),
+        (None, Some(v)) => canon(v).map(Some),
+        (Some(a), Some(v)) => {
+            let (a, v) = (canon(a)?, canon(v)?);
+            if a == v {
+                Ok(Some(a))
+            } else {
+                Err(())
+            }
+        }
+    }
+}
+
+/// Every `Cookie` line of a request as one (HTTP/2 sends a field per cookie, RFC 9113
+/// §8.2.3), so the one-session-cookie rule sees them all. Borrowed when there is one line;
+/// lines that are not visible ASCII are left out.
+pub(super) fn joined_cookie_header(h: &http::HeaderMap) -> Option<std::borrow::Cow<'_, str>> {
+    let mut lines = h.get_all(http::header::COOKIE).iter().filter_map(|v| v.to_str().ok());
+    let first = lines.next()?;
+    let Some(second) = lines.next() else {
+        return Some(std::borrow::Cow::Borrowed(first));
+    };
+    let mut joined = format!("{first}; {second}");
+    for l in lines {
+        joined.push_str("; ");
+        joined.push_str(l);
+    }
+    Some(std::borrow::Cow::Owned(joined))
+}
+
 /// Whether a raw HTTP/1 request header has a `Content-Length` field. pingora removes
 /// `Content-Length` from the parsed header when `Transfer-Encoding` is present (RFC 9112 §6.3
 /// lets chunked win), so the refusal of both together (PROTO-1) looks at the bytes received.

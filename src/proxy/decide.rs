@@ -67,12 +67,10 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
         return Verdict::NoApp;
     };
     let name = session::cookie_name(&state.cookie, f.https);
-    let identity = f
-        .headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| session::session_id_from_cookie_header(v, &name))
+    let cookies = super::checks::joined_cookie_header(f.headers);
+    let identity = cookies
+        .as_deref()
+        .and_then(|v| session::session_id_from_cookie_header(v, &name))
         .and_then(|id| state.sessions.get(id))
         .and_then(|s| s.user.clone());
     let Some(who) = identity else {

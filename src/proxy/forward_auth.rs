@@ -252,9 +252,11 @@ fn original(kind: Kind, h: &http::HeaderMap) -> Result<Original, String> {
             (host.to_string(), uri.to_string(), one(h, "x-forwarded-method")?)
         }
     };
-    if !well_formed_host(&host) {
+    // The same canonical host the proxy routes by: `app.test.` or `app.test:abc` must not miss
+    // a host-bound app and fall to a catch-all (HOST-1).
+    let Some(host) = crate::routing::canonical_host(&host) else {
         return Err("The original host is not a valid host name.".into());
-    }
+    };
     if let Some(m) = method {
         if m.is_empty() || m.len() > 16 || !m.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err("The original method is not valid.".into());
@@ -292,13 +294,6 @@ fn split_url(url: &str) -> Result<(String, String), String> {
     Ok((authority.to_string(), target))
 }
 
-fn well_formed_host(h: &str) -> bool {
-    !h.is_empty()
-        && h.len() <= 255
-        && h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':' | b'[' | b']'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,7 +324,8 @@ mod tests {
         .unwrap();
         assert_eq!(
             (o.host.as_str(), o.path.as_str(), o.target.as_str()),
-            ("App.test:8443", "/a/b", "/a/b?x=1")
+            ("app.test:8443", "/a/b", "/a/b?x=1"),
+            "the host is canonical"
         );
         let o = original(
             Kind::Nginx,

@@ -1,4 +1,7 @@
-//! Identity headers: strip every client-sent spelling, then set the verified ones.
+//! Identity headers: strip every client-sent spelling, then set the verified ones. The same
+//! pass removes the client's rewrite and method-override headers (always) and its client-address
+//! and forwarding headers (from untrusted peers), see [`REWRITE_HEADERS`] and
+//! [`FORWARDING_HEADERS`].
 //!
 //! A header is an identity header if its name, lowercased with `_` and `.` read as `-`, is one
 //! that any preset or any configured app uses, or starts with `x-authentik-`. Stripping runs on
@@ -14,12 +17,77 @@
 
 use crate::config::{App, HeaderSet};
 use crate::session::Identity;
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-/// The set of normalised identity header names to strip.
+/// Headers that change which resource or method an app serves (`X-Original-URL: /admin` on
+/// IIS and Symfony, `X-HTTP-Method-Override: DELETE`): flowgate authorised the request line, so
+/// these never reach an app, from any peer.
+pub const REWRITE_HEADERS: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-original-path",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-envoy-original-path",
+    "x-override-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-forwarded-method",
+];
+
+/// Headers that name the client's address, the original host, scheme or port, set by a proxy
+/// in front: kept from `trusted_proxies`, removed from anyone else (apps and frameworks read
+/// them as the client's address or the public URL). flowgate then sets `X-Forwarded-For`,
+/// `-Proto` and `-Host` itself (so an untrusted `X_Forwarded_For` spelling is gone too). `strip_headers:` in the config adds names.
+pub const FORWARDING_HEADERS: &[&str] = &[
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "forwarded-for",
+    "x-forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "akamai-origin-hop",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-proxyuser-ip",
+    "x-envoy-external-address",
+    "x-azure-clientip",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-protocol",
+    "front-end-https",
+    "x-url-scheme",
+    "x-host",
+    "x-original-host",
+];
+
+/// When a client header is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strip {
+    /// From every peer: identity, rewrite and override headers.
+    Always,
+    /// From peers outside `trusted_proxies`: client-address and forwarding headers.
+    Untrusted,
+}
+
+/// The normalised names of client headers to remove before forwarding, each with when.
 #[derive(Debug, Clone)]
 pub struct StripSet {
-    names: HashSet<String>,
+    names: HashMap<String, Strip>,
 }
 
 /// Lowercase, with `_` and `.` read as `-`.
@@ -33,16 +101,27 @@ pub fn normalise_name(name: &str) -> String {
 }
 
 impl StripSet {
-    /// Every name used by a preset or by one of `apps`.
-    pub fn new(apps: &[App]) -> Self {
-        let mut names = HashSet::new();
+    /// Every identity name used by a preset or by one of `apps`, the rewrite and forwarding
+    /// families, and `extra` names removed from untrusted peers (`strip_headers:`).
+    pub fn new(apps: &[App], extra: &[String]) -> Self {
+        let mut names = HashMap::new();
+        for n in FORWARDING_HEADERS
+            .iter()
+            .copied()
+            .chain(extra.iter().map(String::as_str))
+        {
+            names.insert(normalise_name(n), Strip::Untrusted);
+        }
+        for n in REWRITE_HEADERS {
+            names.insert(normalise_name(n), Strip::Always);
+        }
         let presets = ["default", "authentik", "remote-user"]
             .into_iter()
             .filter_map(crate::config::preset);
         let sets: Vec<HeaderSet> = presets.chain(apps.iter().map(|a| a.headers.clone())).collect();
         for s in &sets {
             for n in [&s.user, &s.email, &s.groups, &s.name, &s.uid].into_iter().flatten() {
-                names.insert(normalise_name(n));
+                names.insert(normalise_name(n), Strip::Always);
             }
         }
         for extra in [
@@ -53,20 +132,32 @@ impl StripSet {
             "x-auth-request-email",
             "x-auth-request-groups",
         ] {
-            names.insert(extra.to_string());
+            names.insert(extra.to_string(), Strip::Always);
         }
         Self { names }
     }
 
-    /// Whether a client header must be removed.
-    pub fn matches(&self, name: &str) -> bool {
+    /// Whether a client header must be removed, for a request from a trusted proxy or not.
+    pub fn matches(&self, name: &str, trusted_peer: bool) -> bool {
         // Header names from the parser are lowercase already; only `_` or `.` (or a caller's
         // uppercase) need a normalised copy, so the common case allocates nothing.
-        if name.bytes().any(|b| b == b'_' || b == b'.' || b.is_ascii_uppercase()) {
+        let class = if name.bytes().any(|b| b == b'_' || b == b'.' || b.is_ascii_uppercase()) {
             let n = normalise_name(name);
-            return n.starts_with("x-authentik-") || self.names.contains(&n);
+            if n.starts_with("x-authentik-") {
+                return true;
+            }
+            self.names.get(&n).copied()
+        } else {
+            if name.starts_with("x-authentik-") {
+                return true;
+            }
+            self.names.get(name).copied()
+        };
+        match class {
+            Some(Strip::Always) => true,
+            Some(Strip::Untrusted) => !trusted_peer,
+            None => false,
         }
-        name.starts_with("x-authentik-") || self.names.contains(name)
     }
 }
 
@@ -151,7 +242,7 @@ mod tests {
 
     #[test]
     fn spellings() {
-        let s = StripSet::new(&[]);
+        let s = StripSet::new(&[], &["X-My-Client".to_string()]);
         for n in [
             "X-Forwarded-User",
             "x_forwarded_user",
@@ -161,11 +252,25 @@ mod tests {
             "x_authentik_anything",
             "remote_user",
             "Remote.Email",
+            "X-Original-URL",
+            "x_rewrite_url",
+            "X-HTTP-Method-Override",
         ] {
-            assert!(s.matches(n), "{n}");
+            assert!(s.matches(n, false) && s.matches(n, true), "{n}");
         }
-        for n in ["accept", "x-forwarded-for", "authorization", "cookie"] {
-            assert!(!s.matches(n), "{n}");
+        for n in [
+            "Forwarded",
+            "x-real-ip",
+            "True-Client-IP",
+            "x_real_ip",
+            "x-my-client",
+            "X.Forwarded.Port",
+        ] {
+            assert!(s.matches(n, false), "{n}");
+            assert!(!s.matches(n, true), "{n} is kept from a trusted proxy");
+        }
+        for n in ["accept", "authorization", "cookie", "x-forwarded-user-agent"] {
+            assert!(!s.matches(n, false), "{n}");
         }
     }
 

@@ -28,10 +28,10 @@ use crate::routing::Router;
 use crate::session::{self, Identity, SessionStore};
 use async_trait::async_trait;
 use bytes::Bytes;
-use checks::size_problem;
 pub use checks::{
     effective_client_ip, forwarded_https, framing_problem, raw_has_content_length, MAX_HEADER_BYTES, MAX_URI_BYTES,
 };
+use checks::{joined_cookie_header, request_host, size_problem};
 use decide::Verdict;
 use headers::StripSet;
 use ipnet::IpNet;
@@ -83,6 +83,11 @@ pub struct RequestCtx {
     client_ip: Option<IpAddr>,
     /// The socket peer.
     peer_ip: Option<IpAddr>,
+    /// Whether the socket peer is one of `trusted_proxies`.
+    peer_trusted: bool,
+    /// The canonical host (`routing::canonical_host`) of `:authority`, an absolute-form target
+    /// or `Host`; `None` when the request named none (HTTP/1.0).
+    host: Option<String>,
     /// Request body bytes forwarded so far (for `max_body_bytes`).
     body_bytes: u64,
 }
@@ -134,11 +139,22 @@ impl GatewayProxy {
             return Ok(true);
         };
         let h = session.req_header();
+        // The UI reads `Host` and one `Cookie` line: give it the canonical host (HTTP/2 sends
+        // `:authority` and no `Host`) and every cookie line joined (HTTP/2 sends one per cookie).
+        let mut headers = h.headers.clone();
+        if let Some(host) = ctx.host.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
+            headers.insert(http::header::HOST, host);
+        }
+        if let Some(joined) = joined_cookie_header(&h.headers) {
+            if let Ok(v) = http::HeaderValue::from_str(&joined) {
+                headers.insert(http::header::COOKIE, v);
+            }
+        }
         let req = HttpRequest {
             method: h.method.clone(),
             path: h.uri.path().to_string(),
             query: h.uri.query().unwrap_or("").to_string(),
-            headers: h.headers.clone(),
+            headers,
             body,
             client_ip: ctx.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
             https: ctx.https,
@@ -223,6 +239,8 @@ impl ProxyHttp for GatewayProxy {
             https: false,
             client_ip: None,
             peer_ip: None,
+            peer_trusted: false,
+            host: None,
             body_bytes: 0,
         }
     }
@@ -233,6 +251,7 @@ impl ProxyHttp for GatewayProxy {
         let peer_trusted = ctx
             .peer_ip
             .is_some_and(|ip| ctx.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        ctx.peer_trusted = peer_trusted;
         ctx.https = is_https(session) || forwarded_https(&session.req_header().headers, peer_trusted);
         let xff: Vec<&str> = session
             .req_header()
@@ -266,6 +285,21 @@ impl ProxyHttp for GatewayProxy {
             respond::write(session, r).await?;
             return Ok(true);
         }
+        match request_host(session.req_header()) {
+            Ok(host) => ctx.host = host,
+            Err(()) => {
+                tracing::debug!("request with an invalid host refused");
+                let r = Self::page(
+                    &ctx.state,
+                    400,
+                    "Bad request",
+                    "The request's host name is not valid.",
+                    &[],
+                );
+                respond::write(session, r).await?;
+                return Ok(true);
+            }
+        }
         let raw_path = session.req_header().uri.path();
         if raw_path.starts_with(RESERVED_PREFIX) || raw_path == ctx.state.logout_path {
             if let Some(kind) = forward_auth::kind_of(raw_path) {
@@ -275,12 +309,8 @@ impl ProxyHttp for GatewayProxy {
         }
         let verdict = {
             let h = session.req_header();
-            let host = h
-                .uri
-                .host()
-                .or_else(|| h.headers.get("host").and_then(|v| v.to_str().ok()));
             let facts = decide::Facts {
-                host,
+                host: ctx.host.as_deref(),
                 raw_path: h.uri.path(),
                 method: h.method.as_str(),
                 headers: &h.headers,
@@ -392,44 +422,42 @@ impl ProxyHttp for GatewayProxy {
 
     async fn upstream_request_filter(
         &self,
-        session: &mut Session,
+        _session: &mut Session,
         req: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let doomed: Vec<http::HeaderName> = req
             .headers
             .keys()
-            .filter(|n| ctx.state.strip.matches(n.as_str()))
+            .filter(|n| ctx.state.strip.matches(n.as_str(), ctx.peer_trusted))
             .cloned()
             .collect();
         for n in doomed {
-            tracing::debug!(header = %n, "stripped client identity header");
+            tracing::debug!(header = %n, "stripped client header");
             req.remove_header(&n);
         }
-        // The gateway's session cookie is never shown to the app.
-        let name = session::cookie_name(&ctx.state.cookie, ctx.https);
+        // Neither scheme's session cookie is ever shown to the app (the other scheme's is a
+        // valid session too); the cookie lines are joined into one.
         let cookies: Vec<String> = req
             .headers
             .get_all("cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| session::strip_cookie(v, &name))
+            .filter_map(|v| session::strip_cookie(v, &ctx.state.cookie))
             .collect();
         req.remove_header("cookie");
         if !cookies.is_empty() {
             req.insert_header("cookie", cookies.join("; "))?;
         }
+        // The app sees the host in the canonical form it was routed by.
+        let host = ctx.host.clone().unwrap_or_default();
+        if !host.is_empty() {
+            req.insert_header("host", host.as_str())?;
+        }
         // X-Forwarded-*: client values are kept only from trusted proxies.
         let peer = ctx.peer_ip;
-        let trusted = peer.is_some_and(|ip| ctx.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let trusted = ctx.peer_trusted;
         let peer_s = peer.map(|i| i.to_string()).unwrap_or_default();
-        let host = session
-            .req_header()
-            .headers
-            .get("host")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
         let proto = if ctx.https { "https" } else { "http" };
         if trusted {
             // Every line the proxy sent, in order (a proxy may add its hop as a line of its
@@ -459,6 +487,34 @@ impl ProxyHttp for GatewayProxy {
         if let (Some(app), Some(who)) = (ctx.app.as_ref(), ctx.identity.as_ref()) {
             for (n, v) in headers::identity_headers(&app.headers, app, who) {
                 req.insert_header(n, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The app may not set the gateway's own cookies: a `Set-Cookie` naming one (either scheme,
+    /// any case, `__Host-`/`__Secure-`) would plant a session id or log the user out (COOK-3).
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut pingora::http::ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let base = ctx.state.cookie.as_str();
+        let own = |v: &http::HeaderValue| {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            let pair = v.split(';').next().unwrap_or("");
+            session::is_own_cookie_name(base, pair.split_once('=').map_or(pair, |(k, _)| k))
+        };
+        let all: Vec<http::HeaderValue> = resp.headers.get_all("set-cookie").iter().cloned().collect();
+        if all.iter().any(own) {
+            tracing::warn!(
+                app = ctx.app.as_ref().map(|a| a.name.as_str()).unwrap_or("-"),
+                "dropped an upstream Set-Cookie for the gateway's session cookie"
+            );
+            resp.remove_header("set-cookie");
+            for v in all.into_iter().filter(|v| !own(v)) {
+                resp.append_header("set-cookie", v)?;
             }
         }
         Ok(())

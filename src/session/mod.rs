@@ -68,14 +68,29 @@ pub fn session_id_from_cookie_header<'a>(header: &'a str, name: &str) -> Option<
     found.filter(|v| is_well_formed_id(v))
 }
 
-/// Removes the session cookie from a `Cookie` header so that upstream apps never see it.
-/// Returns `None` when nothing is left.
-pub fn strip_cookie(header: &str, name: &str) -> Option<String> {
+/// Whether `name` is one of the gateway's own cookie names for `base`: the plain name, or it
+/// with the `__Host-` or `__Secure-` prefix, compared ASCII case-insensitively (browsers match
+/// the prefixes without regard to case). Both schemes' names count on every listener: the
+/// other scheme's cookie is a valid session too.
+pub fn is_own_cookie_name(base: &str, name: &str) -> bool {
+    let name = name.trim();
+    let strip = |prefix: &str| {
+        name.get(..prefix.len())
+            .filter(|p| p.eq_ignore_ascii_case(prefix))
+            .map(|_| &name[prefix.len()..])
+    };
+    let bare = strip("__Host-").or_else(|| strip("__Secure-")).unwrap_or(name);
+    bare.eq_ignore_ascii_case(base)
+}
+
+/// Removes every one of the gateway's session cookies ([`is_own_cookie_name`]) from a `Cookie`
+/// header so that upstream apps never see one. Returns `None` when nothing is left.
+pub fn strip_cookie(header: &str, base: &str) -> Option<String> {
     let kept: Vec<&str> = header
         .split(';')
         .map(str::trim)
         .filter(|p| !p.is_empty())
-        .filter(|p| p.split_once('=').map(|(k, _)| k.trim()) != Some(name))
+        .filter(|p| !is_own_cookie_name(base, p.split_once('=').map_or(p, |(k, _)| k)))
         .collect();
     if kept.is_empty() {
         None
@@ -144,6 +159,12 @@ mod tests {
     fn strip_cookie_keeps_others() {
         assert_eq!(strip_cookie("a=1; fg=x; b=2", "fg").as_deref(), Some("a=1; b=2"));
         assert_eq!(strip_cookie("fg=x", "fg"), None);
+        assert_eq!(
+            strip_cookie("__Host-fg=x; a=1; __host-FG=y; __Secure-fg=z; fg; xfg=1", "fg").as_deref(),
+            Some("a=1; xfg=1")
+        );
+        assert!(is_own_cookie_name("fg", "__HOST-fg"));
+        assert!(!is_own_cookie_name("fg", "__Host-fgx"));
     }
 
     #[test]

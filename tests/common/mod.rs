@@ -76,6 +76,8 @@ impl Upstream {
                         let seen = seen.clone();
                         async move {
                             let upgrade = req.headers().contains_key("upgrade");
+                            let set_cookies: Vec<_> =
+                                req.headers().get_all("x-test-set-cookie").iter().cloned().collect();
                             let mut rec = Recorded {
                                 method: req.method().to_string(),
                                 uri: req.uri().to_string(),
@@ -105,7 +107,13 @@ impl Upstream {
                                     .unwrap();
                                 return Ok::<_, std::convert::Infallible>(resp);
                             }
-                            Ok(Response::new(Full::new(Bytes::from_static(b"upstream ok"))))
+                            // A test can make the app set cookies: every `x-test-set-cookie`
+                            // line it sent comes back as a `Set-Cookie` line.
+                            let mut resp = Response::new(Full::new(Bytes::from_static(b"upstream ok")));
+                            for v in set_cookies {
+                                resp.headers_mut().append("set-cookie", v);
+                            }
+                            Ok(resp)
                         }
                     });
                     let _ = http1::Builder::new()
@@ -139,6 +147,8 @@ pub struct TestGateway {
     pub clock: ManualClock,
     pub dir: tempfile::TempDir,
     pub upstream: Upstream,
+    /// Directories that must live as long as the gateway (TLS certificates).
+    pub keep: Vec<tempfile::TempDir>,
 }
 
 pub const SEED: &str = "groups:\n  - { name: staff }\n  - { name: admins, parent: staff }\nusers:\n  - { username: alice, email: alice@example.test, name: Alice Example, password: \"correct horse battery staple\", groups: [admins] }\n  - { username: bob, email: bob@example.test, name: Bob, password: \"bob's secret 42\", groups: [] }\n  - { username: carol, email: carol@example.test, password: \"carol pw\", is_active: false }\n";
@@ -158,8 +168,13 @@ pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::pat
     } else {
         "session: { ttl: 2h, idle_timeout: 30m }\n"
     };
+    let listen = if extra.lines().any(|l| l.starts_with("listen:")) {
+        ""
+    } else {
+        "listen: { http: \"127.0.0.1:0\" }\n"
+    };
     format!(
-        "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\n{session}{mail}{extra}\napps:\n{}\n",
+        "{listen}data_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\n{session}{mail}{extra}\napps:\n{}\n",
         dir.display(),
         apps.replace("UPSTREAM", &upstream.to_string())
     )
@@ -175,6 +190,30 @@ impl TestGateway {
     pub async fn start_with(apps: &str, extra: &str) -> Self {
         let upstream = Upstream::spawn().await;
         Self::start_full(apps, extra, upstream, &[]).await
+    }
+
+    /// Starts with an HTTP and an HTTPS listener (a self-signed certificate for `localhost`);
+    /// `https_addr` is set. Use [`https_client`] with [`TestGateway::https_url`].
+    pub async fn start_tls(apps: &str, extra: &str) -> Self {
+        let certs = tempfile::tempdir().unwrap();
+        let (cert, key) = flowgate::tls::write_dev_certificate(certs.path(), &["localhost".into()]).unwrap();
+        let listen = format!(
+            "listen: {{ http: \"127.0.0.1:0\", https: {{ addr: \"127.0.0.1:0\", cert: \"{}\", key: \"{}\" }} }}\n",
+            cert.display(),
+            key.display()
+        );
+        let mut gw = Self::start_with(apps, &format!("{listen}{extra}")).await;
+        gw.keep.push(certs);
+        gw
+    }
+
+    /// `https://localhost:<port><path>` on the HTTPS listener.
+    pub fn https_url(&self, path: &str) -> String {
+        format!(
+            "https://localhost:{}{}",
+            self.https_addr.expect("an https listener").port(),
+            path
+        )
     }
 
     /// Starts with extra flow sources (name, yaml) besides the shipped default flows.
@@ -232,6 +271,7 @@ impl TestGateway {
             clock,
             dir,
             upstream,
+            keep: Vec::new(),
         }
     }
 
@@ -253,6 +293,26 @@ pub fn unused_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// A cookie-keeping client (redirects off) for the HTTPS listener of [`TestGateway::start_tls`]:
+/// `localhost` resolves to it, the self-signed certificate is accepted, and HTTP/2 is offered
+/// by ALPN (with `h2_only`, nothing else is). Sends `Origin` like a browser when given.
+pub fn https_client(gw: &TestGateway, h2_only: bool, origin: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(o) = origin {
+        headers.insert("origin", reqwest::header::HeaderValue::from_str(o).unwrap());
+    }
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .danger_accept_invalid_certs(true)
+        .resolve("localhost", gw.https_addr.expect("an https listener"))
+        .default_headers(headers);
+    if h2_only {
+        b = b.http2_prior_knowledge();
+    }
+    b.build().unwrap()
 }
 
 /// A client with a cookie jar and redirects off.
