@@ -125,20 +125,37 @@ impl ChromeDriver {
 
     /// A new browser with a fresh profile (no cookies shared with other sessions).
     async fn session(&self) -> Browser {
+        self.session_with(&[]).await
+    }
+
+    /// [`Self::session`] with extra Chromium arguments.
+    async fn session_with(&self, extra: &[&str]) -> Browser {
         // Inside `self.dir`, which is removed only after chromium is gone.
         let n = self.profiles.fetch_add(1, Ordering::Relaxed);
         let profile = self.dir.path().join(format!("profile-{n}"));
         std::fs::create_dir(&profile).unwrap();
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1000,900",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        args.extend(extra.iter().map(|a| a.to_string()));
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1000,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
+                "args": args,
             },
         }}});
         let r = self
@@ -480,6 +497,41 @@ async fn login_totp_setup_and_enrollment_in_chromium() {
         let len = std::fs::metadata(shots.join(name)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 0, "{name} is empty or missing");
     }
+    drop(driver);
+    gw.stop().await;
+}
+
+/// HOST-2: the HTML login over HTTPS with HTTP/2, as a browser negotiates it (ALPN). Over h2
+/// there is no `Host`, only `:authority`, and Chromium sends `Origin` on every form POST.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_login_over_http2_in_chromium() {
+    require_browser();
+    let shots = screenshot_dir();
+    let gw = TestGateway::start_tls(DEFAULT_APP, "").await;
+    let driver = ChromeDriver::start().await;
+    let b = driver.session_with(&["--ignore-certificate-errors"]).await;
+    b.goto(&gw.https_url("/private")).await;
+    b.find("input#uid_field").await;
+    let protocol = b
+        .execute("return performance.getEntriesByType('navigation')[0].nextHopProtocol;")
+        .await;
+    assert_eq!(protocol, serde_json::json!("h2"), "Chromium did not negotiate HTTP/2");
+    b.screenshot(&shots, "login-h2.png").await;
+    b.fill("input#uid_field", "alice").await;
+    b.submit().await;
+    b.find("input#password").await;
+    b.fill("input#password", ALICE_PASSWORD).await;
+    b.submit().await;
+    let pre = b.find("pre").await;
+    assert_eq!(b.text(&pre).await, "upstream ok");
+    let url = b.current_url().await;
+    assert_eq!(url, gw.https_url("/private"));
+    let seen = gw.upstream.last();
+    let authority = format!("localhost:{}", gw.https_addr.unwrap().port());
+    assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+    assert_eq!(seen.header("x-forwarded-host"), Some(authority.as_str()));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("https"));
+    b.quit().await;
     drop(driver);
     gw.stop().await;
 }
