@@ -20,8 +20,9 @@ const APPS: &str =
 const EXTRA: &str =
     "trusted_proxies: [127.0.0.1/32]\nrate_limits: { password_per_ip: off, password_per_username: off }\n";
 
-/// The identity header names as a client may spell them to slip past a filter; an app behind
-/// CGI, PHP or WSGI reads all of them as `HTTP_X_FORWARDED_USER`.
+/// The identity header names as a client may spell them to slip past a filter (an app behind
+/// CGI, PHP or WSGI reads all of them as `HTTP_X_FORWARDED_USER`), and the client's rewrite,
+/// override and address headers.
 const SPOOFED: &[&str] = &[
     "X-Forwarded-User",
     "x-forwarded-user",
@@ -30,6 +31,15 @@ const SPOOFED: &[&str] = &[
     "X-Forwarded-Groups",
     "X_Forwarded_Groups",
     "X-Forwarded-Email",
+    // Rewrite, method-override and client-address headers (FWD-6).
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    "Forwarded",
+    "True-Client-IP",
+    "X-Real-IP",
 ];
 
 /// The body of the first fenced block in `docs/forward-auth.md` whose info string is `lang`.
