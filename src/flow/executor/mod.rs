@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod answers;
+mod step_up;
 pub use answers::flow_info;
 use answers::{context_json, pending_display};
 
@@ -366,8 +367,12 @@ impl Executor {
             request_user,
             input: self.policy_input(eval_user, &context, input),
             is_redirected: context.extra.contains_key("is_redirected"),
+            step_up: context.step_up,
         };
-        let plan = planner::plan(&self.reg, flow, &facts).await?;
+        let mut plan = planner::plan(&self.reg, flow, &facts).await?;
+        if context.step_up {
+            plan = self.trim_step_up_plan(flow, session, plan);
+        }
         Ok(FlowState {
             flow: flow.slug.clone(),
             plan,
@@ -386,7 +391,11 @@ impl Executor {
         out: &mut ExecOutput,
     ) -> ExecKind {
         if state.is_none() {
-            match self.make_plan(flow, session, FlowContext::default(), input).await {
+            let context = match self.start_context(flow, input, session).await {
+                Ok(c) => c,
+                Err(kind) => return *kind,
+            };
+            match self.make_plan(flow, session, context, input).await {
                 Ok(s) => *state = Some(s),
                 Err(na) => return self.denied(flow, input, session, na),
             }
@@ -501,9 +510,13 @@ impl Executor {
                     terminate_others,
                 } => {
                     let lifetime = duration.unwrap_or(self.settings.ttl);
-                    let fresh =
-                        self.sessions
-                            .create(Some(Arc::new(identity_of(&user))), lifetime, self.settings.idle_timeout);
+                    let auth = self.login_auth(flow, &st.context, session, &user);
+                    let fresh = self.sessions.create_with_auth(
+                        Some(Arc::new(identity_of(&user))),
+                        auth,
+                        lifetime,
+                        self.settings.idle_timeout,
+                    );
                     self.sessions.remove(&session.id);
                     if terminate_others {
                         let n = self.sessions.remove_user_sessions(user.id, Some(&fresh.id));
