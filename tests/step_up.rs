@@ -221,6 +221,9 @@ async fn a_session_from_the_apps_own_flow_is_accepted_and_cannot_switch_user() {
     // changes nothing (there is no identification stage in it).
     let bob = session_of(&gw, "bob", BOB_PASSWORD).await;
     let bob_secret = add_totp(&gw, "bob").await;
+    let seen = gw.upstream.count();
+    assert_eq!(admin_get(&gw, &bob, false).await.status(), 401);
+    assert_eq!(gw.upstream.count(), seen);
     let (browser, base) = admin_browser(&gw, &bob);
     let flow_url = format!("{base}/.flowgate/flow/mfa-login/?next=%2Fsecret");
     let r = walk(
