@@ -11,7 +11,7 @@ use flowgate::session::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 
-const APPS: &str = "  - name: admin\n    hosts: [admin.test]\n    upstream: \"http://UPSTREAM\"\n    authentication_flow: mfa-login\n  - name: app\n    upstream: \"http://UPSTREAM\"\n";
+const APPS: &str = "  - name: admin\n    hosts: [admin.test]\n    upstream: \"http://UPSTREAM\"\n    authentication_flow: mfa-login\n  - name: mfa-only\n    path_prefix: /mfa-only\n    upstream: \"http://UPSTREAM\"\n    policies: [{ policy: used-a-code }]\n  - name: app\n    upstream: \"http://UPSTREAM\"\n";
 
 const MFA_FLOW: &str = r#"
 flows:
@@ -30,6 +30,12 @@ stages:
   mfa-password: { type: password }
   mfa-totp: { type: authenticator_validate, device_classes: [totp], not_configured_action: deny }
   mfa-login-stage: { type: user_login }
+policies:
+  used-a-code:
+    type: expression
+    expression: |
+      args = request.context.get("auth_method_args")
+      return request.context.get("auth_method") == "auth_mfa" and "totp" in args["methods"]
 "#;
 
 const EXTRA: &str =
@@ -95,6 +101,14 @@ async fn add_totp(gw: &TestGateway, username: &str) -> Vec<u8> {
         .await
         .unwrap();
     secret
+}
+
+/// The status of the app whose policy wants a TOTP code in the sign-on.
+async fn mfa_only(gw: &TestGateway, id: &str) -> u16 {
+    with_cookie(gw, reqwest::Method::GET, "/mfa-only/x", id, None)
+        .await
+        .status()
+        .as_u16()
 }
 
 fn code(gw: &TestGateway, secret: &[u8]) -> String {
@@ -174,6 +188,8 @@ async fn a_session_with_the_same_factors_needs_no_step_up_and_a_user_without_one
     assert_eq!(admin_get(&gw, &id, true).await.status(), 200);
     assert_eq!(gw.upstream.count(), seen + 1);
     assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("alice"));
+    // App policies see how the session was authenticated (`auth_method`, `auth_method_args`).
+    assert_eq!(mfa_only(&gw, &id).await, 200);
 
     // bob has no TOTP device: his step-up is refused on the flow's page (no redirect loop
     // back to the app), and the admin upstream never sees him.
@@ -187,6 +203,11 @@ async fn a_session_with_the_same_factors_needs_no_step_up_and_a_user_without_one
     let body = r.text().await.unwrap();
     assert!(status == 403 || status == 200, "{status}: {body}");
     assert!(!body.contains("name=\"code\""));
+    assert_eq!(
+        mfa_only(&gw, &bob).await,
+        403,
+        "a password-only session fails the policy"
+    );
     assert_eq!(admin_get(&gw, &bob, false).await.status(), 401);
     assert_eq!(gw.upstream.count(), seen);
     gw.stop().await;

@@ -11,7 +11,7 @@ pub mod clock;
 mod store;
 
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
-pub use store::{AuthInfo, FlowSlot, Identity, Session, SessionStore, DEFAULT_MAX_PENDING};
+pub use store::{AuthInfo, FlowSlot, Identity, Session, SessionStore, DEFAULT_MAX_PENDING, PENDING_WEIGHT_UNIT};
 
 use base64::Engine;
 use rand::RngCore;

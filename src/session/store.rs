@@ -9,7 +9,7 @@
 use super::clock::{Millis, SharedClock};
 use std::any::Any;
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +67,8 @@ pub struct Session {
     /// Idle timeout in milliseconds.
     pub idle_ms: u64,
     last_seen: AtomicU64,
+    /// Estimated size of the parked flow state in bytes (weighs anonymous sessions).
+    state_bytes: AtomicU32,
     /// Unfinished flow state, owned by the flow executor.
     pub flow: FlowSlot,
 }
@@ -86,7 +88,16 @@ impl Session {
     pub fn last_seen(&self) -> Millis {
         self.last_seen.load(Ordering::Relaxed)
     }
+
+    /// Weight in the anonymous-session cache: one, plus one per [`PENDING_WEIGHT_UNIT`] bytes
+    /// of parked flow state.
+    fn weight(&self) -> u32 {
+        1 + self.state_bytes.load(Ordering::Relaxed) / PENDING_WEIGHT_UNIT
+    }
 }
+
+/// Bytes of parked flow state that weigh as much as one more anonymous session.
+pub const PENDING_WEIGHT_UNIT: u32 = 2048;
 
 /// Default bound on anonymous (pre-login) sessions, used by [`SessionStore::new`].
 pub const DEFAULT_MAX_PENDING: u64 = 100_000;
@@ -101,12 +112,16 @@ pub struct SessionStore {
     clock: SharedClock,
 }
 
-fn lru_cache(max: u64, backstop_idle: Duration) -> moka::sync::Cache<String, Arc<Session>> {
-    moka::sync::Cache::builder()
+fn lru_cache(max: u64, backstop_idle: Duration, weighed: bool) -> moka::sync::Cache<String, Arc<Session>> {
+    let b = moka::sync::Cache::builder()
         .max_capacity(max)
         .eviction_policy(moka::policy::EvictionPolicy::lru())
-        .time_to_idle(backstop_idle + Duration::from_secs(60))
-        .build()
+        .time_to_idle(backstop_idle + Duration::from_secs(60));
+    if weighed {
+        b.weigher(|_, s: &Arc<Session>| s.weight()).build()
+    } else {
+        b.build()
+    }
 }
 
 impl SessionStore {
@@ -119,15 +134,17 @@ impl SessionStore {
     /// A store bounded to `max_sessions` logged-in sessions and `max_pending` anonymous ones
     /// (each bound on its own cache, so no number of anonymous sessions evicts a logged-in
     /// one); `backstop_idle` is moka's own idle eviction, which should be at least the longest
-    /// idle timeout in use.
+    /// idle timeout in use. An anonymous session with a large parked flow counts as several
+    /// (see [`SessionStore::set_state_size`]), so the anonymous space is bounded in memory too:
+    /// about `max_pending` × (1.1 KiB + [`PENDING_WEIGHT_UNIT`]).
     ///
     /// When full, the least recently used session is evicted (LRU). moka's default TinyLFU
     /// policy would instead refuse to admit a new entry that is less "popular" than the
     /// victim: under a flood of flow starts a fresh login was dropped at once (AVAIL-3).
     pub fn with_bounds(max_sessions: u64, max_pending: u64, backstop_idle: Duration, clock: SharedClock) -> Self {
         Self {
-            cache: lru_cache(max_sessions, backstop_idle),
-            pending: lru_cache(max_pending, backstop_idle),
+            cache: lru_cache(max_sessions, backstop_idle, false),
+            pending: lru_cache(max_pending, backstop_idle, true),
             clock,
         }
     }
@@ -160,6 +177,7 @@ impl SessionStore {
             expires_ms: now.saturating_add(lifetime.as_millis() as u64),
             idle_ms: idle.as_millis() as u64,
             last_seen: AtomicU64::new(now),
+            state_bytes: AtomicU32::new(0),
             flow: tokio::sync::Mutex::new(None),
         });
         if s.user.is_some() {
@@ -184,6 +202,23 @@ impl SessionStore {
             s.last_seen.store(now, Ordering::Relaxed);
         }
         Some(s)
+    }
+
+    /// Records the estimated size of the flow state parked in `s`; an anonymous session is
+    /// weighed again, so large unfinished flows make room sooner (FLOOD-2). The entry is
+    /// removed and inserted anew: moka evicts an entry whose weight grows in place instead of
+    /// the least recently used ones. A lookup of this session in between (microseconds, only
+    /// when the weight changes) misses it, which a visitor sees as a restarted flow.
+    pub fn set_state_size(&self, s: &Arc<Session>, bytes: usize) {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let before = s.state_bytes.swap(bytes, Ordering::Relaxed);
+        if s.user.is_none()
+            && before / PENDING_WEIGHT_UNIT != bytes / PENDING_WEIGHT_UNIT
+            && self.pending.contains_key(&s.id)
+        {
+            self.pending.invalidate(&s.id);
+            self.pending.insert(s.id.clone(), s.clone());
+        }
     }
 
     /// Deletes a session server-side.
@@ -286,6 +321,22 @@ mod tests {
             "the oldest anonymous session was evicted"
         );
         assert!(st.get(&anon[999].id).is_some());
+    }
+
+    #[test]
+    fn large_unfinished_flows_weigh_more() {
+        let clock = ManualClock::new(1_000_000);
+        let st = SessionStore::with_bounds(10, 100, Duration::from_secs(3600), Arc::new(clock));
+        let hour = Duration::from_secs(3600);
+        let anon: Vec<_> = (0..50).map(|_| st.create(None, hour, hour)).collect();
+        for s in &anon {
+            // Each parks ~20 KiB: weight 11, so at most 9 fit in 100.
+            st.set_state_size(s, 20 * 1024);
+        }
+        st.pending_len();
+        let alive: Vec<usize> = (0..50).filter(|i| st.get(&anon[*i].id).is_some()).collect();
+        assert!(alive.len() <= 9, "{alive:?} large flows kept");
+        assert!(alive.contains(&49), "the newest stays: {alive:?}");
     }
 
     #[test]

@@ -123,6 +123,12 @@ const CONFIRM_COMPONENT: &str = "ak-stage-consent";
 /// Message for a link that is gone.
 const LINK_GONE: &str = "This link has expired or was already used.";
 
+/// An estimate of the memory a parked plan holds: its context as JSON, its query and plan.
+fn state_size(st: &FlowState) -> usize {
+    let context = serde_json::to_vec(&context_json(&st.context)).map_or(0, |v| v.len());
+    context + st.query.len() + st.plan.len() * std::mem::size_of::<PlanEntry>()
+}
+
 /// The policy subject for a stored user.
 pub fn subject_of_user(u: &User) -> Subject {
     Subject {
@@ -297,7 +303,12 @@ impl Executor {
         // Park the remaining plan in whichever session is current now. An anonymous session
         // with no unfinished flow is of no use: delete it and clear the cookie.
         match state {
-            Some(st) => *session.flow.lock().await = Some(Box::new(st)),
+            Some(st) => {
+                if session.user.is_none() {
+                    self.sessions.set_state_size(&session, state_size(&st));
+                }
+                *session.flow.lock().await = Some(Box::new(st));
+            }
             None if session.user.is_none() => {
                 self.sessions.remove(&session.id);
                 out.set_session = None;
