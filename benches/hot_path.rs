@@ -25,6 +25,7 @@ fn app() -> App {
         policies: vec![],
         policy_engine_mode: config::EngineMode::Any,
         authentication_flow: None,
+        requires_flow: None,
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         max_body_bytes: None,

@@ -61,6 +61,7 @@ fn benches(c: &mut Criterion) {
             ..Default::default()
         },
         is_redirected: false,
+        step_up: false,
     };
     assert_eq!(rt.block_on(plan(&reg, flow, &anon)).expect("plan").len(), 4);
     c.bench_function("plan_5_stages_anonymous", |b| {

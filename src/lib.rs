@@ -141,7 +141,12 @@ impl Gateway {
             tracing::warn!("{n}");
         }
         let s = &config.session;
-        let sessions = SessionStore::new(s.max_sessions, s.idle_timeout.max(s.flow_timeout), opts.clock.clone());
+        let sessions = SessionStore::with_bounds(
+            s.max_sessions,
+            s.max_pending_flows,
+            s.idle_timeout.max(s.flow_timeout),
+            opts.clock.clone(),
+        );
         let shared = Shared {
             users: users.clone(),
             sessions: sessions.clone(),
@@ -360,6 +365,10 @@ impl Running {
             (
                 "session.max_sessions",
                 old.session.max_sessions != config.session.max_sessions,
+            ),
+            (
+                "session.max_pending_flows",
+                old.session.max_pending_flows != config.session.max_pending_flows,
             ),
             (
                 "limits.max_connections",

@@ -324,6 +324,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 request_user: subject,
                 input,
                 is_redirected: false,
+                step_up: false,
             };
             print!(
                 "{}",

@@ -16,8 +16,11 @@ pub const DEFAULT_COOKIE_NAME: &str = "flowgate_session";
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Default idle timeout: 1 hour without a request ends a session.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Default bound on the number of sessions (authenticated and in-flow) kept in memory.
+/// Default bound on the number of logged-in sessions kept in memory.
 pub const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
+/// Default bound on unfinished flows started before login (anonymous sessions), kept apart
+/// from logged-in sessions (FLOOD-2); each costs about 1.1 KiB plus its flow state.
+pub const DEFAULT_MAX_PENDING_FLOWS: u64 = 100_000;
 /// Default lifetime of an unfinished flow (pre-login session): 30 minutes.
 pub const DEFAULT_FLOW_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Default logout path.
@@ -112,8 +115,10 @@ pub struct SessionSettings {
     pub ttl: Duration,
     /// Idle timeout.
     pub idle_timeout: Duration,
-    /// Bound on sessions kept.
+    /// Bound on logged-in sessions kept.
     pub max_sessions: u64,
+    /// Bound on anonymous sessions (flows started before login), kept in their own cache.
+    pub max_pending_flows: u64,
     /// Lifetime of an unfinished flow.
     pub flow_timeout: Duration,
 }
@@ -197,6 +202,9 @@ pub struct App {
     pub policy_engine_mode: EngineMode,
     /// Flow used to log in; `None` chooses per request (first by slug whose policies pass).
     pub authentication_flow: Option<String>,
+    /// The app names its own `authentication_flow` (not inherited from `default_flows`): a
+    /// session must have been authenticated through it, or as strongly, or it steps up (STEP-1).
+    pub requires_flow: Option<String>,
     /// Upstream connect timeout.
     pub connect_timeout: Duration,
     /// Upstream read timeout.

@@ -47,6 +47,9 @@ pub struct RawRateLimits {
     pub password_per_username: Option<String>,
     pub code_per_ip: Option<String>,
     pub code_per_username: Option<String>,
+    pub mail_per_address: Option<String>,
+    pub mail_per_ip: Option<String>,
+    pub signup_per_ip: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -71,6 +74,7 @@ pub struct RawSession {
     pub ttl: Option<String>,
     pub idle_timeout: Option<String>,
     pub max_sessions: Option<u64>,
+    pub max_pending_flows: Option<u64>,
     pub flow_timeout: Option<String>,
 }
 

@@ -349,6 +349,7 @@ fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings {
         ttl: None,
         idle_timeout: None,
         max_sessions: None,
+        max_pending_flows: None,
         flow_timeout: None,
     };
     let s = main.session.as_ref().unwrap_or(&empty);
@@ -382,11 +383,16 @@ fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings {
     if max_sessions == 0 {
         c.err(0, "session.max_sessions", "must be at least 1");
     }
+    let max_pending_flows = s.max_pending_flows.unwrap_or(DEFAULT_MAX_PENDING_FLOWS);
+    if max_pending_flows == 0 {
+        c.err(0, "session.max_pending_flows", "must be at least 1");
+    }
     SessionSettings {
         cookie,
         ttl,
         idle_timeout,
         max_sessions,
+        max_pending_flows,
         flow_timeout,
     }
 }

@@ -120,6 +120,7 @@ pub(crate) fn app(
         policies: pols,
         policy_engine_mode,
         authentication_flow,
+        requires_flow: raw.authentication_flow.clone(),
         connect_timeout,
         read_timeout,
         max_body_bytes: raw.max_body_bytes,

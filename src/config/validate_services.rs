@@ -131,6 +131,9 @@ pub(crate) fn rate_limits(c: &mut Collector<'_>, main: &RawFile) -> crate::flow:
         ),
         ("code_per_ip", &r.code_per_ip, &mut s.code_per_ip),
         ("code_per_username", &r.code_per_username, &mut s.code_per_username),
+        ("mail_per_address", &r.mail_per_address, &mut s.mail_per_address),
+        ("mail_per_ip", &r.mail_per_ip, &mut s.mail_per_ip),
+        ("signup_per_ip", &r.signup_per_ip, &mut s.signup_per_ip),
     ] {
         match raw.as_deref() {
             None => {}

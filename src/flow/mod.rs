@@ -11,6 +11,7 @@ pub mod ratelimit;
 pub mod reputation;
 pub mod services;
 pub mod stages;
+pub mod step_up;
 
 use crate::config::{Config, Designation, Flow, PolicyDef, StageDef};
 use crate::identity::User;
@@ -29,6 +30,10 @@ pub struct FlowRegistry {
     pub policies: BTreeMap<String, PolicyDef>,
     /// Explicitly configured default flow per designation.
     pub defaults: BTreeMap<Designation, String>,
+    /// What each stage contributes to authentication (for step-up plans).
+    pub factors: BTreeMap<String, step_up::Factor>,
+    /// What each flow asks for (for the step-up rule).
+    pub flow_factors: BTreeMap<String, step_up::FlowFactors>,
 }
 
 impl FlowRegistry {
@@ -44,7 +49,23 @@ impl FlowRegistry {
             stages,
             policies: cfg.policies.clone(),
             defaults: cfg.default_flows.clone(),
+            factors: cfg
+                .stages
+                .iter()
+                .map(|(name, def)| (name.clone(), step_up::factor_of(def)))
+                .collect(),
+            flow_factors: cfg
+                .flows
+                .iter()
+                .map(|(slug, f)| (slug.clone(), step_up::factors_of(f, &cfg.stages)))
+                .collect(),
         }
+    }
+
+    /// Whether a sign-on recorded as `auth` is good enough for flow `slug` (STEP-1, see
+    /// [`step_up`]).
+    pub fn satisfies(&self, auth: &crate::session::AuthInfo, slug: &str) -> bool {
+        step_up::satisfies(auth, slug, self.flow_factors.get(slug))
     }
 
     /// "The" flow of a designation for this request (reference §2.9): a configured default as
@@ -131,6 +152,12 @@ pub struct FlowContext {
     pub pending_user_identifier: Option<String>,
     /// `auth_method`.
     pub auth_method: Option<String>,
+    /// Methods proved in this plan (`password`, `totp`, `static`), recorded in the session at
+    /// login (STEP-1).
+    pub auth_methods: std::collections::BTreeSet<String>,
+    /// A step-up: the logged-in user re-authenticates for an app's `authentication_flow`; the
+    /// pending user is fixed to them.
+    pub step_up: bool,
     /// Failed password attempts in this plan (counted here, not in a reputation score).
     pub failed_password_attempts: u32,
     /// `redirect`: overrides `next` at the end (server-set only).

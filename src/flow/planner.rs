@@ -24,6 +24,9 @@ pub struct PlanFacts {
     pub input: PolicyInput,
     /// The flow was entered through a redirect.
     pub is_redirected: bool,
+    /// A logged-in user steps up through this flow for an app (STEP-1): a flow that requires
+    /// an unauthenticated user applies to them.
+    pub step_up: bool,
 }
 
 /// Every decision the planner made, for the inspector.
@@ -66,7 +69,7 @@ pub async fn plan_traced(
     let ok = match flow.authentication {
         AuthRequirement::None => true,
         AuthRequirement::RequireAuthenticated => logged_in,
-        AuthRequirement::RequireUnauthenticated => !logged_in,
+        AuthRequirement::RequireUnauthenticated => !logged_in || facts.step_up,
         AuthRequirement::RequireSuperuser => logged_in && facts.request_user.as_ref().is_some_and(|u| u.is_superuser),
         AuthRequirement::RequireRedirect => facts.is_redirected,
     };

@@ -1,5 +1,6 @@
-//! Brute-force limits on password and code checks: GCRA (generic cell rate algorithm) per client
-//! IP and per username, on the injected clock.
+//! Brute-force limits on password and code checks, and flood limits on mail and sign-ups
+//! (FLOOD-1): GCRA (generic cell rate algorithm) per client IP and per username or recipient
+//! address, on the injected clock.
 //!
 //! A limit `N/period` lets N attempts through at once and then one every `period / N`. Each key
 //! keeps one number, its theoretical arrival time (TAT); an attempt at `t` is refused while
@@ -101,7 +102,29 @@ pub struct RateLimitSettings {
     pub code_per_ip: Option<Limit>,
     /// Code checks per username.
     pub code_per_username: Option<Limit>,
+    /// Mails (flow links) per recipient address.
+    pub mail_per_address: Option<Limit>,
+    /// Mails (flow links) per client IP.
+    pub mail_per_ip: Option<Limit>,
+    /// Users created by enrollment per client IP.
+    pub signup_per_ip: Option<Limit>,
 }
+
+/// Default `rate_limits.mail_per_address`: 5 per hour.
+pub const DEFAULT_MAIL_PER_ADDRESS: Limit = Limit {
+    count: 5,
+    per: Duration::from_secs(3600),
+};
+/// Default `rate_limits.mail_per_ip`: 20 per hour.
+pub const DEFAULT_MAIL_PER_IP: Limit = Limit {
+    count: 20,
+    per: Duration::from_secs(3600),
+};
+/// Default `rate_limits.signup_per_ip`: 20 per hour.
+pub const DEFAULT_SIGNUP_PER_IP: Limit = Limit {
+    count: 20,
+    per: Duration::from_secs(3600),
+};
 
 impl Default for RateLimitSettings {
     fn default() -> Self {
@@ -111,16 +134,33 @@ impl Default for RateLimitSettings {
             password_per_username: Some(Limit { count: 10, per: m }),
             code_per_ip: Some(Limit { count: 30, per: m }),
             code_per_username: Some(Limit { count: 10, per: m }),
+            mail_per_address: Some(DEFAULT_MAIL_PER_ADDRESS),
+            mail_per_ip: Some(DEFAULT_MAIL_PER_IP),
+            signup_per_ip: Some(DEFAULT_SIGNUP_PER_IP),
         }
     }
 }
 
-/// The four limiters.
+/// The limiters.
 pub struct RateLimits {
     password_ip: Option<Gcra>,
     password_user: Option<Gcra>,
     code_ip: Option<Gcra>,
     code_user: Option<Gcra>,
+    mail_address: Option<Gcra>,
+    mail_ip: Option<Gcra>,
+    signup_ip: Option<Gcra>,
+}
+
+/// Takes one attempt from both limiters (when set and keyed); the longer wait wins.
+fn both(a: Option<(&Gcra, &str)>, b: Option<(&Gcra, &str)>) -> Result<(), Duration> {
+    let a = a.map_or(Ok(()), |(l, k)| l.check(k));
+    let b = b.map_or(Ok(()), |(l, k)| l.check(k));
+    match (a, b) {
+        (Err(x), Err(y)) => Err(x.max(y)),
+        (Err(x), _) | (_, Err(x)) => Err(x),
+        _ => Ok(()),
+    }
 }
 
 impl RateLimits {
@@ -132,7 +172,31 @@ impl RateLimits {
             password_user: make(s.password_per_username),
             code_ip: make(s.code_per_ip),
             code_user: make(s.code_per_username),
+            mail_address: make(s.mail_per_address),
+            mail_ip: make(s.mail_per_ip),
+            signup_ip: make(s.signup_per_ip),
         }
+    }
+
+    /// Takes one mail for the recipient `address` (lowercased) and the client, or says how long
+    /// to wait. Callers check before they know whether the address belongs to anyone, so the
+    /// answer never depends on it.
+    pub fn check_mail(&self, ip: Option<IpAddr>, address: &str) -> Result<(), Duration> {
+        let ip = ip.map(|i| i.to_string());
+        let address = address.trim().to_lowercase();
+        both(
+            self.mail_ip.as_ref().zip(ip.as_deref()),
+            self.mail_address
+                .as_ref()
+                .filter(|_| !address.is_empty())
+                .map(|l| (l, address.as_str())),
+        )
+    }
+
+    /// Takes one user creation by enrollment for the client, or says how long to wait.
+    pub fn check_signup(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let ip = ip.map(|i| i.to_string());
+        both(self.signup_ip.as_ref().zip(ip.as_deref()), None)
     }
 
     /// Takes one `guess` attempt for the client and the username (lowercased), or says how long
@@ -142,19 +206,15 @@ impl RateLimits {
             Guess::Password => (&self.password_ip, &self.password_user),
             Guess::Code => (&self.code_ip, &self.code_user),
         };
-        let a = match (by_ip, ip) {
-            (Some(l), Some(ip)) => l.check(&ip.to_string()),
-            _ => Ok(()),
-        };
-        let b = match by_user {
-            Some(l) if !username.is_empty() => l.check(&username.to_lowercase()),
-            _ => Ok(()),
-        };
-        match (a, b) {
-            (Err(x), Err(y)) => Err(x.max(y)),
-            (Err(x), _) | (_, Err(x)) => Err(x),
-            _ => Ok(()),
-        }
+        let ip = ip.map(|i| i.to_string());
+        let username = username.to_lowercase();
+        both(
+            by_ip.as_ref().zip(ip.as_deref()),
+            by_user
+                .as_ref()
+                .filter(|_| !username.is_empty())
+                .map(|l| (l, username.as_str())),
+        )
     }
 }
 

@@ -9,8 +9,16 @@
 //!                   ├─ no app for host + path ─▶ NoApp
 //!                   ├─ no session, skip-auth rule matches, path unambiguous, no upgrade ─▶ Anonymous
 //!                   ├─ no session ─▶ Login
+//!                   ├─ session not authenticated through the app's own flow (or as strongly) ─▶ Login (step-up)
 //!                   └─ session ─▶ app policies ─▶ Allow | Deny
 //! ```
+//!
+//! Step-up (STEP-1): an app that names its own `authentication_flow` accepts a session only
+//! when [`crate::flow::FlowRegistry::satisfies`] says its sign-on is good enough; otherwise the
+//! verdict is `Login`, so a browser goes to the app's flow with `next` (where the executor asks
+//! the known user for the missing factor) and an API client gets 401, through the proxy and the
+//! forward-auth endpoints alike. App policies see the sign-on as `context.auth_method` and
+//! `context.auth_method_args`.
 
 use super::{path, ProxyState};
 use crate::config::{App, Designation, RESERVED_PREFIX};
@@ -48,7 +56,8 @@ pub(crate) enum Verdict {
     Anonymous(Arc<App>),
     /// A session whose user the app's policies accept.
     Allow(Arc<App>, Arc<Identity>),
-    /// No valid session: the user has to log in.
+    /// No valid session, or one that must step up to the app's own flow: the user has to log
+    /// in (the session, if any, stays valid for other apps).
     Login(Arc<App>),
     /// A session, but the app's policies deny; the policies' messages.
     Deny(Arc<App>, Arc<Identity>, Vec<String>),
@@ -68,18 +77,24 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
     };
     let name = session::cookie_name(&state.cookie, f.https);
     let cookies = super::checks::joined_cookie_header(f.headers);
-    let identity = cookies
+    let current = cookies
         .as_deref()
         .and_then(|v| session::session_id_from_cookie_header(v, &name))
         .and_then(|id| state.sessions.get(id))
-        .and_then(|s| s.user.clone());
-    let Some(who) = identity else {
+        .and_then(|s| s.user.clone().map(|u| (s, u)));
+    let Some((sess, who)) = current else {
         let upgrade = f.headers.contains_key("upgrade");
         if !upgrade && !norm.ambiguous && app.skip_auth.iter().any(|r| r.is_match(&norm.path)) {
             return Verdict::Anonymous(app);
         }
         return Verdict::Login(app);
     };
+    if let Some(flow) = &app.requires_flow {
+        if !state.ui.executor.registry().satisfies(&sess.auth, flow) {
+            tracing::debug!(user = %who.username, app = %app.name, flow = %flow, "step-up required");
+            return Verdict::Login(app);
+        }
+    }
     if app.policies.is_empty() {
         return Verdict::Allow(app, who);
     }
@@ -98,6 +113,7 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
                     .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
                     .collect(),
                 now_ms: state.sessions.clock().now_ms(),
+                context: auth_context(&sess.auth),
                 ..Default::default()
             };
             let r = policies::evaluate(&app.policies, app.policy_engine_mode, &state.policies, &input).await;
@@ -141,4 +157,30 @@ pub(crate) async fn login_url(
         }
         None => format!("{RESERVED_PREFIX}flow/{slug}/"),
     })
+}
+
+/// The sign-on as app policies see it, after authentik's login context: `auth_method`
+/// (`password`, `auth_mfa`) and `auth_method_args` with the methods and flows of this sign-on,
+/// the second-factor device classes used (`mfa_devices`) and the time (`auth_time`, Unix
+/// seconds).
+fn auth_context(auth: &session::AuthInfo) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{json, Value};
+    let devices: Vec<Value> = auth
+        .methods
+        .iter()
+        .filter(|m| *m != "password")
+        .map(|m| json!({ "device_class": m }))
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert("auth_method".into(), Value::String(auth.auth_method.clone()));
+    m.insert(
+        "auth_method_args".into(),
+        json!({
+            "methods": auth.methods,
+            "flows": auth.flows,
+            "mfa_devices": devices,
+            "auth_time": auth.at_ms / 1000,
+        }),
+    );
+    m
 }

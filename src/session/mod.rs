@@ -4,13 +4,14 @@
 //! The hot path (cookie → session → identity) reads an `Arc<Session>` whose identity never
 //! changes after creation; logging in creates a new session (new id) instead of mutating one,
 //! so no lock a login holds is ever taken by the proxy path. Unfinished flow state lives in
-//! the session behind its own mutex, used only by the flow executor.
+//! the session behind its own mutex, used only by the flow executor. Anonymous sessions (flows
+//! started before login) are kept in their own bounded cache, apart from logged-in ones.
 
 pub mod clock;
 mod store;
 
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
-pub use store::{FlowSlot, Identity, Session, SessionStore};
+pub use store::{AuthInfo, FlowSlot, Identity, Session, SessionStore, DEFAULT_MAX_PENDING, PENDING_WEIGHT_UNIT};
 
 use base64::Engine;
 use rand::RngCore;

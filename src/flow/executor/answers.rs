@@ -95,7 +95,10 @@ impl Executor {
     ) -> ExecKind {
         let context = match (action, state.take()) {
             (InvalidResponseAction::RestartWithContext, Some(s)) => s.context,
-            _ => FlowContext::default(),
+            _ => match self.start_context(flow, input, session).await {
+                Ok(c) => c,
+                Err(kind) => return *kind,
+            },
         };
         match self.make_plan(flow, session, context, input).await {
             Ok(s) => {
@@ -117,14 +120,19 @@ impl Executor {
 
     pub(super) fn denied(&self, flow: &Flow, input: &ExecInput, session: &Session, na: NotApplicable) -> ExecKind {
         let next = next_from_query(&input.query);
-        if flow.designation == Designation::Authentication && session.user.is_some() {
-            return ExecKind::Redirect(next.unwrap_or_else(|| "/".into()));
-        }
         let message = if na.messages.is_empty() {
             "Flow does not apply to current user.".to_string()
         } else {
             na.messages.join("\n")
         };
+        if flow.designation == Designation::Authentication && session.user.is_some() {
+            // Already logged in well enough: on to `next`. A step-up that does not apply ends
+            // here instead of sending the browser back to the app, which would send it here again.
+            if !self.needs_step_up(flow, session) {
+                return ExecKind::Redirect(next.unwrap_or_else(|| "/".into()));
+            }
+            return self.access_denied(flow, input, None, message);
+        }
         match (flow.denied_action, next) {
             (DeniedAction::MessageContinue, Some(n)) => ExecKind::Redirect(n),
             (DeniedAction::Continue, n) => ExecKind::Redirect(n.unwrap_or_else(|| "/".into())),

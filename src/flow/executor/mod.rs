@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod answers;
+mod step_up;
 pub use answers::flow_info;
 use answers::{context_json, pending_display};
 
@@ -121,6 +122,12 @@ pub struct Executor {
 const CONFIRM_COMPONENT: &str = "ak-stage-consent";
 /// Message for a link that is gone.
 const LINK_GONE: &str = "This link has expired or was already used.";
+
+/// An estimate of the memory a parked plan holds: its context as JSON, its query and plan.
+fn state_size(st: &FlowState) -> usize {
+    let context = serde_json::to_vec(&context_json(&st.context)).map_or(0, |v| v.len());
+    context + st.query.len() + st.plan.len() * std::mem::size_of::<PlanEntry>()
+}
 
 /// The policy subject for a stored user.
 pub fn subject_of_user(u: &User) -> Subject {
@@ -296,7 +303,12 @@ impl Executor {
         // Park the remaining plan in whichever session is current now. An anonymous session
         // with no unfinished flow is of no use: delete it and clear the cookie.
         match state {
-            Some(st) => *session.flow.lock().await = Some(Box::new(st)),
+            Some(st) => {
+                if session.user.is_none() {
+                    self.sessions.set_state_size(&session, state_size(&st));
+                }
+                *session.flow.lock().await = Some(Box::new(st));
+            }
             None if session.user.is_none() => {
                 self.sessions.remove(&session.id);
                 out.set_session = None;
@@ -366,8 +378,12 @@ impl Executor {
             request_user,
             input: self.policy_input(eval_user, &context, input),
             is_redirected: context.extra.contains_key("is_redirected"),
+            step_up: context.step_up,
         };
-        let plan = planner::plan(&self.reg, flow, &facts).await?;
+        let mut plan = planner::plan(&self.reg, flow, &facts).await?;
+        if context.step_up {
+            plan = self.trim_step_up_plan(flow, session, plan);
+        }
         Ok(FlowState {
             flow: flow.slug.clone(),
             plan,
@@ -386,7 +402,11 @@ impl Executor {
         out: &mut ExecOutput,
     ) -> ExecKind {
         if state.is_none() {
-            match self.make_plan(flow, session, FlowContext::default(), input).await {
+            let context = match self.start_context(flow, input, session).await {
+                Ok(c) => c,
+                Err(kind) => return *kind,
+            };
+            match self.make_plan(flow, session, context, input).await {
                 Ok(s) => *state = Some(s),
                 Err(na) => return self.denied(flow, input, session, na),
             }
@@ -501,9 +521,13 @@ impl Executor {
                     terminate_others,
                 } => {
                     let lifetime = duration.unwrap_or(self.settings.ttl);
-                    let fresh =
-                        self.sessions
-                            .create(Some(Arc::new(identity_of(&user))), lifetime, self.settings.idle_timeout);
+                    let auth = self.login_auth(flow, &st.context, session, &user);
+                    let fresh = self.sessions.create_with_auth(
+                        Some(Arc::new(identity_of(&user))),
+                        auth,
+                        lifetime,
+                        self.settings.idle_timeout,
+                    );
                     self.sessions.remove(&session.id);
                     if terminate_others {
                         let n = self.sessions.remove_user_sessions(user.id, Some(&fresh.id));

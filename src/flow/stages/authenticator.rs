@@ -292,24 +292,25 @@ impl Stage for ValidateStage {
             tracing::warn!(user = %user.username, wait_s = wait.as_secs(), "code attempts rate-limited");
             return StageOutcome::RateLimited(wait);
         }
-        let mut ok = false;
+        let mut ok = None;
         if !code.is_empty() && code.len() <= 64 {
             if self.classes.contains(&DeviceClass::Totp) {
                 match cx.users.verify_totp(user.id, &code, cx.now_ms).await {
-                    Ok(Some(_)) => ok = true,
+                    Ok(Some(_)) => ok = Some("totp"),
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "TOTP check failed"),
                 }
             }
-            if !ok && self.classes.contains(&DeviceClass::Static) {
+            if ok.is_none() && self.classes.contains(&DeviceClass::Static) {
                 match cx.users.use_static_code(user.id, &code, cx.now_ms).await {
-                    Ok(true) => ok = true,
+                    Ok(true) => ok = Some("static"),
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, "recovery code check failed"),
                 }
             }
         }
-        if ok {
+        if let Some(method) = ok {
+            cx.context.auth_methods.insert(method.into());
             cx.context.auth_method = Some("auth_mfa".into());
             cx.context.extra.remove(FAILURES);
             return StageOutcome::Continue;

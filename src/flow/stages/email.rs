@@ -12,6 +12,10 @@
 //! unknown (pretend) user gets the same "mail sent" page and no mail. Links are built from
 //! `mail.public_url`, else from the request's origin when it is trusted (never from an
 //! arbitrary Host header: that would let anyone mail a victim a link to their own server).
+//!
+//! Every send (and every pretend send for an unknown identifier) first takes one mail from the
+//! per-address and per-client limits (`rate_limits.mail_per_address`, `.mail_per_ip`, FLOOD-1):
+//! a refusal is the same 429 for known and unknown addresses.
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::{Designation, EmailTemplate};
@@ -44,6 +48,7 @@ enum Sent {
     Yes,
     Skipped,
     Failed(String),
+    Limited(Duration),
 }
 
 impl EmailStage {
@@ -92,7 +97,21 @@ impl EmailStage {
         (address, user.map(|u| u.id), name)
     }
 
+    /// The key of the per-address mail limit: the recipient, or for a pretend user (an unknown
+    /// identifier) what was typed, so known and unknown addresses are limited alike.
+    fn limit_key(cx: &StageCx<'_>) -> String {
+        let (address, _, _) = Self::destination(cx);
+        address
+            .or_else(|| cx.context.pending_user.as_ref().map(|p| p.identifier.clone()))
+            .unwrap_or_default()
+    }
+
     async fn send(&self, cx: &mut StageCx<'_>) -> Sent {
+        // FLOOD-1: counted before anything depends on whether the account exists.
+        if let Err(wait) = cx.services.limits.check_mail(cx.client_ip, &Self::limit_key(cx)) {
+            tracing::warn!(wait_s = wait.as_secs(), "mail rate-limited");
+            return Sent::Limited(wait);
+        }
         let pretend = cx.context.pending_user.as_ref().is_some_and(|p| p.user.is_none());
         if pretend && cx.designation == Designation::Recovery {
             tracing::info!("recovery for an unknown identifier: no mail sent");
@@ -216,6 +235,7 @@ impl Stage for EmailStage {
             Sent::Failed(msg) => {
                 StageOutcome::Challenge(self.page().with_error("non_field_errors", &msg, "email-failed"))
             }
+            Sent::Limited(wait) => StageOutcome::RateLimited(wait),
         }
     }
 
@@ -236,6 +256,7 @@ impl Stage for EmailStage {
             Sent::Failed(msg) => {
                 StageOutcome::Challenge(self.page().with_error("non_field_errors", &msg, "email-failed"))
             }
+            Sent::Limited(wait) => StageOutcome::RateLimited(wait),
         }
     }
 }

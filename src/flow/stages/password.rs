@@ -63,6 +63,7 @@ impl PasswordStage {
         match verified {
             Ok(true) => {
                 cx.context.auth_method.get_or_insert_with(|| "password".into());
+                cx.context.auth_methods.insert("password".into());
                 Check::Ok
             }
             Ok(false) => {

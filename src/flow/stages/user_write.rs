@@ -3,7 +3,8 @@
 //! user_write creates or updates the pending user (default: the logged-in user) from
 //! `prompt_data`: `username`, `email`, `name`, `password`, `attributes` (an object, merged)
 //! and `attributes.<key>` / `attributes_<key>`; everything else is discarded. New users join
-//! `create_users_group` and the context's `groups`. One transaction per write.
+//! `create_users_group` and the context's `groups`. One transaction per write. Creating a user
+//! first takes one sign-up from `rate_limits.signup_per_ip` (FLOOD-1).
 //!
 //! user_delete deletes the logged-in (or pending, already stored) user, ends all of the
 //! user's sessions and logs out.
@@ -141,6 +142,11 @@ impl Stage for UserWriteStage {
                 let Some(username) = fields.username.filter(|u| !u.trim().is_empty()) else {
                     return StageOutcome::Deny("Failed to update user: a username is required.".into());
                 };
+                // FLOOD-1: sign-ups per client address.
+                if let Err(wait) = cx.services.limits.check_signup(cx.client_ip) {
+                    tracing::warn!(wait_s = wait.as_secs(), "sign-up rate-limited");
+                    return StageOutcome::RateLimited(wait);
+                }
                 let mut all_groups = groups;
                 all_groups.extend(self.group.iter().cloned());
                 cx.users
