@@ -425,8 +425,12 @@ async fn login_totp_setup_and_enrollment_in_chromium() {
     b.expect_upstream(&gw).await;
     assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("alice"));
 
-    // 2) TOTP setup for the logged-in alice: QR code and key, a code, then the recovery codes.
+    // 2) TOTP setup for the logged-in alice: the current password (CRED-1), QR code and key,
+    // a code, then the recovery codes.
     b.goto(&gw.url(TOTP_SETUP)).await;
+    b.find("input#password").await;
+    b.fill("input#password", ALICE_PASSWORD).await;
+    b.submit().await;
     let qr = b.find("figure.qr svg").await;
     assert!(b.displayed(&qr).await, "the QR code is not displayed");
     let (w, h) = b.size(&qr).await;

@@ -29,6 +29,8 @@ pub struct FlowRegistry {
     pub policies: BTreeMap<String, PolicyDef>,
     /// Explicitly configured default flow per designation.
     pub defaults: BTreeMap<Designation, String>,
+    /// The password check the executor inserts before a credential change (CRED-1).
+    pub reauthenticate: Arc<dyn stages::Stage>,
 }
 
 impl FlowRegistry {
@@ -44,6 +46,7 @@ impl FlowRegistry {
             stages,
             policies: cfg.policies.clone(),
             defaults: cfg.default_flows.clone(),
+            reauthenticate: stages::reauthenticate_stage(),
         }
     }
 
@@ -91,6 +94,9 @@ pub enum Injected {
     /// "Continue to confirm this email address": the first step of a plan resumed from a
     /// mailed link, so that a scanner opening the link does not use it up. Holds the token hash.
     ConfirmToken(String),
+    /// The logged-in user's current password, asked before a stage that changes credentials
+    /// when the login is not fresh and the plan checked no password (CRED-1).
+    Reauthenticate,
 }
 
 impl PlanEntry {
