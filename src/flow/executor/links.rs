@@ -103,6 +103,20 @@ impl Executor {
         }
     }
 
+    /// Whether a stage left in the plan changes credentials (asked before the first of the
+    /// plan's forms, not after the user typed a new password into one).
+    pub(super) fn plan_changes_credentials(&self, flow: &Flow, st: &FlowState) -> bool {
+        st.plan.iter().any(|e| {
+            let name = match &e.inject {
+                None => flow.bindings.get(e.binding).map(|b| &b.stage),
+                Some(Injected::Stage(n)) => Some(n),
+                Some(_) => None,
+            };
+            name.and_then(|n| self.reg.stages.get(n))
+                .is_some_and(|s| s.changes_credentials())
+        })
+    }
+
     /// Whether a stage that changes credentials must first ask for the current password: the
     /// flow acts on the logged-in user, the plan checked no password or code, and the login
     /// is older than [`FRESH_LOGIN`].

@@ -412,9 +412,12 @@ impl Executor {
                     }
                 }
             };
-            // A credential change by a logged-in user: the current password first, unless
-            // the login is fresh or this plan checked it already (CRED-1).
-            if entry.inject != Some(Injected::Reauthenticate) && stage.changes_credentials() && self.needs_reauth(st, session) {
+            // A credential change ahead for a logged-in user: the current password first,
+            // unless the login is fresh or this plan checked it already (CRED-1).
+            if entry.inject != Some(Injected::Reauthenticate)
+                && self.plan_changes_credentials(flow, st)
+                && self.needs_reauth(st, session)
+            {
                 st.plan.insert(0, PlanEntry::injected(Injected::Reauthenticate));
                 response = None;
                 continue;
