@@ -126,7 +126,11 @@ async fn another_sessions_csrf_token_changes_nothing() {
     let a = users(&gw).get_by_username("alice").await.unwrap().unwrap();
     assert!(users(&gw).verify_password(&a, NEW_PASSWORD).await.unwrap());
 
-    let html = reauthenticate(&alice, &gw.url(TOTP_SETUP), NEW_PASSWORD).await.text().await.unwrap();
+    let html = reauthenticate(&alice, &gw.url(TOTP_SETUP), NEW_PASSWORD)
+        .await
+        .text()
+        .await
+        .unwrap();
     let own = csrf_of(&html);
     let code = totp_code_on(&gw, &html);
     for (what, token) in &foreign {
@@ -153,7 +157,11 @@ async fn another_sessions_csrf_token_changes_nothing() {
     let mallory = client();
     let done = html_login(&mallory, &gw.url(""), "/", "mallory", NEW_PASSWORD).await;
     assert_eq!(done.status(), 302);
-    let html = reauthenticate(&mallory, &gw.url(UNENROLL), NEW_PASSWORD).await.text().await.unwrap();
+    let html = reauthenticate(&mallory, &gw.url(UNENROLL), NEW_PASSWORD)
+        .await
+        .text()
+        .await
+        .unwrap();
     let own = csrf_of(&html);
     let consent = consent_token(&html);
     let before = store().await;

@@ -41,16 +41,19 @@ flows:
 "#;
 
 async fn start() -> TestGateway {
-    TestGateway::start_full(DEFAULT_APP, NO_LIMITS, Upstream::spawn().await, &[("bare.yaml", BARE_SETTINGS)]).await
+    TestGateway::start_full(
+        DEFAULT_APP,
+        NO_LIMITS,
+        Upstream::spawn().await,
+        &[("bare.yaml", BARE_SETTINGS)],
+    )
+    .await
 }
 
 /// A client that replays a stolen session cookie (no jar of its own).
 fn thief(gw: &TestGateway, cookie: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        "cookie",
-        format!("flowgate_session={cookie}").parse().unwrap(),
-    );
+    headers.insert("cookie", format!("flowgate_session={cookie}").parse().unwrap());
     let _ = gw;
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -104,7 +107,10 @@ async fn a_stolen_session_cannot_change_credentials_without_the_password() {
             .unwrap();
         assert_eq!(r.status(), 400, "{flow}");
         let (_, html) = page(&stolen, &url).await;
-        assert!(!html.contains("password_repeat") && !html.contains("totp-secret"), "{flow}");
+        assert!(
+            !html.contains("password_repeat") && !html.contains("totp-secret"),
+            "{flow}"
+        );
     }
     assert!(password_is(&gw, "alice", ALICE_PASSWORD).await);
     assert!(users(&gw).totp_devices(alice_id).await.unwrap().is_empty());
@@ -112,7 +118,12 @@ async fn a_stolen_session_cannot_change_credentials_without_the_password() {
     // With the current password the change goes through.
     let url = gw.url(PASSWORD_CHANGE);
     reauthenticate(&stolen, &url, ALICE_PASSWORD).await;
-    let r = walk(&stolen, &url, &[("password", NEW_PASSWORD), ("password_repeat", NEW_PASSWORD)]).await;
+    let r = walk(
+        &stolen,
+        &url,
+        &[("password", NEW_PASSWORD), ("password_repeat", NEW_PASSWORD)],
+    )
+    .await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert!(password_is(&gw, "alice", NEW_PASSWORD).await);
     gw.stop().await;
@@ -127,7 +138,10 @@ async fn flows_without_a_password_stage_ask_for_it_once_the_login_is_not_fresh()
     html_login(&c, &gw.url(""), "/", "bob", BOB_PASSWORD).await;
     let url = gw.url("/.flowgate/flow/bare-password-change/");
     let (_, html) = page(&c, &url).await;
-    assert!(html.contains("password_repeat"), "a fresh login goes straight to the form:\n{html}");
+    assert!(
+        html.contains("password_repeat"),
+        "a fresh login goes straight to the form:\n{html}"
+    );
     gw.clock.advance(Duration::from_secs(6 * 60));
     for flow in ["bare-password-change", "bare-totp-setup"] {
         let url = gw.url(&format!("/.flowgate/flow/{flow}/"));
@@ -169,7 +183,12 @@ async fn a_password_change_ends_the_other_sessions_and_keeps_this_one() {
     let thief_session = session_of(&gw, "alice", SECOND).await;
     let url = gw.url(PASSWORD_CHANGE);
     reauthenticate(&owner, &url, SECOND).await;
-    let r = walk(&owner, &url, &[("password", NEW_PASSWORD), ("password_repeat", NEW_PASSWORD)]).await;
+    let r = walk(
+        &owner,
+        &url,
+        &[("password", NEW_PASSWORD), ("password_repeat", NEW_PASSWORD)],
+    )
+    .await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert!(!logged_in(&gw, &thief_session).await, "the other session ended");
     let before = gw.upstream.count();
@@ -229,7 +248,12 @@ async fn recovery_asks_for_the_second_factor() {
     let r = walk(&c, &link, &[("code", code.as_str())]).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("password_repeat"));
-    let r = walk(&c, &link, &[("password", NEW_PASSWORD), ("password_repeat", NEW_PASSWORD)]).await;
+    let r = walk(
+        &c,
+        &link,
+        &[("password", NEW_PASSWORD), ("password_repeat", NEW_PASSWORD)],
+    )
+    .await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert!(password_is(&gw, "alice", NEW_PASSWORD).await);
     assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
@@ -245,7 +269,10 @@ async fn a_recovery_flow_without_a_second_factor_stage_does_not_log_in_past_it()
     let gw = start().await;
     add_totp(&gw, "alice").await;
     let bare = "/.flowgate/flow/bare-recovery/";
-    for (user, email, logs_in) in [("alice", "alice@example.test", false), ("bob", "bob@example.test", true)] {
+    for (user, email, logs_in) in [
+        ("alice", "alice@example.test", false),
+        ("bob", "bob@example.test", true),
+    ] {
         let c = client();
         walk(&c, &gw.url(bare), &[("uid_field", user)]).await;
         let link = mailed_link(&gw, email);
@@ -253,7 +280,11 @@ async fn a_recovery_flow_without_a_second_factor_stage_does_not_log_in_past_it()
         assert!(password_is(&gw, user, NEW_PASSWORD).await, "{user}");
         let before = gw.upstream.count();
         let status = c.get(gw.url("/x")).send().await.unwrap().status();
-        assert_eq!(status == 200 && gw.upstream.count() == before + 1, logs_in, "{user}: {status}");
+        assert_eq!(
+            status == 200 && gw.upstream.count() == before + 1,
+            logs_in,
+            "{user}: {status}"
+        );
     }
     gw.stop().await;
 }

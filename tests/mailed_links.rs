@@ -60,7 +60,12 @@ async fn an_attackers_signup_link_never_signs_the_victim_in() {
     assert_eq!(app_user(&gw, &alice).await.as_deref(), Some("alice"));
     // A victim half-way through a login (bob pending at the password stage): refused.
     let pending = client();
-    walk(&pending, &gw.url("/.flowgate/flow/default-authentication-flow/"), &[("uid_field", "bob")]).await;
+    walk(
+        &pending,
+        &gw.url("/.flowgate/flow/default-authentication-flow/"),
+        &[("uid_field", "bob")],
+    )
+    .await;
     let (status, html) = page(&pending, &link).await;
     assert_eq!(status, 403, "{html}");
     assert!(users(&gw).get_by_username("mallory").await.unwrap().is_none());
@@ -71,7 +76,11 @@ async fn an_attackers_signup_link_never_signs_the_victim_in() {
     let r = confirm(&victim, &link).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert!(users(&gw).get_by_username("mallory").await.unwrap().is_some());
-    assert_eq!(app_user(&gw, &victim).await, None, "the victim is not logged in as mallory");
+    assert_eq!(
+        app_user(&gw, &victim).await,
+        None,
+        "the victim is not logged in as mallory"
+    );
     assert!(gw
         .upstream
         .requests()
@@ -151,7 +160,10 @@ async fn no_page_carries_a_token_and_token_urls_send_no_referrer() {
     let r = walk(&c, &gw.url(&to), &[]).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    assert!(html.contains("name=\"password_repeat\"") && !html.contains(token), "{html}");
+    assert!(
+        html.contains("name=\"password_repeat\"") && !html.contains(token),
+        "{html}"
+    );
     // Every other answer for a token URL sends no-referrer too: a used link, the JSON API.
     let r = client().get(&link).send().await.unwrap();
     assert_eq!(r.status(), 403);

@@ -384,7 +384,9 @@ pub async fn get_flow(c: &reqwest::Client, url: &str) -> reqwest::Response {
     let has_token = url.contains("flow_token=") || url.contains("itoken=") || url.contains("token=");
     let same_flow = loc.starts_with("/.flowgate/flow/") && path_of(url).ends_with(&path_of(&loc));
     if r.status() == 302 && has_token && same_flow {
-        let origin = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[..i + 3 + j]));
+        let origin = url
+            .find("://")
+            .and_then(|i| url[i + 3..].find('/').map(|j| &url[..i + 3 + j]));
         let to = format!("{}{loc}", origin.unwrap_or(""));
         return c.get(&to).send().await.unwrap();
     }

@@ -17,13 +17,13 @@ mod user_login;
 mod user_logout;
 mod user_write;
 
-pub(crate) use email::ISSUED as MAILED_TOKENS;
 use super::services::Services;
 use super::{Challenge, FlowContext, PlanEntry};
 use crate::config::{Designation, PolicyDef, StageDef};
 use crate::flow::policies::PolicyInput;
 use crate::identity::{User, UserStore};
 use crate::session::Identity;
+pub(crate) use email::ISSUED as MAILED_TOKENS;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
