@@ -92,7 +92,8 @@ async fn another_sessions_csrf_token_changes_nothing() {
     let alice = client();
     html_login(&alice, &gw.url(""), "/", "alice", ALICE_PASSWORD).await;
     let alice_id = users(&gw).get_by_username("alice").await.unwrap().unwrap().id;
-    let own = csrf_of(&page(&alice, &gw.url(PASSWORD_CHANGE)).await.1);
+    let r = reauthenticate(&alice, &gw.url(PASSWORD_CHANGE), ALICE_PASSWORD).await;
+    let own = csrf_of(&r.text().await.unwrap());
     let change = |token: &str| {
         vec![
             ("csrf_token", token.to_string()),
@@ -125,8 +126,11 @@ async fn another_sessions_csrf_token_changes_nothing() {
     let a = users(&gw).get_by_username("alice").await.unwrap().unwrap();
     assert!(users(&gw).verify_password(&a, NEW_PASSWORD).await.unwrap());
 
-    let (status, html) = page(&alice, &gw.url(TOTP_SETUP)).await;
-    assert_eq!(status, 200);
+    let html = reauthenticate(&alice, &gw.url(TOTP_SETUP), NEW_PASSWORD)
+        .await
+        .text()
+        .await
+        .unwrap();
     let own = csrf_of(&html);
     let code = totp_code_on(&gw, &html);
     for (what, token) in &foreign {
@@ -153,8 +157,11 @@ async fn another_sessions_csrf_token_changes_nothing() {
     let mallory = client();
     let done = html_login(&mallory, &gw.url(""), "/", "mallory", NEW_PASSWORD).await;
     assert_eq!(done.status(), 302);
-    let (status, html) = page(&mallory, &gw.url(UNENROLL)).await;
-    assert_eq!(status, 200);
+    let html = reauthenticate(&mallory, &gw.url(UNENROLL), NEW_PASSWORD)
+        .await
+        .text()
+        .await
+        .unwrap();
     let own = csrf_of(&html);
     let consent = consent_token(&html);
     let before = store().await;

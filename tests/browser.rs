@@ -20,6 +20,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
 const ENROLL: &str = "/.flowgate/flow/default-enrollment-flow/";
 const TOTP_SETUP: &str = "/.flowgate/flow/default-authenticator-totp-setup/";
+const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
 const NEW_PASSWORD: &str = "violet tangerine expedition 77";
 /// The W3C key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -442,8 +443,12 @@ async fn login_totp_setup_and_enrollment_in_chromium() {
     b.expect_upstream(&gw).await;
     assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("alice"));
 
-    // 2) TOTP setup for the logged-in alice: QR code and key, a code, then the recovery codes.
+    // 2) TOTP setup for the logged-in alice: the current password (CRED-1), QR code and key,
+    // a code, then the recovery codes.
     b.goto(&gw.url(TOTP_SETUP)).await;
+    b.find("input#password").await;
+    b.fill("input#password", ALICE_PASSWORD).await;
+    b.submit().await;
     let qr = b.find("figure.qr svg").await;
     assert!(b.displayed(&qr).await, "the QR code is not displayed");
     let (w, h) = b.size(&qr).await;
@@ -492,6 +497,28 @@ async fn login_totp_setup_and_enrollment_in_chromium() {
     assert!(users(&gw).verify_password(&dora, NEW_PASSWORD).await.unwrap());
     assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("dora"));
     e.quit().await;
+
+    // 4) Recovery by a mailed link (LINK-2): the link's page has no token in its address and
+    // its forms still post (a `no-referrer` page would make Chromium send `Origin: null`).
+    let r = driver.session().await;
+    r.goto(&gw.url(RECOVERY)).await;
+    r.fill("input#uid_field", "bob").await;
+    r.submit().await;
+    r.find("button.secondary").await;
+    let link = mailed_link(&gw, "bob@example.test");
+    r.goto(&link).await;
+    r.find("button[type=submit]").await;
+    let url = r.current_url().await;
+    assert!(url.starts_with(&gw.url(RECOVERY)) && !url.contains("token"), "{url}");
+    r.submit().await;
+    r.find("input#f-password_repeat").await;
+    assert!(!r.current_url().await.contains("token"));
+    r.fill("input#f-password", NEW_PASSWORD).await;
+    r.fill("input#f-password_repeat", NEW_PASSWORD).await;
+    r.submit().await;
+    r.expect_upstream(&gw).await;
+    assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("bob"));
+    r.quit().await;
 
     for name in ["login.png", "totp-setup.png", "recovery-codes.png", "enrollment.png"] {
         let len = std::fs::metadata(shots.join(name)).map(|m| m.len()).unwrap_or(0);

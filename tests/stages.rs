@@ -169,8 +169,8 @@ async fn enrollment_with_email_verification_over_smtp() {
     let (status, html) = page(&scanner, &link).await;
     assert_eq!(status, 200);
     assert!(html.contains("Continue to confirm this email address."));
-    // The user opens the same link and confirms.
-    let browser = client();
+    // The user opens the same link in the browser that asked for it and confirms.
+    let browser = c.clone();
     let r = walk(&browser, &link, &[]).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     assert_eq!(location(&r), "/welcome");
@@ -242,8 +242,9 @@ async fn recovery_by_email_sets_a_new_password() {
     let mails = server.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(mails[0].to, vec!["bob@example.test".to_string()]);
     let link = link_in(&mails[0]);
-    // Confirm the link, then choose the new password twice.
-    let browser = client();
+    // Confirm the link in the browser that asked for it (only that one is logged in by it),
+    // then choose the new password twice.
+    let browser = c.clone();
     reset_password_via_link(&browser, &link, NEW_PASSWORD).await;
     let bob = users(&gw).get_by_username("bob").await.unwrap().unwrap();
     assert!(users(&gw).verify_password(&bob, NEW_PASSWORD).await.unwrap());
@@ -277,8 +278,7 @@ async fn unenrollment_deletes_the_user_and_every_session() {
     login(&gw, &c, "bob", "bob's secret 42").await;
     login(&gw, &other, "bob", "bob's secret 42").await;
     let url = gw.url(UNENROLL);
-    let (status, html) = page(&c, &url).await;
-    assert_eq!(status, 200);
+    let html = reauthenticate(&c, &url, "bob's secret 42").await.text().await.unwrap();
     assert!(html.contains("name=\"token\""));
     // A forged confirmation without the challenge's token changes nothing.
     let csrf = csrf_of(&html);
@@ -323,6 +323,7 @@ async fn password_change_for_the_logged_in_user() {
     let c = client();
     login(&gw, &c, "alice", "correct horse battery staple").await;
     let url = gw.url(PASSWORD_CHANGE);
+    reauthenticate(&c, &url, "correct horse battery staple").await;
     let r = walk(&c, &url, &[("password", NEW_PASSWORD), ("password_repeat", "typo")]).await;
     assert_eq!(r.status(), 400);
     let alice = users(&gw).get_by_username("alice").await.unwrap().unwrap();
@@ -350,10 +351,9 @@ fn code_for(secret_b32: &str, now_ms: u64) -> String {
     mfa::totp_code(&secret, mfa::totp_step(now_ms), 6)
 }
 
-async fn setup_totp(gw: &TestGateway, c: &reqwest::Client) -> (String, Vec<String>) {
+async fn setup_totp(gw: &TestGateway, c: &reqwest::Client, password: &str) -> (String, Vec<String>) {
     let url = gw.url(TOTP_SETUP);
-    let (status, html) = page(c, &url).await;
-    assert_eq!(status, 200);
+    let html = reauthenticate(c, &url, password).await.text().await.unwrap();
     assert!(html.contains("<svg"), "the QR code is inline SVG");
     let secret = regex::Regex::new(r#"<code id="totp-secret">([A-Z2-7]+)</code>"#)
         .unwrap()
@@ -391,7 +391,7 @@ async fn totp_setup_then_login_with_a_second_factor() {
     let gw = TestGateway::start().await;
     let c = client();
     login(&gw, &c, "alice", "correct horse battery staple").await;
-    let (secret, codes) = setup_totp(&gw, &c).await;
+    let (secret, codes) = setup_totp(&gw, &c, "correct horse battery staple").await;
     let alice = users(&gw).get_by_username("alice").await.unwrap().unwrap();
     assert_eq!(users(&gw).totp_devices(alice.id).await.unwrap().len(), 1);
     assert_eq!(users(&gw).static_code_count(alice.id).await.unwrap(), 6);
@@ -432,7 +432,7 @@ async fn five_wrong_codes_cancel_the_login() {
     let gw = TestGateway::start().await;
     let c = client();
     login(&gw, &c, "alice", "correct horse battery staple").await;
-    setup_totp(&gw, &c).await;
+    setup_totp(&gw, &c, "correct horse battery staple").await;
     let fresh = client();
     first_factor(&gw, &fresh, "alice", "correct horse battery staple").await;
     let url = gw.url(LOGIN);

@@ -34,6 +34,8 @@ pub struct FlowRegistry {
     pub factors: BTreeMap<String, step_up::Factor>,
     /// What each flow asks for (for the step-up rule).
     pub flow_factors: BTreeMap<String, step_up::FlowFactors>,
+    /// The password check the executor inserts before a credential change (CRED-1).
+    pub reauthenticate: Arc<dyn stages::Stage>,
 }
 
 impl FlowRegistry {
@@ -59,6 +61,7 @@ impl FlowRegistry {
                 .iter()
                 .map(|(slug, f)| (slug.clone(), step_up::factors_of(f, &cfg.stages)))
                 .collect(),
+            reauthenticate: stages::reauthenticate_stage(),
         }
     }
 
@@ -112,6 +115,9 @@ pub enum Injected {
     /// "Continue to confirm this email address": the first step of a plan resumed from a
     /// mailed link, so that a scanner opening the link does not use it up. Holds the token hash.
     ConfirmToken(String),
+    /// The logged-in user's current password, asked before a stage that changes credentials
+    /// when the login is not fresh and the plan checked no password (CRED-1).
+    Reauthenticate,
 }
 
 impl PlanEntry {

@@ -53,6 +53,19 @@ pub struct BindingDecision {
     pub evaluated: Option<(EngineResult, Vec<BindingTrace>)>,
 }
 
+/// Whether a flow's `authentication` requirement holds for the request's user. Checked when a
+/// plan is made and again when a plan is resumed from a mailed link (LINK-1).
+pub fn requirement_holds(requirement: AuthRequirement, request_user: Option<&Subject>, is_redirected: bool) -> bool {
+    let logged_in = request_user.is_some_and(|u| u.is_authenticated_user);
+    match requirement {
+        AuthRequirement::None => true,
+        AuthRequirement::RequireAuthenticated => logged_in,
+        AuthRequirement::RequireUnauthenticated => !logged_in,
+        AuthRequirement::RequireSuperuser => logged_in && request_user.is_some_and(|u| u.is_superuser),
+        AuthRequirement::RequireRedirect => is_redirected,
+    }
+}
+
 /// Builds the plan for `flow`, or says why it does not apply.
 pub async fn plan(reg: &FlowRegistry, flow: &Flow, facts: &PlanFacts) -> Result<Vec<PlanEntry>, NotApplicable> {
     plan_traced(reg, flow, facts, None).await
@@ -65,14 +78,9 @@ pub async fn plan_traced(
     facts: &PlanFacts,
     mut trace: Option<&mut PlanTrace>,
 ) -> Result<Vec<PlanEntry>, NotApplicable> {
-    let logged_in = facts.request_user.as_ref().is_some_and(|u| u.is_authenticated_user);
-    let ok = match flow.authentication {
-        AuthRequirement::None => true,
-        AuthRequirement::RequireAuthenticated => logged_in,
-        AuthRequirement::RequireUnauthenticated => !logged_in || facts.step_up,
-        AuthRequirement::RequireSuperuser => logged_in && facts.request_user.as_ref().is_some_and(|u| u.is_superuser),
-        AuthRequirement::RequireRedirect => facts.is_redirected,
-    };
+    // A step-up runs the flow for a user who is already logged in (docs/decisions/0005-step-up.md).
+    let step_up_ok = facts.step_up && matches!(flow.authentication, AuthRequirement::RequireUnauthenticated);
+    let ok = step_up_ok || requirement_holds(flow.authentication, facts.request_user.as_ref(), facts.is_redirected);
     if let Some(t) = trace.as_deref_mut() {
         t.requirement_ok = ok;
     }

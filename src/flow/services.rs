@@ -63,6 +63,11 @@ impl MailTemplates {
     }
 }
 
+/// Context key set on a plan resumed from a mailed link in another browser than the one that
+/// asked for it: the plan runs (the address is confirmed, a new password is set) but never
+/// logs that browser in (LINK-1).
+pub const LINK_OPENED_ELSEWHERE: &str = "link_opened_elsewhere";
+
 /// A plan parked behind a mailed link.
 #[derive(Debug, Clone)]
 pub struct FlowToken {
@@ -74,6 +79,9 @@ pub struct FlowToken {
     pub user_id: Option<i64>,
     /// Address the link was sent to.
     pub address: String,
+    /// SHA-256 of the session id of the browser that asked for the link: only that browser
+    /// is logged in by it (LINK-1). `None` when no session was known.
+    pub browser: Option<String>,
     /// Expiry (Unix ms).
     pub expires_ms: u64,
 }
@@ -116,6 +124,11 @@ impl FlowTokens {
             return None;
         }
         Some(t)
+    }
+
+    /// Ends a token without using it (the plan it belongs to was cancelled).
+    pub fn revoke(&self, hash: &str) {
+        self.cache.invalidate(hash);
     }
 
     /// Uses a token up: true once, for an unexpired token.

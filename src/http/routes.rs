@@ -14,6 +14,46 @@ use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
+/// Query parameters that carry a secret: a mailed link's `flow_token`, an invitation's
+/// `itoken` (or `token`).
+const TOKEN_PARAMS: &[&str] = &["flow_token", "itoken", "token"];
+
+/// Whether a flow query carries a token.
+fn carries_token(query: &str) -> bool {
+    form_urlencoded::parse(query.as_bytes()).any(|(k, _)| TOKEN_PARAMS.contains(&k.as_ref()))
+}
+
+/// Keeps a token out of `Referer` (LINK-2). Every answer to a URL with a token sends
+/// `Referrer-Policy: no-referrer`; a page shown for such a URL is instead a redirect to the
+/// same URL without the token (the executor keeps the token server-side in the plan), so no
+/// page with a form or a link ever has a token in its address. Forms cannot be served with
+/// `no-referrer` themselves: browsers then send `Origin: null` with the POST, which the
+/// same-origin check refuses.
+fn hide_token(req: &HttpRequest, mode: Mode, mut resp: HttpResponse) -> HttpResponse {
+    if mode == Mode::Html && req.method == http::Method::GET && resp.status == 200 {
+        let rest = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(
+                form_urlencoded::parse(req.query.as_bytes()).filter(|(k, _)| !TOKEN_PARAMS.contains(&k.as_ref())),
+            )
+            .finish();
+        let to = if rest.is_empty() {
+            req.path.clone()
+        } else {
+            format!("{}?{rest}", req.path)
+        };
+        let mut r = HttpResponse::redirect(&to);
+        r.headers
+            .extend(resp.headers.drain(..).filter(|(name, _)| *name == "set-cookie"));
+        resp = r;
+    }
+    for (name, value) in resp.headers.iter_mut() {
+        if *name == "referrer-policy" {
+            *value = "no-referrer".into();
+        }
+    }
+    resp
+}
+
 /// The UI service.
 pub struct Ui {
     /// Flow executor.
@@ -243,8 +283,14 @@ impl Ui {
             client_ip: Some(req.client_ip),
             origin,
         };
+        let token_in_url = carries_token(&input.query);
         let out = self.executor.dispatch(input).await;
-        self.render(req, mode, out, session)
+        let resp = self.render(req, mode, out, session);
+        if token_in_url {
+            hide_token(req, mode, resp)
+        } else {
+            resp
+        }
     }
 
     fn reject(&self, mode: Mode, status: u16, message: &str) -> HttpResponse {

@@ -431,8 +431,26 @@ pub fn users(gw: &TestGateway) -> &flowgate::identity::UserStore {
 
 /// GETs a page and returns (status, body).
 pub async fn page(c: &reqwest::Client, url: &str) -> (u16, String) {
-    let r = c.get(url).send().await.unwrap();
+    let r = get_flow(c, url).await;
     (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// GETs `url`; when it carries a token (`flow_token`, `itoken`, `token`) the gateway answers
+/// with a redirect to the same path without it (LINK-2), which is followed once.
+pub async fn get_flow(c: &reqwest::Client, url: &str) -> reqwest::Response {
+    let r = c.get(url).send().await.unwrap();
+    let path_of = |u: &str| u.split('?').next().unwrap_or("").to_string();
+    let loc = location(&r);
+    let has_token = url.contains("flow_token=") || url.contains("itoken=") || url.contains("token=");
+    let same_flow = loc.starts_with("/.flowgate/flow/") && path_of(url).ends_with(&path_of(&loc));
+    if r.status() == 302 && has_token && same_flow {
+        let origin = url
+            .find("://")
+            .and_then(|i| url[i + 3..].find('/').map(|j| &url[..i + 3 + j]));
+        let to = format!("{}{loc}", origin.unwrap_or(""));
+        return c.get(&to).send().await.unwrap();
+    }
+    r
 }
 
 /// Fetches the form at `url`, posts `fields` with its CSRF token, and when the stage is done
@@ -450,7 +468,7 @@ pub async fn walk(c: &reqwest::Client, url: &str, fields: &[(&str, &str)]) -> re
     let path_of = |u: &str| u.split('?').next().unwrap_or("").to_string();
     let next = path_of(&location(&r));
     if r.status() == 302 && next.starts_with("/.flowgate/flow/") && path_of(url).ends_with(&next) {
-        return c.get(url).send().await.unwrap();
+        return get_flow(c, url).await;
     }
     r
 }
@@ -576,6 +594,14 @@ pub fn all_mail(gw: &TestGateway) -> Vec<String> {
     std::fs::read_dir(gw.dir.path().join("mail"))
         .map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect())
         .unwrap_or_default()
+}
+
+/// Answers the current-password step that opens the shipped settings flows (password change,
+/// authenticator setup, unenrollment: CRED-1); returns the page after it.
+pub async fn reauthenticate(c: &reqwest::Client, url: &str, password: &str) -> reqwest::Response {
+    let r = walk(c, url, &[("password", password)]).await;
+    assert_eq!(r.status(), 200, "the flow's next page follows the current password");
+    r
 }
 
 /// Opens a mailed recovery link in `browser`, confirms it (the confirmation step uses the link

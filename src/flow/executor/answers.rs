@@ -64,6 +64,8 @@ impl Executor {
             *state = None;
             return self.access_denied(flow, input, None, "The next step is not available.".into());
         };
+        // The plan's own query, which may hold a token the browser's URL no longer shows.
+        let query = state.as_ref().map(|s| s.query.clone());
         let mut context = match (keep_context, state.take()) {
             (true, Some(s)) => s.context,
             _ => FlowContext::default(),
@@ -72,7 +74,10 @@ impl Executor {
             .extra
             .insert("is_redirected".into(), Value::String(flow.slug.clone()));
         match self.make_plan(target, session, context, input).await {
-            Ok(s) => {
+            Ok(mut s) => {
+                if let Some(q) = query {
+                    s.query = q;
+                }
                 *state = Some(s);
                 let q = if input.query.is_empty() {
                     String::new()
@@ -93,6 +98,7 @@ impl Executor {
         state: &mut Option<FlowState>,
         action: InvalidResponseAction,
     ) -> ExecKind {
+        let query = state.as_ref().map(|s| s.query.clone());
         let context = match (action, state.take()) {
             (InvalidResponseAction::RestartWithContext, Some(s)) => s.context,
             _ => match self.start_context(flow, input, session).await {
@@ -101,7 +107,10 @@ impl Executor {
             },
         };
         match self.make_plan(flow, session, context, input).await {
-            Ok(s) => {
+            Ok(mut s) => {
+                if let Some(q) = query {
+                    s.query = q;
+                }
                 *state = Some(s);
                 ExecKind::StageDone
             }

@@ -9,7 +9,7 @@ use super::next::next_from_query;
 use super::planner::{self, NotApplicable, PlanFacts};
 use super::policies::{self, PolicyInput, Subject};
 use super::reputation::ReputationStore;
-use super::services::{token_hash, Services};
+use super::services::Services;
 use super::stages::{StageCx, StageOutcome};
 use super::{Challenge, FlowContext, FlowRegistry, FlowState, Injected, PlanEntry};
 use crate::config::{DeniedAction, Designation, Flow, InvalidResponseAction, SessionSettings};
@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod answers;
+mod links;
 mod step_up;
 pub use answers::flow_info;
 use answers::{context_json, pending_display};
@@ -118,6 +119,10 @@ pub struct Executor {
     services: Arc<Services>,
 }
 
+/// How long after a login a logged-in user may change credentials without giving the
+/// current password again (CRED-1), unless the plan itself checked it.
+pub const FRESH_LOGIN: Duration = Duration::from_secs(5 * 60);
+
 /// Shown when a mailed link is opened: confirming uses the link up.
 const CONFIRM_COMPONENT: &str = "ak-stage-consent";
 /// Message for a link that is gone.
@@ -196,61 +201,9 @@ impl Executor {
         &self.services
     }
 
-    /// Restores the plan parked behind a mailed link (`flow_token` in the query), with a
-    /// confirmation step in front. `Err` carries the page for a link that is gone or that
-    /// belongs to someone else than the session's user or its `pending` user (the stored user
-    /// pending in any unfinished flow of the session).
-    fn restore(
-        &self,
-        flow: &Flow,
-        input: &ExecInput,
-        current: Option<&FlowState>,
-        pending: Option<i64>,
-    ) -> Option<Result<FlowState, String>> {
-        if input.response.is_some() {
-            return None;
-        }
-        let raw = form_urlencoded::parse(input.query.as_bytes())
-            .find(|(k, _)| k == "flow_token")
-            .map(|(_, v)| v.into_owned())?;
-        let hash = token_hash(&raw);
-        // Already resumed in this session (the link's URL is still in the address bar).
-        if current.is_some_and(|c| {
-            c.context.extra.get("is_restored").and_then(Value::as_str) == Some(hash.as_str())
-                || c.plan.first().and_then(|e| e.inject.as_ref()) == Some(&Injected::ConfirmToken(hash.clone()))
-        }) {
-            return None;
-        }
-        let now = self.sessions.clock().now_ms();
-        let Some(t) = self.services.tokens.peek(&hash, now).filter(|t| t.flow == flow.slug) else {
-            return Some(Err(LINK_GONE.into()));
-        };
-        // A link sent for one user never resumes inside another user's session, nor in a
-        // browser where another user is pending in a flow (CVE-2023-26481, FLOW-4).
-        let me = input.session.as_ref().and_then(|s| s.user.as_ref()).map(|u| u.user_id);
-        if let Some(owner) = t.user_id {
-            if me.is_some_and(|id| id != owner) {
-                return Some(Err("This link belongs to another account. Log out first.".into()));
-            }
-            if pending.is_some_and(|id| id != owner) {
-                return Some(Err(
-                    "This link belongs to another account. Cancel the other sign-in first.".into(),
-                ));
-            }
-        }
-        let mut st = t.state.clone();
-        st.plan.insert(0, PlanEntry::injected(Injected::ConfirmToken(hash)));
-        Some(Ok(st))
-    }
-
     /// The registry.
     pub fn registry(&self) -> &Arc<FlowRegistry> {
         &self.reg
-    }
-
-    /// Deletes the session's unfinished plan (the cancel endpoint).
-    pub async fn cancel(&self, session: &Session) {
-        *session.flow.lock().await = None;
     }
 
     /// Runs one executor request.
@@ -458,6 +411,7 @@ impl Executor {
                         }
                     }
                 }
+                Some(Injected::Reauthenticate) => (self.reg.reauthenticate.clone(), InvalidResponseAction::Retry),
                 Some(Injected::Stage(name)) => match self.reg.stages.get(name) {
                     Some(s) => (s.clone(), InvalidResponseAction::Retry),
                     None => {
@@ -478,6 +432,16 @@ impl Executor {
                     }
                 }
             };
+            // A credential change ahead for a logged-in user: the current password first,
+            // unless the login is fresh or this plan checked it already (CRED-1).
+            if entry.inject != Some(Injected::Reauthenticate)
+                && self.plan_changes_credentials(flow, st)
+                && self.needs_reauth(st, session)
+            {
+                st.plan.insert(0, PlanEntry::injected(Injected::Reauthenticate));
+                response = None;
+                continue;
+            }
             let policy_input = self.stage_policy_input(st, session, input);
             let mut cx = StageCx {
                 context: &mut st.context,
@@ -491,6 +455,7 @@ impl Executor {
                 query: &st.query,
                 app: st.app.as_deref(),
                 request_user: session.user.as_deref(),
+                session_id: &session.id,
                 origin: input.origin.as_deref(),
                 policies: &self.reg.policies,
                 policy_input,

@@ -132,6 +132,10 @@ impl Stage for TotpSetupStage {
             }
         }
     }
+
+    fn changes_credentials(&self) -> bool {
+        true
+    }
 }
 
 /// Creates recovery codes.
@@ -182,6 +186,10 @@ impl Stage for StaticSetupStage {
                 StageOutcome::Deny("The recovery codes could not be saved. Please try again later.".into())
             }
         }
+    }
+
+    fn changes_credentials(&self) -> bool {
+        true
     }
 }
 

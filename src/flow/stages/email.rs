@@ -32,6 +32,8 @@ const COMPONENT: &str = "ak-stage-email";
 const SENT: &str = "email_sent";
 /// Context key counting sends in this plan.
 const SENDS: &str = "email_sends";
+/// Context key listing the hashes of the tokens this plan mailed.
+pub(crate) const ISSUED: &str = "email_token_hashes";
 /// Most mails one plan may send (first send plus resends).
 const MAX_SENDS: u64 = 5;
 
@@ -145,8 +147,14 @@ impl EmailStage {
             state,
             user_id,
             address: address.clone(),
+            browser: Some(crate::flow::services::token_hash(cx.session_id)),
             expires_ms,
         });
+        // Cancelling this plan ends its links too (LINK-2).
+        let issued = cx.context.extra.entry(ISSUED).or_insert_with(|| json!([]));
+        if let Value::Array(a) = issued {
+            a.push(json!(crate::flow::services::token_hash(&token)));
+        }
         let query = {
             let mut q = form_urlencoded::Serializer::new(String::new());
             for (k, v) in form_urlencoded::parse(cx.query.as_bytes()).filter(|(k, _)| k != "flow_token") {

@@ -23,6 +23,7 @@ use crate::config::{Designation, PolicyDef, StageDef};
 use crate::flow::policies::PolicyInput;
 use crate::identity::{User, UserStore};
 use crate::session::Identity;
+pub(crate) use email::ISSUED as MAILED_TOKENS;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,6 +90,9 @@ pub struct StageCx<'a> {
     pub app: Option<&'a str>,
     /// The logged-in user of the request, if any.
     pub request_user: Option<&'a Identity>,
+    /// The id of the session the flow runs in (never log it): binds mailed links to this
+    /// browser and is kept when a password change ends the user's other sessions.
+    pub session_id: &'a str,
     /// `scheme://host` of the request when it may be used in links.
     pub origin: Option<&'a str>,
     /// Policy definitions (prompt validation policies).
@@ -133,6 +137,19 @@ pub trait Stage: Send + Sync {
         let _ = response;
         self.challenge(cx).await
     }
+
+    /// Whether the stage changes an existing user's credentials or account (password, email,
+    /// second factors, deletion). The executor asks a logged-in user for the current password
+    /// first unless this plan checked it or the login is fresh (CRED-1).
+    fn changes_credentials(&self) -> bool {
+        false
+    }
+}
+
+/// The password check inserted before a credential change: the logged-in user's password,
+/// five wrong answers cancel the flow.
+pub fn reauthenticate_stage() -> Arc<dyn Stage> {
+    Arc::new(password::PasswordStage::new(5, false))
 }
 
 /// Builds the stage named `name` from its definition.

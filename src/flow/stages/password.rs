@@ -1,6 +1,10 @@
 //! Password stage: checks the pending user's password. Unknown (pretend) users get a full
 //! dummy verify so that timing does not tell them apart; failures are counted in the plan
 //! context and cancel the flow at `failed_attempts_before_cancel`.
+//!
+//! Without a pending user the stage checks the logged-in user's password (authentik's
+//! `get_pending_user` does the same): a settings flow asks for the current password this way
+//! before a credential change (CRED-1).
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::flow::ratelimit::Guess;
@@ -88,18 +92,40 @@ impl PasswordStage {
     }
 }
 
+/// The user whose password is checked: the pending user, else the logged-in user (re-read).
+async fn subject(cx: &StageCx<'_>) -> Result<PendingUser, StageOutcome> {
+    if let Some(p) = cx.context.pending_user.clone() {
+        return Ok(p);
+    }
+    let Some(me) = cx.request_user else {
+        return Err(StageOutcome::Deny("No pending user".into()));
+    };
+    match cx.users.get_by_id(me.user_id).await {
+        Ok(Some(u)) => Ok(PendingUser {
+            identifier: u.username.clone(),
+            user: Some(u),
+        }),
+        Ok(None) => Err(StageOutcome::Deny("No pending user".into())),
+        Err(e) => {
+            tracing::error!(error = %e, "user store failed during a password check");
+            Err(StageOutcome::Deny("Login is unavailable right now.".into()))
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Stage for PasswordStage {
     async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
-        if cx.context.pending_user.is_none() {
+        if cx.context.pending_user.is_none() && cx.request_user.is_none() {
             return StageOutcome::Deny("No pending user".into());
         }
         StageOutcome::Challenge(Challenge::new(COMPONENT, self.challenge_fields(), true))
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
-        let Some(pending) = cx.context.pending_user.clone() else {
-            return StageOutcome::Deny("No pending user".into());
+        let pending = match subject(cx).await {
+            Ok(p) => p,
+            Err(o) => return o,
         };
         let Some(password) = response_str(response, "password") else {
             return StageOutcome::Invalid(Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(

@@ -1,8 +1,16 @@
 //! User login stage: logs the pending user in. The executor mints a new session id (the
 //! pre-login id is never promoted), so a fixated cookie is worthless.
+//!
+//! Two cases finish the stage without a login: a plan resumed from a mailed link in another
+//! browser than the one that asked for it (login CSRF, LINK-1), and a recovery flow that did
+//! not check the second factor of a user who has one (CRED-3). The user then signs in through
+//! the authentication flow.
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::Designation;
+use crate::flow::services::LINK_OPENED_ELSEWHERE;
 use crate::flow::Challenge;
+use crate::identity::User;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -33,6 +41,20 @@ impl UserLoginStage {
         if !fresh.is_active {
             return StageOutcome::Deny("User is not active.".into());
         }
+        if cx.context.extra.contains_key(LINK_OPENED_ELSEWHERE) {
+            tracing::info!(user = %fresh.username, "mailed link opened in another browser: not logged in");
+            return StageOutcome::Continue;
+        }
+        if cx.designation == Designation::Recovery && cx.context.auth_method.as_deref() != Some("auth_mfa") {
+            match has_second_factor(cx, &fresh).await {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(user = %fresh.username, "recovery without the second factor: not logged in");
+                    return StageOutcome::Continue;
+                }
+                Err(o) => return o,
+            }
+        }
         let duration = match (remember, self.remember_me_offset) {
             (true, Some(extra)) => Some(self.session_duration.unwrap_or_default() + extra),
             _ => self.session_duration,
@@ -43,6 +65,18 @@ impl UserLoginStage {
             terminate_others: self.terminate_other_sessions,
         }
     }
+}
+
+/// Whether the user has a TOTP device or unused recovery codes.
+async fn has_second_factor(cx: &StageCx<'_>, user: &User) -> Result<bool, StageOutcome> {
+    let fail = |e: crate::identity::StoreError| {
+        tracing::error!(error = %e, "device lookup failed during login");
+        StageOutcome::Deny("Login is unavailable right now.".into())
+    };
+    if !cx.users.totp_devices(user.id).await.map_err(fail)?.is_empty() {
+        return Ok(true);
+    }
+    Ok(cx.users.static_code_count(user.id).await.map_err(fail)? > 0)
 }
 
 #[async_trait::async_trait]

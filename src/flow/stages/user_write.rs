@@ -6,6 +6,10 @@
 //! `create_users_group` and the context's `groups`. One transaction per write. Creating a user
 //! first takes one sign-up from `rate_limits.signup_per_ip` (FLOOD-1).
 //!
+//! A password written for an existing user ends the user's other sessions (CRED-2): after a
+//! change the browser that made it stays logged in; after a reset (no logged-in user, as in
+//! recovery) every session of the user ends, and the flow's own user_login starts a new one.
+//!
 //! user_delete deletes the logged-in (or pending, already stored) user, ends all of the
 //! user's sessions and logs out.
 
@@ -115,6 +119,7 @@ impl Stage for UserWriteStage {
             .and_then(Value::as_array)
             .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
+        let changes_password = fields.password.is_some();
         let written = match existing {
             Some(u) => {
                 if fields.username.as_deref().is_some_and(|n| n.trim().is_empty()) {
@@ -166,6 +171,9 @@ impl Stage for UserWriteStage {
         match written {
             Ok(user) => {
                 tracing::info!(user = %user.username, "user written");
+                if changes_password && self.mode != UserCreationMode::AlwaysCreate {
+                    end_other_sessions(cx, user.id, &user.username);
+                }
                 cx.context.pending_user = Some(PendingUser {
                     identifier: user.username.clone(),
                     user: Some(user),
@@ -175,6 +183,20 @@ impl Stage for UserWriteStage {
             Err(e) => store_failure(e),
         }
     }
+
+    fn changes_credentials(&self) -> bool {
+        self.mode != UserCreationMode::AlwaysCreate
+    }
+}
+
+/// Ends every session of `user_id` but the caller's own when the caller is that user.
+fn end_other_sessions(cx: &StageCx<'_>, user_id: i64, username: &str) {
+    let keep = cx
+        .request_user
+        .filter(|me| me.user_id == user_id)
+        .map(|_| cx.session_id);
+    let ended = cx.services.sessions.remove_user_sessions(user_id, keep);
+    tracing::info!(user = %username, ended, kept_current = keep.is_some(), "password written: other sessions ended");
 }
 
 /// Deletes the user.
@@ -197,6 +219,10 @@ impl Stage for UserDeleteStage {
             }
             Err(e) => store_failure(e),
         }
+    }
+
+    fn changes_credentials(&self) -> bool {
+        true
     }
 }
 
