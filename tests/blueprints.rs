@@ -12,10 +12,10 @@ use std::time::Duration;
 const PW: &str = "violet tangerine expedition 77";
 
 fn fixtures() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/authentik");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/authentik");
     assert!(
         dir.is_dir(),
-        "authentik fixtures are missing: expected {} (the shared folder beside the repository)",
+        "authentik fixtures are missing: expected {} (tests/fixtures/authentik in the repository)",
         dir.display()
     );
     dir

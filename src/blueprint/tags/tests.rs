@@ -300,7 +300,7 @@ fn limits_and_deep_merge() {
 
 #[test]
 fn authentik_fixtures_resolve() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/authentik");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/authentik");
     assert!(root.is_dir(), "fixtures missing: {}", root.display());
     let pattern = format!("{}/**/*.yaml", root.display());
     let mut files: Vec<_> = glob::glob(&pattern)

@@ -21,13 +21,13 @@ fn run(src: &str, i: &PolicyInput) -> Decision {
 /// Every expression policy in the authentik fixtures compiles.
 #[test]
 fn fixture_expressions_compile() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/authentik");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/authentik");
     let mut found = 0;
     let mut refused = Vec::new();
     for dir in ["default", "example"] {
         let listing = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| {
             panic!(
-                "{}: {e} (../shared/fixtures must sit beside the checkout)",
+                "{}: {e} (the authentik fixtures of the repository)",
                 root.display()
             )
         });
