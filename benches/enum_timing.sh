@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Username enumeration by timing (ENUM-2 of ../shared/security-tests.md): the median time of TRIES
+# Username enumeration by timing (ENUM-2 of docs/security.md): the median time of TRIES
 # identification+password attempts (wrong password) for an existing user and for unknown users
 # must differ by less than 10 %. Unknown users get a full argon2id verification against a dummy
 # hash, so both cost one hash. Attempts alternate between the two kinds so that drift hits both.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Login storm (PASS-4 and AVAIL-4 of ../shared/security-tests.md): do concurrent logins, each an
+# Login storm (PASS-4 and AVAIL-4 of docs/security.md): do concurrent logins, each an
 # argon2id verification, stall proxied requests? A release flowgate runs in front of the peer
 # kit's nginx upstream (see benches/bench_env.sh). A paced client (benches/http_probe.py probe)
 # sends RATE requests/s over CONNS keep-alive connections to the authenticated route, measuring

@@ -1,4 +1,4 @@
-//! FLOOD-1 and FLOOD-2 of security-tests.md over real sockets: recovery mail is limited per
+//! FLOOD-1 and FLOOD-2 of docs/security.md over real sockets: recovery mail is limited per
 //! recipient address and per client, the same way for known and unknown addresses (no
 //! enumeration), sign-ups per client; anonymous flow starts live in their own bounded space and
 //! never log a user out.

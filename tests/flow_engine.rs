@@ -1,4 +1,4 @@
-//! Flow engine semantics over real sockets (reference §2, §3): denied_action with and without
+//! Flow engine semantics over real sockets (docs/design.md §2, §4): denied_action with and without
 //! `next`, a policy that times out, failure_result, a binding re-evaluated and skipped at run
 //! time, evaluate_on_plan, invalid_response_action restart, anonymous users against user and
 //! group bindings, and titles.

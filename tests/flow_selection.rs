@@ -1,4 +1,4 @@
-//! Choosing "the" flow of a designation (reference §2.9): a configured default as is, otherwise
+//! Choosing "the" flow of a designation (docs/design.md §2.9): a configured default as is, otherwise
 //! the first flow in slug order whose policies pass for the current request; none → 404.
 
 use crate::common::*;

@@ -2,7 +2,7 @@
 //! `/.flowgate/auth/traefik` (Traefik `forwardAuth`, Caddy `forward_auth`). The test client
 //! plays the reverse proxy; it connects from 127.0.0.1, which the main config trusts (except
 //! where a test checks the untrusted case). The recording upstream must never see any of these
-//! calls. FLOW-9 of security-tests.md: every error answers 4xx/5xx, never 200.
+//! calls. FLOW-9 of docs/security.md: every error answers 4xx/5xx, never 200.
 
 use crate::common::*;
 
@@ -47,7 +47,7 @@ fn nginx(gw: &TestGateway, original_url: &str) -> reqwest::RequestBuilder {
 
 /// A Traefik forwardAuth request for a browser on plain HTTP (the tests log in over plain HTTP;
 /// with `X-Forwarded-Proto: https` from the trusted proxy the session cookie would be the
-/// `__Host-` one, see `attacks_forwarding::trusted_proxy_forwarded_proto_https_…`).
+/// `__Host-` one, see `forwarded_headers::trusted_proxy_forwarded_proto_https_…`).
 fn traefik(gw: &TestGateway, host: &str, uri: &str) -> reqwest::RequestBuilder {
     bare_client()
         .get(gw.url("/.flowgate/auth/traefik"))

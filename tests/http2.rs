@@ -1,4 +1,4 @@
-//! HTTP/2 (HOST-2 of `../shared/security-tests.md`): over h2 a request carries `:authority` and
+//! HTTP/2 (HOST-2 of `docs/security.md`): over h2 a request carries `:authority` and
 //! no `Host`. The HTML login (with the `Origin` a browser sends on every form POST), mailed
 //! links and the forwarding headers the app receives must work exactly as over HTTP/1.1. The
 //! same walk runs in Chromium in `browser::html_login_over_http2_in_chromium`.

@@ -6,42 +6,43 @@
 //! `logging.rs` is a binary of its own (`[[test]] logging`): it installs a process-wide TRACE
 //! subscriber, which would capture every other test's gateway.
 //!
-//!     cargo test --test suite attacks::      # one module
+//!     cargo test --test suite redirects::    # one module
 //!     cargo test --test suite                # all of it
 
 mod common;
 
-mod attacks;
-mod attacks_flows;
-mod attacks_forwarding;
-mod attacks_pages;
+mod availability;
 mod blueprints;
 mod browser;
 mod bruteforce;
 mod cli;
 mod config;
-mod cookies_forwarding;
 mod credentials;
+mod error_pages;
 mod expression_policies;
 mod floods;
 mod flow_engine;
+mod flow_integrity;
 mod flow_selection;
 mod forward_auth;
 mod forward_auth_peers;
+mod forwarded_headers;
+mod framing;
 mod fuzz_regressions;
-mod hardening;
 mod http2;
+mod identity_headers;
 mod inspect;
 mod login;
 mod mailed_links;
 mod outbound;
 mod password_policies;
-mod path_host;
+mod paths_and_hosts;
 mod proxy;
+mod redirects;
 mod reload;
 mod reputation;
 mod request_policies;
-mod security;
+mod sessions;
 mod stage_catalogue;
 mod stages;
 mod step_up;

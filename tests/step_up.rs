@@ -1,4 +1,4 @@
-//! STEP-1 of security-tests.md over real sockets: an app that names its own
+//! STEP-1 of docs/security.md over real sockets: an app that names its own
 //! `authentication_flow` (here `admin.test`, whose flow asks for a TOTP code) does not accept a
 //! session from a weaker flow, through the proxy and the forward-auth endpoints alike; the
 //! browser steps up (asked only for the missing code, as the user it already is), an API client

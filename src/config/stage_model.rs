@@ -143,7 +143,7 @@ pub struct PromptField {
     pub field_key: String,
     /// Label.
     pub label: String,
-    /// Field type (reference §4.7 spelling).
+    /// Field type (docs/design.md §5.7 spelling).
     #[serde(rename = "type")]
     pub kind: PromptKind,
     /// Required.

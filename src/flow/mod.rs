@@ -71,7 +71,7 @@ impl FlowRegistry {
         step_up::satisfies(auth, slug, self.flow_factors.get(slug))
     }
 
-    /// "The" flow of a designation for this request (reference §2.9): a configured default as
+    /// "The" flow of a designation for this request (docs/design.md §2.9): a configured default as
     /// is; otherwise the flows of the designation in slug order, the first whose own policies
     /// pass for `input`. `None` when no flow applies.
     pub async fn select(&self, designation: Designation, input: &policies::PolicyInput) -> Option<&Flow> {
@@ -149,7 +149,7 @@ pub struct PendingUser {
     pub identifier: String,
 }
 
-/// The flow context (reference §2.10), with the keys the supported stages use.
+/// The flow context (docs/design.md §2.10), with the keys the supported stages use.
 #[derive(Debug, Clone, Default)]
 pub struct FlowContext {
     /// `pending_user`.

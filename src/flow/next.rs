@@ -1,6 +1,6 @@
 //! The `next` validator: only same-origin relative paths are accepted as redirect targets.
 //!
-//! Rules (SPEC §3): first character `/`; second neither `/` nor `\`; no control characters,
+//! Rules (docs/design.md §3): first character `/`; second neither `/` nor `\`; no control characters,
 //! whitespace or backslashes; no scheme. The same rules are applied again to the percent-decoded value, so that an
 //! encoded `//evil.com` cannot turn into an off-site redirect in a component that decodes it.
 

@@ -1,4 +1,4 @@
-//! Reputation scores per client IP and per identifier (reference §3.4): −1 for a failed password
+//! Reputation scores per client IP and per identifier (docs/design.md §4.4): −1 for a failed password
 //! or an unknown identifier, +1 for a successful login, clamped to [−5, +5], forgotten 24 hours
 //! after the last change. Read by the reputation policy; time comes from the injected clock.
 //!

@@ -144,7 +144,7 @@ impl Ui {
         )
     }
 
-    /// "The" flow of a designation for this request's user (reference §2.9).
+    /// "The" flow of a designation for this request's user (docs/design.md §2.9).
     async fn select_flow(&self, req: &HttpRequest, designation: Designation) -> Option<String> {
         let user = self
             .session_of(req)

@@ -1,5 +1,5 @@
 //! Captcha token verification against a siteverify endpoint, with authentik's semantics
-//! (reference §4.9). reCAPTCHA, hCaptcha and Turnstile all take the same form post
+//! (docs/design.md §5.9). reCAPTCHA, hCaptcha and Turnstile all take the same form post
 //! (`secret`, `response`, `remoteip`) and answer JSON with `success`, `error-codes` and, for
 //! score-based captchas, `score`.
 //!

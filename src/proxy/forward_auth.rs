@@ -9,7 +9,7 @@
 //! | `/.flowgate/auth/nginx` | `X-Original-URL` (full URL) or `X-Original-URI` (path; host from `X-Forwarded-Host`, else `Host`) | 401, JSON `{error, login_url}` and `X-Flowgate-Login` |
 //! | `/.flowgate/auth/traefik` (also Caddy) | `X-Forwarded-Proto` + `X-Forwarded-Host` + `X-Forwarded-Uri` | 302 to the app's login flow, `?next=<path+query>` |
 //!
-//! Threat model (authentik's outpost got each of these wrong, see the reference §7.6, §7.10,
+//! Threat model (authentik's outpost got each of these wrong, see docs/design.md §8,
 //! CVE-2026-25748, #6857, #9858):
 //! - The URL headers are believed only from a configured trusted proxy; any other peer is
 //!   refused with 403 before a header is read, so a direct `curl` can never get a 200.

@@ -1,4 +1,4 @@
-//! The pingora `ProxyHttp` implementation: the request lifecycle of SPEC §1 in pingora's
+//! The pingora `ProxyHttp` implementation: the request lifecycle of docs/design.md §1 in pingora's
 //! phases. It asks `session` for the identity and `flow` for policy decisions, hands the
 //! reserved prefix to `http`, and does the header work itself (strip, then set).
 //!

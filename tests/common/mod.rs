@@ -485,9 +485,9 @@ pub fn shipped_flow_sources(base: &std::path::Path) -> Vec<Source> {
         .collect()
 }
 
-/// Every off-site `next` value of RED-1..9 in security-tests.md (and a few more spellings): each
-/// must fall back to `/`. (`/@evil.example` of RED-9 is a same-origin path by SPEC §3 and is
-/// tested on its own in `attacks.rs`.)
+/// Every off-site `next` value of RED-1..9 in docs/security.md (and a few more spellings): each
+/// must fall back to `/`. (`/@evil.example` of RED-9 is a same-origin path by docs/design.md §3
+/// and is tested on its own in `redirects.rs`.)
 pub const OFF_SITE_NEXT: &[&str] = &[
     "//evil.com",
     "/\\evil.com",

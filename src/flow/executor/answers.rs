@@ -175,7 +175,7 @@ impl Executor {
     }
 }
 
-/// The flow context as expressions see it (reference §2.10 keys the supported stages use).
+/// The flow context as expressions see it (docs/design.md §2.10: the keys the supported stages use).
 pub(super) fn context_json(c: &FlowContext) -> serde_json::Map<String, Value> {
     let mut m = c.extra.clone();
     if let Some(p) = &c.pending_user {

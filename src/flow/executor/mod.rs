@@ -1,5 +1,5 @@
 //! The executor: runs a flow for one session, one request at a time (the session's flow slot is
-//! locked for the duration), following reference §2.4: plan when there is none, re-evaluate
+//! locked for the duration), following docs/design.md §2.4: plan when there is none, re-evaluate
 //! marked bindings just before their stage, hand GETs and POSTs to the stage, pop the stage on
 //! success, cancel on `stage_invalid`, and finish with a redirect to a validated `next`.
 //!

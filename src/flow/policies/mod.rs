@@ -1,5 +1,5 @@
 //! The policy engine: evaluates a list of policy bindings with authentik's semantics
-//! (reference §3.2): enabled bindings by order; user and group bindings aggregated into one
+//! (docs/design.md §4.1): enabled bindings by order; user and group bindings aggregated into one
 //! "static" result; policy bindings one by one with `negate`, a hard `timeout` and
 //! `failure_result` on error or timeout; no results → pass; `any`/`all` combination; every
 //! message collected in order.

@@ -1,4 +1,4 @@
-//! The password policy (reference §3.4): static rules (length, character classes), then a zxcvbn
+//! The password policy (docs/design.md §4.3): static rules (length, character classes), then a zxcvbn
 //! Have I Been Pwned range check (through `hibp`), then a zxcvbn strength score, stopping at
 //! the first failure. The password is read from `prompt_data[password_field]`, else from the
 //! context key itself.

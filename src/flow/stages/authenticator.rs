@@ -1,5 +1,5 @@
-//! Authenticator stages: TOTP setup (reference §4.15), recovery-code setup (the static
-//! sibling) and validation (§4.14) for the device classes `totp` and `static`.
+//! Authenticator stages: TOTP setup (docs/design.md §5.15), recovery-code setup (the static
+//! sibling) and validation (§5.14) for the device classes `totp` and `static`.
 //!
 //! Setup secrets and codes live in the flow context (server-side) until the user confirms
 //! them; only then are they stored. Validation accepts a TOTP code within ±1 step and never

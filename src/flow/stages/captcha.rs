@@ -1,4 +1,4 @@
-//! Captcha stage (reference §4.9): shows the provider's widget and checks its token through
+//! Captcha stage (docs/design.md §5.9): shows the provider's widget and checks its token through
 //! the siteverify endpoint. The widget needs the provider's script; flowgate's own page needs
 //! none: the widget fills its response field inside the form, which is read under any of the
 //! names reCAPTCHA, hCaptcha and Turnstile use.

@@ -1,4 +1,4 @@
-//! Consent stage (reference §4.10): asks the user to agree before continuing. With an app in
+//! Consent stage (docs/design.md §5.10): asks the user to agree before continuing. With an app in
 //! context and mode `permanent` or `expiring`, a stored, unexpired agreement skips the prompt.
 //! The response must carry the token the challenge gave (constant-time comparison), so a
 //! forged POST cannot agree on the user's behalf.

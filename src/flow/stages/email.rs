@@ -1,4 +1,4 @@
-//! Email stage (reference §4.8): mails a link that resumes the plan.
+//! Email stage (docs/design.md §5.8): mails a link that resumes the plan.
 //!
 //! On its first run the stage parks a copy of the plan (itself first) behind a single-use
 //! token that expires after `token_expiry`, and mails `<base>/.flowgate/flow/<slug>/?<query>&

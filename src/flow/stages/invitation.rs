@@ -1,4 +1,4 @@
-//! Invitation stage (reference §4.16): requires a valid invitation. The token comes from the
+//! Invitation stage (docs/design.md §5.16): requires a valid invitation. The token comes from the
 //! original query (`itoken` or `token`), else from `prompt_data.token`. The invitation must
 //! exist, be unexpired and belong to this flow (or to none); its `fixed_data` is merged over
 //! `prompt_data` (fixed data wins); a single-use invitation is deleted as it is taken.

@@ -1,4 +1,4 @@
-//! Redirect (reference §4.13) and dummy (§4.12) stages.
+//! Redirect (docs/design.md §5.13) and dummy (§5.12) stages.
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::RedirectTarget;

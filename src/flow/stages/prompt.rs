@@ -1,4 +1,4 @@
-//! Prompt stage (reference §4.7): shows its fields, checks each value against its type,
+//! Prompt stage (docs/design.md §5.7): shows its fields, checks each value against its type,
 //! forces read-only, hidden and static values, checks a password pair, runs the validation
 //! policies (mode all, `context.prompt_data` = the submitted values) and merges the values
 //! into `prompt_data`.

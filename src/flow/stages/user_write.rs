@@ -1,4 +1,4 @@
-//! User write and user delete stages (reference §4.5, §4.6).
+//! User write and user delete stages (docs/design.md §5.5, §5.6).
 //!
 //! user_write creates or updates the pending user (default: the logged-in user) from
 //! `prompt_data`: `username`, `email`, `name`, `password`, `attributes` (an object, merged)

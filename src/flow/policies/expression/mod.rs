@@ -3,7 +3,7 @@
 //! budget and a heap budget stop expressions that loop or allocate without bound, and the
 //! policy then yields its `failure_result`.
 //!
-//! Variables (reference §3.4): `request` (`.user`, `.context`, `.http_request`), `context`
+//! Variables (docs/design.md §4.2): `request` (`.user`, `.context`, `.http_request`), `context`
 //! (the flow context; mutable), `flow_plan` (`.context`, inside flows), `ak_is_sso_flow`,
 //! `ak_client_ip`, `ak_message(text)`, `ak_is_group_member(user, name=…)`, `ak_user_by(username=
 //! or email=)` (reads the user store from the blocking pool; `None` where no store is given), `regex_match(value, regex)`,

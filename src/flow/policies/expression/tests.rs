@@ -25,12 +25,8 @@ fn fixture_expressions_compile() {
     let mut found = 0;
     let mut refused = Vec::new();
     for dir in ["default", "example"] {
-        let listing = std::fs::read_dir(root.join(dir)).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (the authentik fixtures of the repository)",
-                root.display()
-            )
-        });
+        let listing = std::fs::read_dir(root.join(dir))
+            .unwrap_or_else(|e| panic!("{}: {e} (the authentik fixtures of the repository)", root.display()));
         for entry in listing {
             let path = entry.unwrap().path();
             let text = std::fs::read_to_string(&path).unwrap();

@@ -1,16 +1,123 @@
-//! Path and host confusion (PATH-9, HOST-1 of `../shared/security-tests.md`): a path or host
-//! that some server reads differently from flowgate never reaches an app, or an app's policies,
-//! that the canonical path or host would not. One rule (`src/proxy/path.rs`,
+//! Path and host confusion: a path or host that some server reads differently from flowgate
+//! never reaches an app, a skip-auth rule or a policy that the canonical form would not. Dot
+//! segments, encoded slashes, matrix and servlet parameters, backslashes, case, NUL, absolute-form
+//! targets and host spellings (trailing dot, bad ports). One rule (`src/proxy/path.rs`,
 //! `routing::canonical_host`, docs/decisions/0004-one-path-rule.md) for routing, skip-auth, app
-//! policies, path policies and the forward-auth endpoints. Every request is sent raw: an HTTP
-//! library would resolve dot segments or reject the host itself.
+//! policies, path policies and the forward-auth endpoints. Requests that an HTTP library would
+//! normalise itself are sent raw.
 
 use crate::common::*;
+
+// Attack ids: PATH-1..5, PATH-7, PATH-8.
+#[tokio::test]
+async fn skip_auth_matches_only_the_normalised_unambiguous_path() {
+    let gw = TestGateway::start().await;
+    let c = bare_client();
+    assert_eq!(c.get(gw.url("/public/app.css")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(gw.url("/%70ublic/app.css")).send().await.unwrap().status(),
+        200,
+        "decoded before matching"
+    );
+    for sneaky in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public%2F..%2Fadmin",
+        "/public/..%5Cadmin",
+        "//public/x",
+        "/admin/public/x",
+        "/x?/public/",
+    ] {
+        let before = gw.upstream.count();
+        let r = c.get(gw.url(sneaky)).send().await.unwrap();
+        // 400: refused as confusing (PATH-9, src/proxy/path.rs); 401: needs a session.
+        assert!(matches!(r.status().as_u16(), 400 | 401), "{sneaky} must need a session");
+        assert_eq!(gw.upstream.count(), before, "{sneaky} reached the upstream");
+    }
+    // PATH-3, -4, -8: dot segments, matrix parameters, NUL and overlong UTF-8: a session is
+    // needed (401) or the path is refused (400); never the upstream.
+    for sneaky in [
+        "/./admin",
+        "/admin/.",
+        "/public;/../admin",
+        "/admin;public",
+        "/public/%00/../admin",
+        "/public/%c0%ae%c0%ae/admin",
+        "/PUBLIC/../admin",
+    ] {
+        // Sent raw: an HTTP client library would resolve the dot segments itself.
+        let before = gw.upstream.count();
+        let addr = gw.addr;
+        let req = format!("GET {sneaky} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let resp = tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(req.as_bytes()).unwrap();
+            let mut out = String::new();
+            let _ = s.read_to_string(&mut out);
+            out
+        })
+        .await
+        .unwrap();
+        let status = resp.split_whitespace().nth(1).unwrap_or("");
+        assert!(matches!(status, "400" | "401"), "{sneaky}: {resp}");
+        assert_eq!(gw.upstream.count(), before, "{sneaky} reached the upstream");
+    }
+    gw.stop().await;
+}
+
+// Attack ids: PATH-6.
+#[tokio::test]
+async fn absolute_form_targets_get_no_skip_auth_and_no_host_confusion() {
+    // PATH-6. `open.example` is public as a whole; `app.example` needs a session. Both are served
+    // by the same upstream, which picks the site by Host, as a shared web server does.
+    let apps = "  - name: open\n    hosts: [open.example]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/\"]\n  - name: app\n    hosts: [app.example]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
+    let gw = TestGateway::start_with(apps, "").await;
+    let send = |target: &str, host: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: text/html\r\nConnection: close\r\n\r\n")
+    };
+    // Control: the public page works in both forms.
+    for req in [
+        send("/public/a.css", "app.example"),
+        send("http://app.example/public/a.css", "app.example"),
+    ] {
+        let resp = raw_http(gw.addr, req.as_bytes()).await;
+        assert_eq!(raw_status(&resp), "200", "{req}: {resp}");
+    }
+    for (target, host) in [
+        ("http://app.example/public/../private", "app.example"),
+        ("http://app.example/public/%2e%2e/private", "app.example"),
+        ("http://app.example//private", "app.example"),
+        ("http://app.example/./private", "app.example"),
+        ("http://APP.EXAMPLE/public/../private", "app.example"),
+        ("http://app.example/private", "app.example"),
+        // The absolute form names another app than the Host header.
+        ("http://open.example/private", "app.example"),
+        ("http://open.example/public/../private", "app.example"),
+        ("http://open.example:80/private", "app.example"),
+        ("https://open.example/private", "app.example"),
+    ] {
+        let before = gw.upstream.count();
+        let resp = raw_http(gw.addr, send(target, host).as_bytes()).await;
+        let status = raw_status(&resp);
+        assert!(
+            matches!(status, "302" | "400" | "401"),
+            "{target} (Host {host}) answered {status}: {resp}"
+        );
+        assert_eq!(
+            gw.upstream.count(),
+            before,
+            "{target} (Host {host}) reached the upstream"
+        );
+    }
+    gw.stop().await;
+}
 
 /// Three apps on one upstream, as in the reported attack: `/internal` for admins only, a
 /// host-bound admin app, and a catch-all with a skip-auth prefix and a path policy that denies
 /// `^/admin` to everybody.
 const APPS: &str = "  - name: internal\n    path_prefix: /internal\n    upstream: \"http://UPSTREAM\"\n    policies: [{ group: admins }]\n  - name: admin\n    hosts: [admin.test]\n    upstream: \"http://UPSTREAM\"\n    policies: [{ group: admins }]\n  - name: main\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n    policies: [{ policy: admin-path, negate: true }]\n";
+
 const EXTRA: &str = "policies:\n  admin-path: { type: path, regex: \"^/admin\" }\n";
 
 async fn get_raw(gw: &TestGateway, target: &str, host: &str, cookie: Option<&str>) -> String {
@@ -21,6 +128,7 @@ async fn get_raw(gw: &TestGateway, target: &str, host: &str, cookie: Option<&str
     raw_http(gw.addr, req.as_bytes()).await
 }
 
+// Attack ids: PATH-9.
 #[tokio::test]
 async fn servlet_params_backslashes_and_case_never_reach_another_apps_policies() {
     let gw = TestGateway::start_with(APPS, &format!("{EXTRA}{NO_LIMITS}")).await;
@@ -88,6 +196,7 @@ async fn servlet_params_backslashes_and_case_never_reach_another_apps_policies()
     gw.stop().await;
 }
 
+// Attack ids: HOST-1.
 #[tokio::test]
 async fn host_spellings_never_fall_through_to_a_catch_all() {
     let gw = TestGateway::start_with(APPS, &format!("{EXTRA}{NO_LIMITS}")).await;
@@ -139,6 +248,7 @@ async fn host_spellings_never_fall_through_to_a_catch_all() {
     gw.stop().await;
 }
 
+// Attack ids: PATH-9, HOST-1.
 #[tokio::test]
 async fn forward_auth_applies_the_same_path_and_host_rule() {
     let trusted = format!("{EXTRA}{NO_LIMITS}trusted_proxies: [127.0.0.1/32]\n");

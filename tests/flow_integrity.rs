@@ -1,24 +1,75 @@
-//! CSRF and flow abuse over real sockets, with the store checked afterwards: another session's
-//! CSRF token on every state-changing stage (CSRF-2), cross-site logout and stage answers in a
-//! GET query (CSRF-3), replayed and cross-browser flow requests (FLOW-3, FLOW-4), and
-//! configuration and settings flows opened without a login (FLOW-8).
+//! Flow integrity: a flow runs its stages in order, for the browser that started it, and changes
+//! state only on a same-origin POST carrying that session's CSRF token. Missing, foreign and
+//! cross-origin tokens (CSRF), stage answers in a GET query, cross-site logout, skipped and
+//! replayed stages, a mailed link opened where another user is pending, and configuration or
+//! settings flows opened without a login (FLOW). Over real sockets, with the store checked
+//! afterwards.
 
 use crate::common::*;
 use flowgate::identity::mfa;
 use flowgate::session::clock::Clock;
 
-const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
-const ENROLL: &str = "/.flowgate/flow/default-enrollment-flow/";
-const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
-const UNENROLL: &str = "/.flowgate/flow/default-unenrollment-flow/";
-const PASSWORD_CHANGE: &str = "/.flowgate/flow/default-password-change-flow/";
-const TOTP_SETUP: &str = "/.flowgate/flow/default-authenticator-totp-setup/";
-const NEW_PASSWORD: &str = "violet tangerine expedition 77";
-
-/// The JSON executor path of a flow's HTML path.
-fn api(flow: &str) -> String {
-    flow.replace("/.flowgate/flow/", "/.flowgate/api/v3/flows/executor/")
+// Attack ids: CSRF-1, CSRF-4.
+#[tokio::test]
+async fn csrf_and_cross_origin_posts_are_refused() {
+    let gw = TestGateway::start().await;
+    let c = client();
+    let flow = gw.url("/.flowgate/flow/default-authentication-flow/");
+    let html = c.get(&flow).send().await.unwrap().text().await.unwrap();
+    let csrf = csrf_of(&html);
+    let r = c.post(&flow).form(&[("uid_field", "alice")]).send().await.unwrap();
+    assert_eq!(r.status(), 403, "missing token");
+    let r = c
+        .post(&flow)
+        .form(&[("csrf_token", "x".repeat(43).as_str()), ("uid_field", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "wrong token");
+    let r = c
+        .post(&flow)
+        .header("origin", "http://evil.example")
+        .form(&[("csrf_token", csrf.as_str()), ("uid_field", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "foreign origin");
+    let r = bare_client()
+        .post(&flow)
+        .form(&[("csrf_token", csrf.as_str()), ("uid_field", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "no session at all");
+    // JSON API only takes application/json.
+    let api = gw.url("/.flowgate/api/v3/flows/executor/default-authentication-flow/");
+    let r = c
+        .post(&api)
+        .header("content-type", "text/plain")
+        .body(r#"{"uid_field":"alice"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let r = c
+        .post(&flow)
+        .form(&[("csrf_token", csrf.as_str()), ("uid_field", "alice")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "the real token works");
+    gw.stop().await;
 }
+
+const ENROLL: &str = "/.flowgate/flow/default-enrollment-flow/";
+
+const UNENROLL: &str = "/.flowgate/flow/default-unenrollment-flow/";
+
+const PASSWORD_CHANGE: &str = "/.flowgate/flow/default-password-change-flow/";
+
+const TOTP_SETUP: &str = "/.flowgate/flow/default-authenticator-totp-setup/";
+
+const NEW_PASSWORD: &str = "violet tangerine expedition 77";
 
 /// The consent token on an unenrollment confirmation page.
 fn consent_token(html: &str) -> String {
@@ -40,8 +91,7 @@ fn totp_code_on(gw: &TestGateway, html: &str) -> String {
     mfa::totp_code(&secret, mfa::totp_step(gw.clock.now_ms()), 6)
 }
 
-// === CSRF ===
-
+// Attack ids: CSRF-2.
 #[tokio::test]
 async fn another_sessions_csrf_token_changes_nothing() {
     // CSRF-2: the attacker holds valid tokens of sessions of their own (an anonymous flow
@@ -190,8 +240,7 @@ async fn another_sessions_csrf_token_changes_nothing() {
     gw.stop().await;
 }
 
-// === CSRF ===
-
+// Attack ids: CSRF-3.
 #[tokio::test]
 async fn cross_site_logout_ends_only_the_callers_session() {
     // CSRF-3, first half: an <img src=/logout> on another site.
@@ -241,6 +290,14 @@ async fn cross_site_logout_ends_only_the_callers_session() {
     gw.stop().await;
 }
 
+const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
+
+/// The JSON executor path of a flow's HTML path.
+fn api(flow: &str) -> String {
+    flow.replace("/.flowgate/flow/", "/.flowgate/api/v3/flows/executor/")
+}
+
+// Attack ids: CSRF-3.
 #[tokio::test]
 async fn stage_forms_never_submit_on_get() {
     // CSRF-3, second half: form fields in a GET query string are not a stage response.
@@ -334,8 +391,44 @@ async fn stage_forms_never_submit_on_get() {
     gw.stop().await;
 }
 
-// === FLOW ===
+// Attack ids: FLOW-1, FLOW-2, SES-8.
+#[tokio::test]
+async fn flow_skipping_cannot_reach_later_stages() {
+    let gw = TestGateway::start().await;
+    let c = client();
+    let flow = gw.url("/.flowgate/flow/default-authentication-flow/");
+    let csrf = csrf_of(&c.get(&flow).send().await.unwrap().text().await.unwrap());
+    // Post a password straight away: it is an answer to the identification stage and fails.
+    let r = c
+        .post(&flow)
+        .form(&[("csrf_token", csrf.as_str()), ("password", ALICE_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("No identification data provided."));
+    // Identify as bob, then answer with alice's password: still bob's stage, fails.
+    c.post(&flow)
+        .form(&[("csrf_token", csrf.as_str()), ("uid_field", "bob")])
+        .send()
+        .await
+        .unwrap();
+    let r = c
+        .post(&flow)
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("uid_field", "alice"),
+            ("password", ALICE_PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(c.get(gw.url("/")).send().await.unwrap().status(), 401);
+    gw.stop().await;
+}
 
+// Attack ids: FLOW-3.
 #[tokio::test]
 async fn replaying_the_last_post_of_a_finished_flow_does_nothing() {
     // FLOW-3.
@@ -455,6 +548,9 @@ async fn replaying_the_last_post_of_a_finished_flow_does_nothing() {
     gw.stop().await;
 }
 
+const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
+
+// Attack ids: FLOW-4.
 #[tokio::test]
 async fn a_mailed_link_never_resumes_where_another_user_is_pending() {
     // FLOW-4 (CVE-2023-26481): bob's recovery link opened in a browser where alice is pending,
@@ -500,6 +596,7 @@ flows:
       - { stage: default-password-change-write, order: 20 }
 "#;
 
+// Attack ids: FLOW-8.
 #[tokio::test]
 async fn configuration_flows_need_a_login_and_settings_flows_create_nobody() {
     // FLOW-8 (CVE-2022-46145, CVE-2022-46172).

@@ -1,16 +1,15 @@
-//! Forwarding headers over real sockets (FWD-2..5 of `../shared/security-tests.md`), each sent
-//! once from an untrusted peer and once from a peer in `trusted_proxies`: garbage in
-//! `X-Forwarded-For` never makes a stage or an app policy skip its check, nor reaches the
-//! upstream as the client; `X-Forwarded-Host` never reaches a redirect or a mailed link; a Host
-//! no app is configured for is a 404 and is never echoed; `X-Forwarded-Proto: https` over plain
-//! HTTP never makes the session cookie `Secure` or `__Host-`.
+//! Forwarding headers, each sent once from an untrusted peer and once from a peer in
+//! `trusted_proxies`: garbage in `X-Forwarded-For` never makes a stage or an app policy skip its
+//! check, nor reaches the upstream as the client; `X-Forwarded-Host` never reaches a redirect or a
+//! mailed link; a Host no app is configured for is a 404 and is never echoed;
+//! `X-Forwarded-Proto: https` over plain HTTP never makes the session cookie `Secure` or
+//! `__Host-`; client-address, rewrite and method-override headers from an untrusted peer never
+//! reach the app. Over real sockets, asserting on what the app received.
 
 use crate::common::*;
 
 const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
-const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
-const ENROLL_EMAIL: &str = "/.flowgate/flow/default-enrollment-email-flow/";
-const NEW_PASSWORD: &str = "violet tangerine expedition 77";
+
 const TRUSTED: &str = "trusted_proxies: [127.0.0.1/32]\n";
 
 /// The two ways the test client can be seen: a plain client, or a proxy flowgate trusts.
@@ -78,8 +77,6 @@ fn short(lines: &[String]) -> String {
     }
 }
 
-// === FWD-2 ===
-
 /// Flows with a stage meant to stop loopback clients (the test client's real address), gated
 /// by a source CIDR, an expression on `ak_client_ip` and the IP's reputation, each evaluated
 /// when planning and when the stage runs.
@@ -145,6 +142,7 @@ async fn guard_ran(gw: &TestGateway, slug: &str, headers: &[(&str, &str)]) -> bo
     false
 }
 
+// Attack ids: FWD-2.
 #[tokio::test]
 async fn garbage_forwarded_for_never_skips_a_stage_or_an_app_policy() {
     // FWD-2 (CVE-2024-47070): garbage cannot become "no address" or a made-up address, so a
@@ -207,6 +205,7 @@ async fn garbage_forwarded_for_never_skips_a_stage_or_an_app_policy() {
     }
 }
 
+// Attack ids: FWD-2.
 #[tokio::test]
 async fn upstream_sees_the_real_peer_appended_never_garbage_as_client() {
     // FWD-2, upstream side: from an untrusted peer the header is replaced by the peer; from a
@@ -243,7 +242,11 @@ async fn upstream_sees_the_real_peer_appended_never_garbage_as_client() {
     }
 }
 
-// === FWD-3 ===
+const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
+
+const ENROLL_EMAIL: &str = "/.flowgate/flow/default-enrollment-email-flow/";
+
+const NEW_PASSWORD: &str = "violet tangerine expedition 77";
 
 /// The forwarding headers an attacker would use to move links to their own host.
 const EVIL_FORWARDING: &[(&str, &str)] = &[
@@ -265,6 +268,7 @@ fn no_evil(what: &str, text: &str) {
     );
 }
 
+// Attack ids: FWD-3.
 #[tokio::test]
 async fn forwarded_host_never_reaches_redirects_or_mailed_links() {
     // FWD-3: login redirects are relative paths; mail links come from mail.public_url or a Host
@@ -349,8 +353,7 @@ async fn forwarded_host_never_reaches_redirects_or_mailed_links() {
     }
 }
 
-// === FWD-4 ===
-
+// Attack ids: FWD-4.
 #[tokio::test]
 async fn unknown_host_is_404_never_routed_and_never_echoed() {
     // FWD-4: only host-bound apps, so a Host nobody configured matches nothing. (An app without
@@ -440,8 +443,7 @@ async fn unknown_host_is_404_never_routed_and_never_echoed() {
     gw.stop().await;
 }
 
-// === FWD-5 ===
-
+// Attack ids: FWD-5.
 #[tokio::test]
 async fn forwarded_proto_never_makes_a_plain_http_cookie_secure() {
     // FWD-5: from an untrusted peer, cookie name and flags follow the listener that accepted
@@ -529,6 +531,7 @@ async fn send_with(jar: &mut Option<(String, String)>, req: reqwest::RequestBuil
     r
 }
 
+// Attack ids: FWD-5 (the trusted side).
 #[tokio::test]
 async fn trusted_proxy_forwarded_proto_https_gives_secure_cookies_and_https_origins() {
     // FWD-5 from the other side: behind a TLS-terminating proxy (a trusted peer sending
@@ -582,4 +585,89 @@ async fn trusted_proxy_forwarded_proto_https_gives_secure_cookies_and_https_orig
     let r = send_with(&mut jar, c.get(gw.url("/x"))).await;
     assert_eq!(r.status(), 401);
     gw.stop().await;
+}
+
+/// Client-address, forwarding, rewrite and method-override headers in several spellings.
+const SPOOFED: &[(&str, &str)] = &[
+    ("Forwarded", "for=1.2.3.4;host=evil.example;proto=https"),
+    ("X-Real-IP", "1.2.3.4"),
+    ("X_Real_IP", "1.2.3.4"),
+    ("True-Client-IP", "1.2.3.4"),
+    ("X-Client-IP", "1.2.3.4"),
+    ("CF-Connecting-IP", "1.2.3.4"),
+    ("Fastly-Client-IP", "1.2.3.4"),
+    ("X-Cluster-Client-IP", "1.2.3.4"),
+    ("X-Forwarded-Server", "evil.example"),
+    ("X-Forwarded-Port", "443"),
+    ("X-Forwarded-Prefix", "/admin"),
+    ("X-Host", "evil.example"),
+    ("X-Original-Host", "evil.example"),
+    ("X_Forwarded_For", "1.2.3.4"),
+    ("X.Forwarded.Host", "evil.example"),
+    ("X-Original-URL", "/admin"),
+    ("X-Rewrite-URL", "/admin"),
+    ("X_Original_URL", "/admin"),
+    ("X-Original-URI", "/admin"),
+    ("X-Forwarded-Uri", "/admin"),
+    ("X-HTTP-Method-Override", "DELETE"),
+    ("X-HTTP-Method", "DELETE"),
+    ("X-Method-Override", "DELETE"),
+    ("X-Custom-Client", "1.2.3.4"),
+];
+
+/// Names the app may see only from a trusted proxy (the rest never).
+const REWRITES: &[&str] = &[
+    "x-original-url",
+    "x-rewrite-url",
+    "x_original_url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+// Attack ids: FWD-6.
+#[tokio::test]
+async fn client_forwarding_and_rewrite_headers_never_reach_the_app_from_untrusted_peers() {
+    for (who, extra) in [("untrusted", ""), ("trusted", "trusted_proxies: [127.0.0.1/32]\n")] {
+        let gw = TestGateway::start_with(
+            DEFAULT_APP,
+            &format!("{NO_LIMITS}{extra}strip_headers: [X-Custom-Client]\n"),
+        )
+        .await;
+        let alice = session_of(&gw, "alice", ALICE_PASSWORD).await;
+        for (path, cookie) in [
+            ("/public/x", String::new()),
+            ("/private", format!("flowgate_session={alice}")),
+        ] {
+            let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n");
+            for (k, v) in SPOOFED {
+                req.push_str(&format!("{k}: {v}\r\n"));
+            }
+            req.push_str("Connection: close\r\n\r\n");
+            let resp = raw_http(gw.addr, req.as_bytes()).await;
+            assert_eq!(raw_status(&resp), "200", "{who} {path}: {resp}");
+            let seen = gw.upstream.last();
+            assert_eq!(seen.uri, path);
+            assert_eq!(seen.method, "GET");
+            for (k, v) in SPOOFED {
+                let got = seen.headers_named(k);
+                let rewrite = REWRITES.contains(&k.to_ascii_lowercase().as_str());
+                if who == "untrusted" || rewrite {
+                    assert!(got.is_empty(), "{who} {path}: {k} reached the app: {got:?}");
+                } else {
+                    assert_eq!(got, vec![*v], "{who} {path}: a trusted proxy's {k} is kept");
+                }
+            }
+            // flowgate's own forwarding headers, one of each.
+            assert_eq!(seen.headers_named("x-forwarded-for").len(), 1);
+            assert_eq!(seen.headers_named("x-forwarded-host").len(), 1);
+            if who == "untrusted" {
+                assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"));
+                assert_eq!(seen.header("x-forwarded-host"), Some("127.0.0.1"));
+            }
+        }
+        gw.stop().await;
+    }
 }

@@ -1,6 +1,8 @@
-//! Hardening over real sockets: the bound on open connections, request smuggling and oversized
-//! requests (PROTO-1, -2, -4), and durability: `kill -9` in the middle of enrollments loses no
-//! committed user and leaves the SQLite database intact.
+//! Request framing and size: requests the gateway and the upstream could frame differently
+//! (`Content-Length` with `Transfer-Encoding`, two lengths, odd codings) are refused and never
+//! reach the upstream; request lines, headers and bodies over their limits get 414/431/413;
+//! malformed forms get a clear 4xx; open connections are bounded. Sent as raw bytes where an HTTP
+//! library would refuse to write them. Slow clients are in `timeouts.rs`.
 
 use crate::common::*;
 use std::io::{Read, Write};
@@ -30,6 +32,7 @@ fn status_of(resp: &str) -> u16 {
     resp.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
+// Attack ids: PROTO-1..4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smuggling_and_oversized_requests_never_reach_the_upstream() {
     let gw = TestGateway::start().await;
@@ -77,142 +80,7 @@ async fn smuggling_and_oversized_requests_never_reach_the_upstream() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_connections_are_bounded() {
-    let gw = TestGateway::start_with(DEFAULT_APP, "limits: { max_connections: 2 }\n").await;
-    let addr = gw.addr;
-    // Two idle connections take both slots.
-    let a = TcpStream::connect(addr).unwrap();
-    let b = TcpStream::connect(addr).unwrap();
-    let third = tokio::task::spawn_blocking(move || {
-        raw(addr, b"GET /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    });
-    // While both slots are held, the third request is not served.
-    let waited = tokio::time::timeout(Duration::from_millis(800), async {
-        while gw.upstream.count() == 0 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    assert!(waited.is_err(), "a third connection was served beyond the bound");
-    drop(a);
-    let resp = third.await.unwrap();
-    assert_eq!(status_of(&resp), 200, "served once a slot is free: {resp}");
-    drop(b);
-}
-
-/// Enrolls `name` through the JSON executor; true when the flow finished (user committed).
-async fn enroll(c: &reqwest::Client, base: &str, name: &str) -> bool {
-    let url = format!("{base}/.flowgate/api/v3/flows/executor/default-enrollment-flow/");
-    let pw = "violet tangerine expedition 77";
-    let Ok(r) = c.get(&url).send().await else { return false };
-    if r.status() != 200 {
-        return false;
-    }
-    let body = serde_json::json!({
-        "username": name, "name": name, "email": format!("{name}@example.test"),
-        "password": pw, "password_repeat": pw,
-    });
-    match c.post(&url).json(&body).send().await {
-        Ok(r) if r.status() == 302 => {}
-        _ => return false,
-    }
-    match c.get(&url).send().await {
-        Ok(r) => r
-            .json::<serde_json::Value>()
-            .await
-            .is_ok_and(|v| v["component"] == "xak-flow-redirect"),
-        Err(_) => false,
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_during_enrollment_loses_no_committed_user() {
-    use std::process::{Command, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let flows = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flows/*.yaml");
-    let main = dir.path().join("main.yaml");
-    std::fs::write(
-        &main,
-        format!(
-            "listen: {{ http: \"127.0.0.1:{port}\" }}\ndata_dir: \"{}\"\nmail: {{ transport: file }}\nidentity: {{ argon2: {{ memory_kib: 19456, iterations: 2, parallelism: 1 }} }}\napps:\n  - {{ name: app, upstream: \"http://127.0.0.1:9\" }}\ninclude: [\"{}\"]\n",
-            dir.path().display(),
-            flows.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flowgate"))
-        .args(["run", "-c", main.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let probe = bare_client();
-    let mut up = false;
-    for _ in 0..200 {
-        if probe.get(format!("{base}/.flowgate/health")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "flowgate did not start");
-    // Four clients enroll users concurrently; the process is killed while they run.
-    let committed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut tasks = Vec::new();
-    for w in 0..4 {
-        let (base, committed) = (base.clone(), committed.clone());
-        tasks.push(tokio::spawn(async move {
-            for i in 0..1000 {
-                let name = format!("user-{w}-{i}");
-                if enroll(&client(), &base, &name).await {
-                    committed.lock().unwrap().push(name);
-                } else {
-                    break;
-                }
-            }
-        }));
-    }
-    while committed.lock().unwrap().len() < 12 {
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let committed = committed.lock().unwrap().clone();
-    // Reopen the database the way flowgate does and check it.
-    let store = flowgate::identity::UserStore::open(
-        &dir.path().join("flowgate.db"),
-        flowgate::identity::PasswordHasher::new(flowgate::identity::HashParams {
-            memory_kib: 19456,
-            iterations: 2,
-            parallelism: 1,
-        }),
-    )
-    .await
-    .unwrap();
-    assert_eq!(store.integrity_check().await.unwrap(), "ok");
-    for name in &committed {
-        let u = store.get_by_username(name).await.unwrap();
-        assert!(u.is_some(), "{name} was acknowledged but is missing after kill -9");
-    }
-    let stored = store.list_users().await.unwrap().len();
-    assert!(
-        stored >= committed.len(),
-        "{stored} stored, {} acknowledged",
-        committed.len()
-    );
-    store.close().await;
-}
-
+// Attack ids: PROTO-4.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxied_bodies_over_max_body_bytes_get_413() {
     let apps = "  - name: app\n    hosts: [small.test]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n    max_body_bytes: 1000\n  - name: big\n    hosts: [big.test]\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
@@ -269,4 +137,94 @@ async fn proxied_bodies_over_max_body_bytes_get_413() {
     let resp = tokio::task::spawn_blocking(move || raw(addr, &req)).await.unwrap();
     assert_eq!(status_of(&resp), 413, "{resp}");
     gw.stop().await;
+}
+
+// Attack ids: PROTO-7.
+#[tokio::test]
+async fn bad_input_gets_clear_4xx() {
+    let gw = TestGateway::start().await;
+    let c = client();
+    let flow = gw.url("/.flowgate/flow/default-authentication-flow/");
+    let csrf = csrf_of(&c.get(&flow).send().await.unwrap().text().await.unwrap());
+    let r = c.get(gw.url("/.flowgate/flow/no-such-flow/")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .get(gw.url("/.flowgate/api/v3/flows/executor/no-such-flow/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let big = "a".repeat(70 * 1024);
+    let r = c
+        .post(&flow)
+        .form(&[("csrf_token", csrf.as_str()), ("uid_field", big.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let r = c
+        .post(&flow)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'u', b'=', 0xff, 0xfe])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(&flow)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf_token={csrf}&uid_field=%FF"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let api = gw.url("/.flowgate/api/v3/flows/executor/default-authentication-flow/");
+    let r = c
+        .post(&api)
+        .header("content-type", "application/json")
+        .body("[1,2]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(&api)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c.delete(&flow).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = c.get(gw.url("/.flowgate/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = bare_client().get(gw.url("/a%00b")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    gw.stop().await;
+}
+
+// Attack ids: PROTO-5 (the connection bound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_bounded() {
+    let gw = TestGateway::start_with(DEFAULT_APP, "limits: { max_connections: 2 }\n").await;
+    let addr = gw.addr;
+    // Two idle connections take both slots.
+    let a = TcpStream::connect(addr).unwrap();
+    let b = TcpStream::connect(addr).unwrap();
+    let third = tokio::task::spawn_blocking(move || {
+        raw(addr, b"GET /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    });
+    // While both slots are held, the third request is not served.
+    let waited = tokio::time::timeout(Duration::from_millis(800), async {
+        while gw.upstream.count() == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "a third connection was served beyond the bound");
+    drop(a);
+    let resp = third.await.unwrap();
+    assert_eq!(status_of(&resp), 200, "served once a slot is free: {resp}");
+    drop(b);
 }

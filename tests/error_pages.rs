@@ -1,15 +1,19 @@
-//! Error pages over real sockets (CONF-4 of `../shared/security-tests.md`): every error the
-//! proxy, pingora's parser, the UI and the flows answer with — including a broken upstream, a
-//! slow one, an SMTP server that is down and a user store that fails — names no file, no
-//! internal address and nothing of Rust's internals, in the body or in a header.
+//! Error pages: every error the proxy, pingora's parser, the UI and the flows answer with
+//! (including a broken upstream, a slow one, an SMTP server that is down and a user store that
+//! fails) names no file, no internal address and nothing of Rust's internals, in the body or in a
+//! header. Over real sockets.
 
 use crate::common::*;
 use std::time::Duration;
 
 const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
+
 const ENROLL: &str = "/.flowgate/flow/default-enrollment-flow/";
+
 const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
+
 const UNENROLL: &str = "/.flowgate/flow/default-unenrollment-flow/";
+
 const NEW_PASSWORD: &str = "violet tangerine expedition 77";
 
 /// A response as text: status line, headers, body.
@@ -24,6 +28,7 @@ async fn text_of(r: reqwest::Response) -> (u16, String) {
     (status, out)
 }
 
+// Attack ids: CONF-4.
 #[tokio::test]
 async fn error_pages_show_no_internals() {
     // CONF-4.
