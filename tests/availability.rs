@@ -162,7 +162,7 @@ async fn enroll(c: &reqwest::Client, base: &str, name: &str) -> bool {
     }
 }
 
-// Attack ids: no attack id: durability of committed writes.
+// No attack id: durability of committed writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_enrollment_loses_no_committed_user() {
     use std::process::{Command, Stdio};

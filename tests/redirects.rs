@@ -6,7 +6,7 @@
 
 use crate::common::*;
 
-// Attack ids: no attack id: the unauthenticated branch of the request lifecycle (docs/design.md §1).
+// No attack id: the unauthenticated branch of the request lifecycle (docs/design.md §1).
 #[tokio::test]
 async fn browsers_get_302_and_api_clients_get_401() {
     let gw = TestGateway::start().await;
