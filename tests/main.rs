@@ -18,6 +18,7 @@ mod bruteforce;
 mod cli;
 mod config;
 mod credentials;
+mod csrf;
 mod error_pages;
 mod expression_policies;
 mod floods;
