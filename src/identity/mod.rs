@@ -6,6 +6,7 @@ mod hash_pool;
 pub mod mfa;
 pub mod records;
 pub mod seed;
+pub mod names;
 mod store;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};
