@@ -89,7 +89,6 @@ impl Running {
         self.shared.mail_queue.wait_idle(timeout)
     }
 
-
     /// Stops accepting, then drains: idle keep-alive connections close, requests in flight
     /// finish (their connections are not kept alive), for at most `limits.shutdown_timeout`;
     /// connections still open then are closed.

@@ -15,7 +15,10 @@ const RESENDS: usize = 7;
 
 fn client_with_host(host: &str) -> reqwest::Client {
     let mut map = reqwest::header::HeaderMap::new();
-    map.insert(reqwest::header::HOST, reqwest::header::HeaderValue::from_str(host).unwrap());
+    map.insert(
+        reqwest::header::HOST,
+        reqwest::header::HeaderValue::from_str(host).unwrap(),
+    );
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .cookie_store(true)
@@ -27,7 +30,8 @@ fn client_with_host(host: &str) -> reqwest::Client {
 /// A page with what differs by construction taken out: the CSRF token and the identifier.
 fn normalised(html: &str, identifier: &str) -> String {
     let csrf = regex::Regex::new(r#"name="csrf_token" value="[^"]+""#).unwrap();
-    csrf.replace_all(&html.replace(identifier, "IDENTIFIER"), "").into_owned()
+    csrf.replace_all(&html.replace(identifier, "IDENTIFIER"), "")
+        .into_owned()
 }
 
 /// Every answer of one recovery attempt for `identifier`: the identification step, then
@@ -58,7 +62,11 @@ async fn recovery_answers(gw: &TestGateway, c: &reqwest::Client, identifier: &st
 fn same_answers(what: &str, known: &[(u16, String)], unknown: &[(u16, String)]) {
     assert_eq!(known.len(), unknown.len(), "{what}: a different number of steps");
     for (i, (k, u)) in known.iter().zip(unknown).enumerate() {
-        assert_eq!(k.0, u.0, "{what}, step {i}: status {} for the account, {} without", k.0, u.0);
+        assert_eq!(
+            k.0, u.0,
+            "{what}, step {i}: status {} for the account, {} without",
+            k.0, u.0
+        );
         assert_eq!(k.1, u.1, "{what}, step {i}: the page tells an account from no account");
     }
 }

@@ -66,7 +66,10 @@ async fn another_users_email_in_any_case_is_a_field_error() {
             "{email:?}: no field error:\n{html}"
         );
         assert!(html.contains(r#"id="f-email""#), "{email:?}: the form is shown again");
-        assert_eq!(api_error(&gw, "newcomer", email, "email").await.as_deref(), Some("unique"));
+        assert_eq!(
+            api_error(&gw, "newcomer", email, "email").await.as_deref(),
+            Some("unique")
+        );
     }
     // The verifying sign-up refuses it on its form too, before any mail goes out.
     let (status, html) = sign_up(&gw, ENROLL_EMAIL, "newcomer", "BOB@EXAMPLE.TEST").await;
@@ -143,15 +146,28 @@ async fn an_unverified_email_never_reaches_the_app_and_a_verified_one_does() {
     let browser = client();
     let r = walk(&browser, &link, &[]).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
-    assert!(users(&gw).get_by_username("erin").await.unwrap().unwrap().email_verified);
+    assert!(
+        users(&gw)
+            .get_by_username("erin")
+            .await
+            .unwrap()
+            .unwrap()
+            .email_verified
+    );
     assert_eq!(browser.get(gw.url("/app")).send().await.unwrap().status(), 200);
-    assert_eq!(gw.upstream.last().header("x-forwarded-email"), Some("erin@example.test"));
+    assert_eq!(
+        gw.upstream.last().header("x-forwarded-email"),
+        Some("erin@example.test")
+    );
 
     // Seeded (admin-given) addresses are sent as before.
     let alice = client();
     html_login(&alice, &gw.url(""), "/", "alice", ALICE_PASSWORD).await;
     alice.get(gw.url("/app")).send().await.unwrap();
-    assert_eq!(gw.upstream.last().header("x-forwarded-email"), Some("alice@example.test"));
+    assert_eq!(
+        gw.upstream.last().header("x-forwarded-email"),
+        Some("alice@example.test")
+    );
     gw.stop().await;
 }
 
@@ -260,6 +276,8 @@ async fn the_reserved_list_is_configurable() {
     let bad = "identity: { seed: seed.yaml, reserved_usernames: [\"\"] }\n";
     let dir = tempfile::tempdir().unwrap();
     let text = config_text(DEFAULT_APP, bad, "127.0.0.1:1".parse().unwrap(), dir.path());
-    let err = flowgate::config::Config::from_yaml_str(&text, "t.yaml").unwrap_err().to_string();
+    let err = flowgate::config::Config::from_yaml_str(&text, "t.yaml")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("identity.reserved_usernames[0]"), "{err}");
 }

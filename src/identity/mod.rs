@@ -4,9 +4,9 @@
 pub mod hash;
 mod hash_pool;
 pub mod mfa;
+pub mod names;
 pub mod records;
 pub mod seed;
-pub mod names;
 mod store;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};

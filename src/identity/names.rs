@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn look_alikes_share_a_skeleton() {
         let demo = username_skeleton("demo");
-        for v in ["DEMO", "Demo", "ｄｅｍｏ", "dеmo", "dеmо", "ᴅemo"] {
+        for v in ["DEMO", "Demo", "ｄｅｍｏ", "dеmo", "dеmо", "ԁemo"] {
             assert_eq!(username_skeleton(v), demo, "{v:?}");
         }
         assert_eq!(username_skeleton("admin"), username_skeleton("аdmіn"));

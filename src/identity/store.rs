@@ -206,19 +206,30 @@ async fn migrate_identity_keys(pool: &SqlitePool) -> Result<(), StoreError> {
         .map(|r| r.try_get::<String, _>(0))
         .collect::<Result<_, _>>()?;
     for (col, ddl) in [
-        ("username_skeleton", "ALTER TABLE users ADD COLUMN username_skeleton TEXT NOT NULL DEFAULT ''"),
-        ("email_key", "ALTER TABLE users ADD COLUMN email_key TEXT NOT NULL DEFAULT ''"),
+        (
+            "username_skeleton",
+            "ALTER TABLE users ADD COLUMN username_skeleton TEXT NOT NULL DEFAULT ''",
+        ),
+        (
+            "email_key",
+            "ALTER TABLE users ADD COLUMN email_key TEXT NOT NULL DEFAULT ''",
+        ),
         // Rows from before verification was tracked were made by an admin or an older sign-up;
         // they keep sending their address (docs/decisions: unverified email).
-        ("email_verified", "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 1"),
+        (
+            "email_verified",
+            "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 1",
+        ),
     ] {
         if !cols.iter().any(|c| c == col) {
             sqlx::query(ddl).execute(pool).await?;
         }
     }
-    let rows = sqlx::query("SELECT id, username, email FROM users WHERE username_skeleton = '' OR (email <> '' AND email_key = '')")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, username, email FROM users WHERE username_skeleton = '' OR (email <> '' AND email_key = '')",
+    )
+    .fetch_all(pool)
+    .await?;
     for r in &rows {
         let (id, username, email): (i64, String, String) = (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         sqlx::query("UPDATE users SET username_skeleton = ?1, email_key = ?2 WHERE id = ?3")
@@ -231,9 +242,10 @@ async fn migrate_identity_keys(pool: &SqlitePool) -> Result<(), StoreError> {
     sqlx::query("CREATE INDEX IF NOT EXISTS users_username_skeleton ON users(username_skeleton)")
         .execute(pool)
         .await?;
-    if let Err(e) = sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON users(email_key) WHERE email_key <> ''")
-        .execute(pool)
-        .await
+    if let Err(e) =
+        sqlx::query("CREATE UNIQUE INDEX IF NOT EXISTS users_email_key ON users(email_key) WHERE email_key <> ''")
+            .execute(pool)
+            .await
     {
         tracing::warn!(error = %e, "users share an email address (case-insensitively): new duplicates are still refused; give each user their own address");
     }
@@ -360,7 +372,12 @@ impl UserStore {
             "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY id LIMIT 1",
             conds.join(" OR ")
         );
-        self.one(&sql, Arg::Text(identifier.to_string())).await
+        let found = self.one(&sql, Arg::Text(identifier.to_string())).await?;
+        if found.is_none() {
+            // The group query a match costs, so an answer takes as long for no account (ENUM-4).
+            self.groups_of(0).await?;
+        }
+        Ok(found)
     }
 
     /// A user by exact username.
@@ -446,12 +463,14 @@ impl UserStore {
         if key.is_empty() {
             return Ok(false);
         }
-        Ok(sqlx::query("SELECT 1 FROM users WHERE email_key = ?1 AND id <> ?2 LIMIT 1")
-            .bind(key)
-            .bind(except.unwrap_or(-1))
-            .fetch_optional(&mut *conn)
-            .await?
-            .is_some())
+        Ok(
+            sqlx::query("SELECT 1 FROM users WHERE email_key = ?1 AND id <> ?2 LIMIT 1")
+                .bind(key)
+                .bind(except.unwrap_or(-1))
+                .fetch_optional(&mut *conn)
+                .await?
+                .is_some(),
+        )
     }
 
     pub(crate) async fn insert(&self, new: &NewUser, hash: Option<String>, source: &str) -> Result<User, StoreError> {

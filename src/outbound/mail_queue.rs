@@ -11,7 +11,7 @@
 
 use super::mail::{Mail, Mailer};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Messages waiting at most (sent or being sent not counted).
 pub const MAX_QUEUED_MAILS: usize = 10_000;
@@ -23,6 +23,8 @@ pub const MAX_CONCURRENT_SENDS: usize = 8;
 struct Job {
     mailer: Mailer,
     mail: Mail,
+    /// Built and formatted, never sent (see [`MailQueue::enqueue_decoy`]).
+    decoy: bool,
 }
 
 /// Messages queued or being sent, for [`MailQueue::wait_idle`].
@@ -65,37 +67,53 @@ impl MailQueue {
         let pending = Arc::new(Pending::default());
         let done = pending.clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name("flowgate-mail".into()).spawn(move || {
-            rt.block_on(async move {
-                let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SENDS));
-                let mut running = tokio::task::JoinSet::new();
-                while let Some(job) = rx.recv().await {
-                    // Reap finished sends so the set does not grow.
-                    while running.try_join_next().is_some() {}
-                    let Ok(permit) = slots.clone().acquire_owned().await else {
-                        break;
-                    };
-                    let done = done.clone();
-                    running.spawn(async move {
-                        if let Err(error) = job.mailer.send(&job.mail).await {
-                            tracing::error!(%error, "mail not sent");
-                        }
-                        drop(permit);
-                        done.add(-1);
-                    });
-                }
-                while running.join_next().await.is_some() {}
-            });
-        })?;
+        std::thread::Builder::new()
+            .name("flowgate-mail".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_SENDS));
+                    let mut running = tokio::task::JoinSet::new();
+                    while let Some(job) = rx.recv().await {
+                        // Reap finished sends so the set does not grow.
+                        while running.try_join_next().is_some() {}
+                        let Ok(permit) = slots.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let done = done.clone();
+                        running.spawn(async move {
+                            if job.decoy {
+                                let _ = job.mailer.rehearse(&job.mail);
+                            } else if let Err(error) = job.mailer.send(&job.mail).await {
+                                tracing::error!(%error, "mail not sent");
+                            }
+                            drop(permit);
+                            done.add(-1);
+                        });
+                    }
+                    while running.join_next().await.is_some() {}
+                });
+            })?;
         Ok(Self { tx, pending })
     }
 
     /// Queues `mail` for `mailer`; false (and logged) when the queue is full or closed.
     pub fn enqueue(&self, mailer: &Mailer, mail: Mail) -> bool {
+        self.push(mailer, mail, false)
+    }
+
+    /// Queues `mail` to be built and formatted on the mail thread and then dropped: an answer
+    /// that sends nothing (an identifier without an account) costs the machine what one that
+    /// sends does, so the mail thread's work does not show in response times.
+    pub fn enqueue_decoy(&self, mailer: &Mailer, mail: Mail) -> bool {
+        self.push(mailer, mail, true)
+    }
+
+    fn push(&self, mailer: &Mailer, mail: Mail, decoy: bool) -> bool {
         self.pending.add(1);
         match self.tx.try_send(Job {
             mailer: mailer.clone(),
             mail,
+            decoy,
         }) {
             Ok(()) => true,
             Err(e) => {
@@ -109,22 +127,15 @@ impl MailQueue {
     /// Blocks the calling thread until nothing is queued or being sent, or `timeout` passes;
     /// true when idle. For tests and benches (never call it on the request path).
     pub fn wait_idle(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut c = match self.pending.count.lock() {
+        let c = match self.pending.count.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        while *c > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            c = match self.pending.idle.wait_timeout(c, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
-        }
-        true
+        let c = match self.pending.idle.wait_timeout_while(c, timeout, |n| *n > 0) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+        *c == 0
     }
 }
 

@@ -492,7 +492,10 @@ pub async fn logged_in(gw: &TestGateway, id: &str) -> bool {
 /// path (ENUM-4), so an answer can come before its mail is written.
 pub fn wait_for_mail(gw: &TestGateway) {
     if let Some(r) = &gw.running {
-        assert!(r.wait_mail_idle(Duration::from_secs(20)), "mail still queued after 20 s");
+        assert!(
+            r.wait_mail_idle(Duration::from_secs(20)),
+            "mail still queued after 20 s"
+        );
     }
 }
 

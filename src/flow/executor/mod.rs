@@ -158,7 +158,11 @@ pub fn identity_of(u: &User) -> Identity {
         uid: u.uid.clone(),
         username: u.username.clone(),
         // An address nobody confirmed is not the user's as far as the upstream knows (ID-1).
-        email: if u.email_verified { u.email.clone() } else { String::new() },
+        email: if u.email_verified {
+            u.email.clone()
+        } else {
+            String::new()
+        },
         name: u.name.clone(),
         groups: u.groups.clone(),
         is_superuser: u.is_superuser,

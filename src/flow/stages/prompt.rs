@@ -125,13 +125,7 @@ impl PromptStage {
     }
 
     /// Checks one submitted value; `Ok(None)` stores nothing.
-    async fn check(
-        &self,
-        f: &PromptField,
-        raw: Option<&Value>,
-        cx: &StageCx<'_>,
-        acting: Option<&User>,
-    ) -> Checked {
+    async fn check(&self, f: &PromptField, raw: Option<&Value>, cx: &StageCx<'_>, acting: Option<&User>) -> Checked {
         let text = match raw {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -208,7 +202,8 @@ impl PromptStage {
             Ok(n) => n,
             Err(e) => return Err(("invalid", format!("Enter a valid username: {e}."))),
         };
-        let keeps_own = acting.is_some_and(|u| names::username_skeleton(&u.username) == names::username_skeleton(&name));
+        let keeps_own =
+            acting.is_some_and(|u| names::username_skeleton(&u.username) == names::username_skeleton(&name));
         if !keeps_own && cx.services.reserved_usernames.contains(&name) {
             return Err(("unique", TAKEN.into()));
         }

@@ -3,7 +3,10 @@
 //! user_write creates or updates the pending user (default: the logged-in user) from
 //! `prompt_data`: `username`, `email`, `name`, `password`, `attributes` (an object, merged)
 //! and `attributes.<key>` / `attributes_<key>`; everything else is discarded. New users join
-//! `create_users_group` and the context's `groups`. One transaction per write.
+//! `create_users_group` and the context's `groups`. One transaction per write. The store
+//! refuses another user's address and look-alikes of another user's name; reserved names are
+//! refused here. The written address is verified only when the plan came back through a mailed
+//! link sent to it (ID-1).
 //!
 //! user_delete deletes the logged-in (or pending, already stored) user, ends all of the
 //! user's sessions and logs out.
