@@ -43,7 +43,7 @@ check_recovery "file transport" "$($PROBE recovery "$PORT" bench@example.test "$
 # Again behind a slow SMTP relay.
 $PROBE smtp "$SINK_PORT" "$SMTP_DELAY_MS" &
 SINK_PID=$!
-trap 'rc=$?; kill $SINK_PID 2>/dev/null || true; (exit $rc); bench_cleanup' EXIT
+trap 'rc=$?; kill $SINK_PID 2>/dev/null || true; set +e; (exit $rc); bench_cleanup' EXIT
 kill -TERM "$FG_PID"; wait "$FG_PID" 2>/dev/null || true
 BENCH_MAIL="mail: { transport: smtp, host: 127.0.0.1, port: $SINK_PORT, security: none, timeout: 10s }"
 start_flowgate
