@@ -40,6 +40,7 @@ mod path_host;
 mod proxy;
 mod reload;
 mod reputation;
+mod request_ids;
 mod request_policies;
 mod security;
 mod stage_catalogue;
