@@ -1,7 +1,7 @@
 //! Secrets never reach the logs: a login at TRACE level leaves no password, session id or
 //! cookie value in the captured output. And every log line of a request carries its request id
-//! (the `request{id=…}` span): the proxy's decision, the flow's lines, the request line, and the
-//! id the app received as `X-Request-Id`.
+//! (the `request{id=…}` span): the proxy's decision, the flow's and stages' lines, an outbound
+//! call's (the recovery mail), the request line, and the id the app received as `X-Request-Id`.
 
 mod common;
 use common::*;
@@ -57,6 +57,14 @@ async fn login_logs_no_secrets() {
         .expect("the app receives X-Request-Id")
         .to_string();
     c.get(gw.url("/logout")).send().await.unwrap();
+    // A recovery mail: the outbound call logs under the request that asked for it.
+    let r = walk(
+        &client(),
+        &gw.url("/.flowgate/flow/default-recovery-flow/"),
+        &[("uid_field", "alice")],
+    )
+    .await;
+    assert_eq!(all_mail(&gw).len(), 1, "the recovery mail is sent ({})", r.status());
     gw.stop().await;
     let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
     assert!(logs.contains("login"), "the capture works: {logs}");
@@ -107,6 +115,19 @@ fn request_ids_tie_lines_together(logs: &str, forwarded_id: &str) {
         same.iter().any(|l| decision(l, "ui")),
         "no proxy decision for the login request {id}:\n{}",
         same.join("\n")
+    );
+    // The mail written by the email stage: logged under the request whose decision sent it to
+    // the UI.
+    let mail = lines
+        .iter()
+        .find(|l| l.contains("flowgate::outbound::mail") && l.contains("mail written"))
+        .unwrap_or_else(|| panic!("no mail line:\n{logs}"));
+    let mail_id = id_of(mail).unwrap_or_else(|| panic!("the mail line has no request id: {mail}"));
+    assert!(with_id(mail_id).iter().any(|l| decision(l, "ui")), "{mail}");
+    assert!(
+        with_id(mail_id).iter().any(|l| l.contains("flowgate::flow::stages")),
+        "the email stage logs under the same id:\n{}",
+        with_id(mail_id).join("\n")
     );
     // Other requests have other ids.
     let ids: std::collections::BTreeSet<&str> = lines.iter().filter_map(|l| id_of(l)).collect();

@@ -274,10 +274,13 @@ pub fn render(pages: &Pages, client: Client, refusal: &Refusal) -> HttpResponse 
 
 /// The answer to a request that needs a login.
 fn login(client: Client, refusal: &Refusal, login_url: &str) -> HttpResponse {
-    let api = |status| HttpResponse::json(status, &json!({ "error": refusal.to_string(), "login_url": login_url }));
+    let api = || {
+        let body = json!({ "error": refusal.to_string(), "login_url": login_url });
+        HttpResponse::json(refusal.status(), &body)
+    };
     match client {
-        Client::App { browser: false } => api(401),
-        Client::ForwardAuth(AuthEndpoint::Nginx) => api(401).with_header("x-flowgate-login", login_url.to_string()),
+        Client::App { browser: false } => api(),
+        Client::ForwardAuth(AuthEndpoint::Nginx) => api().with_header("x-flowgate-login", login_url.to_string()),
         Client::App { browser: true } | Client::ForwardAuth(AuthEndpoint::Traefik) | Client::UiPage | Client::UiApi => {
             HttpResponse::redirect(login_url)
         }

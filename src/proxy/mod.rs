@@ -189,9 +189,10 @@ impl GatewayProxy {
             .collect();
         ctx.client_ip = effective_client_ip(ctx.peer_ip, &xff, &ctx.state.trusted_proxies);
         if let Some(kind) = size_problem(session.req_header()) {
-            tracing::warn!(?kind, "oversized request refused");
+            let refusal = Refusal::TooLarge(kind);
+            tracing::warn!(status = refusal.status(), "oversized request refused");
             session.set_keepalive(None);
-            refuse(session, ctx, Refusal::TooLarge(kind)).await?;
+            refuse(session, ctx, refusal).await?;
             return Ok(true);
         }
         let headers = &session.req_header().headers;
