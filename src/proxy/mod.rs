@@ -260,7 +260,8 @@ impl GatewayProxy {
             }
             Verdict::Deny(app, who, messages) => {
                 ctx.set_app(app);
-                ctx.set_user(who);
+                // Named on the span only: a denied request has no identity to forward.
+                ctx.span.record("user", who.username.as_str());
                 Some(Refusal::Denied(messages))
             }
         };
