@@ -25,6 +25,8 @@ struct Job {
     mail: Mail,
     /// Built and formatted, never sent (see [`MailQueue::enqueue_decoy`]).
     decoy: bool,
+    /// The span of the request that queued it: the send logs under its request id.
+    span: tracing::Span,
 }
 
 /// Messages queued or being sent, for [`MailQueue::wait_idle`].
@@ -80,15 +82,19 @@ impl MailQueue {
                             break;
                         };
                         let done = done.clone();
-                        running.spawn(async move {
-                            if job.decoy {
-                                let _ = job.mailer.rehearse(&job.mail);
-                            } else if let Err(error) = job.mailer.send(&job.mail).await {
-                                tracing::error!(%error, "mail not sent");
-                            }
-                            drop(permit);
-                            done.add(-1);
-                        });
+                        let span = job.span.clone();
+                        running.spawn(tracing::Instrument::instrument(
+                            async move {
+                                if job.decoy {
+                                    let _ = job.mailer.rehearse(&job.mail);
+                                } else if let Err(error) = job.mailer.send(&job.mail).await {
+                                    tracing::error!(%error, "mail not sent");
+                                }
+                                drop(permit);
+                                done.add(-1);
+                            },
+                            span,
+                        ));
                     }
                     while running.join_next().await.is_some() {}
                 });
@@ -114,6 +120,7 @@ impl MailQueue {
             mailer: mailer.clone(),
             mail,
             decoy,
+            span: tracing::Span::current(),
         }) {
             Ok(()) => true,
             Err(e) => {
