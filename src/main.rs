@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flowgate::config::{Config, Source};
-use flowgate::identity::{HashParams, PasswordHasher, UserStore};
+use flowgate::identity::{HashParams, PasswordHasher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -208,6 +208,7 @@ fn main() -> ExitCode {
             };
             match rt.block_on(run_async(other)) {
                 Ok(code) => code,
+                Err(e) if e.is::<UsageError>() => ExitCode::from(EXIT_USAGE),
                 Err(e) => fail(e),
             }
         }
@@ -230,20 +231,30 @@ fn flow_or_usage<'a>(cfg: &'a Config, slug: &str) -> Option<&'a flowgate::config
     f
 }
 
-fn load_or_usage(path: &Path) -> Result<Config, ExitCode> {
+/// A failure already reported on stderr that exits with [`EXIT_USAGE`].
+#[derive(Debug)]
+struct UsageError;
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("usage error")
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Loads the config, or prints its errors and fails with [`UsageError`].
+fn load_or_usage(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
-        ExitCode::from(EXIT_USAGE)
+        anyhow::Error::new(UsageError)
     })
 }
 
 async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run { config } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             let running = flowgate::Gateway::start(cfg).await?;
             serve_until_signal(&running, &config).await;
             tracing::info!("shutting down");
@@ -252,20 +263,14 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { listen } => demo(listen).await,
         Cmd::User { config, action } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             let store = open_store(&cfg).await?;
             user_cmd(&store, action).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Invitation { config, action } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             if let InvitationCmd::Create { flow: Some(f), .. } = &action {
                 if flow_or_usage(&cfg, f).is_none() {
                     return Ok(ExitCode::from(64));
@@ -283,23 +288,14 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             ip,
             path,
         } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             let Some(f) = flow_or_usage(&cfg, &flow) else {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             let subject = match user {
                 None => None,
                 Some(name) => {
-                    let a = cfg.identity.argon2;
-                    let hasher = PasswordHasher::new(HashParams {
-                        memory_kib: a.memory_kib,
-                        iterations: a.iterations,
-                        parallelism: a.parallelism,
-                    });
-                    let store = UserStore::open(&cfg.identity.database, hasher).await?;
+                    let store = open_store(&cfg).await?;
                     let u = store.get_by_username(&name).await?;
                     store.close().await;
                     match u {
@@ -333,10 +329,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Export { config, flow, format } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             for f in &flow {
                 if flow_or_usage(&cfg, f).is_none() {
                     return Ok(ExitCode::from(EXIT_USAGE));
@@ -417,7 +410,7 @@ fn import_cmd(files: &[PathBuf], out: Option<&Path>, strict: bool) -> anyhow::Re
     }
     let names: Vec<String> = texts.iter().map(|(n, _)| n.clone()).collect();
     let yaml = flowgate::blueprint::import::to_yaml(&imported.doc, &names);
-    if let Err(e) = flowgate::blueprint::import::check(&yaml) {
+    if let Err(e) = flowgate::loader::check_import(&yaml) {
         eprintln!("the imported flows do not form a valid config:\n{e}");
         return Ok(ExitCode::from(EXIT_USAGE));
     }

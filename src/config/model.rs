@@ -77,7 +77,7 @@ pub struct Config {
     /// Page settings.
     pub ui: UiSettings,
     /// Brute-force limits on password and code checks.
-    pub rate_limits: crate::flow::ratelimit::RateLimitSettings,
+    pub rate_limits: super::values::ratelimit::RateLimitSettings,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.
@@ -411,6 +411,11 @@ pub struct PolicyBinding {
     pub failure_result: bool,
 }
 
+/// Default `password.zxcvbn_score_threshold`: the zxcvbn score (0 to 4) must be above this.
+pub const DEFAULT_ZXCVBN_SCORE_THRESHOLD: u8 = 2;
+/// Default `reputation.threshold`: the score at or below which the policy fails.
+pub const DEFAULT_REPUTATION_THRESHOLD: i64 = -5;
+
 /// Default policy timeout: 30 seconds, as authentik.
 pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -418,7 +423,7 @@ pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct MailSettings {
     /// Transport.
-    pub transport: crate::outbound::mail::MailTransport,
+    pub transport: super::values::mail::MailTransport,
     /// Base of links in mail (`https://auth.example.com`); `None`: the request's host when it
     /// is a configured app host or loopback.
     pub public_url: Option<String>,
@@ -468,7 +473,7 @@ pub enum PolicyDef {
     /// Password strength rules.
     Password {
         /// The rules.
-        rules: crate::flow::policies::password::PasswordRules,
+        rules: super::values::password_rules::PasswordRules,
     },
     /// Fails once the user's password is this many days old.
     PasswordExpiry {
@@ -480,7 +485,7 @@ pub enum PolicyDef {
     /// An authentik expression, compiled for the Starlark sandbox.
     Expression {
         /// The compiled expression.
-        expression: crate::flow::policies::expression::Expression,
+        expression: crate::expression::Expression,
     },
     /// Passes when the client IP's or the identifier's reputation is at or below `threshold`.
     Reputation {

@@ -6,7 +6,6 @@ use super::model::*;
 use super::raw::*;
 use super::validate::{known, Collector};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// Default captcha endpoints (reCAPTCHA, as authentik).
 const DEFAULT_CAPTCHA_JS: &str = "https://www.recaptcha.net/recaptcha/api.js";
@@ -202,7 +201,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 fi,
                 format!("{p}.token_expiry"),
                 token_expiry,
-                Duration::from_secs(30 * 60),
+                DEFAULT_EMAIL_TOKEN_EXPIRY,
             );
             if expiry.is_zero() {
                 c.err(fi, format!("{p}.token_expiry"), "must be greater than zero");
@@ -273,12 +272,12 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 public_key: public_key.clone(),
                 private_key: key.unwrap_or_default(),
                 interactive: interactive.unwrap_or(false),
-                score_min_threshold: score_min_threshold.unwrap_or(0.5),
-                score_max_threshold: score_max_threshold.unwrap_or(1.0),
+                score_min_threshold: score_min_threshold.unwrap_or(DEFAULT_CAPTCHA_SCORE_MIN),
+                score_max_threshold: score_max_threshold.unwrap_or(DEFAULT_CAPTCHA_SCORE_MAX),
                 error_on_invalid_score: error_on_invalid_score.unwrap_or(true),
                 js_url: js,
                 api_url: api,
-                timeout: c.duration(fi, format!("{p}.timeout"), timeout, Duration::from_secs(10)),
+                timeout: c.duration(fi, format!("{p}.timeout"), timeout, DEFAULT_CAPTCHA_TIMEOUT),
             })
         }
         RawStage::Consent {
@@ -306,7 +305,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 fi,
                 format!("{p}.consent_expire_in"),
                 consent_expire_in,
-                Duration::from_secs(4 * 7 * 86_400),
+                DEFAULT_CONSENT_EXPIRE_IN,
             );
             StageDef::Consent {
                 mode: match m {
@@ -324,7 +323,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
         } => {
             let target = match (mode.as_deref().unwrap_or("static"), target_static, target_flow) {
                 ("static", Some(t), None) => {
-                    let ok = crate::flow::next::safe_next(t).is_some() || url_ok(t);
+                    let ok = super::values::next::safe_next(t).is_some() || url_ok(t);
                     if !ok {
                         c.err(
                             fi,
@@ -374,7 +373,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
             continue_flow_without_invitation: continue_flow_without_invitation.unwrap_or(false),
         },
         RawStage::AuthenticatorTotp { digits, friendly_name } => {
-            let d = digits.unwrap_or(6);
+            let d = digits.unwrap_or(DEFAULT_TOTP_DIGITS);
             if d != 6 && d != 8 {
                 c.err(
                     fi,
@@ -388,7 +387,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
             }
         }
         RawStage::AuthenticatorStatic { token_count } => {
-            let n = token_count.unwrap_or(6);
+            let n = token_count.unwrap_or(DEFAULT_STATIC_TOKEN_COUNT);
             if !(1..=50).contains(&n) {
                 c.err(
                     fi,

@@ -107,13 +107,8 @@ impl GatewayProxy {
 
     async fn read_body(state: &ProxyState, session: &mut Session) -> Result<Option<Bytes>> {
         let limit = state.max_form_bytes;
-        let declared = session
-            .req_header()
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
+        let declared = checks::announced_length(&session.req_header().headers);
+        if declared.is_some_and(|n| n > limit as u64) {
             return Ok(None);
         }
         let mut body = Vec::new();
@@ -167,7 +162,7 @@ impl GatewayProxy {
     /// A forward-auth endpoint (see [`forward_auth`]): answered here, never forwarded.
     async fn forward_auth(session: &mut Session, ctx: &mut RequestCtx, kind: forward_auth::Kind) -> Result<bool> {
         let trusted = &ctx.state.trusted_proxies;
-        let peer_trusted = ctx.peer_ip.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)));
+        let peer_trusted = ctx.peer_ip.is_some_and(|ip| checks::is_trusted_peer(ip, trusted));
         let a = {
             let h = session.req_header();
             let caller = forward_auth::Caller {
@@ -250,7 +245,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.peer_ip = client_ip(session);
         let peer_trusted = ctx
             .peer_ip
-            .is_some_and(|ip| ctx.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+            .is_some_and(|ip| checks::is_trusted_peer(ip, &ctx.state.trusted_proxies));
         ctx.peer_trusted = peer_trusted;
         ctx.https = is_https(session) || forwarded_https(&session.req_header().headers, peer_trusted);
         let xff: Vec<&str> = session
@@ -362,12 +357,7 @@ impl ProxyHttp for GatewayProxy {
     /// sent upstream.
     async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let limit = ctx.app.as_ref().and_then(|a| a.max_body_bytes);
-        let announced = session
-            .req_header()
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let announced = checks::announced_length(&session.req_header().headers);
         match (limit, announced) {
             (Some(limit), Some(len)) if len > limit => {
                 session.set_keepalive(None);
