@@ -16,11 +16,6 @@ mod presets;
 pub mod raw;
 mod stage_model;
 mod validate;
-mod validate_apps;
-mod validate_flows;
-mod validate_policies;
-mod validate_services;
-mod validate_stages;
 pub mod values;
 
 pub use error::{ConfigError, ConfigErrors};

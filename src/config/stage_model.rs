@@ -1,6 +1,6 @@
 //! Validated stage definitions (`stages:`): one variant per stage type with its settings, and
 //! the value types they use (prompt fields, consent modes, device classes…). Built only by
-//! `validate_stages.rs`; re-exported from [`super::model`].
+//! `validate/stages.rs`; re-exported from [`super::model`].
 
 use std::time::Duration;
 

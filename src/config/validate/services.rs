@@ -1,11 +1,11 @@
 //! Validation of the service blocks of the main file: `mail:` (transport, credentials, public
 //! link base), `ui:` (title, template overrides) and `rate_limits:`.
 
-use super::model::*;
-use super::raw::*;
-use super::validate::Collector;
-use super::validate_stages::{secret, url_ok};
-use super::values::mail::{
+use super::stages::{secret, url_ok};
+use super::Collector;
+use crate::config::model::*;
+use crate::config::raw::*;
+use crate::config::values::mail::{
     MailTransport, SmtpSecurity, DEFAULT_SMTP_PLAIN_PORT, DEFAULT_SMTP_STARTTLS_PORT, DEFAULT_SMTP_TIMEOUT,
     DEFAULT_SMTP_TLS_PORT,
 };
@@ -118,9 +118,12 @@ pub(crate) fn ui(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> UiSettin
 }
 
 /// `rate_limits:`; absent keys keep their defaults, `off` disables one.
-pub(crate) fn rate_limits(c: &mut Collector<'_>, main: &RawFile) -> super::values::ratelimit::RateLimitSettings {
-    use super::values::ratelimit::Limit;
-    let mut s = super::values::ratelimit::RateLimitSettings::default();
+pub(crate) fn rate_limits(
+    c: &mut Collector<'_>,
+    main: &RawFile,
+) -> crate::config::values::ratelimit::RateLimitSettings {
+    use crate::config::values::ratelimit::Limit;
+    let mut s = crate::config::values::ratelimit::RateLimitSettings::default();
     let Some(r) = main.rate_limits.as_ref() else {
         return s;
     };

@@ -1,10 +1,10 @@
 //! Validation of the stage catalogue beyond the login core (user_write, prompt, email, captcha,
 //! consent, redirect, dummy, invitation, authenticators) and of the references between stages,
-//! policies and flows. The `mail:`, `ui:` and `rate_limits:` blocks are in `validate_services.rs`.
+//! policies and flows. The `mail:`, `ui:` and `rate_limits:` blocks are in `services.rs`.
 
-use super::model::*;
-use super::raw::*;
-use super::validate::{known, Collector};
+use super::{known, Collector};
+use crate::config::model::*;
+use crate::config::raw::*;
 use std::collections::BTreeMap;
 
 /// Default captcha endpoints (reCAPTCHA, as authentik).
@@ -73,7 +73,7 @@ pub(crate) fn url_ok(u: &str) -> bool {
     (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.chars().any(char::is_whitespace)
 }
 
-/// The stages that `validate_flows::stage` does not handle itself.
+/// The stages that `flows::stage` does not handle itself.
 pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -> StageDef {
     match raw {
         RawStage::UserWrite {
@@ -323,7 +323,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
         } => {
             let target = match (mode.as_deref().unwrap_or("static"), target_static, target_flow) {
                 ("static", Some(t), None) => {
-                    let ok = super::values::next::safe_next(t).is_some() || url_ok(t);
+                    let ok = crate::config::values::next::safe_next(t).is_some() || url_ok(t);
                     if !ok {
                         c.err(
                             fi,
@@ -451,7 +451,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 configuration_stages: configuration_stages.clone(),
             }
         }
-        // The core stages are validated by `validate_flows::stage`.
+        // The core stages are validated by `flows::stage`.
         RawStage::Identification { .. }
         | RawStage::Password { .. }
         | RawStage::UserLogin { .. }

@@ -1,11 +1,11 @@
 //! Validation of flows, stage bindings, stages, policies, policy bindings and identity header
 //! sets. Split from `validate.rs`, which owns the top-level pipeline.
 
-use super::duration::parse_duration;
-use super::model::*;
-use super::presets::{preset, PRESET_NAMES};
-use super::raw::*;
-use super::validate::{known, Collector, ENGINE_MODES};
+use super::{known, Collector, ENGINE_MODES};
+use crate::config::duration::parse_duration;
+use crate::config::model::*;
+use crate::config::presets::{preset, PRESET_NAMES};
+use crate::config::raw::*;
 use std::collections::BTreeMap;
 
 const USER_FIELDS: &[&str] = &["username", "email"];
@@ -59,7 +59,7 @@ pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPoli
                 }
             }
         }
-        other => super::validate_policies::request_policy(c, fi, &p, other),
+        other => super::policies::request_policy(c, fi, &p, other),
     }
 }
 
@@ -145,7 +145,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
         RawStage::Deny { deny_message } => StageDef::Deny {
             deny_message: deny_message.clone().unwrap_or_default(),
         },
-        other => super::validate_stages::stage(c, fi, &p, other),
+        other => super::stages::stage(c, fi, &p, other),
     })
 }
 
