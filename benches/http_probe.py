@@ -13,6 +13,14 @@
   http_probe.py enum PORT USER TRIES
       TRIES identification+password attempts with a wrong password for USER and for unknown
       users, alternating; prints the median time of each, in ms, and the difference in %
+  http_probe.py recovery PORT IDENTIFIER TRIES
+      TRIES recovery attempts for IDENTIFIER (an account with an address) and for unknown
+      identifiers, alternating; each is timed from the identification POST to the answer of the
+      email stage (where the mail is handed over), then one resend; prints medians in ms and
+      the ratio known/unknown of each step
+  http_probe.py smtp PORT DELAY_MS
+      a minimal SMTP sink on 127.0.0.1:PORT that waits DELAY_MS before each reply (a slow
+      relay) and discards what it receives
 """
 import http.client
 import json
@@ -189,8 +197,94 @@ def cmd_enum(port, user, tries):
     )
 
 
+RECOVERY_API = "/.flowgate/api/v3/flows/executor/default-recovery-flow/"
+
+
+def cmd_recovery(port, identifier, tries):
+    port, tries = int(port), int(tries)
+    first = {"known": [], "unknown": []}
+    resend = {"known": [], "unknown": []}
+    bodies = {"known": set(), "unknown": set()}
+
+    def attempt(name, kind):
+        b = Browser(port)
+        b.send("GET", RECOVERY_API)
+        t = time.perf_counter()
+        b.send("POST", RECOVERY_API, {"uid_field": name})
+        status, body = b.send("GET", RECOVERY_API)
+        t1 = time.perf_counter()
+        s2, body2 = b.send("POST", RECOVERY_API, {})
+        t2 = time.perf_counter()
+        if status != 200 or s2 != 200:
+            sys.exit("unexpected status %d/%d for %s (rate limited?)" % (status, s2, name))
+        who = name.encode()
+        bodies[kind].add((body.replace(who, b"X"), body2.replace(who, b"X")))
+        return (t1 - t) * 1e3, (t2 - t1) * 1e3
+
+    for i in range(3):  # warm-up
+        attempt(identifier, "known")
+        attempt("warmup-nobody-%d@example.test" % i, "unknown")
+    for i in range(tries):
+        pair = [(identifier, "known"), ("nobody-%d-%d@example.test" % (os.getpid(), i), "unknown")]
+        if i % 2:
+            pair.reverse()
+        for name, kind in pair:
+            a, b = attempt(name, kind)
+            first[kind].append(a)
+            resend[kind].append(b)
+    same = bodies["known"] == bodies["unknown"]
+    out = []
+    for step, d in (("first", first), ("resend", resend)):
+        mk, mu = statistics.median(d["known"]), statistics.median(d["unknown"])
+        out.append("%s_known_median_ms=%.2f %s_unknown_median_ms=%.2f %s_ratio=%.3f" % (step, mk, step, mu, step, mk / mu))
+    print(" ".join(out) + " same_answers=%s" % ("yes" if same else "no"))
+
+
+def cmd_smtp(port, delay_ms):
+    import asyncio
+
+    delay = int(delay_ms) / 1000.0
+
+    async def session(reader, writer):
+        async def reply(line):
+            await asyncio.sleep(delay)
+            writer.write(line.encode() + b"\r\n")
+            await writer.drain()
+
+        await reply("220 sink ESMTP")
+        data = False
+        while True:
+            line = await reader.readline()
+            if not line:
+                break
+            if data:
+                if line in (b".\r\n", b".\n"):
+                    data = False
+                    await reply("250 queued")
+                continue
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                await reply("250 sink")
+            elif verb == b"DATA":
+                data = True
+                await reply("354 go on")
+            elif verb == b"QUIT":
+                await reply("221 bye")
+                break
+            else:
+                await reply("250 ok")
+        writer.close()
+
+    async def main():
+        server = await asyncio.start_server(session, "127.0.0.1", int(port))
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
 if __name__ == "__main__":
-    cmds = {"login": cmd_login, "probe": cmd_probe, "storm": cmd_storm, "enum": cmd_enum}
+    cmds = {"login": cmd_login, "probe": cmd_probe, "storm": cmd_storm, "enum": cmd_enum, "recovery": cmd_recovery, "smtp": cmd_smtp}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[sys.argv[1]](*sys.argv[2:])

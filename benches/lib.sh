@@ -29,10 +29,12 @@ start_upstream() {
 # start_flowgate [APP_EXTRA]: seeds the user "bench" with a random PASSWORD, writes
 # $WORK/flowgate.yaml (one app in front of the upstream, the shipped flows, brute-force limits
 # off: the benches check many passwords from one address for one user; APP_EXTRA is appended to
-# the app, indented), starts ./target/release/flowgate and waits for its health check.
+# the app, indented; BENCH_MAIL replaces the `mail:` line, default file transport), starts ./target/release/flowgate and waits for its health check.
 # Sets PASSWORD, FG_PID, BASE.
 start_flowgate() {
   local extra=${1:-}
+  local mail_line="mail: { transport: file }"
+  [ -n "${BENCH_MAIL:-}" ] && mail_line=$BENCH_MAIL
   PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
   cat > "$WORK/seed.yaml" <<YAML
 users:
@@ -43,7 +45,7 @@ listen: { http: "127.0.0.1:$PORT" }
 data_dir: "$WORK/data"
 identity: { seed: seed.yaml }
 session: { ttl: 12h, idle_timeout: 1h }
-mail: { transport: file }
+$mail_line
 rate_limits: { password_per_ip: "off", password_per_username: "off" }
 apps:
   - name: bench

@@ -87,6 +87,13 @@ pub struct Running {
 }
 
 impl Running {
+    /// Blocks until every mail accepted so far was sent (or failed), or `timeout` passed; true
+    /// when nothing is left. Mail leaves off the request path, so tests and benches that read
+    /// what was sent wait here first.
+    pub fn wait_mail_idle(&self, timeout: std::time::Duration) -> bool {
+        self.shared.mail_queue.wait_idle(timeout)
+    }
+
     /// Stops accepting, then drains: idle keep-alive connections close, requests in flight
     /// finish (their connections are not kept alive), for at most `limits.shutdown_timeout`;
     /// connections still open then are closed.
@@ -154,6 +161,8 @@ impl Gateway {
             tokens: flow::services::FlowTokens::new(100_000, std::time::Duration::from_secs(7 * 86_400)),
             clock: opts.clock.clone(),
             limits: Arc::new(std::sync::Mutex::new(None)),
+            mail_queue: outbound::mail_queue::MailQueue::start()
+                .map_err(|e| GatewayError::Mail(format!("mail thread: {e}")))?,
         };
         let state = build_state(&config, &shared)?;
         let current = Arc::new(arc_swap::ArcSwap::from_pointee(state));
@@ -238,6 +247,8 @@ struct Shared {
     /// The limiters with their settings: kept across reloads that leave the settings alone, so a
     /// reload does not hand attackers a fresh budget.
     limits: Arc<std::sync::Mutex<Option<LimitsSlot>>>,
+    /// Mail leaves from here, off the request path.
+    mail_queue: outbound::mail_queue::MailQueue,
 }
 
 /// Rate-limit settings with the limiters built from them.
@@ -271,11 +282,13 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
     let services = Arc::new(flow::services::Services {
         sessions: shared.sessions.clone(),
         mailer,
+        mail_queue: shared.mail_queue.clone(),
         public_url: config.mail.as_ref().and_then(|m| m.public_url.clone()),
         mail_templates: flow::services::MailTemplates::load(templates_dir).map_err(GatewayError::Templates)?,
         tokens: shared.tokens.clone(),
         title: config.ui.title.clone(),
         limits: shared.limits_for(&config.rate_limits),
+        reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
     });
     let executor = Executor::new(
         registry,

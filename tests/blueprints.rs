@@ -227,6 +227,7 @@ async fn imported_recovery_by_email_runs() {
     let url = gw.url("/.flowgate/flow/default-recovery-flow/");
     let r = walk(&c, &url, &[("uid_field", "bob")]).await;
     assert_eq!(r.status(), 200);
+    wait_for_mail(&gw);
     let mail_dir = gw.dir.path().join("mail");
     let files: Vec<_> = std::fs::read_dir(&mail_dir)
         .unwrap()

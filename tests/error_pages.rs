@@ -162,10 +162,11 @@ async fn error_pages_show_no_internals() {
     let (status, text) = limited.expect("the username limit answers 429");
     seen.push(("rate limit".into(), status, text));
 
+    // Mail leaves off the request path (ENUM-4): the relay being down shows nowhere.
     let r = walk(&client(), &gw.url(RECOVERY), &[("uid_field", "bob")]).await;
     let (status, text) = text_of(r).await;
-    assert_eq!(status, 400, "{text}");
-    assert!(text.contains("could not be sent"), "{text}");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("Check your email"), "{text}");
     seen.push(("SMTP down".into(), status, text));
 
     // The user store fails under the flows: the users table is gone.

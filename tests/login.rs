@@ -178,7 +178,8 @@ async fn json_api_login_is_authentik_compatible() {
     );
     let (_, v, _) = api(&c, &url, None).await;
     assert_eq!(v["component"], "ak-stage-password");
-    assert_eq!(v["pending_user"], "alice");
+    // What was typed, never the stored username it matched (ENUM-5).
+    assert_eq!(v["pending_user"], "ALICE@example.test");
 
     let (s, v, _) = api(
         &c,

@@ -394,6 +394,7 @@ async fn inactive_users_are_activated_by_the_mailed_link() {
     let hal = users(&gw).get_by_username("hal").await.unwrap().unwrap();
     assert!(!hal.is_active, "written inactive");
     // The file transport wrote one .eml; its link resumes the flow.
+    wait_for_mail(&gw);
     let mail_dir = gw.dir.path().join("mail");
     let files: Vec<_> = std::fs::read_dir(&mail_dir)
         .unwrap()

@@ -154,6 +154,7 @@ pub(crate) async fn user_cmd(store: &UserStore, action: UserCmd) -> anyhow::Resu
                 .create_user(NewUser {
                     username,
                     email,
+                    email_verified: true,
                     name,
                     password: Some(password),
                     groups,

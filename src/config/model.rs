@@ -132,7 +132,38 @@ pub struct IdentitySettings {
     pub seed: Option<PathBuf>,
     /// argon2id parameters.
     pub argon2: Argon2Settings,
+    /// Usernames nobody may choose for themselves (nor anything that looks like one).
+    pub reserved_usernames: Vec<String>,
 }
+
+/// Usernames refused at sign-up by default (`identity.reserved_usernames`): names an app or a
+/// reader may take for an administrator, the system or the mail roles of RFC 2142.
+pub const DEFAULT_RESERVED_USERNAMES: &[&str] = &[
+    "admin",
+    "administrator",
+    "akadmin",
+    "root",
+    "system",
+    "sysadmin",
+    "superuser",
+    "operator",
+    "support",
+    "security",
+    "staff",
+    "moderator",
+    "owner",
+    "flowgate",
+    "authentik",
+    "postmaster",
+    "hostmaster",
+    "webmaster",
+    "abuse",
+    "noc",
+    "anonymous",
+    "nobody",
+    "null",
+    "daemon",
+];
 
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

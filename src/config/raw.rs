@@ -84,6 +84,7 @@ pub struct RawIdentity {
     pub database: Option<String>,
     pub seed: Option<String>,
     pub argon2: Option<RawArgon2>,
+    pub reserved_usernames: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -143,6 +143,8 @@ pub struct Services {
     pub sessions: SessionStore,
     /// Mail transport, when configured.
     pub mailer: Option<Mailer>,
+    /// Where mail is handed over: it is sent off the request path.
+    pub mail_queue: crate::outbound::mail_queue::MailQueue,
     /// Base of links in mail; `None`: the request's own origin when it is trusted.
     pub public_url: Option<String>,
     /// Mail templates.
@@ -153,4 +155,6 @@ pub struct Services {
     pub title: String,
     /// Brute-force limits on password and code checks.
     pub limits: Arc<super::ratelimit::RateLimits>,
+    /// Usernames nobody may choose (`identity.reserved_usernames`).
+    pub reserved_usernames: crate::identity::names::ReservedNames,
 }

@@ -4,9 +4,11 @@
 pub mod hash;
 mod hash_pool;
 pub mod mfa;
+pub mod names;
 pub mod records;
 pub mod seed;
 mod store;
+mod store_keys;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};
 pub use store::{LookupField, NewUser, StoreError, User, UserStore, UserUpdate};

@@ -197,6 +197,7 @@ impl UserStore {
                     let new = NewUser {
                         username: u.username.clone(),
                         email: u.email.clone(),
+                        email_verified: true,
                         name: u.name.clone(),
                         password: None,
                         groups: u.groups.clone(),
@@ -208,14 +209,22 @@ impl UserStore {
                     report.created.push(u.username.clone());
                 }
                 Some(existing) => {
+                    if self.email_taken(&u.email, Some(existing.id)).await? {
+                        return Err(StoreError::Duplicate {
+                            what: "email",
+                            value: u.email.clone(),
+                        });
+                    }
                     let mut tx = self.pool().begin().await?;
-                    sqlx::query("UPDATE users SET email = ?1, name = ?2, attributes = ?3, is_active = ?4, is_superuser = ?5 WHERE id = ?6")
-                        .bind(&u.email)
+                    // The seed's address is the admin's word: verified.
+                    sqlx::query("UPDATE users SET email = ?1, name = ?2, attributes = ?3, is_active = ?4, is_superuser = ?5, email_key = ?7, email_verified = 1 WHERE id = ?6")
+                        .bind(u.email.trim())
                         .bind(&u.name)
                         .bind(Value::Object(u.attributes.clone()).to_string())
                         .bind(u.is_active)
                         .bind(u.is_superuser)
                         .bind(existing.id)
+                        .bind(super::names::email_key(&u.email))
                         .execute(&mut *tx)
                         .await?;
                     UserStore::set_groups(&mut tx, existing.id, &u.groups).await?;

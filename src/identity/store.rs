@@ -3,6 +3,7 @@
 //! recursive query that is safe against cycles.
 
 use super::hash::{HashError, PasswordHasher};
+use super::names;
 use serde_json::{Map, Value};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -55,6 +56,9 @@ pub struct User {
     pub email: String,
     /// Display name, may be empty.
     pub name: String,
+    /// Whether the address was verified (a mailed link was followed) or set by an admin (CLI,
+    /// seed). Only a verified address reaches the upstream as the user's email.
+    pub email_verified: bool,
     /// Active flag.
     pub is_active: bool,
     /// Superuser flag.
@@ -86,6 +90,8 @@ pub struct NewUser {
     pub username: String,
     /// Email.
     pub email: String,
+    /// Whether `email` is verified (admin-provided, or confirmed by a mailed link).
+    pub email_verified: bool,
     /// Display name.
     pub name: String,
     /// Password (hashed before storing).
@@ -105,8 +111,10 @@ pub struct NewUser {
 pub struct UserUpdate {
     /// New username.
     pub username: Option<String>,
-    /// New email.
+    /// New email. A different address is unverified unless `email_verified` says otherwise.
     pub email: Option<String>,
+    /// New verification state of the (new or current) address.
+    pub email_verified: Option<bool>,
     /// New display name.
     pub name: Option<String>,
     /// New password (hashed before storing).
@@ -168,15 +176,22 @@ enum Arg {
 }
 
 const USER_COLUMNS: &str =
-    "id, uid, username, email, name, is_active, is_superuser, attributes, password_hash, password_changed_at";
+    "id, uid, username, email, email_verified, name, is_active, is_superuser, attributes, password_hash, password_changed_at";
 
-fn validate_username(u: &str) -> Result<(), StoreError> {
-    if u.is_empty() || u.chars().count() > 150 || u.chars().any(char::is_control) || u.trim() != u {
-        return Err(StoreError::Invalid(format!(
-            "invalid username {u:?} (1-150 characters, no control characters, no surrounding spaces)"
-        )));
+/// The stored form of a username (NFKC, no invisible characters), or why it is refused.
+fn validate_username(u: &str) -> Result<String, StoreError> {
+    names::normalize_username(u).map_err(|e| StoreError::Invalid(format!("invalid username {u:?}: {e}")))
+}
+
+/// A unique-index violation is a duplicate (two writers raced past the explicit check).
+fn unique_violation(e: sqlx::Error, what: &'static str, value: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate {
+            what,
+            value: value.to_string(),
+        },
+        _ => StoreError::Db(e),
     }
-    Ok(())
 }
 
 fn new_uid() -> String {
@@ -203,6 +218,7 @@ impl UserStore {
         for stmt in SCHEMA {
             sqlx::query(stmt).execute(&pool).await?;
         }
+        super::store_keys::migrate_identity_keys(&pool).await?;
         super::mfa::migrate(&pool).await?;
         super::records::migrate(&pool).await?;
         Ok(Self { pool, hasher })
@@ -252,6 +268,7 @@ impl UserStore {
             uid: r.try_get("uid")?,
             username: r.try_get("username")?,
             email: r.try_get("email")?,
+            email_verified: r.try_get::<i64, _>("email_verified")? != 0,
             name: r.try_get("name")?,
             is_active: r.try_get::<i64, _>("is_active")? != 0,
             is_superuser: r.try_get::<i64, _>("is_superuser")? != 0,
@@ -297,7 +314,12 @@ impl UserStore {
             "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY id LIMIT 1",
             conds.join(" OR ")
         );
-        self.one(&sql, Arg::Text(identifier.to_string())).await
+        let found = self.one(&sql, Arg::Text(identifier.to_string())).await?;
+        if found.is_none() {
+            // The group query a match costs, so an answer takes as long for no account (ENUM-4).
+            self.groups_of(0).await?;
+        }
+        Ok(found)
     }
 
     /// A user by exact username.
@@ -348,39 +370,46 @@ impl UserStore {
     }
 
     pub(crate) async fn insert(&self, new: &NewUser, hash: Option<String>, source: &str) -> Result<User, StoreError> {
-        validate_username(&new.username)?;
+        let username = validate_username(&new.username)?;
+        let email = new.email.trim().to_string();
         let mut tx = self.pool.begin().await?;
-        let taken = sqlx::query("SELECT 1 FROM users WHERE username_lower = lower(?1)")
-            .bind(&new.username)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if taken.is_some() {
+        if Self::username_taken_in(&mut tx, &username, None).await? {
             return Err(StoreError::Duplicate {
                 what: "user",
-                value: new.username.clone(),
+                value: username,
+            });
+        }
+        if Self::email_taken_in(&mut tx, &email, None).await? {
+            return Err(StoreError::Duplicate {
+                what: "email",
+                value: email,
             });
         }
         let id: i64 = sqlx::query(
-            "INSERT INTO users (uid, username, username_lower, email, name, is_active, is_superuser, attributes, password_hash, password_source, password_changed_at)
-             VALUES (?1, ?2, lower(?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, CASE WHEN ?8 IS NULL THEN NULL ELSE strftime('%s','now') END) RETURNING id",
+            "INSERT INTO users (uid, username, username_lower, email, name, is_active, is_superuser, attributes, password_hash, password_source, password_changed_at, username_skeleton, email_key, email_verified)
+             VALUES (?1, ?2, lower(?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, CASE WHEN ?8 IS NULL THEN NULL ELSE strftime('%s','now') END, ?10, ?11, ?12) RETURNING id",
         )
         .bind(new_uid())
-        .bind(&new.username)
-        .bind(&new.email)
+        .bind(&username)
+        .bind(&email)
         .bind(&new.name)
         .bind(new.is_active)
         .bind(new.is_superuser)
         .bind(Value::Object(new.attributes.clone()).to_string())
         .bind(hash.as_deref())
         .bind(if hash.is_some() { source } else { "none" })
+        .bind(names::username_skeleton(&username))
+        .bind(names::email_key(&email))
+        .bind(new.email_verified)
         .fetch_one(&mut *tx)
-        .await?
+        .await
+        .map_err(|e| unique_violation(e, "user", &username))?
         .try_get(0)?;
         Self::set_groups(&mut tx, id, &new.groups).await?;
         tx.commit().await?;
         self.get_by_id(id).await?.ok_or(StoreError::NotFound {
             what: "user",
-            value: new.username.clone(),
+            value: username,
         })
     }
 
@@ -396,9 +425,8 @@ impl UserStore {
     /// Applies `up` to user `id` in one transaction (the password is hashed first, off the
     /// event loop). A username taken by another user is a `Duplicate` error.
     pub async fn update_user(&self, id: i64, up: UserUpdate) -> Result<User, StoreError> {
-        if let Some(u) = &up.username {
-            validate_username(u)?;
-        }
+        let username = up.username.as_deref().map(validate_username).transpose()?;
+        let email = up.email.as_deref().map(|e| e.trim().to_string());
         let hash = match &up.password {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => None,
@@ -419,22 +447,31 @@ impl UserStore {
         for (k, v) in up.attributes {
             attrs.insert(k, v);
         }
-        if let Some(u) = &up.username {
-            let taken = sqlx::query("SELECT 1 FROM users WHERE username_lower = lower(?1) AND id <> ?2")
-                .bind(u)
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if taken.is_some() {
+        if let Some(u) = &username {
+            if Self::username_taken_in(&mut tx, u, Some(id)).await? {
                 return Err(StoreError::Duplicate {
                     what: "user",
                     value: u.clone(),
                 });
             }
         }
+        if let Some(e) = &email {
+            if Self::email_taken_in(&mut tx, e, Some(id)).await? {
+                return Err(StoreError::Duplicate {
+                    what: "email",
+                    value: e.clone(),
+                });
+            }
+        }
+        // SET expressions see the old row: a new address (by key) is unverified unless the
+        // caller says it was verified.
         sqlx::query(
             "UPDATE users SET
                 username = COALESCE(?1, username), username_lower = lower(COALESCE(?1, username)),
+                username_skeleton = COALESCE(?8, username_skeleton),
+                email_verified = CASE WHEN ?10 IS NOT NULL THEN ?10
+                    WHEN ?9 IS NOT NULL AND ?9 <> email_key THEN 0 ELSE email_verified END,
+                email_key = COALESCE(?9, email_key),
                 email = COALESCE(?2, email), name = COALESCE(?3, name), attributes = ?4,
                 is_active = COALESCE(?5, is_active),
                 password_hash = COALESCE(?6, password_hash),
@@ -442,15 +479,19 @@ impl UserStore {
                 password_changed_at = CASE WHEN ?6 IS NULL THEN password_changed_at ELSE strftime('%s','now') END
              WHERE id = ?7",
         )
-        .bind(up.username.as_deref())
-        .bind(up.email.as_deref())
+        .bind(username.as_deref())
+        .bind(email.as_deref())
         .bind(up.name.as_deref())
         .bind(Value::Object(attrs).to_string())
         .bind(up.is_active)
         .bind(hash.as_deref())
         .bind(id)
+        .bind(username.as_deref().map(names::username_skeleton))
+        .bind(email.as_deref().map(names::email_key))
+        .bind(up.email_verified)
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| unique_violation(e, "email", email.as_deref().unwrap_or("")))?;
         for g in &up.add_groups {
             let gid = Self::group_id(&mut tx, g).await?;
             sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_id) VALUES (?1, ?2)")

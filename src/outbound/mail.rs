@@ -134,6 +134,15 @@ impl Mailer {
     }
 }
 
+impl Mailer {
+    /// Builds and formats `mail` as [`Mailer::send`] would and sends nothing: the same work for
+    /// an answer that must not tell whether a mail went out (ENUM-4).
+    pub fn rehearse(&self, mail: &Mail) -> Result<(), MailError> {
+        std::hint::black_box(build(mail)?.formatted());
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Mailer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {

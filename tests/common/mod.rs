@@ -173,8 +173,14 @@ pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::pat
     } else {
         "listen: { http: \"127.0.0.1:0\" }\n"
     };
+    // A test may give its own `identity:` (it then names the seed itself).
+    let identity = if extra.lines().any(|l| l.starts_with("identity:")) {
+        ""
+    } else {
+        "identity: { seed: seed.yaml }\n"
+    };
     format!(
-        "{listen}data_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\n{session}{mail}{extra}\napps:\n{}\n",
+        "{listen}data_dir: \"{}\"\n{identity}{session}{mail}{extra}\napps:\n{}\n",
         dir.display(),
         apps.replace("UPSTREAM", &upstream.to_string())
     )
@@ -560,8 +566,20 @@ pub async fn logged_in(gw: &TestGateway, id: &str) -> bool {
         == 200
 }
 
+/// Waits until every mail the gateway accepted so far was sent: mail leaves off the request
+/// path (ENUM-4), so an answer can come before its mail is written.
+pub fn wait_for_mail(gw: &TestGateway) {
+    if let Some(r) = &gw.running {
+        assert!(
+            r.wait_mail_idle(Duration::from_secs(20)),
+            "mail still queued after 20 s"
+        );
+    }
+}
+
 /// Every `flow_token` link in the mails written to `to` by the file transport.
 pub fn mailed_links(gw: &TestGateway, to: &str) -> Vec<String> {
+    wait_for_mail(gw);
     let dir = gw.dir.path().join("mail");
     let link = regex::Regex::new(r"https?://[^\s<>]+flow_token=[A-Za-z0-9_-]+").unwrap();
     let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -591,6 +609,7 @@ pub fn mailed_link(gw: &TestGateway, to: &str) -> String {
 
 /// Every mail file the file transport wrote, as text (empty when none).
 pub fn all_mail(gw: &TestGateway) -> Vec<String> {
+    wait_for_mail(gw);
     std::fs::read_dir(gw.dir.path().join("mail"))
         .map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect())
         .unwrap_or_default()

@@ -151,7 +151,30 @@ pub(super) fn identity(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_
             format!("{} is out of range (1 to 16)", argon2.parallelism),
         );
     }
-    IdentitySettings { database, seed, argon2 }
+    let reserved_usernames = match raw.and_then(|i| i.reserved_usernames.as_ref()) {
+        None => DEFAULT_RESERVED_USERNAMES.iter().map(|s| s.to_string()).collect(),
+        Some(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for (i, name) in list.iter().enumerate() {
+                if name.trim().is_empty() || name.trim() != name || name.chars().any(char::is_control) {
+                    c.err(
+                        0,
+                        format!("identity.reserved_usernames[{i}]"),
+                        format!("{name:?} is not a username (expected a non-empty name without surrounding spaces or control characters)"),
+                    );
+                } else {
+                    out.push(name.clone());
+                }
+            }
+            out
+        }
+    };
+    IdentitySettings {
+        database,
+        seed,
+        argon2,
+        reserved_usernames,
+    }
 }
 
 pub(super) fn trusted(c: &mut Collector<'_>, main: &RawFile) -> Vec<ipnet::IpNet> {

@@ -196,16 +196,15 @@ pub(super) fn context_json(c: &FlowContext) -> serde_json::Map<String, Value> {
     m
 }
 
+/// Who the pages say is signing in: what the user typed, never the stored username it
+/// matched (ENUM-5). "Signing in as demo" after typing `DEMO` or `demo@example.test` would
+/// tell anyone which identifiers are accounts, since an unknown one can only be echoed.
+/// `show_matched_user` is accepted for authentik compatibility and changes nothing here.
 pub(super) fn pending_display(st: &FlowState) -> Option<String> {
     if let Some(id) = &st.context.pending_user_identifier {
         return Some(id.clone());
     }
-    st.context.pending_user.as_ref().map(|p| {
-        p.user
-            .as_ref()
-            .map(|u| u.username.clone())
-            .unwrap_or_else(|| p.identifier.clone())
-    })
+    st.context.pending_user.as_ref().map(|p| p.identifier.clone())
 }
 
 /// Builds `flow_info`: the title with `%(app)s` and `%(user)s` substituted (the raw title when

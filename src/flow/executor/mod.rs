@@ -169,7 +169,12 @@ pub fn identity_of(u: &User) -> Identity {
         user_id: u.id,
         uid: u.uid.clone(),
         username: u.username.clone(),
-        email: u.email.clone(),
+        // An address nobody confirmed is not the user's as far as the upstream knows (ID-1).
+        email: if u.email_verified {
+            u.email.clone()
+        } else {
+            String::new()
+        },
         name: u.name.clone(),
         groups: u.groups.clone(),
         is_superuser: u.is_superuser,

@@ -8,8 +8,12 @@
 //! activating the user when configured.
 //!
 //! The address is the context's `email`, else the pending user's, else `prompt_data.email`
-//! (enrollment that verifies the address before the user is written). In a recovery flow an
-//! unknown (pretend) user gets the same "mail sent" page and no mail. Links are built from
+//! (enrollment that verifies the address before the user is written). When identification
+//! chose the user, an unknown (pretend) identifier and an account without an address get the
+//! same "mail sent" page as everyone else and no mail; the mail itself is queued and sent off
+//! the request path (`outbound::mail_queue`), so no answer depends on the transport (ENUM-4).
+//! Following the link proves the address: user_write stores it as verified, and an existing
+//! user's address is marked verified here. Links are built from
 //! `mail.public_url`, else from the request's origin when it is trusted (never from an
 //! arbitrary Host header: that would let anyone mail a victim a link to their own server).
 //!
@@ -18,10 +22,10 @@
 //! a refusal is the same 429 for known and unknown addresses.
 
 use super::{Stage, StageCx, StageOutcome};
-use crate::config::{Designation, EmailTemplate};
+use crate::config::EmailTemplate;
 use crate::flow::services::FlowToken;
 use crate::flow::{Challenge, FlowState};
-use crate::identity::UserUpdate;
+use crate::identity::{names, UserUpdate};
 use crate::outbound::mail::Mail;
 use serde_json::{json, Map, Value};
 use std::time::Duration;
@@ -36,6 +40,8 @@ const SENDS: &str = "email_sends";
 pub(crate) const ISSUED: &str = "email_token_hashes";
 /// Most mails one plan may send (first send plus resends).
 const MAX_SENDS: u64 = 5;
+/// Context key, only in the plan parked behind a link: the address the link was mailed to.
+pub(super) const VERIFIED_ADDRESS: &str = "email_verified_address";
 
 /// Mails a link.
 pub(super) struct EmailStage {
@@ -47,8 +53,8 @@ pub(super) struct EmailStage {
 }
 
 enum Sent {
+    /// Queued, or (for an identifier without an account or address) as good as.
     Yes,
-    Skipped,
     Failed(String),
     Limited(Duration),
 }
@@ -108,53 +114,79 @@ impl EmailStage {
             .unwrap_or_default()
     }
 
+    /// Sends (queues) the mail. Every step answers the same whether or not the identifier
+    /// belongs to an account (ENUM-4): the mail limits (FLOOD-1) and the resend limit count
+    /// every attempt, a link base or transport missing fails for everyone, an unknown
+    /// identifier or an account without an address goes through the same motions (a decoy
+    /// token, the template) and queues nothing, and the transport's own result is only logged,
+    /// since the mail leaves off the request path.
     async fn send(&self, cx: &mut StageCx<'_>) -> Sent {
         // FLOOD-1: counted before anything depends on whether the account exists.
         if let Err(wait) = cx.services.limits.check_mail(cx.client_ip, &Self::limit_key(cx)) {
             tracing::warn!(wait_s = wait.as_secs(), "mail rate-limited");
             return Sent::Limited(wait);
         }
-        let pretend = cx.context.pending_user.as_ref().is_some_and(|p| p.user.is_none());
-        if pretend && cx.designation == Designation::Recovery {
-            tracing::info!("recovery for an unknown identifier: no mail sent");
-            return Sent::Skipped;
-        }
         let sends = cx.context.extra.get(SENDS).and_then(Value::as_u64).unwrap_or(0);
         if sends >= MAX_SENDS {
             return Sent::Failed("Too many emails were sent. Please start again later.".into());
         }
-        let (Some(address), user_id, name) = Self::destination(cx) else {
-            return Sent::Failed("No email address is known for this account.".into());
-        };
-        let Some(mailer) = cx.services.mailer.as_ref() else {
+        let Some(mailer) = cx.services.mailer.clone() else {
             tracing::error!("email stage reached without a mail transport");
             return Sent::Failed("Email is not configured.".into());
         };
-        let Some(base) = cx.services.public_url.as_deref().or(cx.origin) else {
+        let Some(base) = cx.services.public_url.clone().or_else(|| cx.origin.map(str::to_string)) else {
             tracing::error!("no trusted origin for mail links: set mail.public_url");
             return Sent::Failed("Email links cannot be built for this address. Contact the administrator.".into());
         };
+        cx.context.extra.insert(SENDS.into(), json!(sends + 1));
+        // Identification picked the pending user: whether it is an account, and whether the
+        // account has an address, must not show. Without one (enrollment) the address is what
+        // the user typed, and a missing one is theirs to fix.
+        let identified = cx.context.pending_user.is_some();
+        let pretend = cx.context.pending_user.as_ref().is_some_and(|p| p.user.is_none());
+        let (address, user_id, name) = Self::destination(cx);
+        let address = match address {
+            Some(a) if !pretend => Some(a),
+            _ if identified => None,
+            _ => return Sent::Failed("No email address is known for this account.".into()),
+        };
         let expires_ms = cx.now_ms.saturating_add(self.expiry.as_millis() as u64);
+        let mut parked = cx.context.clone();
+        // Only the copy behind the link carries the address: a plan that comes back through
+        // the link proves it (user_write marks the address verified).
+        let proved = address.clone().unwrap_or_else(|| self.from.clone());
+        parked.extra.insert(VERIFIED_ADDRESS.into(), Value::String(proved));
         let state = FlowState {
             flow: cx.flow_slug.to_string(),
             plan: cx.plan.to_vec(),
-            context: cx.context.clone(),
+            context: parked,
             query: cx.query.to_string(),
             app: cx.app.map(str::to_string),
         };
-        let token = cx.services.tokens.issue(FlowToken {
-            flow: cx.flow_slug.to_string(),
-            state,
-            user_id,
-            address: address.clone(),
-            browser: Some(crate::flow::services::token_hash(cx.session_id)),
-            expires_ms,
-        });
-        // Cancelling this plan ends its links too (LINK-2).
-        let issued = cx.context.extra.entry(ISSUED).or_insert_with(|| json!([]));
-        if let Value::Array(a) = issued {
-            a.push(json!(crate::flow::services::token_hash(&token)));
-        }
+        let token = match &address {
+            Some(a) => {
+                let token = cx.services.tokens.issue(FlowToken {
+                    flow: cx.flow_slug.to_string(),
+                    state,
+                    user_id,
+                    address: a.clone(),
+                    browser: Some(crate::flow::services::token_hash(cx.session_id)),
+                    expires_ms,
+                });
+                // Cancelling this plan ends its links too (LINK-2).
+                let issued = cx.context.extra.entry(ISSUED).or_insert_with(|| json!([]));
+                if let Value::Array(a) = issued {
+                    a.push(json!(crate::flow::services::token_hash(&token)));
+                }
+                token
+            }
+            // The same work as a real token, kept nowhere (a flood of unknown identifiers
+            // must not crowd real links out of the token store).
+            None => {
+                std::hint::black_box(state);
+                crate::session::new_id()
+            }
+        };
         let query = {
             let mut q = form_urlencoded::Serializer::new(String::new());
             for (k, v) in form_urlencoded::parse(cx.query.as_bytes()).filter(|(k, _)| k != "flow_token") {
@@ -177,52 +209,55 @@ impl EmailStage {
         };
         let mail = Mail {
             from: self.from.clone(),
-            to: address,
+            to: address.clone().unwrap_or_else(|| self.from.clone()),
             subject: self.subject.clone(),
             text,
             html: Some(html),
         };
-        cx.context.extra.insert(SENDS.into(), json!(sends + 1));
-        match mailer.send(&mail).await {
-            Ok(()) => {
-                tracing::info!(flow = %cx.flow_slug, "verification mail sent");
-                Sent::Yes
+        if address.is_some() {
+            if cx.services.mail_queue.enqueue(&mailer, mail) {
+                tracing::info!(flow = %cx.flow_slug, "verification mail queued");
             }
-            Err(e) => {
-                tracing::error!(error = %e, "sending mail failed");
-                Sent::Failed("The email could not be sent. Please try again later.".into())
-            }
+        } else {
+            // Built on the mail thread and dropped: the machine does the same work either way.
+            cx.services.mail_queue.enqueue_decoy(&mailer, mail);
+            tracing::info!(flow = %cx.flow_slug, "no account or no address for the identifier: no mail sent");
         }
+        Sent::Yes
     }
 
+    /// Back through the link: the stored user (if any) is activated when configured, and its
+    /// address is verified when the link went to it.
     async fn restored(&self, cx: &mut StageCx<'_>) -> StageOutcome {
-        if self.activate {
-            let Some(id) = cx
-                .context
-                .pending_user
-                .as_ref()
-                .and_then(|p| p.user.as_ref())
-                .map(|u| u.id)
-            else {
-                return StageOutcome::Continue;
-            };
-            let up = UserUpdate {
-                is_active: Some(true),
-                ..Default::default()
-            };
-            match cx.users.update_user(id, up).await {
-                Ok(u) => {
-                    if let Some(p) = cx.context.pending_user.as_mut() {
-                        p.user = Some(u);
-                    }
+        let Some(user) = cx.context.pending_user.as_ref().and_then(|p| p.user.as_ref()) else {
+            return StageOutcome::Continue;
+        };
+        let proved = cx
+            .context
+            .extra
+            .get(VERIFIED_ADDRESS)
+            .and_then(Value::as_str)
+            .is_some_and(|a| !user.email.is_empty() && names::email_key(a) == names::email_key(&user.email));
+        let up = UserUpdate {
+            is_active: self.activate.then_some(true),
+            email_verified: (proved && !user.email_verified).then_some(true),
+            ..Default::default()
+        };
+        if up.is_active.is_none() && up.email_verified.is_none() {
+            return StageOutcome::Continue;
+        }
+        match cx.users.update_user(user.id, up).await {
+            Ok(u) => {
+                if let Some(p) = cx.context.pending_user.as_mut() {
+                    p.user = Some(u);
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "activating user failed");
-                    return StageOutcome::Deny("Failed to activate the account. Please try again later.".into());
-                }
+                StageOutcome::Continue
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "activating user failed");
+                StageOutcome::Deny("Failed to activate the account. Please try again later.".into())
             }
         }
-        StageOutcome::Continue
     }
 }
 
@@ -236,7 +271,7 @@ impl Stage for EmailStage {
             return StageOutcome::Challenge(self.page());
         }
         match self.send(cx).await {
-            Sent::Yes | Sent::Skipped => {
+            Sent::Yes => {
                 cx.context.extra.insert(SENT.into(), Value::Bool(true));
                 StageOutcome::Challenge(self.page())
             }
@@ -253,7 +288,7 @@ impl Stage for EmailStage {
             return self.restored(cx).await;
         }
         match self.send(cx).await {
-            Sent::Yes | Sent::Skipped => {
+            Sent::Yes => {
                 cx.context.extra.insert(SENT.into(), Value::Bool(true));
                 StageOutcome::Challenge(self.page().with_error(
                     "non_field_errors",

@@ -7,6 +7,7 @@ use super::{Stage, StageCx, StageOutcome};
 use crate::config::{BindingTarget, EngineMode, PolicyBinding, PromptField, PromptKind, DEFAULT_POLICY_TIMEOUT};
 use crate::flow::policies;
 use crate::flow::Challenge;
+use crate::identity::{names, User};
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
@@ -124,13 +125,7 @@ impl PromptStage {
     }
 
     /// Checks one submitted value; `Ok(None)` stores nothing.
-    async fn check(
-        &self,
-        f: &PromptField,
-        raw: Option<&Value>,
-        cx: &StageCx<'_>,
-        acting_user_id: Option<i64>,
-    ) -> Result<Option<Value>, (&'static str, String)> {
+    async fn check(&self, f: &PromptField, raw: Option<&Value>, cx: &StageCx<'_>, acting: Option<&User>) -> Checked {
         let text = match raw {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -168,7 +163,7 @@ impl PromptStage {
         }
         match f.kind {
             PromptKind::Email if !email_ok(value.trim()) => Err(("invalid", "Enter a valid email address.".into())),
-            PromptKind::Email => Ok(Some(Value::String(value.trim().to_string()))),
+            PromptKind::Email if !is_email_field(f) => Ok(Some(Value::String(value.trim().to_string()))),
             PromptKind::Number => match value.trim().parse::<i64>() {
                 Ok(n) => Ok(Some(json!(n))),
                 Err(_) => Err(("invalid", "A valid integer is required.".into())),
@@ -193,28 +188,70 @@ impl PromptStage {
             {
                 Err(("invalid", "Unknown locale.".into()))
             }
-            PromptKind::Username => {
-                if value.trim() != value || value.chars().count() > 150 {
-                    return Err((
-                        "invalid",
-                        "Enter a valid username (at most 150 characters, no surrounding spaces).".into(),
-                    ));
-                }
-                match cx.users.get_by_username(&value).await {
-                    Ok(Some(u)) if Some(u.id) != acting_user_id => Err(("unique", "Username is already taken.".into())),
-                    Ok(_) => Ok(Some(Value::String(value))),
-                    Err(e) => {
-                        tracing::error!(error = %e, "username check failed");
-                        Err((
-                            "unavailable",
-                            "The username could not be checked. Try again later.".into(),
-                        ))
-                    }
-                }
-            }
+            _ if is_username_field(f) => Self::check_username(&value, cx, acting).await,
+            _ if is_email_field(f) => Self::check_email(value.trim(), cx, acting).await,
             _ => Ok(Some(Value::String(value))),
         }
     }
+
+    /// A username someone chooses (ID-2): stored in NFKC, identifier characters only, not
+    /// reserved and not the same as, nor a look-alike of, another user's name. Every refusal
+    /// is a field error on this form.
+    async fn check_username(value: &str, cx: &StageCx<'_>, acting: Option<&User>) -> Checked {
+        let name = match names::normalize_chosen_username(value) {
+            Ok(n) => n,
+            Err(e) => return Err(("invalid", format!("Enter a valid username: {e}."))),
+        };
+        let keeps_own =
+            acting.is_some_and(|u| names::username_skeleton(&u.username) == names::username_skeleton(&name));
+        if !keeps_own && cx.services.reserved_usernames.contains(&name) {
+            return Err(("unique", TAKEN.into()));
+        }
+        match cx.users.username_taken(&name, acting.map(|u| u.id)).await {
+            Ok(true) => Err(("unique", TAKEN.into())),
+            Ok(false) => Ok(Some(Value::String(name))),
+            Err(e) => {
+                tracing::error!(error = %e, "username check failed");
+                Err((
+                    "unavailable",
+                    "The username could not be checked. Try again later.".into(),
+                ))
+            }
+        }
+    }
+
+    /// The address user_write will store (ID-1): not another user's, in any case.
+    async fn check_email(value: &str, cx: &StageCx<'_>, acting: Option<&User>) -> Checked {
+        match cx.users.email_taken(value, acting.map(|u| u.id)).await {
+            Ok(true) => Err(("unique", "This email address is already in use.".into())),
+            Ok(false) => Ok(Some(Value::String(value.to_string()))),
+            Err(e) => {
+                tracing::error!(error = %e, "email check failed");
+                Err((
+                    "unavailable",
+                    "The email address could not be checked. Try again later.".into(),
+                ))
+            }
+        }
+    }
+}
+
+/// What one field check gives: the value to store (if any), or an error code and message.
+type Checked = Result<Option<Value>, (&'static str, String)>;
+
+/// The message for a taken, reserved or look-alike username (one message, so the form does
+/// not tell which list a name is on).
+const TAKEN: &str = "Username is already taken.";
+
+/// A field whose value becomes a username: the `username` type, or any text field user_write
+/// reads as `username` (imported sign-up flows often use `text`).
+fn is_username_field(f: &PromptField) -> bool {
+    f.kind == PromptKind::Username || (f.field_key == "username" && f.kind == PromptKind::Text)
+}
+
+/// A field whose value user_write stores as the email address.
+fn is_email_field(f: &PromptField) -> bool {
+    f.field_key == "email" && matches!(f.kind, PromptKind::Email | PromptKind::Text)
 }
 
 #[async_trait::async_trait]
@@ -225,11 +262,17 @@ impl Stage for PromptStage {
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
         let prompt_data = cx.prompt_data();
-        let acting = cx.acting_user().await.ok().flatten().map(|u| u.id);
+        let acting = match cx.acting_user().await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return StageOutcome::Deny("The form cannot be checked right now.".into());
+            }
+        };
         let mut values = Map::new();
         let mut errors: Vec<(String, &'static str, String)> = Vec::new();
         for f in &self.fields {
-            match self.check(f, response.get(&f.field_key), cx, acting).await {
+            match self.check(f, response.get(&f.field_key), cx, acting.as_ref()).await {
                 Ok(Some(v)) => {
                     values.insert(f.field_key.clone(), v);
                 }

@@ -4,7 +4,10 @@
 //! `prompt_data`: `username`, `email`, `name`, `password`, `attributes` (an object, merged)
 //! and `attributes.<key>` / `attributes_<key>`; everything else is discarded. New users join
 //! `create_users_group` and the context's `groups`. One transaction per write. Creating a user
-//! first takes one sign-up from `rate_limits.signup_per_ip` (FLOOD-1).
+//! first takes one sign-up from `rate_limits.signup_per_ip` (FLOOD-1). The store refuses
+//! another user's address and look-alikes of another user's name; reserved names are refused
+//! here. The written address is verified only when the plan came back through a mailed link
+//! sent to it (ID-1).
 //!
 //! A password written for an existing user ends the user's other sessions (CRED-2): after a
 //! change the browser that made it stays logged in; after a reset (no logged-in user, as in
@@ -16,7 +19,7 @@
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::UserCreationMode;
 use crate::flow::PendingUser;
-use crate::identity::{NewUser, StoreError, UserUpdate};
+use crate::identity::{names, NewUser, StoreError, UserUpdate};
 use serde_json::{Map, Value};
 
 /// Creates or updates a user.
@@ -81,11 +84,26 @@ fn set_nested(root: &mut Map<String, Value>, path: &str, v: Value) {
     }
 }
 
+/// The address a followed mail link proved, if this plan came back through one.
+fn verified_address(cx: &StageCx<'_>) -> Option<String> {
+    if !cx.context.extra.contains_key("is_restored") {
+        return None;
+    }
+    cx.context
+        .extra
+        .get(super::email::VERIFIED_ADDRESS)
+        .and_then(Value::as_str)
+        .map(names::email_key)
+}
+
+/// Only reached when a form did not check the value (a race between two sign-ups, or a
+/// field the prompt stage does not know as a username or email): the form shows the rest.
 fn store_failure(e: StoreError) -> StageOutcome {
     match e {
-        StoreError::Duplicate { value, .. } => {
-            StageOutcome::Deny(format!("Failed to update user: {value:?} is taken."))
-        }
+        StoreError::Duplicate { what, .. } => StageOutcome::Deny(format!(
+            "Failed to update user: the {} is already in use.",
+            if what == "email" { "email address" } else { "username" }
+        )),
         StoreError::Invalid(m) => StageOutcome::Deny(format!("Failed to update user: {m}")),
         other => {
             tracing::error!(error = %other, "user write failed");
@@ -120,6 +138,19 @@ impl Stage for UserWriteStage {
             .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
             .unwrap_or_default();
         let changes_password = fields.password.is_some();
+        if let Some(name) = &fields.username {
+            let own = existing
+                .as_ref()
+                .is_some_and(|u| names::username_skeleton(&u.username) == names::username_skeleton(name));
+            if !own && cx.services.reserved_usernames.contains(name) {
+                return StageOutcome::Deny("Failed to update user: the username is already in use.".into());
+            }
+        }
+        let verified = verified_address(cx);
+        let email_verified = fields
+            .email
+            .as_deref()
+            .is_some_and(|e| verified.as_deref() == Some(names::email_key(e).as_str()));
         let written = match existing {
             Some(u) => {
                 if fields.username.as_deref().is_some_and(|n| n.trim().is_empty()) {
@@ -131,6 +162,7 @@ impl Stage for UserWriteStage {
                         UserUpdate {
                             username: fields.username,
                             email: fields.email,
+                            email_verified: email_verified.then_some(true),
                             name: fields.name,
                             password: fields.password,
                             attributes: fields.attributes,
@@ -158,6 +190,7 @@ impl Stage for UserWriteStage {
                     .create_user(NewUser {
                         username,
                         email: fields.email.unwrap_or_default(),
+                        email_verified,
                         name: fields.name.unwrap_or_default(),
                         password: fields.password,
                         groups: all_groups,
