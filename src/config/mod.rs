@@ -12,6 +12,7 @@ pub mod duration;
 pub mod error;
 pub mod locate;
 pub mod model;
+mod policy_model;
 mod presets;
 pub mod raw;
 mod stage_model;

@@ -6,6 +6,7 @@ mod apps;
 mod collector;
 mod flows;
 mod policies;
+mod secrets;
 mod services;
 mod settings;
 mod stages;

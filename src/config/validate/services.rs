@@ -1,7 +1,7 @@
 //! Validation of the service blocks of the main file: `mail:` (transport, credentials, public
 //! link base), `ui:` (title, template overrides) and `rate_limits:`.
 
-use super::stages::{secret, url_ok};
+use super::secrets::{secret, url_ok};
 use super::Collector;
 use crate::config::model::*;
 use crate::config::raw::*;
