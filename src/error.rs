@@ -1,5 +1,7 @@
 //! `GatewayError`: what can stop the gateway from starting or a command from running. Request
-//! errors never reach here: the proxy answers them with pages and logs them.
+//! errors never reach here: the proxy and the UI name them as
+//! [`crate::http::respond::Refusal`]s, log them where they are decided, and
+//! [`crate::http::respond::render`] answers them.
 
 use crate::config::ConfigErrors;
 use crate::identity::StoreError;

@@ -10,6 +10,9 @@ use flowgate::identity::NewUser;
 const LOGIN: &str = "/.flowgate/flow/default-authentication-flow/";
 const LOGIN_API: &str = "/.flowgate/api/v3/flows/executor/default-authentication-flow/";
 const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
+/// The per-address and per-client mail limits off: these tests walk the per-plan resend limit
+/// for several identifiers from one address (the mail limits are FLOOD-1, `floods.rs`).
+const MAIL_LIMITS_OFF: &str = "rate_limits: { mail_per_address: off, mail_per_ip: off }\n";
 /// More than the email stage's limit of five sends per plan.
 const RESENDS: usize = 7;
 
@@ -87,7 +90,7 @@ async fn add_user_without_email(gw: &TestGateway) {
 
 #[tokio::test]
 async fn recovery_answers_alike_through_the_resend_limit() {
-    let gw = TestGateway::start().await;
+    let gw = TestGateway::start_with(DEFAULT_APP, MAIL_LIMITS_OFF).await;
     add_user_without_email(&gw).await;
     let unknown = recovery_answers(&gw, &client(), "nobody@example.test").await;
     assert!(
@@ -107,7 +110,7 @@ async fn recovery_answers_alike_through_the_resend_limit() {
 
 #[tokio::test]
 async fn recovery_answers_alike_for_an_untrusted_host() {
-    let gw = TestGateway::start().await;
+    let gw = TestGateway::start_with(DEFAULT_APP, MAIL_LIMITS_OFF).await;
     add_user_without_email(&gw).await;
     let host = "evil.example";
     let unknown = recovery_answers(&gw, &client_with_host(host), "nobody@example.test").await;
@@ -127,7 +130,9 @@ async fn recovery_answers_alike_for_an_untrusted_host() {
 #[tokio::test]
 async fn recovery_answers_alike_when_the_relay_is_down() {
     let dead = unused_port();
-    let extra = format!("mail: {{ transport: smtp, host: 127.0.0.1, port: {dead}, security: none, timeout: 2s }}\n");
+    let extra = format!(
+        "mail: {{ transport: smtp, host: 127.0.0.1, port: {dead}, security: none, timeout: 2s }}\n{MAIL_LIMITS_OFF}"
+    );
     let gw = TestGateway::start_with(DEFAULT_APP, &extra).await;
     add_user_without_email(&gw).await;
     let unknown = recovery_answers(&gw, &client(), "nobody@example.test").await;

@@ -1,5 +1,7 @@
 //! Secrets never reach the logs: a login at TRACE level leaves no password, session id or
-//! cookie value in the captured output.
+//! cookie value in the captured output. And every log line of a request carries its request id
+//! (the `request{id=…}` span): the proxy's decision, the flow's and stages' lines, an outbound
+//! call's (the recovery mail), the request line, and the id the app received as `X-Request-Id`.
 
 mod common;
 use common::*;
@@ -48,7 +50,21 @@ async fn login_logs_no_secrets() {
     let done = html_login(&c, &gw.url(""), "/", "alice", ALICE_PASSWORD).await;
     let id = set_cookie_value(&done, "flowgate_session").unwrap();
     assert_eq!(c.get(gw.url("/x")).send().await.unwrap().status(), 200);
+    let forwarded_id = gw
+        .upstream
+        .last()
+        .header("x-request-id")
+        .expect("the app receives X-Request-Id")
+        .to_string();
     c.get(gw.url("/logout")).send().await.unwrap();
+    // A recovery mail: the outbound call logs under the request that asked for it.
+    let r = walk(
+        &client(),
+        &gw.url("/.flowgate/flow/default-recovery-flow/"),
+        &[("uid_field", "alice")],
+    )
+    .await;
+    assert_eq!(all_mail(&gw).len(), 1, "the recovery mail is sent ({})", r.status());
     gw.stop().await;
     let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
     assert!(logs.contains("login"), "the capture works: {logs}");
@@ -61,4 +77,76 @@ async fn login_logs_no_secrets() {
         }
     }
     assert!(!logs.contains("$argon2id$"), "a password hash appeared in the logs");
+    request_ids_tie_lines_together(&logs, &forwarded_id);
+}
+
+/// The value of `name=` in a log line (a span or an event field), quotes removed.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!("{name}=");
+    let at = line
+        .match_indices(&key)
+        .find(|(i, _)| *i == 0 || !line.as_bytes()[i - 1].is_ascii_alphanumeric())?
+        .0;
+    let rest = &line[at + key.len()..];
+    match rest.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next(),
+        None => rest.split([' ', '}', ':']).next(),
+    }
+}
+
+/// The request id of a log line (the `request{id=…}` span), if it was logged inside a request.
+fn id_of(line: &str) -> Option<&str> {
+    field(&line[line.find("request{")?..], "id")
+}
+
+fn request_ids_tie_lines_together(logs: &str, forwarded_id: &str) {
+    let lines: Vec<&str> = logs.lines().collect();
+    let with_id = |id: &str| -> Vec<&str> { lines.iter().copied().filter(|l| id_of(l) == Some(id)).collect() };
+    let decision = |l: &str, d: &str| l.contains("proxy decision") && field(l, "decision") == Some(d);
+    // The login: the executor's line and the proxy's decision (to the UI) share an id.
+    let login = lines
+        .iter()
+        .find(|l| l.contains("flowgate::flow::executor") && l.contains(": login "))
+        .unwrap_or_else(|| panic!("no login line from the flow executor:\n{logs}"));
+    let id = id_of(login).unwrap_or_else(|| panic!("the login line has no request id: {login}"));
+    assert_eq!(id.len(), 32, "{login}");
+    let same = with_id(id);
+    assert!(
+        same.iter().any(|l| decision(l, "ui")),
+        "no proxy decision for the login request {id}:\n{}",
+        same.join("\n")
+    );
+    // The mail written by the email stage: logged under the request whose decision sent it to
+    // the UI.
+    let mail = lines
+        .iter()
+        .find(|l| l.contains("flowgate::outbound::mail") && l.contains("mail written"))
+        .unwrap_or_else(|| panic!("no mail line:\n{logs}"));
+    let mail_id = id_of(mail).unwrap_or_else(|| panic!("the mail line has no request id: {mail}"));
+    assert!(with_id(mail_id).iter().any(|l| decision(l, "ui")), "{mail}");
+    assert!(
+        with_id(mail_id).iter().any(|l| l.contains("flowgate::flow::stages")),
+        "the email stage logs under the same id:\n{}",
+        with_id(mail_id).join("\n")
+    );
+    // Other requests have other ids.
+    let ids: std::collections::BTreeSet<&str> = lines.iter().filter_map(|l| id_of(l)).collect();
+    assert!(ids.len() > 3, "one id for everything? {ids:?}");
+    // The proxied request: the decision (request_filter), the request line (logging phase) and
+    // what the app received share one id, and the span names the user, not the session.
+    let proxied = with_id(forwarded_id);
+    let allowed = proxied
+        .iter()
+        .find(|l| decision(l, "allow"))
+        .unwrap_or_else(|| panic!("no decision logged under the id the app received ({forwarded_id}):\n{logs}"));
+    assert_eq!(field(allowed, "user"), Some("alice"), "{allowed}");
+    assert_eq!(field(allowed, "app"), Some("app"), "{allowed}");
+    assert_eq!(field(allowed, "route"), Some("app"), "{allowed}");
+    assert!(
+        proxied
+            .iter()
+            .any(|l| l.contains("flowgate::proxy") && l.contains(": request ") && field(l, "status") == Some("200")),
+        "no request line under {forwarded_id}:\n{}",
+        proxied.join("\n")
+    );
 }

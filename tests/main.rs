@@ -44,6 +44,7 @@ mod proxy;
 mod redirects;
 mod reload;
 mod reputation;
+mod request_ids;
 mod request_policies;
 mod sessions;
 mod signup_identity;

@@ -1,9 +1,12 @@
 //! The login UI and flow API under the reserved prefix `/.flowgate/`, plus the logout path.
 //! Transport-neutral: the proxy hands over an [`HttpRequest`] (body already read within the
 //! size limit) and writes back the [`HttpResponse`]. Nothing here forwards upstream.
+//! [`respond`] renders every refusal, the proxy's and the UI's, as a page, JSON or a
+//! forward-auth answer.
 
 pub mod forms;
 mod pages;
+pub mod respond;
 mod routes;
 
 pub use pages::Pages;

@@ -131,8 +131,8 @@ impl Pages {
         )
     }
 
-    /// Renders a generic error page.
-    pub fn error(
+    /// Renders the error page; only [`super::respond::render`] calls it.
+    pub(super) fn error(
         &self,
         status: u16,
         heading: &str,

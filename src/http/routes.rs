@@ -3,6 +3,7 @@
 
 use super::forms::{parse_form, parse_json, BodyError};
 use super::pages::{Pages, STYLESHEET};
+use super::respond::{self, Client, NoFlowFor, Refusal};
 use super::{HttpRequest, HttpResponse};
 use crate::config::{Designation, RESERVED_PREFIX};
 use crate::flow::executor::{subject_of_identity, ExecInput, ExecKind, ExecOutput, Executor};
@@ -54,6 +55,14 @@ fn hide_token(req: &HttpRequest, mode: Mode, mut resp: HttpResponse) -> HttpResp
     resp
 }
 
+/// Names the session's user on the request's span (`proxy::request_id`): the username, never
+/// the session id.
+fn record_user(session: Option<&Session>) {
+    if let Some(user) = session.and_then(|s| s.user.as_ref()) {
+        tracing::Span::current().record("user", user.username.as_str());
+    }
+}
+
 /// The UI service.
 pub struct Ui {
     /// Flow executor.
@@ -78,6 +87,16 @@ enum Mode {
     Json,
 }
 
+impl Mode {
+    /// Who is asking, for [`respond::render`].
+    fn client(self) -> Client {
+        match self {
+            Self::Html => Client::UiPage,
+            Self::Json => Client::UiApi,
+        }
+    }
+}
+
 impl Ui {
     /// The session cookie name for this request's scheme.
     pub fn cookie_name(&self, https: bool) -> String {
@@ -96,7 +115,7 @@ impl Ui {
     pub async fn handle(&self, req: &HttpRequest) -> HttpResponse {
         if req.path == self.logout_path {
             if req.method != http::Method::GET && req.method != http::Method::POST {
-                return self.error_page(405, "Method not allowed", "Use GET or POST.");
+                return self.refuse(Mode::Html, Refusal::MethodNotAllowed);
             }
             let slug = match &self.logout_flow {
                 Some(s) => Some(s.clone()),
@@ -104,11 +123,11 @@ impl Ui {
             };
             return match slug {
                 Some(slug) => self.execute(req, &slug, Mode::Html, true).await,
-                None => self.error_page(404, "No flow available", "No logout flow applies to you."),
+                None => self.refuse(Mode::Html, Refusal::NoFlow(NoFlowFor::Logout)),
             };
         }
         let Some(rest) = req.path.strip_prefix(RESERVED_PREFIX) else {
-            return self.not_found();
+            return self.refuse(Mode::Html, Refusal::NotFound);
         };
         let parts: Vec<&str> = rest.split('/').collect();
         match parts.as_slice() {
@@ -129,19 +148,13 @@ impl Ui {
             ["api", "v3", "flows", "executor", slug, ""] => self.execute(req, slug, Mode::Json, false).await,
             ["flows", "-", "default", designation, ""] => self.default_flow(req, designation).await,
             ["flows", "-", "cancel", ""] => self.cancel(req).await,
-            _ => self.not_found(),
+            _ => self.refuse(Mode::Html, Refusal::NotFound),
         }
     }
 
-    fn not_found(&self) -> HttpResponse {
-        self.error_page(404, "Not found", "There is nothing here.")
-    }
-
-    fn error_page(&self, status: u16, heading: &str, message: &str) -> HttpResponse {
-        HttpResponse::html(
-            status,
-            self.pages.error(status, heading, message, &[], Some(("/", "Home"))),
-        )
+    /// The answer to a refusal, as a page or the executor API's JSON.
+    fn refuse(&self, mode: Mode, refusal: Refusal) -> HttpResponse {
+        respond::render(&self.pages, mode.client(), &refusal)
     }
 
     /// "The" flow of a designation for this request's user (docs/design.md §2.9).
@@ -176,7 +189,7 @@ impl Ui {
                 };
                 HttpResponse::redirect(&format!("{RESERVED_PREFIX}flow/{slug}/{q}"))
             }
-            None => self.error_page(404, "No flow available", "No flow of this kind applies to you."),
+            None => self.refuse(Mode::Html, Refusal::NoFlow(NoFlowFor::Designation)),
         }
     }
 
@@ -222,9 +235,11 @@ impl Ui {
     async fn execute(&self, req: &HttpRequest, slug: &str, mode: Mode, logout: bool) -> HttpResponse {
         let is_post = req.method == http::Method::POST;
         if !logout && !is_post && req.method != http::Method::GET {
-            return self.error_page(405, "Method not allowed", "Use GET or POST.");
+            // A page for the executor API too, as it has always answered.
+            return self.refuse(Mode::Html, Refusal::MethodNotAllowed);
         }
         let session = self.session_of(req);
+        record_user(session.as_deref());
         let query = match mode {
             Mode::Html => req.query.clone(),
             Mode::Json => form_urlencoded::parse(req.query.as_bytes())
@@ -236,7 +251,7 @@ impl Ui {
         // The logout path takes GET or POST alike and reads no body.
         if is_post && !logout {
             if !Self::origin_ok(req) {
-                return self.reject(mode, 403, "Cross-origin request refused.");
+                return self.refuse(mode, Refusal::CrossOrigin);
             }
             let ctype = req.header("content-type").unwrap_or("").to_ascii_lowercase();
             let parsed = match mode {
@@ -246,21 +261,17 @@ impl Ui {
             };
             let mut fields = match parsed {
                 Ok(f) => f,
-                Err(BodyError::UnsupportedType) => return self.reject(mode, 415, "Unsupported content type."),
-                Err(BodyError::Malformed(why)) => return self.reject(mode, 400, why),
+                Err(BodyError::UnsupportedType) => return self.refuse(mode, Refusal::UnsupportedType),
+                Err(BodyError::Malformed(why)) => return self.refuse(mode, Refusal::MalformedBody(why)),
             };
             if mode == Mode::Html {
                 let Some(s) = &session else {
-                    return self.reject(mode, 403, "Your session has expired. Please start again.");
+                    return self.refuse(mode, Refusal::SessionExpired);
                 };
                 let token = fields.remove("csrf_token");
                 let given = token.as_ref().and_then(Value::as_str).unwrap_or("");
                 if given.len() != s.csrf.len() || !bool::from(given.as_bytes().ct_eq(s.csrf.as_bytes())) {
-                    return self.reject(
-                        mode,
-                        403,
-                        "The form has expired or did not come from this site. Please try again.",
-                    );
+                    return self.refuse(mode, Refusal::FormExpired);
                 }
             }
             response = Some(fields);
@@ -270,6 +281,9 @@ impl Ui {
                 .route(req.header("host"), n.split('?').next().unwrap_or("/"))
                 .map(|a| a.name.clone())
         });
+        if let Some(app) = &app {
+            tracing::Span::current().record("app", app.as_str());
+        }
         let origin = req
             .header("host")
             .filter(|h| crate::routing::trusted_link_host(&self.router, h))
@@ -285,6 +299,7 @@ impl Ui {
         };
         let token_in_url = carries_token(&input.query);
         let out = self.executor.dispatch(input).await;
+        record_user(out.set_session.as_ref().map(|(s, _)| &**s));
         let resp = self.render(req, mode, out, session);
         if token_in_url {
             hide_token(req, mode, resp)
@@ -293,20 +308,10 @@ impl Ui {
         }
     }
 
-    fn reject(&self, mode: Mode, status: u16, message: &str) -> HttpResponse {
-        match mode {
-            Mode::Html => self.error_page(status, "Request refused", message),
-            Mode::Json => HttpResponse::json(status, &json!({ "detail": message })),
-        }
-    }
-
     fn render(&self, req: &HttpRequest, mode: Mode, out: ExecOutput, old: Option<Arc<Session>>) -> HttpResponse {
         let current = out.set_session.as_ref().map(|(s, _)| s.clone()).or(old);
         let mut resp = match out.kind {
-            ExecKind::UnknownFlow => match mode {
-                Mode::Html => self.not_found(),
-                Mode::Json => HttpResponse::json(404, &json!({ "detail": "Not found." })),
-            },
+            ExecKind::UnknownFlow => self.refuse(mode, Refusal::NotFound),
             ExecKind::StageDone => {
                 let q = if req.query.is_empty() {
                     String::new()
@@ -319,24 +324,14 @@ impl Ui {
                 Mode::Html => HttpResponse::redirect(&to),
                 Mode::Json => HttpResponse::json(200, &json!({ "component": "xak-flow-redirect", "to": to })),
             },
-            ExecKind::RateLimited { flow_info, retry_after } => {
-                let secs = retry_after.as_secs().max(1);
-                let message = format!("Too many attempts. Please wait {secs} seconds and try again.");
-                let resp = match mode {
-                    Mode::Html => HttpResponse::html(
-                        429,
-                        self.pages.error(
-                            429,
-                            &flow_info.title,
-                            &message,
-                            &[],
-                            Some((&flow_info.cancel_url, "Start again")),
-                        ),
-                    ),
-                    Mode::Json => HttpResponse::json(429, &json!({ "detail": message, "retry_after": secs })),
-                };
-                resp.with_header("retry-after", secs.to_string())
-            }
+            ExecKind::RateLimited { flow_info, retry_after } => self.refuse(
+                mode,
+                Refusal::RateLimited {
+                    retry_after: retry_after.as_secs().max(1),
+                    title: flow_info.title,
+                    cancel_url: flow_info.cancel_url,
+                },
+            ),
             ExecKind::AccessDenied {
                 flow_info,
                 message,

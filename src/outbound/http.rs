@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// The error text when the deadline passed before the exchange finished.
 pub const TIMED_OUT: &str = "timed out";
@@ -118,9 +119,13 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
         .map_err(|e| e.to_string())?;
-    let _conn = AbortOnDrop(tokio::spawn(async move {
-        let _ = conn.await;
-    }));
+    // The connection task logs (if at all) under the calling request's span.
+    let _conn = AbortOnDrop(tokio::spawn(
+        async move {
+            let _ = conn.await;
+        }
+        .in_current_span(),
+    ));
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let body = Limited::new(resp.into_body(), max_bytes)

@@ -2,6 +2,7 @@
 //! 431), framing a proxy must not guess at (request smuggling, 400), and the client address as
 //! policies and limits see it behind trusted proxies.
 
+use crate::http::respond::TooLarge;
 use std::net::IpAddr;
 
 /// Longest request target accepted (414 above).
@@ -9,17 +10,20 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// Largest sum of header names and values accepted (431 above).
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
-/// A status and message for a request line or headers over the limits; `(0, "")` when fine.
-pub(super) fn size_problem(h: &pingora::http::RequestHeader) -> (u16, &'static str) {
+/// The limit a request line or its headers are over, if any.
+pub(super) fn size_problem(h: &pingora::http::RequestHeader) -> Option<TooLarge> {
     if h.uri.path_and_query().map_or(0, |p| p.as_str().len()) > MAX_URI_BYTES {
-        return (414, "The address is too long.");
+        return Some(TooLarge::Uri);
     }
     let total: usize = h.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if total > MAX_HEADER_BYTES {
-        return (431, "The request headers are too large.");
+        return Some(TooLarge::Headers);
     }
-    (0, "")
+    None
 }
+
+/// Why a request with both `Content-Length` and `Transfer-Encoding` is refused.
+pub(super) const BOTH_LENGTHS: &str = "Content-Length and Transfer-Encoding together are refused.";
 
 /// Request framing a proxy must not guess at (request smuggling): `Content-Length` together
 /// with `Transfer-Encoding`, several different `Content-Length` values, or a transfer coding
@@ -28,7 +32,7 @@ pub fn framing_problem(h: &http::HeaderMap) -> Option<&'static str> {
     let te: Vec<_> = h.get_all("transfer-encoding").iter().collect();
     let cl: Vec<_> = h.get_all("content-length").iter().collect();
     if !te.is_empty() && !cl.is_empty() {
-        return Some("Content-Length and Transfer-Encoding together are refused.");
+        return Some(BOTH_LENGTHS);
     }
     if cl.len() > 1 && cl.windows(2).any(|w| w[0] != w[1]) {
         return Some("Conflicting Content-Length headers are refused.");

@@ -63,6 +63,20 @@ pub(crate) enum Verdict {
     Deny(Arc<App>, Arc<Identity>, Vec<String>),
 }
 
+impl Verdict {
+    /// The verdict's name, for the proxy's decision log line.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Self::BadPath => "bad_path",
+            Self::NoApp => "no_app",
+            Self::Anonymous(_) => "anonymous",
+            Self::Allow(..) => "allow",
+            Self::Login(_) => "login",
+            Self::Deny(..) => "deny",
+        }
+    }
+}
+
 /// Decides what happens to a request (see the module doc).
 pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
     let Some(norm) = path::normalise(f.raw_path) else {

@@ -21,24 +21,22 @@
 //!   reaches pingora's `fail_to_proxy`, which answers 502.
 //! - `next` goes through the proxy's own login URL builder (`decide::login_url`), which keeps
 //!   it only if `safe_next` accepts it.
+//!
+//! The answers other than a 200 are [`Refusal`]s, rendered for the endpoint by
+//! [`crate::http::respond`].
 
 use super::decide::{self, Facts, Verdict};
-use super::ProxyState;
+use super::{write, ProxyState, RequestCtx};
 use crate::config::{App, RESERVED_PREFIX};
-use crate::http::{security_headers, HttpResponse};
+use crate::http::respond::{self, Client, Refusal};
+use crate::http::HttpResponse;
 use crate::session::Identity;
-use bytes::Bytes;
+use pingora::prelude::Session;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// Which reverse proxy is asking.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// nginx `auth_request`.
-    Nginx,
-    /// Traefik `forwardAuth` and Caddy `forward_auth`.
-    Traefik,
-}
+// Which reverse proxy is asking.
+pub(crate) use crate::http::respond::AuthEndpoint as Kind;
 
 /// The endpoint a raw request path names, if any.
 pub(crate) fn kind_of(raw_path: &str) -> Option<Kind> {
@@ -88,23 +86,49 @@ struct Original {
     method: Option<String>,
 }
 
+/// Serves a forward-auth endpoint for the proxy: answers, and writes the answer with its
+/// identity headers. Nothing is forwarded.
+pub(super) async fn serve(session: &mut Session, ctx: &mut RequestCtx, kind: Kind) -> pingora::Result<bool> {
+    ctx.client = Client::ForwardAuth(kind);
+    let a = {
+        let h = session.req_header();
+        let caller = Caller {
+            headers: &h.headers,
+            method: h.method.as_str(),
+            peer_trusted: ctx.peer_trusted,
+            https: ctx.https,
+            client_ip: ctx.client_ip,
+        };
+        answer(&ctx.state, kind, &caller).await
+    };
+    // An auth request carries no body; if one was sent anyway, do not reuse the connection.
+    let h = &session.req_header().headers;
+    if h.contains_key("transfer-encoding") || h.get("content-length").is_some_and(|v| v.as_bytes() != b"0") {
+        session.set_keepalive(None);
+    }
+    if let Some(app) = a.app {
+        ctx.set_app(app);
+    }
+    if let Some(who) = a.user {
+        ctx.set_user(who);
+    }
+    write::response_with(session, a.response, &a.identity).await?;
+    Ok(true)
+}
+
 /// Answers one forward-auth request. Never panics; never answers 200 except for an allowed
 /// request.
 pub(crate) async fn answer(state: &ProxyState, kind: Kind, c: &Caller<'_>) -> Answer {
+    let refuse = |r: Refusal| refusal(state, kind, r);
     if !c.peer_trusted {
         tracing::warn!(endpoint = ?kind, "forward-auth request from a peer that is not a trusted proxy refused");
-        return refusal(
-            state,
-            403,
-            "Forward auth refused",
-            "This endpoint answers configured trusted proxies only.",
-        );
+        return refuse(Refusal::UntrustedPeer);
     }
     let original = match original(kind, c.headers) {
         Ok(o) => o,
         Err(why) => {
             tracing::warn!(endpoint = ?kind, reason = %why, "forward-auth request without a usable original URL");
-            return refusal(state, 400, "Bad forward-auth request", &why);
+            return refuse(Refusal::BadOriginal(why));
         }
     };
     let facts = Facts {
@@ -115,84 +139,46 @@ pub(crate) async fn answer(state: &ProxyState, kind: Kind, c: &Caller<'_>) -> An
         https: c.https,
         client_ip: c.client_ip,
     };
-    let ok = || HttpResponse {
-        status: 200,
-        headers: security_headers(),
-        body: Bytes::new(),
-    };
     match decide::decide(state, &facts).await {
         Verdict::Anonymous(app) => Answer {
-            response: ok(),
+            response: respond::forward_auth_pass(),
             identity: super::headers::blank_identity_headers(&app.headers, &app),
             app: Some(app),
             user: None,
         },
         Verdict::Allow(app, who) => Answer {
-            response: ok(),
+            response: respond::forward_auth_pass(),
             identity: super::headers::identity_headers(&app.headers, &app, &who),
             app: Some(app),
             user: Some(who),
         },
-        Verdict::BadPath => refusal(
-            state,
-            400,
-            "Bad forward-auth request",
-            "The original path is not valid or is flowgate's own; leave /.flowgate/ out of forward auth.",
-        ),
-        Verdict::NoApp => refusal(
-            state,
-            404,
-            "Not found",
-            "No application is configured for this address.",
-        ),
+        Verdict::BadPath => refuse(Refusal::BadOriginalPath),
+        Verdict::NoApp => refuse(Refusal::NoApp),
         Verdict::Deny(app, who, messages) => {
             tracing::debug!(user = %who.username, app = %app.name, "app policies deny (forward auth)");
-            let page = state.ui.pages.error(
-                403,
-                "Access denied",
-                "You do not have access to this application.",
-                &messages,
-                None,
-            );
             Answer {
-                response: HttpResponse::html(403, page),
-                identity: Vec::new(),
                 app: Some(app),
                 user: Some(who),
+                ..refuse(Refusal::Denied(messages))
             }
         }
         Verdict::Login(app) => {
-            let Some(url) = decide::login_url(state, &app, c.client_ip, &original.target).await else {
-                let mut a = refusal(
-                    state,
-                    404,
-                    "No login available",
-                    "No login flow applies to this request.",
-                );
-                a.app = Some(app);
-                return a;
-            };
-            let response = match kind {
-                Kind::Nginx => HttpResponse::json(
-                    401,
-                    &serde_json::json!({ "error": "authentication required", "login_url": url }),
-                )
-                .with_header("x-flowgate-login", url),
-                Kind::Traefik => HttpResponse::redirect(&url),
+            let login = match decide::login_url(state, &app, c.client_ip, &original.target).await {
+                Some(url) => Refusal::LoginRequired(url),
+                None => Refusal::NoLoginFlow,
             };
             Answer {
-                response,
-                identity: Vec::new(),
                 app: Some(app),
-                user: None,
+                ..refuse(login)
             }
         }
     }
 }
 
-fn refusal(state: &ProxyState, status: u16, heading: &str, message: &str) -> Answer {
+/// A refusal, rendered for the endpoint: no identity headers.
+fn refusal(state: &ProxyState, kind: Kind, r: Refusal) -> Answer {
     Answer {
-        response: HttpResponse::html(status, state.ui.pages.error(status, heading, message, &[], None)),
+        response: respond::render(&state.ui.pages, Client::ForwardAuth(kind), &r),
         identity: Vec::new(),
         app: None,
         user: None,

@@ -1,6 +1,6 @@
 //! Identity headers: strip every client-sent spelling, then set the verified ones. The same
 //! pass removes the client's rewrite and method-override headers (always) and its client-address
-//! and forwarding headers (from untrusted peers), see [`REWRITE_HEADERS`] and
+//! and forwarding headers and `X-Request-Id` (from untrusted peers), see [`REWRITE_HEADERS`] and
 //! [`FORWARDING_HEADERS`].
 //!
 //! A header is an identity header if its name, lowercased with `_` and `.` read as `-`, is one
@@ -112,6 +112,9 @@ impl StripSet {
         {
             names.insert(normalise_name(n), Strip::Untrusted);
         }
+        // The request id is a trusted proxy's to choose: from anyone else every spelling goes,
+        // and the proxy sets its own (`super::request_id`).
+        names.insert(normalise_name(super::request_id::HEADER), Strip::Untrusted);
         for n in REWRITE_HEADERS {
             names.insert(normalise_name(n), Strip::Always);
         }

@@ -40,6 +40,13 @@ const SENDS: &str = "email_sends";
 pub(crate) const ISSUED: &str = "email_token_hashes";
 /// Most mails one plan may send (first send plus resends).
 const MAX_SENDS: u64 = 5;
+
+/// The shortest time a send step takes to answer, whatever happened (ENUM-4): a known account
+/// costs a token, a database write and a queued mail, an unknown identifier less, and the
+/// difference (under a millisecond, more when the mail thread competes for the CPU) must not
+/// show. Every answer of the step waits until this much time has passed since it started. It
+/// is wall time on purpose (what an attacker measures), not the flow clock.
+pub const SEND_ANSWER_FLOOR: Duration = Duration::from_millis(25);
 /// Context key, only in the plan parked behind a link: the address the link was mailed to.
 pub(super) const VERIFIED_ADDRESS: &str = "email_verified_address";
 
@@ -121,6 +128,14 @@ impl EmailStage {
     /// token, the template) and queues nothing, and the transport's own result is only logged,
     /// since the mail leaves off the request path.
     async fn send(&self, cx: &mut StageCx<'_>) -> Sent {
+        let started = tokio::time::Instant::now();
+        let sent = self.send_now(cx).await;
+        tokio::time::sleep_until(started + SEND_ANSWER_FLOOR).await;
+        sent
+    }
+
+    /// [`Self::send`] without the answer floor.
+    async fn send_now(&self, cx: &mut StageCx<'_>) -> Sent {
         // FLOOD-1: counted before anything depends on whether the account exists.
         if let Err(wait) = cx.services.limits.check_mail(cx.client_ip, &Self::limit_key(cx)) {
             tracing::warn!(wait_s = wait.as_secs(), "mail rate-limited");

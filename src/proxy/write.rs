@@ -1,4 +1,5 @@
-//! Writes a flowgate-made [`HttpResponse`] to the client through pingora.
+//! Writes a flowgate-made [`HttpResponse`] (built by [`crate::http::respond`] or the UI) to
+//! the client through pingora.
 
 use crate::http::HttpResponse;
 use pingora::http::ResponseHeader;
@@ -6,14 +7,14 @@ use pingora::prelude::Session;
 use pingora::Result;
 
 /// Sends status, headers and body, closing the response.
-pub(crate) async fn write(session: &mut Session, r: HttpResponse) -> Result<()> {
-    write_with(session, r, &[]).await
+pub(crate) async fn response(session: &mut Session, r: HttpResponse) -> Result<()> {
+    response_with(session, r, &[]).await
 }
 
-/// Like [`write`], with `extra` headers whose names are not static (identity headers on a
+/// Like [`response`], with `extra` headers whose names are not static (identity headers on a
 /// forward-auth answer). The whole header is built before anything is sent, so a bad name or
 /// value is an error with nothing written (pingora then answers 502), never a partial 200.
-pub(crate) async fn write_with(session: &mut Session, r: HttpResponse, extra: &[(String, String)]) -> Result<()> {
+pub(crate) async fn response_with(session: &mut Session, r: HttpResponse, extra: &[(String, String)]) -> Result<()> {
     let mut h = ResponseHeader::build(r.status, Some(r.headers.len() + extra.len() + 1))?;
     for (name, value) in r.headers {
         h.append_header(name, value)?;
