@@ -10,11 +10,13 @@ pub mod blueprint;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod expression;
 pub mod flow;
 pub mod http;
 pub mod identity;
 pub mod input_limits;
 mod listen;
+pub mod loader;
 pub mod outbound;
 pub mod proxy;
 pub mod routing;
@@ -56,6 +58,9 @@ impl Default for StartOptions {
     }
 }
 
+/// The proxy application the listeners serve.
+type ProxyApp = pingora::proxy::HttpProxy<proxy::GatewayProxy>;
+
 /// The gateway.
 pub struct Gateway;
 
@@ -71,7 +76,7 @@ pub struct Running {
     pub sessions: SessionStore,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    app: Arc<listen::ProxyApp>,
+    app: Arc<ProxyApp>,
     /// One permit per open connection; all returned means every connection is closed.
     slots: Arc<listen::Slots>,
     max_connections: u32,
@@ -127,12 +132,7 @@ impl Gateway {
 
     /// Starts the gateway.
     pub async fn start_with(config: Config, opts: StartOptions) -> Result<Running, GatewayError> {
-        let a = config.identity.argon2;
-        let hasher = PasswordHasher::new(HashParams {
-            memory_kib: a.memory_kib,
-            iterations: a.iterations,
-            parallelism: a.parallelism,
-        });
+        let hasher = PasswordHasher::new(HashParams::from(config.identity.argon2));
         let users = UserStore::open(&config.identity.database, hasher).await?;
         if let Some(seed) = &config.identity.seed {
             let (file, base) = identity::seed::SeedFile::load(seed).map_err(|e| GatewayError::Seed(e.to_string()))?;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use flowgate::config::{Config, Source};
-use flowgate::identity::{HashParams, PasswordHasher, UserStore};
+use flowgate::identity::{HashParams, PasswordHasher};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,7 +19,10 @@ const EXIT_USAGE: u8 = 64;
 
 #[path = "cli/accounts.rs"]
 mod accounts;
+#[path = "cli/import.rs"]
+mod import;
 use accounts::{invitation_cmd, open_store, read_password, user_cmd, InvitationCmd, UserCmd};
+use import::import_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
             };
             match rt.block_on(run_async(other)) {
                 Ok(code) => code,
+                Err(e) if e.is::<UsageError>() => ExitCode::from(EXIT_USAGE),
                 Err(e) => fail(e),
             }
         }
@@ -230,20 +234,30 @@ fn flow_or_usage<'a>(cfg: &'a Config, slug: &str) -> Option<&'a flowgate::config
     f
 }
 
-fn load_or_usage(path: &Path) -> Result<Config, ExitCode> {
+/// A failure already reported on stderr that exits with [`EXIT_USAGE`].
+#[derive(Debug)]
+struct UsageError;
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("usage error")
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Loads the config, or prints its errors and fails with [`UsageError`].
+fn load_or_usage(path: &Path) -> anyhow::Result<Config> {
     Config::load(path).map_err(|e| {
         eprintln!("{e}");
-        ExitCode::from(EXIT_USAGE)
+        anyhow::Error::new(UsageError)
     })
 }
 
 async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run { config } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             let running = flowgate::Gateway::start(cfg).await?;
             serve_until_signal(&running, &config).await;
             tracing::info!("shutting down");
@@ -252,20 +266,14 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Demo { listen } => demo(listen).await,
         Cmd::User { config, action } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             let store = open_store(&cfg).await?;
             user_cmd(&store, action).await?;
             store.close().await;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Invitation { config, action } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             if let InvitationCmd::Create { flow: Some(f), .. } = &action {
                 if flow_or_usage(&cfg, f).is_none() {
                     return Ok(ExitCode::from(64));
@@ -283,23 +291,14 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             ip,
             path,
         } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             let Some(f) = flow_or_usage(&cfg, &flow) else {
                 return Ok(ExitCode::from(EXIT_USAGE));
             };
             let subject = match user {
                 None => None,
                 Some(name) => {
-                    let a = cfg.identity.argon2;
-                    let hasher = PasswordHasher::new(HashParams {
-                        memory_kib: a.memory_kib,
-                        iterations: a.iterations,
-                        parallelism: a.parallelism,
-                    });
-                    let store = UserStore::open(&cfg.identity.database, hasher).await?;
+                    let store = open_store(&cfg).await?;
                     let u = store.get_by_username(&name).await?;
                     store.close().await;
                     match u {
@@ -333,10 +332,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Export { config, flow, format } => {
-            let cfg = match load_or_usage(&config) {
-                Ok(c) => c,
-                Err(code) => return Ok(code),
-            };
+            let cfg = load_or_usage(&config)?;
             for f in &flow {
                 if flow_or_usage(&cfg, f).is_none() {
                     return Ok(ExitCode::from(EXIT_USAGE));
@@ -385,67 +381,6 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Import { files, out, strict } => import_cmd(&files, out.as_deref(), strict),
         Cmd::Check { .. } | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
     }
-}
-
-/// `flowgate import`: errors and unsupported entries to standard error; the native YAML to
-/// `out` (written atomically, only when the import succeeds) or standard output.
-fn import_cmd(files: &[PathBuf], out: Option<&Path>, strict: bool) -> anyhow::Result<ExitCode> {
-    let mut texts = Vec::new();
-    for f in files {
-        let text = flowgate::input_limits::read_capped_string(f, flowgate::config::MAX_CONFIG_BYTES)
-            .with_context(|| format!("reading {}", f.display()))?;
-        texts.push((f.display().to_string(), text));
-    }
-    let imported = match flowgate::blueprint::import::import(&texts, &Default::default()) {
-        Ok(i) => i,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("{e}");
-            }
-            return Ok(ExitCode::from(EXIT_USAGE));
-        }
-    };
-    for u in &imported.unsupported {
-        eprintln!("not imported: {u}");
-    }
-    if strict && !imported.unsupported.is_empty() {
-        eprintln!(
-            "--strict: {} item(s) could not be imported; nothing written",
-            imported.unsupported.len()
-        );
-        return Ok(ExitCode::from(EXIT_USAGE));
-    }
-    let names: Vec<String> = texts.iter().map(|(n, _)| n.clone()).collect();
-    let yaml = flowgate::blueprint::import::to_yaml(&imported.doc, &names);
-    if let Err(e) = flowgate::blueprint::import::check(&yaml) {
-        eprintln!("the imported flows do not form a valid config:\n{e}");
-        return Ok(ExitCode::from(EXIT_USAGE));
-    }
-    let Some(out) = out else {
-        print!("{yaml}");
-        if imported.seed.is_some() {
-            eprintln!("users and groups were found: give -o to write them to a seed file");
-        }
-        return Ok(ExitCode::SUCCESS);
-    };
-    write_atomically(out, &yaml)?;
-    if let Some(seed) = &imported.seed {
-        let seed_path = out.with_extension("seed.yaml");
-        write_atomically(&seed_path, &serde_yaml::to_string(seed)?)?;
-        eprintln!(
-            "users and groups written to {} (use it as identity.seed)",
-            seed_path.display()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Writes `text` to a temporary file beside `path`, then renames it over `path`.
-fn write_atomically(path: &Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp~");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 async fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {

@@ -60,7 +60,7 @@ fn every_fixture_is_read() {
         if models_flows {
             flows += 1;
             assert!(!imp.doc["flows"].as_array().unwrap().is_empty(), "{}", path.display());
-            if let Err(e) = import::check(&yaml) {
+            if let Err(e) = flowgate::loader::check_import(&yaml) {
                 panic!("{} imports into an invalid config:\n{e}\n{yaml}", path.display());
             }
         } else {
@@ -410,7 +410,7 @@ fn export_import_export_is_stable() {
     assert!(bp1.contains("model: authentik_stages_authenticator_validate.authenticatorvalidatestage"));
     assert!(bp1.contains("!KeyOf stage-default-authentication-identification"));
     // And the imported document is a valid config of its own.
-    import::check(&import::to_yaml(&imp.doc, &[])).unwrap();
+    flowgate::loader::check_import(&import::to_yaml(&imp.doc, &[])).unwrap();
 }
 
 #[test]
@@ -498,5 +498,5 @@ fn users_and_groups_go_to_a_seed_file() {
     let (file, _) = flowgate::identity::seed::SeedFile::load(&seed).unwrap();
     assert!(!file.groups.is_empty());
     // The written flows are a valid config of their own.
-    import::check(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    flowgate::loader::check_import(&std::fs::read_to_string(&out).unwrap()).unwrap();
 }

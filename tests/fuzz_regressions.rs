@@ -33,7 +33,7 @@ fn blueprint(text: &str) -> Result<String, String> {
     let out = match import::import(&[(name.clone(), text.to_string())], &Default::default()) {
         Ok(imp) => {
             let yaml = import::to_yaml(&imp.doc, &[name]);
-            let _ = import::check(&yaml);
+            let _ = flowgate::loader::check_import(&yaml);
             Ok(yaml)
         }
         Err(errs) => {

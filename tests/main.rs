@@ -34,6 +34,7 @@ mod fuzz_regressions;
 mod http2;
 mod identity_headers;
 mod inspect;
+mod layers;
 mod login;
 mod mailed_links;
 mod outbound;

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
     match flowgate::blueprint::import::import(&files, &Default::default()) {
         Ok(imported) => {
             let yaml = flowgate::blueprint::import::to_yaml(&imported.doc, std::slice::from_ref(name));
-            let _ = flowgate::blueprint::import::check(&yaml);
+            let _ = flowgate::loader::check_import(&yaml);
         }
         Err(errs) => assert!(!errs.is_empty(), "Err with no errors"),
     }

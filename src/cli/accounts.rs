@@ -71,14 +71,9 @@ pub(crate) enum InvitationCmd {
 
 /// The user store the config names.
 pub(crate) async fn open_store(cfg: &Config) -> anyhow::Result<UserStore> {
-    let a = cfg.identity.argon2;
     Ok(UserStore::open(
         &cfg.identity.database,
-        PasswordHasher::new(HashParams {
-            memory_kib: a.memory_kib,
-            iterations: a.iterations,
-            parallelism: a.parallelism,
-        }),
+        PasswordHasher::new(HashParams::from(cfg.identity.argon2)),
     )
     .await?)
 }

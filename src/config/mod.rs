@@ -12,18 +12,16 @@ pub mod duration;
 pub mod error;
 pub mod locate;
 pub mod model;
+mod policy_model;
+mod presets;
 pub mod raw;
 mod stage_model;
 mod validate;
-mod validate_apps;
-mod validate_flows;
-mod validate_policies;
-mod validate_services;
-mod validate_stages;
+pub mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
-pub use validate_flows::preset;
+pub use presets::{preset, PRESET_NAMES};
 
 use std::path::{Path, PathBuf};
 
@@ -43,25 +41,19 @@ pub const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
 /// Most files an `include:` list may pull in.
 pub const MAX_INCLUDED_FILES: usize = 256;
 
+/// Turns the authentik blueprint at a path named by `blueprints:` into a native source plus notes
+/// on what it could not express. Given by the loader (`crate::loader`): `config` itself knows no
+/// blueprint format.
+pub type BlueprintImporter<'a> = &'a dyn Fn(&Path) -> Result<(Source, Vec<String>), Vec<ConfigError>>;
+
 impl Config {
-    /// Reads and validates the main file at `path` and the files it includes.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let src = read_source(path)?;
-        Self::from_sources(vec![src])
-    }
-
-    /// Validates a main file given as a string; includes resolve against the current directory.
-    pub fn from_yaml_str(text: &str, name: &str) -> Result<Config, ConfigErrors> {
-        Self::from_sources(vec![Source {
-            name: name.into(),
-            text: text.into(),
-            base_dir: PathBuf::from("."),
-        }])
-    }
-
     /// Validates a main file (first) plus extra sources that are treated like included files,
-    /// followed by whatever the main file's `include:` names on disk.
-    pub fn from_sources(mut sources: Vec<Source>) -> Result<Config, ConfigErrors> {
+    /// followed by whatever the main file's `include:` names on disk; `import_blueprint` expands
+    /// the main file's `blueprints:` entries.
+    pub fn from_sources_with(
+        mut sources: Vec<Source>,
+        import_blueprint: BlueprintImporter<'_>,
+    ) -> Result<Config, ConfigErrors> {
         let mut errors = Vec::new();
         let mut notes = Vec::new();
         let mut files = Vec::new();
@@ -138,36 +130,6 @@ impl Config {
                 Err(ConfigErrors(errors))
             }
         }
-    }
-}
-
-/// Imports an authentik blueprint named by `blueprints:` into a native source; the notes list
-/// what it could not express.
-fn import_blueprint(path: &Path) -> Result<(Source, Vec<String>), Vec<ConfigError>> {
-    let src = read_source(path).map_err(|e| e.0)?;
-    let files = vec![(src.name.clone(), src.text.clone())];
-    match crate::blueprint::import::import(&files, &Default::default()) {
-        Ok(imp) => {
-            let notes = imp.unsupported.iter().map(|u| format!("not imported: {u}")).collect();
-            Ok((
-                Source {
-                    name: format!("{} (imported)", src.name),
-                    text: crate::blueprint::import::to_yaml(&imp.doc, std::slice::from_ref(&src.name)),
-                    base_dir: src.base_dir,
-                },
-                notes,
-            ))
-        }
-        Err(errs) => Err(errs
-            .into_iter()
-            .map(|e| ConfigError {
-                file: e.file,
-                line: e.line,
-                column: 1,
-                path: e.place,
-                message: e.message,
-            })
-            .collect()),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The validated configuration the rest of flowgate sees: parsed addresses, durations, resolved
-//! paths and references. Built only by `validate.rs`; nothing here touches the disk.
+//! paths and references. Built only by `validate/`; nothing here touches the disk.
 
 use ipnet::IpNet;
 use regex::Regex;
@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use super::policy_model::*;
 pub use super::stage_model::*;
 
 /// Default session cookie name.
@@ -77,7 +78,7 @@ pub struct Config {
     /// Page settings.
     pub ui: UiSettings,
     /// Brute-force limits on password and code checks.
-    pub rate_limits: crate::flow::ratelimit::RateLimitSettings,
+    pub rate_limits: super::values::ratelimit::RateLimitSettings,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.
@@ -442,14 +443,11 @@ pub struct PolicyBinding {
     pub failure_result: bool,
 }
 
-/// Default policy timeout: 30 seconds, as authentik.
-pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Mail settings (`mail:`).
 #[derive(Debug, Clone)]
 pub struct MailSettings {
     /// Transport.
-    pub transport: crate::outbound::mail::MailTransport,
+    pub transport: super::values::mail::MailTransport,
     /// Base of links in mail (`https://auth.example.com`); `None`: the request's host when it
     /// is a configured app host or loopback.
     pub public_url: Option<String>,
@@ -462,73 +460,4 @@ pub struct UiSettings {
     pub title: String,
     /// Directory of templates overriding the built-in ones.
     pub templates: Option<PathBuf>,
-}
-
-/// A validated policy definition.
-#[derive(Debug, Clone)]
-pub enum PolicyDef {
-    /// Fixed result after an optional wait (testing).
-    Dummy {
-        /// Result.
-        result: bool,
-        /// Wait before answering.
-        wait: Duration,
-    },
-    /// The normalised request path matches a regex.
-    Path {
-        /// Pattern.
-        regex: Regex,
-    },
-    /// The request method is one of these (uppercase).
-    Method {
-        /// Methods.
-        methods: Vec<String>,
-    },
-    /// The client address is inside one of these networks.
-    SourceCidr {
-        /// Networks.
-        cidrs: Vec<IpNet>,
-    },
-    /// A request header is present (and matches a regex, if given).
-    Header {
-        /// Header name, lowercase.
-        name: String,
-        /// Pattern for the value.
-        regex: Option<Regex>,
-    },
-    /// Password strength rules.
-    Password {
-        /// The rules.
-        rules: crate::flow::policies::password::PasswordRules,
-    },
-    /// Fails once the user's password is this many days old.
-    PasswordExpiry {
-        /// Maximum age in days.
-        days: u32,
-        /// Only deny (authentik would also make the password unusable otherwise).
-        deny_only: bool,
-    },
-    /// An authentik expression, compiled for the Starlark sandbox.
-    Expression {
-        /// The compiled expression.
-        expression: crate::flow::policies::expression::Expression,
-    },
-    /// Passes when the client IP's or the identifier's reputation is at or below `threshold`.
-    Reputation {
-        /// Check the client IP's score.
-        check_ip: bool,
-        /// Check the identifier's score.
-        check_username: bool,
-        /// Score at or below which the policy passes.
-        threshold: i64,
-    },
-    /// The current UTC time falls on one of the weekdays and inside `[from, to)`.
-    Time {
-        /// Weekdays, 0 = Monday.
-        weekdays: Vec<u8>,
-        /// Start, minutes after midnight UTC.
-        from_minute: u32,
-        /// End (exclusive), minutes after midnight UTC; may be below `from` to span midnight.
-        to_minute: u32,
-    },
 }

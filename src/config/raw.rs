@@ -157,7 +157,11 @@ impl<'de> Deserialize<'de> for RawHeaders {
         impl<'de> Visitor<'de> for V {
             type Value = RawHeaders;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a preset name (default, authentik, remote-user) or a map of custom header names")
+                write!(
+                    f,
+                    "a preset name ({}) or a map of custom header names",
+                    super::presets::PRESET_NAMES.join(", ")
+                )
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<RawHeaders, E> {
                 Ok(RawHeaders::Preset(v.to_string()))

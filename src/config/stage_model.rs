@@ -1,8 +1,25 @@
 //! Validated stage definitions (`stages:`): one variant per stage type with its settings, and
 //! the value types they use (prompt fields, consent modes, device classes…). Built only by
-//! `validate_stages.rs`; re-exported from [`super::model`].
+//! `validate/stages.rs`; re-exported from [`super::model`].
 
 use std::time::Duration;
+
+/// Default `password.failed_attempts_before_cancel`: attempts before the flow is cancelled.
+pub const DEFAULT_FAILED_ATTEMPTS_BEFORE_CANCEL: u32 = 5;
+/// Default `email.token_expiry`: 30 minutes.
+pub const DEFAULT_EMAIL_TOKEN_EXPIRY: Duration = Duration::from_secs(30 * 60);
+/// Default `captcha.score_min_threshold` (score, 0 to 1).
+pub const DEFAULT_CAPTCHA_SCORE_MIN: f64 = 0.5;
+/// Default `captcha.score_max_threshold` (score, 0 to 1).
+pub const DEFAULT_CAPTCHA_SCORE_MAX: f64 = 1.0;
+/// Default `captcha.timeout` for the siteverify call: 10 seconds.
+pub const DEFAULT_CAPTCHA_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `consent.consent_expire_in`: 4 weeks.
+pub const DEFAULT_CONSENT_EXPIRE_IN: Duration = Duration::from_secs(4 * 7 * 86_400);
+/// Default `authenticator_totp.digits`.
+pub const DEFAULT_TOTP_DIGITS: u32 = 6;
+/// Default `authenticator_static.token_count`.
+pub const DEFAULT_STATIC_TOKEN_COUNT: u32 = 6;
 
 /// A validated stage definition.
 #[derive(Debug, Clone)]

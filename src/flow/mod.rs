@@ -4,7 +4,7 @@
 
 pub mod executor;
 pub mod inspect;
-pub mod next;
+pub use crate::config::values::next;
 pub mod planner;
 pub mod policies;
 pub mod ratelimit;

@@ -17,6 +17,17 @@ pub struct HashParams {
     pub parallelism: u32,
 }
 
+impl From<crate::config::Argon2Settings> for HashParams {
+    /// The configured `identity.argon2` costs.
+    fn from(a: crate::config::Argon2Settings) -> Self {
+        Self {
+            memory_kib: a.memory_kib,
+            iterations: a.iterations,
+            parallelism: a.parallelism,
+        }
+    }
+}
+
 impl Default for HashParams {
     fn default() -> Self {
         Self {

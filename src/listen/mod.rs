@@ -3,7 +3,6 @@
 //! wrappers every connection gets: a write buffer ([`buffered`]) and read deadlines
 //! ([`guard`]).
 
-use crate::proxy::GatewayProxy;
 use pingora::apps::ServerApp;
 use pingora::listeners::tls::Acceptor;
 use pingora::protocols::l4::stream::Stream as L4Stream;
@@ -93,9 +92,6 @@ pub use buffered::WriteBuffered;
 pub use guard::{header_done, request_done, Deadlines, Guarded};
 use guard::{PHASE_HEADER, PHASE_OFF};
 
-/// The proxy application type.
-pub(crate) type ProxyApp = pingora::proxy::HttpProxy<GatewayProxy>;
-
 /// The bound on open connections: one semaphore permit per connection (an accept loop holds one
 /// while it waits, so that it never accepts past the bound), and the count of connections open.
 #[derive(Debug)]
@@ -127,9 +123,9 @@ impl Drop for ConnectionSlot {
 /// Accepts connections until shutdown, serving each on its own task. At most `slots`
 /// connections are open at once: beyond that, accepting waits (the kernel backlog queues new
 /// clients) instead of spawning without bound.
-pub(crate) async fn accept_loop(
+pub(crate) async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
-    app: Arc<ProxyApp>,
+    app: Arc<A>,
     tls: Option<Arc<Acceptor>>,
     mut shutdown: ShutdownWatch,
     slots: Arc<Slots>,
@@ -171,9 +167,9 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn serve_connection(
+async fn serve_connection<A: ServerApp + Send + Sync + 'static>(
     tcp: tokio::net::TcpStream,
-    app: Arc<ProxyApp>,
+    app: Arc<A>,
     tls: Option<Arc<Acceptor>>,
     shutdown: ShutdownWatch,
     deadlines: Deadlines,

@@ -7,6 +7,7 @@
 //! is the caller's business. Passwords never reach a log line or a `Debug` output; addresses
 //! are not logged either.
 
+pub use crate::config::values::mail::{MailTransport, SmtpSecurity};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
@@ -14,44 +15,6 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// How mail leaves.
-#[derive(Clone, PartialEq)]
-pub enum MailTransport {
-    /// SMTP through lettre.
-    Smtp {
-        /// Relay host name (also the name its certificate must carry).
-        host: String,
-        /// Relay port.
-        port: u16,
-        /// Transport security.
-        security: SmtpSecurity,
-        /// AUTH user; no AUTH when `None`.
-        username: Option<String>,
-        /// AUTH password (empty when `None` and a username is set).
-        password: Option<String>,
-        /// Deadline for each SMTP command and for the whole send.
-        timeout: Duration,
-        /// Extra PEM root certificate(s) to trust besides the webpki roots, for private relays and tests.
-        ca_file: Option<PathBuf>,
-    },
-    /// One `.eml` file per message in this directory (development).
-    File {
-        /// Directory, created when missing.
-        dir: PathBuf,
-    },
-}
-
-/// Transport security of an SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpSecurity {
-    /// No TLS (local relays only).
-    None,
-    /// Plain connection upgraded with STARTTLS, which the server must offer (usually port 587).
-    StartTls,
-    /// TLS from the first byte (usually port 465).
-    Tls,
-}
 
 /// One message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,35 +61,6 @@ enum Inner {
     File {
         dir: PathBuf,
     },
-}
-
-// === impl MailTransport ===
-
-impl fmt::Debug for MailTransport {
-    /// Like a derived `Debug`, with the password shown as `Some("***")`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Smtp {
-                host,
-                port,
-                security,
-                username,
-                password,
-                timeout,
-                ca_file,
-            } => f
-                .debug_struct("Smtp")
-                .field("host", host)
-                .field("port", port)
-                .field("security", security)
-                .field("username", username)
-                .field("password", &password.as_ref().map(|_| "***"))
-                .field("timeout", timeout)
-                .field("ca_file", ca_file)
-                .finish(),
-            Self::File { dir } => f.debug_struct("File").field("dir", dir).finish(),
-        }
-    }
 }
 
 // === impl Mailer ===

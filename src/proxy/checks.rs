@@ -99,6 +99,19 @@ pub fn raw_has_content_length(raw: &[u8]) -> bool {
     })
 }
 
+/// Whether the socket peer is one of the configured `trusted_proxies`.
+pub fn is_trusted_peer(peer: IpAddr, trusted: &[ipnet::IpNet]) -> bool {
+    trusted.iter().any(|n| n.contains(&peer))
+}
+
+/// The body length a request announces in `Content-Length`, when it is a number.
+pub fn announced_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// Whether a trusted proxy in front says the client's connection is HTTPS: the first value of
 /// `X-Forwarded-Proto` (the edge proxy's), when the socket peer is a trusted proxy. A TLS
 /// terminating load balancer then gets `Secure` `__Host-` cookies and same-origin checks against
@@ -117,7 +130,7 @@ pub fn forwarded_https(headers: &http::HeaderMap, peer_trusted: bool) -> bool {
 /// does not parse stops the walk at the last trusted hop, so a forged or garbled header can
 /// never name an address the trusted chain did not add.
 pub fn effective_client_ip(peer: Option<IpAddr>, xff: &[&str], trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let is_trusted = |ip: &IpAddr| is_trusted_peer(*ip, trusted);
     let mut current = peer?;
     if !is_trusted(&current) {
         return Some(current);

@@ -159,12 +159,7 @@ impl GatewayProxy {
     /// refused before anything is sent upstream.
     async fn body_limit(session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
         let limit = ctx.app.as_ref().and_then(|a| a.max_body_bytes);
-        let announced = session
-            .req_header()
-            .headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let announced = checks::announced_length(&session.req_header().headers);
         match (limit, announced) {
             (Some(limit), Some(len)) if len > limit => {
                 session.set_keepalive(None);
@@ -304,7 +299,7 @@ impl ProxyHttp for GatewayProxy {
         ctx.peer_ip = client_ip(session);
         ctx.peer_trusted = ctx
             .peer_ip
-            .is_some_and(|ip| ctx.state.trusted_proxies.iter().any(|n| n.contains(&ip)));
+            .is_some_and(|ip| checks::is_trusted_peer(ip, &ctx.state.trusted_proxies));
         let h = session.req_header();
         ctx.request_id = request_id::choose(&h.headers, ctx.peer_trusted);
         let raw_path = h.uri.path();

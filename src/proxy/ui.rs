@@ -14,13 +14,8 @@ use std::net::IpAddr;
 /// The UI's request body, or `None` when it is over `max_form_bytes`.
 async fn read_body(state: &ProxyState, session: &mut Session) -> Result<Option<Bytes>> {
     let limit = state.max_form_bytes;
-    let declared = session
-        .req_header()
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    let declared = super::checks::announced_length(&session.req_header().headers);
+    if declared.is_some_and(|n| n > limit as u64) {
         return Ok(None);
     }
     let mut body = Vec::new();

@@ -389,7 +389,7 @@ impl Importer {
                     // An expression the sandbox cannot run becomes a policy that always fails:
                     // dropping it could open what it guarded.
                     if let Some(src) = v.get("expression").and_then(Value::as_str) {
-                        if let Err(e) = crate::flow::policies::expression::compile(src) {
+                        if let Err(e) = crate::expression::compile(src) {
                             let first = e.lines().next().unwrap_or("").to_string();
                             self.note(
                                 &o.at,

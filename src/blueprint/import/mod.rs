@@ -526,36 +526,3 @@ pub fn to_yaml(doc: &Value, sources: &[String]) -> String {
         sources.join(", ")
     )
 }
-
-/// Checks that an imported native document forms a valid config on its own (with a stand-in
-/// main file and, when the document has none, a stand-in logout flow).
-pub fn check(native_yaml: &str) -> Result<(), crate::config::ConfigErrors> {
-    let has_invalidation = serde_yaml::from_str::<serde_yaml::Value>(native_yaml)
-        .ok()
-        .and_then(|d| d.get("flows").cloned())
-        .and_then(|f| f.as_sequence().cloned())
-        .is_some_and(|f| {
-            f.iter()
-                .any(|f| f.get("designation").and_then(serde_yaml::Value::as_str) == Some("invalidation"))
-        });
-    let logout = if has_invalidation {
-        ""
-    } else {
-        "flows:\n  - { slug: flowgate-import-check-logout, designation: invalidation, bindings: [{ stage: flowgate-import-check-logout, order: 0 }] }\nstages:\n  flowgate-import-check-logout: { type: user_logout }\n"
-    };
-    let main = format!("listen: {{ http: \"127.0.0.1:0\" }}\nmail: {{ transport: file }}\n{logout}");
-    let base = std::env::temp_dir();
-    crate::config::Config::from_sources(vec![
-        crate::config::Source {
-            name: "<import check>".into(),
-            text: main,
-            base_dir: base.clone(),
-        },
-        crate::config::Source {
-            name: "<imported>".into(),
-            text: native_yaml.to_string(),
-            base_dir: base,
-        },
-    ])
-    .map(|_| ())
-}

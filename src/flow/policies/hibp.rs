@@ -3,19 +3,13 @@
 //! internal mirrors) or HTTPS, through the shared client in [`crate::outbound::http`] (one hard
 //! deadline for the whole exchange; a bounded answer).
 
+pub use crate::config::values::hibp::{RangeUrl, DEFAULT_TIMEOUT, DEFAULT_URL};
 use crate::outbound::http;
 use sha1::{Digest, Sha1};
 use std::time::Duration;
 
-/// Default range API.
-pub const DEFAULT_URL: &str = "https://api.pwnedpasswords.com/range/";
-/// Default deadline for one lookup.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest answer read.
 pub const MAX_ANSWER_BYTES: usize = 2 * 1024 * 1024;
-
-/// A parsed range API address (`http(s)://host[:port]/path/`; the prefix is appended to the path).
-pub type RangeUrl = http::HttpUrl;
 
 /// How many times `password` appears in breaches, according to the range API at `url`.
 pub async fn count(url: &RangeUrl, password: &str, timeout: Duration) -> Result<u64, String> {

@@ -8,9 +8,13 @@
 
 mod dummy;
 pub mod expression;
+mod header;
 pub mod hibp;
+mod method;
 pub mod password;
-mod request;
+mod path;
+mod source_cidr;
+mod time;
 
 use crate::config::{BindingTarget, EngineMode, PolicyBinding, PolicyDef};
 use std::collections::BTreeMap;
@@ -87,15 +91,15 @@ pub struct EngineResult {
 async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, PolicyError> {
     match def {
         PolicyDef::Dummy { result, wait } => dummy::evaluate(*result, *wait, input).await,
-        PolicyDef::Path { regex } => Ok(request::path(regex, input)),
-        PolicyDef::Method { methods } => Ok(request::method(methods, input)),
-        PolicyDef::SourceCidr { cidrs } => Ok(request::source_cidr(cidrs, input)),
-        PolicyDef::Header { name, regex } => Ok(request::header(name, regex.as_ref(), input)),
+        PolicyDef::Path { regex } => Ok(path::path(regex, input)),
+        PolicyDef::Method { methods } => Ok(method::method(methods, input)),
+        PolicyDef::SourceCidr { cidrs } => Ok(source_cidr::source_cidr(cidrs, input)),
+        PolicyDef::Header { name, regex } => Ok(header::header(name, regex.as_ref(), input)),
         PolicyDef::Time {
             weekdays,
             from_minute,
             to_minute,
-        } => Ok(request::time(weekdays, *from_minute, *to_minute, input)),
+        } => Ok(time::time(weekdays, *from_minute, *to_minute, input)),
         PolicyDef::Reputation {
             check_ip,
             check_username,
@@ -286,6 +290,16 @@ pub fn evaluate_static(bindings: &[PolicyBinding], mode: EngineMode, user: &Subj
         (false, EngineMode::Any) => statics.iter().any(|x| *x),
         (false, EngineMode::All) => statics.iter().all(|x| *x),
     })
+}
+
+/// A request matcher's decision: `what` does not match, when it does not.
+fn verdict(passing: bool, what: &str) -> Decision {
+    let messages = if passing {
+        Vec::new()
+    } else {
+        vec![format!("{what} does not match")]
+    };
+    Decision { passing, messages }
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@ mod authenticator;
 mod captcha;
 mod consent;
 mod deny;
+mod dummy;
 mod email;
 mod identification;
 mod invitation;
-mod misc;
 mod password;
 mod prompt;
+mod redirect;
 mod user_login;
 mod user_logout;
 mod user_write;
@@ -239,11 +240,11 @@ pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Ar
             mode: *mode,
             name: name.to_string(),
         }),
-        StageDef::Redirect { target, keep_context } => Arc::new(misc::RedirectStage {
+        StageDef::Redirect { target, keep_context } => Arc::new(redirect::RedirectStage {
             target: target.clone(),
             keep_context: *keep_context,
         }),
-        StageDef::Dummy { throw_error } => Arc::new(misc::DummyStage {
+        StageDef::Dummy { throw_error } => Arc::new(dummy::DummyStage {
             name: name.to_string(),
             throw_error: *throw_error,
         }),

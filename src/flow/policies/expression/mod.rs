@@ -10,158 +10,34 @@
 //! `regex_replace(value, regex, replacement)`, `list_flatten(value)` and `http_request`. Changes
 //! an expression makes to the context are not written back to the flow.
 
-mod translate;
-
 use super::{Decision, PolicyError, PolicyInput};
-use starlark::environment::{FrozenModule, GlobalsBuilder, LibraryExtension, Module};
-use starlark::eval::Evaluator;
-use starlark::syntax::{AstModule, Dialect};
-use starlark::values::list::AllocList;
-use starlark::values::{OwnedFrozenValue, Value};
+pub use crate::expression::{compile, Expression, MAX_HEAP_BYTES, MAX_STATEMENTS};
+use crate::expression::{Input, UserKey, UserLookup};
 use std::sync::Arc;
 
-/// Most statements one evaluation may run.
-pub const MAX_STATEMENTS: u64 = 100_000;
-/// Most heap bytes one evaluation may hold.
-pub const MAX_HEAP_BYTES: usize = 16 * 1024 * 1024;
-
-/// A compiled expression.
-#[derive(Clone)]
-pub struct Expression {
-    func: Arc<OwnedFrozenValue>,
-    uses_users: bool,
+/// `ak_user_by` answered from the user store, read synchronously on a blocking-pool thread.
+struct StoreLookup {
+    store: crate::identity::UserStore,
+    handle: tokio::runtime::Handle,
 }
 
-thread_local! {
-    /// The user store and runtime `ak_user_by` may use; set only on blocking-pool threads.
-    static USERS: std::cell::RefCell<Option<(crate::identity::UserStore, tokio::runtime::Handle)>> = const { std::cell::RefCell::new(None) };
-}
-
-/// The wrapper function's name (public, so it is imported into each evaluation's module).
-const ENTRY: &str = "flowgate_policy";
-
-impl std::fmt::Debug for Expression {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Expression")
-    }
-}
-
-#[starlark::starlark_module]
-fn regex_globals(builder: &mut GlobalsBuilder) {
-    fn regex_match(value: &str, regex: &str) -> anyhow::Result<bool> {
-        let re = regex::RegexBuilder::new(regex).size_limit(1 << 20).build()?;
-        // authentik uses re.search: a match anywhere counts.
-        Ok(re.is_match(value))
-    }
-
-    fn __ak_user_lookup(field: &str, value: &str) -> anyhow::Result<String> {
-        // Answers JSON text ("null" when unknown) so the Starlark side can build the user.
-        let found = USERS.with(|u| {
-            let guard = u.borrow();
-            let Some((store, handle)) = guard.as_ref() else {
-                return Ok(None);
-            };
-            let fields: &[crate::identity::LookupField] = match field {
-                "username" => &[crate::identity::LookupField::Username],
-                "email" => &[crate::identity::LookupField::Email],
-                _ => return Err(anyhow::anyhow!("ak_user_by supports username= and email=")),
-            };
-            handle
-                .block_on(store.find_user(value, fields, false))
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        })?;
-        Ok(match found {
-            Some(u) => serde_json::json!({
+impl UserLookup for StoreLookup {
+    fn find(&self, key: UserKey, value: &str) -> Result<Option<serde_json::Value>, String> {
+        let fields: &[crate::identity::LookupField] = match key {
+            UserKey::Username => &[crate::identity::LookupField::Username],
+            UserKey::Email => &[crate::identity::LookupField::Email],
+        };
+        let found = self
+            .handle
+            .block_on(self.store.find_user(value, fields, false))
+            .map_err(|e| e.to_string())?;
+        Ok(found.map(|u| {
+            serde_json::json!({
                 "pk": u.id, "username": u.username, "email": u.email, "name": u.name,
                 "is_superuser": u.is_superuser, "groups": u.groups, "attributes": u.attributes,
                 "has_usable_password": u.password_hash.is_some(),
             })
-            .to_string(),
-            None => "null".into(),
-        })
-    }
-
-    fn regex_replace(value: &str, regex: &str, replacement: &str) -> anyhow::Result<String> {
-        let re = regex::RegexBuilder::new(regex).size_limit(1 << 20).build()?;
-        Ok(re.replace_all(value, replacement).into_owned())
-    }
-}
-
-fn globals() -> starlark::environment::Globals {
-    GlobalsBuilder::extended_by(&[
-        LibraryExtension::StructType,
-        LibraryExtension::Json,
-        LibraryExtension::Map,
-        LibraryExtension::Filter,
-    ])
-    .with(regex_globals)
-    .build()
-}
-
-fn dialect() -> Dialect {
-    Dialect {
-        enable_top_level_stmt: true,
-        enable_f_strings: true,
-        ..Dialect::Extended
-    }
-}
-
-/// Compiles an expression; the error names the expression's own line.
-pub fn compile(body: &str) -> Result<Expression, String> {
-    let t = translate::translate(body).map_err(|(line, msg)| format!("expression line {line}: {msg}"))?;
-    let ast = AstModule::parse("expression", t.source, &dialect()).map_err(|e| describe(&e, t.offset))?;
-    let globals = globals();
-    let frozen = Module::with_temp_heap(|module| -> Result<FrozenModule, String> {
-        {
-            let mut eval = Evaluator::new(&module);
-            eval.eval_module(ast, &globals).map_err(|e| describe(&e, t.offset))?;
-        }
-        module
-            .freeze()
-            .map_err(|e| format!("expression cannot be prepared: {e:?}"))
-    })?;
-    let func = frozen
-        .get(ENTRY)
-        .map_err(|e| format!("expression cannot be prepared: {e}"))?;
-    Ok(Expression {
-        func: Arc::new(func),
-        uses_users: body.contains("ak_user_by"),
-    })
-}
-
-fn describe(e: &starlark::Error, offset: usize) -> String {
-    let text = e.without_diagnostic().to_string();
-    let line = e.span().map(|s| s.resolve_span().begin.line + 1);
-    match line {
-        Some(l) if l > offset => format!("expression line {}: {}", l - offset, text.lines().next().unwrap_or("")),
-        _ => format!("expression: {}", text.lines().next().unwrap_or("")),
-    }
-}
-
-/// Counts statements and watches the heap.
-struct Budget {
-    statements: u64,
-}
-
-impl<'e> starlark::eval::BeforeStmtFuncDyn<'e> for Budget {
-    fn call<'v>(
-        &mut self,
-        _span: starlark::codemap::FileSpanRef<'_>,
-        _continued: bool,
-        eval: &mut Evaluator<'v, '_, 'e>,
-    ) -> starlark::Result<()> {
-        self.statements += 1;
-        if self.statements > MAX_STATEMENTS {
-            return Err(starlark::Error::new_other(anyhow::anyhow!(
-                "expression ran more than {MAX_STATEMENTS} statements"
-            )));
-        }
-        if eval.heap().allocated_bytes() > MAX_HEAP_BYTES {
-            return Err(starlark::Error::new_other(anyhow::anyhow!(
-                "expression used more than {MAX_HEAP_BYTES} bytes"
-            )));
-        }
-        Ok(())
+        }))
     }
 }
 
@@ -169,20 +45,17 @@ impl Expression {
     /// Runs the expression; one that looks users up runs on the blocking pool, where the
     /// database may be read synchronously.
     pub async fn evaluate_async(&self, input: &PolicyInput) -> Result<Decision, PolicyError> {
-        match (&input.users, self.uses_users) {
+        match (&input.users, self.uses_users()) {
             (Some(store), true) => {
                 let me = self.clone();
                 let input = input.clone();
-                let store = store.clone();
-                let handle = tokio::runtime::Handle::current();
-                tokio::task::spawn_blocking(move || {
-                    USERS.with(|u| *u.borrow_mut() = Some((store, handle)));
-                    let r = me.evaluate(&input);
-                    USERS.with(|u| *u.borrow_mut() = None);
-                    r
-                })
-                .await
-                .map_err(|_| PolicyError("expression task failed".into()))?
+                let users: Arc<dyn UserLookup> = Arc::new(StoreLookup {
+                    store: store.clone(),
+                    handle: tokio::runtime::Handle::current(),
+                });
+                tokio::task::spawn_blocking(move || Expression::with_users(users, || me.evaluate(&input)))
+                    .await
+                    .map_err(|_| PolicyError("expression task failed".into()))?
             }
             _ => self.evaluate(input),
         }
@@ -196,44 +69,12 @@ impl Expression {
                 "is_superuser": u.is_superuser, "groups": u.groups, "attributes": {},
             })
         });
-        let in_flow = input.in_flow;
-        let result = Module::with_temp_heap(|module| -> Result<(bool, Vec<String>), String> {
-            let mut eval = Evaluator::new(&module);
-            eval.before_stmt_for_dap(starlark::eval::BeforeStmtFunc::Dyn(Box::new(Budget { statements: 0 })));
-            let heap = module.heap();
-            let messages = heap.alloc(AllocList(Vec::<Value<'_>>::new()));
-            let user_v = match &user {
-                Some(u) => heap.alloc(u.clone()),
-                None => Value::new_none(),
-            };
-            let ctx = heap.alloc(input.context.clone());
-            // Unknown addresses read as 255.255.255.255, as authentik does since CVE-2024-47070.
-            let ip = heap.alloc(
-                input
-                    .client_ip
-                    .map(|i| i.to_string())
-                    .unwrap_or_else(|| "255.255.255.255".into()),
-            );
-            let args = [
-                user_v,
-                ctx,
-                Value::new_bool(input.is_sso),
-                ip,
-                messages,
-                Value::new_bool(in_flow),
-            ];
-            let func = module.heap().access_owned_frozen_value(&self.func);
-            let out = eval
-                .eval_function(func, &args, &[])
-                .map_err(|e| e.without_diagnostic().to_string())?;
-            let msgs = starlark::values::list::ListRef::from_value(messages)
-                .map(|l| {
-                    l.iter()
-                        .map(|v| v.unpack_str().map(str::to_string).unwrap_or_else(|| v.to_str()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Ok((out.to_bool(), msgs))
+        let result = self.run(&Input {
+            user,
+            context: &input.context,
+            is_sso: input.is_sso,
+            client_ip: input.client_ip,
+            in_flow: input.in_flow,
         });
         match result {
             Ok((passing, messages)) => Ok(Decision { passing, messages }),

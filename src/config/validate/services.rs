@@ -1,13 +1,15 @@
 //! Validation of the service blocks of the main file: `mail:` (transport, credentials, public
 //! link base), `ui:` (title, template overrides) and `rate_limits:`.
 
-use super::model::*;
-use super::raw::*;
-use super::validate::Collector;
-use super::validate_stages::{secret, url_ok};
-use crate::outbound::mail::{MailTransport, SmtpSecurity};
+use super::secrets::{secret, url_ok};
+use super::Collector;
+use crate::config::model::*;
+use crate::config::raw::*;
+use crate::config::values::mail::{
+    MailTransport, SmtpSecurity, DEFAULT_SMTP_PLAIN_PORT, DEFAULT_SMTP_STARTTLS_PORT, DEFAULT_SMTP_TIMEOUT,
+    DEFAULT_SMTP_TLS_PORT,
+};
 use std::path::Path;
-use std::time::Duration;
 
 /// `mail:`.
 pub(crate) fn mail(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir: &Path) -> Option<MailSettings> {
@@ -72,14 +74,14 @@ pub(crate) fn mail(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir:
             MailTransport::Smtp {
                 host: m.host.clone().unwrap_or_else(|| "localhost".into()),
                 port: m.port.unwrap_or(match security {
-                    SmtpSecurity::Tls => 465,
-                    SmtpSecurity::StartTls => 587,
-                    SmtpSecurity::None => 25,
+                    SmtpSecurity::Tls => DEFAULT_SMTP_TLS_PORT,
+                    SmtpSecurity::StartTls => DEFAULT_SMTP_STARTTLS_PORT,
+                    SmtpSecurity::None => DEFAULT_SMTP_PLAIN_PORT,
                 }),
                 security,
                 username: m.username.clone(),
                 password,
-                timeout: c.duration(0, "mail.timeout".into(), &m.timeout, Duration::from_secs(10)),
+                timeout: c.duration(0, "mail.timeout".into(), &m.timeout, DEFAULT_SMTP_TIMEOUT),
                 ca_file: m.ca_file.as_deref().map(|f| base.join(f)),
             }
         }
@@ -116,9 +118,12 @@ pub(crate) fn ui(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> UiSettin
 }
 
 /// `rate_limits:`; absent keys keep their defaults, `off` disables one.
-pub(crate) fn rate_limits(c: &mut Collector<'_>, main: &RawFile) -> crate::flow::ratelimit::RateLimitSettings {
-    use crate::flow::ratelimit::Limit;
-    let mut s = crate::flow::ratelimit::RateLimitSettings::default();
+pub(crate) fn rate_limits(
+    c: &mut Collector<'_>,
+    main: &RawFile,
+) -> crate::config::values::ratelimit::RateLimitSettings {
+    use crate::config::values::ratelimit::Limit;
+    let mut s = crate::config::values::ratelimit::RateLimitSettings::default();
     let Some(r) = main.rate_limits.as_ref() else {
         return s;
     };

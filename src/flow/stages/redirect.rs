@@ -1,9 +1,8 @@
-//! Redirect (docs/design.md §5.13) and dummy (§5.12) stages.
+//! The redirect stage (docs/design.md §5.13).
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::RedirectTarget;
-use crate::flow::Challenge;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// Sends the user to a URL or into another flow.
 pub(super) struct RedirectStage {
@@ -36,30 +35,5 @@ impl Stage for RedirectStage {
                 keep_context: self.keep_context,
             },
         }
-    }
-}
-
-/// Shows a page and continues; `throw_error` fails instead.
-pub(super) struct DummyStage {
-    pub(super) name: String,
-    pub(super) throw_error: bool,
-}
-
-#[async_trait::async_trait]
-impl Stage for DummyStage {
-    async fn challenge(&self, _cx: &mut StageCx<'_>) -> StageOutcome {
-        if self.throw_error {
-            return StageOutcome::Deny(format!("Stage {} failed (throw_error is set).", self.name));
-        }
-        let mut m = Map::new();
-        m.insert("name".into(), json!(self.name));
-        StageOutcome::Challenge(Challenge::new("ak-stage-dummy", m, false))
-    }
-
-    async fn submit(&self, cx: &mut StageCx<'_>, _response: &Map<String, Value>) -> StageOutcome {
-        if self.throw_error {
-            return self.challenge(cx).await;
-        }
-        StageOutcome::Continue
     }
 }

@@ -1,9 +1,9 @@
 //! Validation of flowgate's request-matcher policies (path, method, source CIDR, header, time),
 //! used mostly for per-app access control.
 
-use super::model::PolicyDef;
-use super::raw::RawPolicy;
-use super::validate::Collector;
+use super::Collector;
+use crate::config::model::{PolicyDef, DEFAULT_REPUTATION_THRESHOLD, DEFAULT_ZXCVBN_SCORE_THRESHOLD};
+use crate::config::raw::RawPolicy;
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 /// Largest compiled regex accepted in a policy, in bytes.
@@ -72,8 +72,8 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
             zxcvbn_score_threshold,
         } => {
             let hibp = if check_have_i_been_pwned.unwrap_or(false) {
-                let url = hibp_url.as_deref().unwrap_or(crate::flow::policies::hibp::DEFAULT_URL);
-                match crate::flow::policies::hibp::RangeUrl::parse(url) {
+                let url = hibp_url.as_deref().unwrap_or(crate::config::values::hibp::DEFAULT_URL);
+                match crate::config::values::hibp::RangeUrl::parse(url) {
                     Ok(u) => Some(u),
                     Err(e) => {
                         c.err(fi, format!("{p}.hibp_url"), e);
@@ -87,9 +87,9 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
                 fi,
                 format!("{p}.hibp_timeout"),
                 hibp_timeout,
-                crate::flow::policies::hibp::DEFAULT_TIMEOUT,
+                crate::config::values::hibp::DEFAULT_TIMEOUT,
             );
-            let threshold = zxcvbn_score_threshold.unwrap_or(2);
+            let threshold = zxcvbn_score_threshold.unwrap_or(DEFAULT_ZXCVBN_SCORE_THRESHOLD);
             if threshold > 4 {
                 c.err(
                     fi,
@@ -98,7 +98,7 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
                 );
             }
             Some(PolicyDef::Password {
-                rules: crate::flow::policies::password::PasswordRules {
+                rules: crate::config::values::password_rules::PasswordRules {
                     password_field: password_field.clone().unwrap_or_else(|| "password".into()),
                     check_static_rules: check_static_rules.unwrap_or(true),
                     check_zxcvbn: check_zxcvbn.unwrap_or(false),
@@ -109,7 +109,7 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
                     length_min: length_min.unwrap_or(0),
                     symbol_charset: symbol_charset
                         .clone()
-                        .unwrap_or_else(|| crate::flow::policies::password::DEFAULT_SYMBOLS.into()),
+                        .unwrap_or_else(|| crate::config::values::password_rules::DEFAULT_SYMBOLS.into()),
                     error_message: error_message.clone().unwrap_or_default(),
                     zxcvbn_score_threshold: threshold,
                     hibp,
@@ -127,7 +127,7 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
                 deny_only: deny_only.unwrap_or(false),
             })
         }
-        RawPolicy::Expression { expression } => match crate::flow::policies::expression::compile(expression) {
+        RawPolicy::Expression { expression } => match crate::expression::compile(expression) {
             Ok(expression) => Some(PolicyDef::Expression { expression }),
             Err(e) => {
                 c.err(fi, format!("{p}.expression"), e);
@@ -150,7 +150,7 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
             Some(PolicyDef::Reputation {
                 check_ip,
                 check_username,
-                threshold: threshold.unwrap_or(-5),
+                threshold: threshold.unwrap_or(DEFAULT_REPUTATION_THRESHOLD),
             })
         }
         // Case-insensitive, like app prefixes: a deny rule on `^/admin` must also catch `/ADMIN`,

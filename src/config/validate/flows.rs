@@ -1,10 +1,11 @@
 //! Validation of flows, stage bindings, stages, policies, policy bindings and identity header
 //! sets. Split from `validate.rs`, which owns the top-level pipeline.
 
-use super::duration::parse_duration;
-use super::model::*;
-use super::raw::*;
-use super::validate::{known, Collector, ENGINE_MODES};
+use super::{known, Collector, ENGINE_MODES};
+use crate::config::duration::parse_duration;
+use crate::config::model::*;
+use crate::config::presets::{preset, PRESET_NAMES};
+use crate::config::raw::*;
 use std::collections::BTreeMap;
 
 const USER_FIELDS: &[&str] = &["username", "email"];
@@ -58,7 +59,7 @@ pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPoli
                 }
             }
         }
-        other => super::validate_policies::request_policy(c, fi, &p, other),
+        other => super::policies::request_policy(c, fi, &p, other),
     }
 }
 
@@ -111,7 +112,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             failed_attempts_before_cancel,
             allow_show_password,
         } => {
-            let n = failed_attempts_before_cancel.unwrap_or(5);
+            let n = failed_attempts_before_cancel.unwrap_or(DEFAULT_FAILED_ATTEMPTS_BEFORE_CANCEL);
             if n == 0 {
                 c.err(fi, format!("{p}.failed_attempts_before_cancel"), "must be at least 1");
             }
@@ -144,7 +145,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
         RawStage::Deny { deny_message } => StageDef::Deny {
             deny_message: deny_message.clone().unwrap_or_default(),
         },
-        other => super::validate_stages::stage(c, fi, &p, other),
+        other => super::stages::stage(c, fi, &p, other),
     })
 }
 
@@ -385,7 +386,7 @@ pub(crate) fn headers(c: &mut Collector<'_>, p: &str, raw: Option<&RawHeaders>) 
         Some(RawHeaders::Preset(name)) => match preset(name) {
             Some(h) => Some(h),
             None => {
-                c.err(0, p, format!("unknown header preset {name:?} (expected one of: default, authentik, remote-user, or a map with user, email, groups, name, uid)"));
+                c.err(0, p, format!("unknown header preset {name:?} (expected one of: {}, or a map with user, email, groups, name, uid)", PRESET_NAMES.join(", ")));
                 None
             }
         },
@@ -426,42 +427,4 @@ pub(crate) fn headers(c: &mut Collector<'_>, p: &str, raw: Option<&RawHeaders>) 
             Some(set)
         }
     }
-}
-
-/// The named identity header presets.
-pub fn preset(name: &str) -> Option<HeaderSet> {
-    let s = |v: &str| Some(v.to_string());
-    Some(match name {
-        "default" => HeaderSet {
-            preset: name.into(),
-            user: s("X-Forwarded-User"),
-            email: s("X-Forwarded-Email"),
-            groups: s("X-Forwarded-Groups"),
-            name: s("X-Forwarded-Name"),
-            uid: s("X-Forwarded-Uid"),
-            groups_separator: ",".into(),
-            meta: false,
-        },
-        "authentik" => HeaderSet {
-            preset: name.into(),
-            user: s("X-authentik-username"),
-            email: s("X-authentik-email"),
-            groups: s("X-authentik-groups"),
-            name: s("X-authentik-name"),
-            uid: s("X-authentik-uid"),
-            groups_separator: "|".into(),
-            meta: true,
-        },
-        "remote-user" => HeaderSet {
-            preset: name.into(),
-            user: s("Remote-User"),
-            email: s("Remote-Email"),
-            groups: s("Remote-Groups"),
-            name: s("Remote-Name"),
-            uid: None,
-            groups_separator: ",".into(),
-            meta: false,
-        },
-        _ => return None,
-    })
 }

@@ -1,80 +1,17 @@
 //! Validation of the stage catalogue beyond the login core (user_write, prompt, email, captcha,
 //! consent, redirect, dummy, invitation, authenticators) and of the references between stages,
-//! policies and flows. The `mail:`, `ui:` and `rate_limits:` blocks are in `validate_services.rs`.
+//! policies and flows. The `mail:`, `ui:` and `rate_limits:` blocks are in `services.rs`.
 
-use super::model::*;
-use super::raw::*;
-use super::validate::{known, Collector};
+use super::secrets::{secret, url_ok};
+use super::{known, Collector};
+use crate::config::model::*;
+use crate::config::raw::*;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// Default captcha endpoints (reCAPTCHA, as authentik).
 const DEFAULT_CAPTCHA_JS: &str = "https://www.recaptcha.net/recaptcha/api.js";
 const DEFAULT_CAPTCHA_API: &str = "https://www.recaptcha.net/recaptcha/api/siteverify";
-/// Longest value a secret file may hold.
-const MAX_SECRET_BYTES: u64 = 64 * 1024;
-
-/// Reads a secret from an environment variable or a file (trailing newline removed).
-pub(crate) fn secret(
-    c: &mut Collector<'_>,
-    fi: usize,
-    p: &str,
-    inline: Option<&String>,
-    env: Option<&String>,
-    file: Option<&String>,
-    key: &str,
-) -> Option<String> {
-    let given = [inline.is_some(), env.is_some(), file.is_some()];
-    if given.iter().filter(|g| **g).count() > 1 {
-        c.err(
-            fi,
-            format!("{p}.{key}"),
-            format!("set only one of {key}, {key}_env, {key}_file"),
-        );
-        return None;
-    }
-    if let Some(v) = inline {
-        return Some(v.clone());
-    }
-    if let Some(var) = env {
-        return match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Some(v),
-            _ => {
-                c.err(
-                    fi,
-                    format!("{p}.{key}_env"),
-                    format!("environment variable {var:?} is not set or empty"),
-                );
-                None
-            }
-        };
-    }
-    let path = file?;
-    let base = c.sources.get(fi).map(|s| s.base_dir.clone()).unwrap_or_default();
-    let full = base.join(path);
-    let read = crate::input_limits::read_capped_string(&full, MAX_SECRET_BYTES);
-    match read {
-        Ok(v) if !v.trim_end_matches(['\r', '\n']).is_empty() => Some(v.trim_end_matches(['\r', '\n']).to_string()),
-        Ok(_) => {
-            c.err(fi, format!("{p}.{key}_file"), format!("{} is empty", full.display()));
-            None
-        }
-        Err(e) => {
-            c.err(
-                fi,
-                format!("{p}.{key}_file"),
-                format!("cannot read {}: {e}", full.display()),
-            );
-            None
-        }
-    }
-}
-
-pub(crate) fn url_ok(u: &str) -> bool {
-    (u.starts_with("https://") || u.starts_with("http://")) && u.len() > 8 && !u.chars().any(char::is_whitespace)
-}
-
-/// The stages that `validate_flows::stage` does not handle itself.
+/// The stages that `flows::stage` does not handle itself.
 pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -> StageDef {
     match raw {
         RawStage::UserWrite {
@@ -202,7 +139,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 fi,
                 format!("{p}.token_expiry"),
                 token_expiry,
-                Duration::from_secs(30 * 60),
+                DEFAULT_EMAIL_TOKEN_EXPIRY,
             );
             if expiry.is_zero() {
                 c.err(fi, format!("{p}.token_expiry"), "must be greater than zero");
@@ -273,12 +210,12 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 public_key: public_key.clone(),
                 private_key: key.unwrap_or_default(),
                 interactive: interactive.unwrap_or(false),
-                score_min_threshold: score_min_threshold.unwrap_or(0.5),
-                score_max_threshold: score_max_threshold.unwrap_or(1.0),
+                score_min_threshold: score_min_threshold.unwrap_or(DEFAULT_CAPTCHA_SCORE_MIN),
+                score_max_threshold: score_max_threshold.unwrap_or(DEFAULT_CAPTCHA_SCORE_MAX),
                 error_on_invalid_score: error_on_invalid_score.unwrap_or(true),
                 js_url: js,
                 api_url: api,
-                timeout: c.duration(fi, format!("{p}.timeout"), timeout, Duration::from_secs(10)),
+                timeout: c.duration(fi, format!("{p}.timeout"), timeout, DEFAULT_CAPTCHA_TIMEOUT),
             })
         }
         RawStage::Consent {
@@ -306,7 +243,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 fi,
                 format!("{p}.consent_expire_in"),
                 consent_expire_in,
-                Duration::from_secs(4 * 7 * 86_400),
+                DEFAULT_CONSENT_EXPIRE_IN,
             );
             StageDef::Consent {
                 mode: match m {
@@ -324,7 +261,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
         } => {
             let target = match (mode.as_deref().unwrap_or("static"), target_static, target_flow) {
                 ("static", Some(t), None) => {
-                    let ok = crate::flow::next::safe_next(t).is_some() || url_ok(t);
+                    let ok = crate::config::values::next::safe_next(t).is_some() || url_ok(t);
                     if !ok {
                         c.err(
                             fi,
@@ -374,7 +311,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
             continue_flow_without_invitation: continue_flow_without_invitation.unwrap_or(false),
         },
         RawStage::AuthenticatorTotp { digits, friendly_name } => {
-            let d = digits.unwrap_or(6);
+            let d = digits.unwrap_or(DEFAULT_TOTP_DIGITS);
             if d != 6 && d != 8 {
                 c.err(
                     fi,
@@ -388,7 +325,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
             }
         }
         RawStage::AuthenticatorStatic { token_count } => {
-            let n = token_count.unwrap_or(6);
+            let n = token_count.unwrap_or(DEFAULT_STATIC_TOKEN_COUNT);
             if !(1..=50).contains(&n) {
                 c.err(
                     fi,
@@ -452,7 +389,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                 configuration_stages: configuration_stages.clone(),
             }
         }
-        // The core stages are validated by `validate_flows::stage`.
+        // The core stages are validated by `flows::stage`.
         RawStage::Identification { .. }
         | RawStage::Password { .. }
         | RawStage::UserLogin { .. }

@@ -1,49 +1,6 @@
-//! flowgate's request matchers: pure checks of the request's path, method, source address,
-//! headers and the time (UTC), for per-app access control and conditional stages.
+//! The `time` policy: the time of day (UTC) is inside a window on listed weekdays.
 
-use super::{Decision, PolicyInput};
-use ipnet::IpNet;
-use regex::Regex;
-
-fn verdict(passing: bool, what: &str) -> Decision {
-    let messages = if passing {
-        Vec::new()
-    } else {
-        vec![format!("{what} does not match")]
-    };
-    Decision { passing, messages }
-}
-
-/// The normalised path matches.
-pub(super) fn path(re: &Regex, input: &PolicyInput) -> Decision {
-    verdict(re.is_match(&input.path), "request path")
-}
-
-/// The method is listed.
-pub(super) fn method(methods: &[String], input: &PolicyInput) -> Decision {
-    verdict(
-        methods.iter().any(|m| m.eq_ignore_ascii_case(&input.method)),
-        "request method",
-    )
-}
-
-/// The client address is inside a listed network (no address: no match).
-pub(super) fn source_cidr(cidrs: &[IpNet], input: &PolicyInput) -> Decision {
-    verdict(
-        input.client_ip.is_some_and(|ip| cidrs.iter().any(|n| n.contains(&ip))),
-        "client address",
-    )
-}
-
-/// The header is present and, if a regex is given, one of its values matches.
-pub(super) fn header(name: &str, re: Option<&Regex>, input: &PolicyInput) -> Decision {
-    let mut values = input.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
-    let ok = match re {
-        None => values.next().is_some(),
-        Some(r) => values.any(|v| r.is_match(v)),
-    };
-    verdict(ok, &format!("header {name}"))
-}
+use super::{verdict, Decision, PolicyInput};
 
 /// Weekday (0 = Monday) and minute of day, UTC, for milliseconds since the epoch.
 pub(super) fn weekday_minute(now_ms: u64) -> (u8, u32) {

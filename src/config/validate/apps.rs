@@ -1,9 +1,9 @@
 //! Validation of `apps[]`: names, hosts, prefixes, upstreams (resolved at load), identity
 //! header sets, skip-auth regexes, access policies and timeouts.
 
-use super::model::*;
-use super::raw::*;
-use super::validate::{known, Collector, ENGINE_MODES};
+use super::{known, Collector, ENGINE_MODES};
+use crate::config::model::*;
+use crate::config::raw::*;
 use std::collections::BTreeMap;
 use std::net::ToSocketAddrs;
 
@@ -61,14 +61,14 @@ pub(crate) fn app(
         );
     }
     let upstream = upstream(c, &format!("{p}.upstream"), &raw.upstream);
-    let headers = super::validate_flows::headers(c, &format!("{p}.headers"), raw.headers.as_ref());
+    let headers = super::flows::headers(c, &format!("{p}.headers"), raw.headers.as_ref());
     let mut skip_auth = Vec::new();
     for (k, re) in raw.skip_auth.iter().enumerate() {
-        if let Some(r) = super::validate_policies::regex(c, 0, format!("{p}.skip_auth[{k}]"), re) {
+        if let Some(r) = super::policies::regex(c, 0, format!("{p}.skip_auth[{k}]"), re) {
             skip_auth.push(r);
         }
     }
-    let pols = super::validate_flows::policy_bindings(c, 0, &format!("{p}.policies"), &raw.policies, policies);
+    let pols = super::flows::policy_bindings(c, 0, &format!("{p}.policies"), &raw.policies, policies);
     let policy_engine_mode = c.choice(
         0,
         format!("{p}.policy_engine_mode"),
