@@ -9,6 +9,7 @@ pub mod records;
 pub mod seed;
 mod store;
 mod store_keys;
+mod user;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};
 pub use store::{LookupField, NewUser, StoreError, User, UserStore, UserUpdate};

@@ -22,21 +22,23 @@ pub(super) fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
     }
     // Neither scheme's session cookie is ever shown to the app (the other scheme's is a
     // valid session too); the cookie lines are joined into one.
-    let cookies: Vec<String> = req
-        .headers
-        .get_all("cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| session::strip_cookie(v, &ctx.state.cookie))
-        .collect();
-    req.remove_header("cookie");
-    if !cookies.is_empty() {
-        req.insert_header("cookie", cookies.join("; "))?;
+    if req.headers.contains_key("cookie") {
+        let cookies: Vec<String> = req
+            .headers
+            .get_all("cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| session::strip_cookie(v, &ctx.state.cookie))
+            .collect();
+        req.remove_header("cookie");
+        if !cookies.is_empty() {
+            req.insert_header("cookie", cookies.join("; "))?;
+        }
     }
     // The app sees the host in the canonical form it was routed by.
-    let host = ctx.host.clone().unwrap_or_default();
+    let host = ctx.host.as_deref().unwrap_or("");
     if !host.is_empty() {
-        req.insert_header("host", host.as_str())?;
+        req.insert_header("host", host)?;
     }
     // X-Forwarded-*: client values are kept only from trusted proxies.
     let peer = ctx.peer_ip;

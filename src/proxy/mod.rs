@@ -392,8 +392,9 @@ impl ProxyHttp for GatewayProxy {
             let pair = v.split(';').next().unwrap_or("");
             session::is_own_cookie_name(base, pair.split_once('=').map_or(pair, |(k, _)| k))
         };
-        let all: Vec<http::HeaderValue> = resp.headers.get_all("set-cookie").iter().cloned().collect();
-        if all.iter().any(own) {
+        // Nothing is copied unless the app did name one of the gateway's cookies.
+        if resp.headers.get_all("set-cookie").iter().any(own) {
+            let all: Vec<http::HeaderValue> = resp.headers.get_all("set-cookie").iter().cloned().collect();
             tracing::warn!(
                 app = ctx.app.as_ref().map(|a| a.name.as_str()).unwrap_or("-"),
                 "dropped an upstream Set-Cookie for the gateway's session cookie"

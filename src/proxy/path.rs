@@ -41,9 +41,14 @@ pub fn normalise(raw: &str) -> Option<NormalPath> {
     if !raw.starts_with('/') || raw.contains('\\') {
         return None;
     }
-    let lower = raw.to_ascii_lowercase();
-    if REFUSED_ENCODINGS.iter().any(|e| lower.contains(e)) {
-        return None;
+    // Only a path with an escape needs the lowercase copy (the common path has none).
+    let mut encoded_percent = false;
+    if raw.contains('%') {
+        let lower = raw.to_ascii_lowercase();
+        if REFUSED_ENCODINGS.iter().any(|e| lower.contains(e)) {
+            return None;
+        }
+        encoded_percent = lower.contains("%25");
     }
     let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?;
     if decoded.chars().any(char::is_control) || decoded.contains('\\') {
@@ -52,7 +57,7 @@ pub fn normalise(raw: &str) -> Option<NormalPath> {
     if decoded.contains('%') && double_encoded_structure(&decoded) {
         return None;
     }
-    let mut ambiguous = raw.contains("//") || lower.contains("%25");
+    let mut ambiguous = raw.contains("//") || encoded_percent;
     let mut out: Vec<&str> = Vec::new();
     for seg in decoded.split('/') {
         let name = match seg.split_once(';') {
