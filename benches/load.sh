@@ -6,16 +6,22 @@
 #   flowgate-skip  a skip-auth route (no session, identity headers stripped)
 #   pingora-bare   a bare pingora proxy (pingora's own Server, no auth) to the same upstream,
 #                  so flowgate's overhead over plain pingora shows in the same run
-# and prints the kit's table (median req/s, p50, p99, ratio to the nginx plain proxy).
+# and prints the kit's table (median req/s, p50, p99, CPU µs per request, ratio to the nginx plain
+# proxy). Every flowgate and pingora target carries its pid, so the kit measures its CPU per request.
 #
 #   benches/load.sh                  # DURATION, CONNS, ROUNDS are passed to the kit
+#   FLOWGATE_BASELINE=/tmp/flowgate-old benches/load.sh
+#                                    # also times another flowgate binary (same config, own data
+#                                    # dir, port+1) as flowgate-base / flowgate-base-skip in the
+#                                    # same run: the no-regression check of a refactor;
+#                                    # FLOWGATE_BASELINE_SED edits its config for keys it predates
 # Needs root (the kit installs nginx, apache2, wrk, curl when missing).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIT=${PEERS_KIT:-$ROOT/../shared/bench/peers}
 PORT=${FLOWGATE_BENCH_PORT:-18180}
 WORK=$(mktemp -d)
-trap 'kill "${FG_PID:-}" "${BARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
+trap 'kill "${FG_PID:-}" "${BARE_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
 
 "$KIT/install.sh"
 cd "$ROOT"
@@ -30,17 +36,40 @@ start_flowgate '    headers: default
 BARE_PINGORA_ADDR=127.0.0.1:18190 ./target/release/examples/bare_pingora > "$WORK/bare.log" 2>&1 &
 BARE_PID=$!
 
-API="http://127.0.0.1:$PORT/.flowgate/api/v3/flows/executor/default-authentication-flow/"
-JAR="$WORK/jar"
-curl -fs -c "$JAR" -b "$JAR" "$API" >/dev/null
-curl -fs -o /dev/null -c "$JAR" -b "$JAR" -H 'content-type: application/json' -d '{"uid_field":"bench"}' "$API"
-curl -fs -o /dev/null -c "$JAR" -b "$JAR" -H 'content-type: application/json' -d "{\"password\":\"$PASSWORD\"}" "$API"
-curl -fs -c "$JAR" -b "$JAR" "$API" | grep -q xak-flow-redirect || { echo "login failed" >&2; cat "$WORK/flowgate.log" >&2; exit 1; }
-SESSION=$(awk '$6=="flowgate_session"{print $7}' "$JAR")
-[ -n "$SESSION" ] || { echo "no session cookie" >&2; exit 1; }
+# login PORT JAR: logs "bench" in through the JSON executor and prints the session cookie value.
+login() {
+  local api="http://127.0.0.1:$1/.flowgate/api/v3/flows/executor/default-authentication-flow/" jar=$2
+  curl -fs -c "$jar" -b "$jar" "$api" >/dev/null
+  curl -fs -o /dev/null -c "$jar" -b "$jar" -H 'content-type: application/json' -d '{"uid_field":"bench"}' "$api"
+  curl -fs -o /dev/null -c "$jar" -b "$jar" -H 'content-type: application/json' -d "{\"password\":\"$PASSWORD\"}" "$api"
+  curl -fs -c "$jar" -b "$jar" "$api" | grep -q xak-flow-redirect || { echo "login on port $1 failed" >&2; exit 1; }
+  local s; s=$(awk '$6=="flowgate_session"{print $7}' "$jar")
+  [ -n "$s" ] || { echo "no session cookie from port $1" >&2; exit 1; }
+  echo "$s"
+}
+SESSION=$(login "$PORT" "$WORK/jar")
 echo "# flowgate $(./target/release/flowgate --version) on 127.0.0.1:$PORT, logged in as bench" >&2
 
-"$KIT/run.sh" \
-  "flowgate=http://127.0.0.1:$PORT/@flowgate_session=$SESSION" \
-  "flowgate-skip=http://127.0.0.1:$PORT/static/x" \
-  "pingora-bare=http://127.0.0.1:18190/"
+targets=(
+  "flowgate=http://127.0.0.1:$PORT/@flowgate_session=$SESSION#$FG_PID"
+  "flowgate-skip=http://127.0.0.1:$PORT/static/x#$FG_PID"
+  "pingora-bare=http://127.0.0.1:18190/#$BARE_PID"
+)
+if [ -n "${FLOWGATE_BASELINE:-}" ]; then
+  BPORT=$((PORT + 1))
+  mkdir -p "$WORK/base"
+  sed -e "s#127.0.0.1:$PORT#127.0.0.1:$BPORT#" -e "s#$WORK/data#$WORK/base/data#" \
+    -e "${FLOWGATE_BASELINE_SED:-}" "$WORK/flowgate.yaml" > "$WORK/base/flowgate.yaml"
+  cp "$WORK/seed.yaml" "$WORK/base/seed.yaml"
+  RUST_LOG=warn "$FLOWGATE_BASELINE" run -c "$WORK/base/flowgate.yaml" 2> "$WORK/base/flowgate.log" &
+  BASE_PID=$!
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$BPORT/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  BSESSION=$(login "$BPORT" "$WORK/base/jar")
+  echo "# baseline $("$FLOWGATE_BASELINE" --version) on 127.0.0.1:$BPORT" >&2
+  targets+=(
+    "flowgate-base=http://127.0.0.1:$BPORT/@flowgate_session=$BSESSION#$BASE_PID"
+    "flowgate-base-skip=http://127.0.0.1:$BPORT/static/x#$BASE_PID"
+  )
+fi
+
+"$KIT/run.sh" "${targets[@]}"
