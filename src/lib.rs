@@ -290,14 +290,14 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         limits: shared.limits_for(&config.rate_limits),
         reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
     });
-    let executor = Executor::new(
-        registry,
-        shared.sessions.clone(),
-        shared.users.clone(),
-        config.session.clone(),
-        shared.reputation.clone(),
+    let executor = Executor {
+        reg: registry,
+        sessions: shared.sessions.clone(),
+        users: shared.users.clone(),
+        settings: config.session.clone(),
+        reputation: shared.reputation.clone(),
         services,
-    );
+    };
     let router = routing::Router::new(&config.apps);
     let pages = http::Pages::new(templates_dir).map_err(GatewayError::Templates)?;
     let ui = Arc::new(http::Ui {
