@@ -25,7 +25,7 @@ mod links;
 mod step_up;
 mod subjects;
 pub use answers::flow_info;
-use answers::{context_json, pending_display};
+use answers::{context_json, pending_display, Replan};
 pub use io::{ExecInput, ExecKind, ExecOutput, FlowInfo};
 pub use subjects::{identity_of, subject_of_identity, subject_of_user};
 
@@ -298,11 +298,11 @@ impl Executor {
                 StageOutcome::Challenge(c) => return self.challenge(flow, st, c),
                 StageOutcome::Invalid(c) => match action {
                     InvalidResponseAction::Retry => return self.challenge(flow, st, c),
-                    action => return self.restart(flow, input, session, state, action).await,
+                    action => return self.replan(flow, input, session, state, Replan::Restart(action)).await,
                 },
                 StageOutcome::Deny(message) => {
                     if action != InvalidResponseAction::Retry {
-                        return self.restart(flow, input, session, state, action).await;
+                        return self.replan(flow, input, session, state, Replan::Restart(action)).await;
                     }
                     let pending = pending_display(st);
                     *state = None;
@@ -367,7 +367,11 @@ impl Executor {
                     };
                 }
                 StageOutcome::SwitchFlow { slug, keep_context } => {
-                    return self.switch_flow(flow, input, session, state, &slug, keep_context).await;
+                    let how = Replan::Switch {
+                        slug: &slug,
+                        keep_context,
+                    };
+                    return self.replan(flow, input, session, state, how).await;
                 }
             }
             st.plan.remove(0);
