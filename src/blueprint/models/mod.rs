@@ -3,8 +3,13 @@
 //! (authentik's `hours=1;minutes=30` against flowgate's `1h30m`) or references, and which
 //! authentik attributes flowgate has no equivalent for (reported, never dropped silently).
 
-use super::timedelta::timedelta_seconds;
 use serde_json::Value;
+
+mod policies;
+mod stages;
+mod unused;
+pub use policies::POLICIES;
+pub use stages::STAGES;
 
 /// How one attribute converts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,67 +43,13 @@ pub enum Attr {
 /// One convertible attribute: flowgate key, authentik key, conversion.
 pub type AttrMap = (&'static str, &'static str, Attr);
 
+/// An attribute whose key is the same in flowgate and authentik.
+const fn attr(key: &'static str, how: Attr) -> AttrMap {
+    (key, key, how)
+}
+
 /// An authentik attribute flowgate does not implement, with the value that means "not used".
 pub type Ignored = (&'static str, fn(&Value) -> bool);
-
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Bool(b) => !b,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        Value::Number(n) => n.as_f64() == Some(0.0),
-    }
-}
-
-fn is_zero_delta(v: &Value) -> bool {
-    match v {
-        Value::String(s) => timedelta_seconds(s).is_ok_and(|x| x == 0.0),
-        other => is_empty(other),
-    }
-}
-
-fn only_inbuilt(v: &Value) -> bool {
-    v.as_array().is_none_or(|a| {
-        a.iter().all(|b| {
-            matches!(
-                b.as_str(),
-                Some("authentik.core.auth.InbuiltBackend")
-                    | Some("authentik.core.auth.TokenBackend")
-                    | Some("authentik.sources.ldap.auth.LDAPBackend")
-                    | Some("authentik.sources.kerberos.auth.KerberosBackend")
-            )
-        })
-    })
-}
-
-fn is_default_binding(v: &Value) -> bool {
-    matches!(v.as_str(), None | Some("no_binding"))
-}
-
-fn is_preferred(v: &Value) -> bool {
-    matches!(v.as_str(), None | Some("preferred"))
-}
-
-fn is_thirty_days(v: &Value) -> bool {
-    match v {
-        Value::String(s) => timedelta_seconds(s).is_ok_and(|x| x == 0.0 || x == 30.0 * 86_400.0),
-        other => is_empty(other),
-    }
-}
-
-fn is_external(v: &Value) -> bool {
-    matches!(v.as_str(), None | Some("external") | Some("internal"))
-}
-
-fn is_12(v: &Value) -> bool {
-    v.as_i64().is_none_or(|n| n == 12)
-}
-
-fn is_default_email_attempts(v: &Value) -> bool {
-    v.as_i64().is_none_or(|n| n == 5)
-}
 
 /// A stage or policy type with its authentik model and attribute mapping.
 pub struct Kind {
@@ -129,296 +80,6 @@ impl Eq for Kind {}
 /// Attributes of every model that carry no behaviour in flowgate and are dropped quietly:
 /// names (already the key), the UI flow set, logging switches.
 pub const QUIET: &[&str] = &["name", "flow_set", "component", "verbose_name", "meta_model_name", "pk"];
-
-/// Stages.
-pub const STAGES: &[Kind] = &[
-    Kind {
-        native: "identification",
-        model: "authentik_stages_identification.identificationstage",
-        attrs: &[
-            ("user_fields", "user_fields", Attr::Same),
-            ("case_insensitive_matching", "case_insensitive_matching", Attr::Same),
-            ("pretend_user_exists", "pretend_user_exists", Attr::Same),
-            ("show_matched_user", "show_matched_user", Attr::Same),
-            ("password_stage", "password_stage", Attr::StageRef),
-            ("enrollment_flow", "enrollment_flow", Attr::FlowRef),
-            ("recovery_flow", "recovery_flow", Attr::FlowRef),
-        ],
-        ignored: &[
-            ("sources", is_empty),
-            ("captcha_stage", is_empty),
-            ("webauthn_stage", is_empty),
-            ("passwordless_flow", is_empty),
-            ("enable_remember_me", is_empty),
-            ("show_source_labels", is_empty),
-            ("template", is_empty),
-        ],
-    },
-    Kind {
-        native: "password",
-        model: "authentik_stages_password.passwordstage",
-        attrs: &[
-            (
-                "failed_attempts_before_cancel",
-                "failed_attempts_before_cancel",
-                Attr::Same,
-            ),
-            ("allow_show_password", "allow_show_password", Attr::Same),
-        ],
-        ignored: &[("backends", only_inbuilt), ("configure_flow", is_empty)],
-    },
-    Kind {
-        native: "user_login",
-        model: "authentik_stages_user_login.userloginstage",
-        attrs: &[
-            ("session_duration", "session_duration", Attr::Duration),
-            ("remember_me_offset", "remember_me_offset", Attr::Duration),
-            ("terminate_other_sessions", "terminate_other_sessions", Attr::Same),
-        ],
-        ignored: &[
-            ("remember_device", is_thirty_days),
-            ("network_binding", is_default_binding),
-            ("geoip_binding", is_default_binding),
-        ],
-    },
-    Kind {
-        native: "user_logout",
-        model: "authentik_stages_user_logout.userlogoutstage",
-        attrs: &[],
-        ignored: &[],
-    },
-    Kind {
-        native: "deny",
-        model: "authentik_stages_deny.denystage",
-        attrs: &[("deny_message", "deny_message", Attr::Same)],
-        ignored: &[],
-    },
-    Kind {
-        native: "user_write",
-        model: "authentik_stages_user_write.userwritestage",
-        attrs: &[
-            ("user_creation_mode", "user_creation_mode", Attr::Same),
-            ("create_users_as_inactive", "create_users_as_inactive", Attr::Same),
-            ("create_users_group", "create_users_group", Attr::GroupRef),
-        ],
-        ignored: &[("user_type", is_external), ("user_path_template", is_empty)],
-    },
-    Kind {
-        native: "user_delete",
-        model: "authentik_stages_user_delete.userdeletestage",
-        attrs: &[],
-        ignored: &[],
-    },
-    Kind {
-        native: "prompt",
-        model: "authentik_stages_prompt.promptstage",
-        attrs: &[
-            ("fields", "fields", Attr::Prompts),
-            ("validation_policies", "validation_policies", Attr::PolicyRefs),
-        ],
-        ignored: &[],
-    },
-    Kind {
-        native: "email",
-        model: "authentik_stages_email.emailstage",
-        attrs: &[
-            ("from_address", "from_address", Attr::Same),
-            ("subject", "subject", Attr::Same),
-            ("template", "template", Attr::EmailTemplate),
-            ("token_expiry", "token_expiry", Attr::Duration),
-            ("activate_user_on_success", "activate_user_on_success", Attr::Same),
-        ],
-        ignored: &[
-            ("use_global_settings", |_| true),
-            ("host", is_empty),
-            ("port", |_| true),
-            ("username", is_empty),
-            ("password", is_empty),
-            ("use_tls", is_empty),
-            ("use_ssl", is_empty),
-            ("timeout", |_| true),
-            ("recovery_max_attempts", is_default_email_attempts),
-            ("recovery_cache_timeout", |_| true),
-        ],
-    },
-    Kind {
-        native: "captcha",
-        model: "authentik_stages_captcha.captchastage",
-        attrs: &[
-            ("public_key", "public_key", Attr::Same),
-            ("private_key", "private_key", Attr::Same),
-            ("interactive", "interactive", Attr::Same),
-            ("score_min_threshold", "score_min_threshold", Attr::Same),
-            ("score_max_threshold", "score_max_threshold", Attr::Same),
-            ("error_on_invalid_score", "error_on_invalid_score", Attr::Same),
-            ("js_url", "js_url", Attr::Same),
-            ("api_url", "api_url", Attr::Same),
-        ],
-        ignored: &[],
-    },
-    Kind {
-        native: "consent",
-        model: "authentik_stages_consent.consentstage",
-        attrs: &[
-            ("mode", "mode", Attr::Same),
-            ("consent_expire_in", "consent_expire_in", Attr::Duration),
-        ],
-        ignored: &[],
-    },
-    Kind {
-        native: "redirect",
-        model: "authentik_stages_redirect.redirectstage",
-        attrs: &[
-            ("mode", "mode", Attr::Same),
-            ("target_static", "target_static", Attr::Same),
-            ("target_flow", "target_flow", Attr::FlowRef),
-            ("keep_context", "keep_context", Attr::Same),
-        ],
-        ignored: &[],
-    },
-    Kind {
-        native: "dummy",
-        model: "authentik_stages_dummy.dummystage",
-        attrs: &[("throw_error", "throw_error", Attr::Same)],
-        ignored: &[],
-    },
-    Kind {
-        native: "invitation",
-        model: "authentik_stages_invitation.invitationstage",
-        attrs: &[(
-            "continue_flow_without_invitation",
-            "continue_flow_without_invitation",
-            Attr::Same,
-        )],
-        ignored: &[],
-    },
-    Kind {
-        native: "authenticator_totp",
-        model: "authentik_stages_authenticator_totp.authenticatortotpstage",
-        attrs: &[
-            ("digits", "digits", Attr::NumberString),
-            ("friendly_name", "friendly_name", Attr::Same),
-        ],
-        ignored: &[("configure_flow", is_empty)],
-    },
-    Kind {
-        native: "authenticator_static",
-        model: "authentik_stages_authenticator_static.authenticatorstaticstage",
-        attrs: &[("token_count", "token_count", Attr::Same)],
-        ignored: &[
-            ("configure_flow", is_empty),
-            ("token_length", is_12),
-            ("friendly_name", is_empty),
-        ],
-    },
-    Kind {
-        native: "authenticator_validate",
-        model: "authentik_stages_authenticator_validate.authenticatorvalidatestage",
-        attrs: &[
-            ("device_classes", "device_classes", Attr::DeviceClasses),
-            ("not_configured_action", "not_configured_action", Attr::Same),
-            ("configuration_stages", "configuration_stages", Attr::StageRefs),
-        ],
-        ignored: &[
-            ("last_auth_threshold", is_zero_delta),
-            ("webauthn_user_verification", is_preferred),
-            ("webauthn_allowed_device_types", is_empty),
-            ("webauthn_hints", is_empty),
-        ],
-    },
-];
-
-/// Policies.
-pub const POLICIES: &[Kind] = &[
-    Kind {
-        native: "expression",
-        model: "authentik_policies_expression.expressionpolicy",
-        attrs: &[("expression", "expression", Attr::Same)],
-        ignored: &[("execution_logging", is_empty)],
-    },
-    Kind {
-        native: "password",
-        model: "authentik_policies_password.passwordpolicy",
-        attrs: &[
-            ("password_field", "password_field", Attr::Same),
-            ("check_static_rules", "check_static_rules", Attr::Same),
-            ("check_have_i_been_pwned", "check_have_i_been_pwned", Attr::Same),
-            ("check_zxcvbn", "check_zxcvbn", Attr::Same),
-            ("amount_digits", "amount_digits", Attr::Same),
-            ("amount_uppercase", "amount_uppercase", Attr::Same),
-            ("amount_lowercase", "amount_lowercase", Attr::Same),
-            ("amount_symbols", "amount_symbols", Attr::Same),
-            ("length_min", "length_min", Attr::Same),
-            ("symbol_charset", "symbol_charset", Attr::Same),
-            ("error_message", "error_message", Attr::Same),
-            ("hibp_allowed_count", "hibp_allowed_count", Attr::Same),
-            ("zxcvbn_score_threshold", "zxcvbn_score_threshold", Attr::Same),
-        ],
-        ignored: &[("execution_logging", is_empty)],
-    },
-    Kind {
-        native: "reputation",
-        model: "authentik_policies_reputation.reputationpolicy",
-        attrs: &[
-            ("check_ip", "check_ip", Attr::Same),
-            ("check_username", "check_username", Attr::Same),
-            ("threshold", "threshold", Attr::Same),
-        ],
-        ignored: &[("execution_logging", is_empty)],
-    },
-    Kind {
-        native: "dummy",
-        model: "authentik_policies_dummy.dummypolicy",
-        attrs: &[
-            ("result", "result", Attr::Same),
-            ("wait_min", "wait_min", Attr::Seconds),
-            ("wait_max", "wait_max", Attr::Seconds),
-        ],
-        ignored: &[("execution_logging", is_empty)],
-    },
-    Kind {
-        native: "password_expiry",
-        model: "authentik_policies_expiry.passwordexpirypolicy",
-        attrs: &[("days", "days", Attr::Same), ("deny_only", "deny_only", Attr::Same)],
-        ignored: &[("execution_logging", is_empty)],
-    },
-    // flowgate's request matchers have no authentik model; these names let them survive an
-    // export → import round trip (authentik itself refuses them).
-    Kind {
-        native: "path",
-        model: "flowgate.pathpolicy",
-        attrs: &[("regex", "regex", Attr::Same)],
-        ignored: &[],
-    },
-    Kind {
-        native: "method",
-        model: "flowgate.methodpolicy",
-        attrs: &[("methods", "methods", Attr::Same)],
-        ignored: &[],
-    },
-    Kind {
-        native: "source_cidr",
-        model: "flowgate.sourcecidrpolicy",
-        attrs: &[("cidrs", "cidrs", Attr::Same)],
-        ignored: &[],
-    },
-    Kind {
-        native: "header",
-        model: "flowgate.headerpolicy",
-        attrs: &[("name", "header_name", Attr::Same), ("regex", "regex", Attr::Same)],
-        ignored: &[],
-    },
-    Kind {
-        native: "time",
-        model: "flowgate.timepolicy",
-        attrs: &[
-            ("weekdays", "weekdays", Attr::Same),
-            ("from", "from", Attr::Same),
-            ("to", "to", Attr::Same),
-        ],
-        ignored: &[],
-    },
-];
 
 /// Models flowgate knows but does not import, with the reason given to the user.
 pub const UNSUPPORTED: &[(&str, &str)] = &[
@@ -522,6 +183,30 @@ pub(crate) const PROMPT_FIELD_KEYS: &[&str] = &[
     "sub_text",
     "order",
 ];
+
+/// The attributes of a flow that carry over as they are, besides its slug (import and export).
+pub(crate) const FLOW_KEYS: &[&str] = &[
+    "name",
+    "title",
+    "designation",
+    "authentication",
+    "denied_action",
+    "policy_engine_mode",
+    "layout",
+];
+
+/// The attributes of a stage binding that carry over as they are, besides its flow, stage and
+/// order.
+pub(crate) const BINDING_KEYS: &[&str] = &[
+    "evaluate_on_plan",
+    "re_evaluate_policies",
+    "invalid_response_action",
+    "policy_engine_mode",
+];
+
+/// The attributes of a policy binding that carry over as they are, besides its target, what it
+/// binds, its order and timeout.
+pub(crate) const POLICY_BINDING_KEYS: &[&str] = &["negate", "enabled", "failure_result"];
 
 #[cfg(test)]
 mod tests {
