@@ -2,8 +2,8 @@
 //! into flowgate's native config, and export back.
 //!
 //! ```text
-//! text ─▶ serde_yaml ─▶ entries ─▶ tags resolved (tags.rs) ─▶ objects by model (import.rs,
-//!      models.rs) ─▶ flows with bindings and policy bindings ─▶ native YAML ─▶ config check
+//! text ─▶ serde_yaml ─▶ entries ─▶ tags resolved (tags.rs) ─▶ objects by model (import/,
+//!      models/) ─▶ flows with bindings and policy bindings ─▶ native YAML ─▶ config check
 //! native YAML ─▶ export.rs ─▶ blueprint (ids and !KeyOf) | native YAML for one flow
 //! ```
 
