@@ -290,14 +290,14 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         limits: shared.limits_for(&config.rate_limits),
         reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
     });
-    let executor = Executor::new(
-        registry,
-        shared.sessions.clone(),
-        shared.users.clone(),
-        config.session.clone(),
-        shared.reputation.clone(),
+    let executor = Executor {
+        reg: registry,
+        sessions: shared.sessions.clone(),
+        users: shared.users.clone(),
+        settings: config.session.clone(),
+        reputation: shared.reputation.clone(),
         services,
-    );
+    };
     let router = routing::Router::new(&config.apps);
     let pages = http::Pages::new(templates_dir).map_err(GatewayError::Templates)?;
     let ui = Arc::new(http::Ui {
@@ -346,6 +346,30 @@ impl ConfigFingerprint {
     }
 }
 
+/// The settings that change only with a restart and differ between `old` and `new`, by name:
+/// the listeners, the database, session sizing, connection limits and timeouts.
+fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
+    let listen = |c: &Config| (c.listen.http, c.listen.https.as_ref().map(|h| h.addr));
+    let (os, ns) = (&old.session, &new.session);
+    let (ol, nl) = (&old.limits, &new.limits);
+    [
+        ("listen", listen(old) != listen(new)),
+        ("identity", old.identity.database != new.identity.database),
+        ("session.max_sessions", os.max_sessions != ns.max_sessions),
+        (
+            "session.max_pending_flows",
+            os.max_pending_flows != ns.max_pending_flows,
+        ),
+        ("limits.max_connections", ol.max_connections != nl.max_connections),
+        ("limits.header_timeout", ol.header_timeout != nl.header_timeout),
+        ("limits.keepalive_timeout", ol.keepalive_timeout != nl.keepalive_timeout),
+        ("limits.shutdown_timeout", ol.shutdown_timeout != nl.shutdown_timeout),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect()
+}
+
 /// Why a reload did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -368,42 +392,7 @@ impl Running {
                 "reload lock poisoned".into(),
             )));
         };
-        let restart: Vec<&str> = [
-            (
-                "listen",
-                old.listen.http != config.listen.http
-                    || old.listen.https.as_ref().map(|h| h.addr) != config.listen.https.as_ref().map(|h| h.addr),
-            ),
-            ("identity", old.identity.database != config.identity.database),
-            (
-                "session.max_sessions",
-                old.session.max_sessions != config.session.max_sessions,
-            ),
-            (
-                "session.max_pending_flows",
-                old.session.max_pending_flows != config.session.max_pending_flows,
-            ),
-            (
-                "limits.max_connections",
-                old.limits.max_connections != config.limits.max_connections,
-            ),
-            (
-                "limits.header_timeout",
-                old.limits.header_timeout != config.limits.header_timeout,
-            ),
-            (
-                "limits.keepalive_timeout",
-                old.limits.keepalive_timeout != config.limits.keepalive_timeout,
-            ),
-            (
-                "limits.shutdown_timeout",
-                old.limits.shutdown_timeout != config.limits.shutdown_timeout,
-            ),
-        ]
-        .iter()
-        .filter(|(_, changed)| *changed)
-        .map(|(k, _)| *k)
-        .collect();
+        let restart = restart_only(&old, &config);
         if !restart.is_empty() {
             tracing::warn!(settings = ?restart, "these settings change only with a restart; the rest is reloaded");
         }

@@ -69,26 +69,8 @@ pub fn native_doc(texts: &[String], slugs: Option<&[String]>) -> Result<Value, S
         if let Some(p) = def.get("password_stage").and_then(Value::as_str) {
             refs.push(p.to_string());
         }
-        for c in def
-            .get("configuration_stages")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(c) = c.as_str() {
-                refs.push(c.to_string());
-            }
-        }
-        for p in def
-            .get("validation_policies")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(p) = p.as_str() {
-                want_policies.insert(p.to_string());
-            }
-        }
+        refs.extend(names(def, "configuration_stages").map(String::from));
+        want_policies.extend(names(def, "validation_policies").map(String::from));
         for r in refs {
             if want_stages.insert(r.clone()) {
                 queue.push(r);
@@ -104,6 +86,15 @@ pub fn native_doc(texts: &[String], slugs: Option<&[String]>) -> Result<Value, S
     Ok(json!({ "flows": chosen, "stages": pick(&stages, &want_stages), "policies": pick(&policies, &want_policies) }))
 }
 
+/// The names a list-valued key of `def` holds.
+fn names<'a>(def: &'a Value, key: &str) -> impl Iterator<Item = &'a str> {
+    def.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
 fn tagged(tag: &str, v: Y) -> Y {
     Y::Tagged(Box::new(TaggedValue {
         tag: Tag::new(tag),
@@ -113,6 +104,18 @@ fn tagged(tag: &str, v: Y) -> Y {
 
 fn key_of(id: String) -> Y {
     tagged("KeyOf", Y::String(id))
+}
+
+/// `!KeyOf` references to the objects a list names: `{prefix}-{name}` for each name `name_of`
+/// finds in an item.
+fn key_list(v: &Value, prefix: &str, name_of: fn(&Value) -> Option<&str>) -> Y {
+    let names = v.as_array().into_iter().flatten().filter_map(name_of);
+    Y::Sequence(names.map(|n| key_of(format!("{prefix}-{n}"))).collect())
+}
+
+/// The key of a native prompt field.
+fn field_key(f: &Value) -> Option<&str> {
+    f.get("field_key").and_then(Value::as_str)
 }
 
 fn find(model: &str, field: &str, value: &str) -> Y {
@@ -145,6 +148,15 @@ fn entry(model: &str, id: Option<String>, identifiers: Y, attrs: serde_yaml::Map
         m.insert("attrs".into(), Y::Mapping(attrs));
     }
     Y::Mapping(m)
+}
+
+/// Copies the values of `keys` that `from` sets (not null) into `attrs`, in the order of `keys`.
+fn copy_set(from: &Value, keys: &[&str], attrs: &mut serde_yaml::Mapping) {
+    for &k in keys {
+        if let Some(v) = from.get(k).filter(|v| !v.is_null()) {
+            attrs.insert(Y::String(k.into()), y(v));
+        }
+    }
 }
 
 fn ident(pairs: &[(&str, Y)]) -> Y {
@@ -196,30 +208,9 @@ impl Writer<'_> {
                 }
             }
             Attr::GroupRef => find("authentik_core.group", "name", v.as_str().unwrap_or("")),
-            Attr::StageRefs => Y::Sequence(
-                v.as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(|n| key_of(format!("stage-{n}")))
-                    .collect(),
-            ),
-            Attr::PolicyRefs => Y::Sequence(
-                v.as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(|n| key_of(format!("policy-{n}")))
-                    .collect(),
-            ),
-            Attr::Prompts => Y::Sequence(
-                v.as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|f| f.get("field_key").and_then(Value::as_str))
-                    .map(|k| key_of(format!("prompt-{stage}-{k}")))
-                    .collect(),
-            ),
+            Attr::StageRefs => key_list(v, "stage", Value::as_str),
+            Attr::PolicyRefs => key_list(v, "policy", Value::as_str),
+            Attr::Prompts => key_list(v, &format!("prompt-{stage}"), field_key),
             Attr::EmailTemplate => Y::String(format!("email/{}.html", v.as_str().unwrap_or("password_reset"))),
         })
     }
@@ -242,13 +233,9 @@ impl Writer<'_> {
 
     fn prompts(&mut self, stage: &str, def: &Value) {
         for f in def.get("fields").and_then(Value::as_array).into_iter().flatten() {
-            let key = f.get("field_key").and_then(Value::as_str).unwrap_or("");
+            let key = field_key(f).unwrap_or("");
             let mut attrs = serde_yaml::Mapping::new();
-            for &k in super::models::PROMPT_FIELD_KEYS {
-                if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
-                    attrs.insert(Y::String(k.into()), y(v));
-                }
-            }
+            copy_set(f, models::PROMPT_FIELD_KEYS, &mut attrs);
             // authentik takes choices from a placeholder expression returning a list.
             if let Some(c) = f.get("choices").and_then(Value::as_array).filter(|c| !c.is_empty()) {
                 attrs.insert(
@@ -281,11 +268,7 @@ impl Writer<'_> {
                 id.push(("order", Y::Number(order.into())));
             }
             let mut attrs = serde_yaml::Mapping::new();
-            for k in ["negate", "enabled", "failure_result"] {
-                if let Some(v) = b.get(k).filter(|v| !v.is_null()) {
-                    attrs.insert(Y::String(k.into()), y(v));
-                }
-            }
+            copy_set(b, models::POLICY_BINDING_KEYS, &mut attrs);
             if let Some(t) = b.get("timeout").and_then(Value::as_str) {
                 let d = crate::config::duration::parse_duration(t)?;
                 attrs.insert("timeout".into(), Y::Number(d.as_secs().into()));
@@ -310,19 +293,7 @@ pub fn blueprint(doc: &Value, name: &str) -> Result<String, String> {
     for f in &flows {
         let slug = f.get("slug").and_then(Value::as_str).unwrap_or("");
         let mut attrs = serde_yaml::Mapping::new();
-        for k in [
-            "name",
-            "title",
-            "designation",
-            "authentication",
-            "denied_action",
-            "policy_engine_mode",
-            "layout",
-        ] {
-            if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
-                attrs.insert(Y::String(k.into()), y(v));
-            }
-        }
+        copy_set(f, models::FLOW_KEYS, &mut attrs);
         w.entries.push(entry(
             "authentik_flows.flow",
             Some(format!("flow-{slug}")),
@@ -362,16 +333,7 @@ pub fn blueprint(doc: &Value, name: &str) -> Result<String, String> {
             let stage = b.get("stage").and_then(Value::as_str).unwrap_or("");
             let id = format!("binding-{slug}-{i}");
             let mut attrs = serde_yaml::Mapping::new();
-            for k in [
-                "evaluate_on_plan",
-                "re_evaluate_policies",
-                "invalid_response_action",
-                "policy_engine_mode",
-            ] {
-                if let Some(v) = b.get(k).filter(|v| !v.is_null()) {
-                    attrs.insert(Y::String(k.into()), y(v));
-                }
-            }
+            copy_set(b, models::BINDING_KEYS, &mut attrs);
             w.entries.push(entry(
                 "authentik_flows.flowstagebinding",
                 Some(id.clone()),

@@ -2,8 +2,8 @@
 //! into flowgate's native config, and export back.
 //!
 //! ```text
-//! text ─▶ serde_yaml ─▶ entries ─▶ tags resolved (tags.rs) ─▶ objects by model (import.rs,
-//!      models.rs) ─▶ flows with bindings and policy bindings ─▶ native YAML ─▶ config check
+//! text ─▶ serde_yaml ─▶ entries ─▶ tags resolved (tags.rs) ─▶ objects by model (import/,
+//!      models/) ─▶ flows with bindings and policy bindings ─▶ native YAML ─▶ config check
 //! native YAML ─▶ export.rs ─▶ blueprint (ids and !KeyOf) | native YAML for one flow
 //! ```
 
@@ -23,15 +23,12 @@ pub fn yaml_to_json(v: &serde_yaml::Value) -> serde_json::Value {
     match v {
         Y::Null => J::Null,
         Y::Bool(b) => J::Bool(*b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                J::from(i)
-            } else if let Some(u) = n.as_u64() {
-                J::from(u)
-            } else {
-                n.as_f64().map(J::from).unwrap_or(J::Null)
-            }
-        }
+        Y::Number(n) => n
+            .as_i64()
+            .map(J::from)
+            .or_else(|| n.as_u64().map(J::from))
+            .or_else(|| n.as_f64().map(J::from))
+            .unwrap_or(J::Null),
         Y::String(s) => J::String(s.clone()),
         Y::Sequence(s) => J::Array(s.iter().map(yaml_to_json).collect()),
         Y::Mapping(m) => J::Object(
@@ -56,15 +53,12 @@ pub fn json_to_yaml(v: &serde_json::Value) -> serde_yaml::Value {
     match v {
         J::Null => Y::Null,
         J::Bool(b) => Y::Bool(*b),
-        J::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Y::Number(i.into())
-            } else if let Some(u) = n.as_u64() {
-                Y::Number(u.into())
-            } else {
-                n.as_f64().map(|f| Y::Number(f.into())).unwrap_or(Y::Null)
-            }
-        }
+        J::Number(n) => n
+            .as_i64()
+            .map(|i| Y::Number(i.into()))
+            .or_else(|| n.as_u64().map(|u| Y::Number(u.into())))
+            .or_else(|| n.as_f64().map(|f| Y::Number(f.into())))
+            .unwrap_or(Y::Null),
         J::String(s) => Y::String(s.clone()),
         J::Array(a) => Y::Sequence(a.iter().map(json_to_yaml).collect()),
         J::Object(o) => Y::Mapping(o.iter().map(|(k, v)| (Y::String(k.clone()), json_to_yaml(v))).collect()),

@@ -142,6 +142,15 @@ struct Resolver<'r, 'a> {
     nodes: usize,
 }
 
+/// Adds `n` to one of a file's budgets; past `max`, a limit error saying `max` `what`.
+fn spend(spent: &std::cell::Cell<usize>, n: usize, max: usize, what: &str) -> Result<(), TagError> {
+    spent.set(spent.get().saturating_add(n));
+    if spent.get() > max {
+        return Err(err("", format!("more than {max} {what} in this file (runaway input?)")));
+    }
+    Ok(())
+}
+
 impl Resolver<'_, '_> {
     /// Counts `n` more nodes. Limit errors carry an empty tag; [`named`] fills it in.
     fn charge(&mut self, n: usize) -> Result<(), TagError> {
@@ -150,24 +159,12 @@ impl Resolver<'_, '_> {
             let message = format!("more than {MAX_NODES} nodes resolved (runaway input?)");
             return Err(err("", message));
         }
-        let spent = &self.cx.spent.nodes;
-        spent.set(spent.get().saturating_add(n));
-        if spent.get() > MAX_FILE_NODES {
-            let message = format!("more than {MAX_FILE_NODES} nodes resolved in this file (runaway input?)");
-            return Err(err("", message));
-        }
-        Ok(())
+        spend(&self.cx.spent.nodes, n, MAX_FILE_NODES, "nodes resolved")
     }
 
     /// Counts `n` more bytes of resolved strings.
     fn charge_bytes(&mut self, n: usize) -> Result<(), TagError> {
-        let spent = &self.cx.spent.bytes;
-        spent.set(spent.get().saturating_add(n));
-        if spent.get() > MAX_FILE_BYTES {
-            let message = format!("more than {MAX_FILE_BYTES} bytes of strings resolved in this file (runaway input?)");
-            return Err(err("", message));
-        }
-        Ok(())
+        spend(&self.cx.spent.bytes, n, MAX_FILE_BYTES, "bytes of strings resolved")
     }
 
     /// Takes a value produced by a tag (lookups, JSON, enumeration items): counts its nodes and

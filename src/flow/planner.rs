@@ -6,7 +6,7 @@
 
 use super::policies::{self, BindingTrace, EngineResult, PolicyInput, Subject};
 use super::{FlowRegistry, PlanEntry};
-use crate::config::{AuthRequirement, Flow};
+use crate::config::{AuthRequirement, EngineMode, Flow, PolicyBinding};
 
 /// Why a flow does not apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,20 @@ pub fn requirement_holds(requirement: AuthRequirement, request_user: Option<&Sub
     }
 }
 
+/// Evaluates policy bindings against the facts' input; with `traced`, also what each binding
+/// decided (for the flow inspector).
+async fn evaluate(
+    reg: &FlowRegistry,
+    bindings: &[PolicyBinding],
+    mode: EngineMode,
+    facts: &PlanFacts,
+    traced: bool,
+) -> (EngineResult, Vec<BindingTrace>) {
+    let mut trace = traced.then(Vec::new);
+    let result = policies::evaluate_traced(bindings, mode, &reg.policies, &facts.input, trace.as_mut()).await;
+    (result, trace.unwrap_or_default())
+}
+
 /// Builds the plan for `flow`, or says why it does not apply.
 pub async fn plan(reg: &FlowRegistry, flow: &Flow, facts: &PlanFacts) -> Result<Vec<PlanEntry>, NotApplicable> {
     plan_traced(reg, flow, facts, None).await
@@ -87,17 +101,9 @@ pub async fn plan_traced(
     if !ok {
         return Err(NotApplicable { messages: Vec::new() });
     }
-    let mut bt = trace.is_some().then(Vec::new);
-    let r = policies::evaluate_traced(
-        &flow.policies,
-        flow.policy_engine_mode,
-        &reg.policies,
-        &facts.input,
-        bt.as_mut(),
-    )
-    .await;
+    let (r, bt) = evaluate(reg, &flow.policies, flow.policy_engine_mode, facts, trace.is_some()).await;
     if let Some(t) = trace.as_deref_mut() {
-        t.flow_policies = Some((r.clone(), bt.unwrap_or_default()));
+        t.flow_policies = Some((r.clone(), bt));
     }
     if !r.passing {
         return Err(NotApplicable { messages: r.messages });
@@ -107,17 +113,9 @@ pub async fn plan_traced(
         let mut evaluated = None;
         let mut planned = true;
         if b.evaluate_on_plan && !b.policies.is_empty() {
-            let mut bt = trace.is_some().then(Vec::new);
-            let r = policies::evaluate_traced(
-                &b.policies,
-                b.policy_engine_mode,
-                &reg.policies,
-                &facts.input,
-                bt.as_mut(),
-            )
-            .await;
+            let (r, bt) = evaluate(reg, &b.policies, b.policy_engine_mode, facts, trace.is_some()).await;
             planned = r.passing;
-            evaluated = Some((r, bt.unwrap_or_default()));
+            evaluated = Some((r, bt));
         }
         let reevaluate = b.re_evaluate_policies && !b.policies.is_empty();
         if planned {

@@ -204,30 +204,24 @@ mod tests {
     fn client_address_behind_trusted_proxies() {
         let trusted: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap(), "10.1.0.0/16".parse().unwrap()];
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        // Untrusted peer: its own address, whatever it claims.
-        assert_eq!(
-            effective_client_ip(ip("203.0.113.9"), &["1.2.3.4"], &trusted),
-            ip("203.0.113.9")
-        );
-        // Trusted peer: the right-most untrusted hop.
-        assert_eq!(
-            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4, 198.51.100.7"], &trusted),
-            ip("198.51.100.7")
-        );
-        assert_eq!(
-            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4", "198.51.100.7, 10.1.2.3"], &trusted),
-            ip("198.51.100.7")
-        );
-        // Garbage stops the walk at the last trusted hop.
-        assert_eq!(
-            effective_client_ip(ip("127.0.0.1"), &["garbage"], &trusted),
-            ip("127.0.0.1")
-        );
-        assert_eq!(
-            effective_client_ip(ip("127.0.0.1"), &["1.2.3.4, junk, 10.1.0.5"], &trusted),
-            ip("10.1.0.5")
-        );
-        // No header: the peer.
-        assert_eq!(effective_client_ip(ip("127.0.0.1"), &[], &trusted), ip("127.0.0.1"));
+        let cases: [(&str, &[&str], &str); 6] = [
+            // Untrusted peer: its own address, whatever it claims.
+            ("203.0.113.9", &["1.2.3.4"], "203.0.113.9"),
+            // Trusted peer: the right-most untrusted hop.
+            ("127.0.0.1", &["1.2.3.4, 198.51.100.7"], "198.51.100.7"),
+            ("127.0.0.1", &["1.2.3.4", "198.51.100.7, 10.1.2.3"], "198.51.100.7"),
+            // Garbage stops the walk at the last trusted hop.
+            ("127.0.0.1", &["garbage"], "127.0.0.1"),
+            ("127.0.0.1", &["1.2.3.4, junk, 10.1.0.5"], "10.1.0.5"),
+            // No header: the peer.
+            ("127.0.0.1", &[], "127.0.0.1"),
+        ];
+        for (peer, forwarded, want) in cases {
+            assert_eq!(
+                effective_client_ip(ip(peer), forwarded, &trusted),
+                ip(want),
+                "{peer} {forwarded:?}"
+            );
+        }
     }
 }

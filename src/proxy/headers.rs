@@ -118,8 +118,9 @@ impl StripSet {
         for n in REWRITE_HEADERS {
             names.insert(normalise_name(n), Strip::Always);
         }
-        let presets = ["default", "authentik", "remote-user"]
-            .into_iter()
+        let presets = crate::config::PRESET_NAMES
+            .iter()
+            .copied()
             .filter_map(crate::config::preset);
         let sets: Vec<HeaderSet> = presets.chain(apps.iter().map(|a| a.headers.clone())).collect();
         for s in &sets {

@@ -6,6 +6,15 @@ use crate::blueprint::models::{self, Attr, Kind};
 use crate::blueprint::timedelta;
 use serde_json::{json, Map, Value};
 
+/// Copies the values of `keys` that `from` sets (not null) into `into`.
+fn copy_set(from: &Map<String, Value>, keys: &[&str], into: &mut Map<String, Value>) {
+    for &k in keys {
+        if let Some(v) = from.get(k).filter(|v| !v.is_null()) {
+            into.insert(k.into(), v.clone());
+        }
+    }
+}
+
 impl Importer {
     /// Converts one attribute by its mapping; notes what cannot be carried over.
     fn convert(&mut self, o: &Obj, attr: Attr, ak: &str, v: &Value) -> Option<Value> {
@@ -107,11 +116,7 @@ impl Importer {
     fn prompt_field(&mut self, p: &Obj) -> Value {
         let d = &p.data;
         let mut f = Map::new();
-        for &key in crate::blueprint::models::PROMPT_FIELD_KEYS {
-            if let Some(v) = d.get(key).filter(|v| !v.is_null()) {
-                f.insert(key.into(), v.clone());
-            }
-        }
+        copy_set(d, models::PROMPT_FIELD_KEYS, &mut f);
         let kind = d.get("type").and_then(Value::as_str).unwrap_or("");
         let placeholder = d.get("placeholder").and_then(Value::as_str).unwrap_or("");
         let expression = d.get("placeholder_expression").and_then(Value::as_bool) == Some(true);
@@ -239,11 +244,8 @@ impl Importer {
                 return None;
             }
         }
-        for key in ["negate", "enabled", "order", "failure_result"] {
-            if let Some(v) = d.get(key).filter(|v| !v.is_null()) {
-                b.insert(key.into(), v.clone());
-            }
-        }
+        copy_set(&d, models::POLICY_BINDING_KEYS, &mut b);
+        copy_set(&d, &["order"], &mut b);
         if let Some(t) = d.get("timeout").and_then(Value::as_f64) {
             b.insert(
                 "timeout".into(),
@@ -253,11 +255,16 @@ impl Importer {
         Some(Value::Object(b))
     }
 
+    /// The object a binding's `target` names.
+    fn target_of(&self, binding: &Obj) -> Option<usize> {
+        binding.data.get("target").and_then(|t| self.deref(t))
+    }
+
     fn bindings_on(&mut self, target: usize) -> Vec<Value> {
         let idx: Vec<usize> = (0..self.objs.len())
             .filter(|i| {
                 let o = &self.objs[*i];
-                o.kind == ObjKind::PolicyBinding && o.data.get("target").and_then(|t| self.deref(t)) == Some(target)
+                o.kind == ObjKind::PolicyBinding && self.target_of(o) == Some(target)
             })
             .collect();
         let mut out: Vec<(i64, Value)> = Vec::new();
@@ -284,32 +291,11 @@ impl Importer {
                 ObjKind::Flow => {
                     let mut f = Map::new();
                     f.insert("slug".into(), json!(o.key));
-                    for k in [
-                        "name",
-                        "title",
-                        "designation",
-                        "authentication",
-                        "denied_action",
-                        "policy_engine_mode",
-                        "layout",
-                    ] {
-                        if let Some(v) = o.data.get(k).filter(|v| !v.is_null()) {
-                            f.insert(k.into(), v.clone());
-                        }
-                    }
+                    copy_set(&o.data, models::FLOW_KEYS, &mut f);
                     for (k, v) in &o.data {
-                        let known = [
-                            "slug",
-                            "name",
-                            "title",
-                            "designation",
-                            "authentication",
-                            "denied_action",
-                            "policy_engine_mode",
-                            "layout",
-                        ];
+                        let known = k == "slug" || models::FLOW_KEYS.contains(&k.as_str());
                         let harmless = ["compatibility_mode", "background"];
-                        if !(known.contains(&k.as_str()) || harmless.contains(&k.as_str()) || v.is_null()) {
+                        if !(known || harmless.contains(&k.as_str()) || v.is_null()) {
                             self.note(
                                 &o.at,
                                 &o.model,
@@ -324,7 +310,7 @@ impl Importer {
                     let mut bindings: Vec<(i64, String, Value)> = Vec::new();
                     for j in 0..self.objs.len() {
                         let b = self.objs[j].clone();
-                        if b.kind != ObjKind::Binding || b.data.get("target").and_then(|t| self.deref(t)) != Some(i) {
+                        if b.kind != ObjKind::Binding || self.target_of(&b) != Some(i) {
                             continue;
                         }
                         let stage = match b
@@ -357,16 +343,7 @@ impl Importer {
                         let mut nb = Map::new();
                         nb.insert("stage".into(), json!(stage));
                         nb.insert("order".into(), json!(order));
-                        for k in [
-                            "evaluate_on_plan",
-                            "re_evaluate_policies",
-                            "invalid_response_action",
-                            "policy_engine_mode",
-                        ] {
-                            if let Some(v) = b.data.get(k).filter(|v| !v.is_null()) {
-                                nb.insert(k.into(), v.clone());
-                            }
-                        }
+                        copy_set(&b.data, models::BINDING_KEYS, &mut nb);
                         let bp = self.bindings_on(j);
                         if !bp.is_empty() {
                             nb.insert("policies".into(), Value::Array(bp));
@@ -424,11 +401,7 @@ impl Importer {
                 ObjKind::User => {
                     let mut u = Map::new();
                     u.insert("username".into(), json!(o.key));
-                    for k in ["email", "name", "is_active", "attributes"] {
-                        if let Some(v) = o.data.get(k).filter(|v| !v.is_null()) {
-                            u.insert(k.into(), v.clone());
-                        }
-                    }
+                    copy_set(&o.data, &["email", "name", "is_active", "attributes"], &mut u);
                     let mut gs = Vec::new();
                     for g in o
                         .data
@@ -454,11 +427,7 @@ impl Importer {
                     users.push(Value::Object(u));
                 }
                 ObjKind::PolicyBinding => {
-                    let target = o
-                        .data
-                        .get("target")
-                        .and_then(|t| self.deref(t))
-                        .map(|t| self.objs[t].kind);
+                    let target = self.target_of(&o).map(|t| self.objs[t].kind);
                     if !matches!(target, Some(ObjKind::Flow) | Some(ObjKind::Binding)) {
                         self.note(
                             &o.at,
@@ -468,11 +437,7 @@ impl Importer {
                     }
                 }
                 ObjKind::Binding => {
-                    let target = o
-                        .data
-                        .get("target")
-                        .and_then(|t| self.deref(t))
-                        .map(|t| self.objs[t].kind);
+                    let target = self.target_of(&o).map(|t| self.objs[t].kind);
                     if target != Some(ObjKind::Flow) {
                         self.err(
                             &o.at,

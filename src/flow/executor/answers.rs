@@ -4,6 +4,20 @@
 
 use super::*;
 
+/// How [`Executor::replan`] starts a plan over.
+#[derive(Clone, Copy)]
+pub(super) enum Replan<'a> {
+    /// The same flow again, as its binding's `invalid_response_action` says.
+    Restart(InvalidResponseAction),
+    /// Another flow (redirect stage, flow mode), with this context or an empty one.
+    Switch {
+        /// The target flow's slug.
+        slug: &'a str,
+        /// Whether the target plan gets this plan's context.
+        keep_context: bool,
+    },
+}
+
 impl Executor {
     /// The confirmation step of a resumed link: GET shows it; POST uses the token up.
     pub(super) fn confirm_token(
@@ -48,73 +62,69 @@ impl Executor {
         }
     }
 
-    /// Redirect stage, flow mode: plan the target flow now (with this context, or an empty one)
-    /// marked `is_redirected`, park it in the session and send the browser there.
-    pub(super) async fn switch_flow(
+    /// Plans again and parks the new plan, keeping the old plan's query (it may hold a token the
+    /// browser's URL no longer shows). [`Replan::Restart`]: the same flow, with its context or a
+    /// fresh one, then on to the first stage. [`Replan::Switch`] (redirect stage, flow mode): the
+    /// target flow, with this context or an empty one marked `is_redirected`, and the browser sent
+    /// there.
+    pub(super) async fn replan(
         &self,
         flow: &Flow,
         input: &ExecInput,
         session: &Arc<Session>,
         state: &mut Option<FlowState>,
-        slug: &str,
-        keep_context: bool,
+        how: Replan<'_>,
     ) -> ExecKind {
-        let Some(target) = self.reg.flows.get(slug) else {
-            tracing::error!(flow = %slug, "redirect target flow is missing");
-            *state = None;
-            return self.access_denied(flow, input, None, "The next step is not available.".into());
+        let target = match how {
+            Replan::Restart(_) => flow,
+            Replan::Switch { slug, .. } => match self.reg.flows.get(slug) {
+                Some(target) => target,
+                None => {
+                    tracing::error!(flow = %slug, "redirect target flow is missing");
+                    *state = None;
+                    return self.access_denied(flow, input, None, "The next step is not available.".into());
+                }
+            },
         };
-        // The plan's own query, which may hold a token the browser's URL no longer shows.
         let query = state.as_ref().map(|s| s.query.clone());
-        let mut context = match (keep_context, state.take()) {
-            (true, Some(s)) => s.context,
-            _ => FlowContext::default(),
+        let context = match how {
+            Replan::Restart(action) => match (action, state.take()) {
+                (InvalidResponseAction::RestartWithContext, Some(s)) => s.context,
+                _ => match self.start_context(flow, input, session).await {
+                    Ok(c) => c,
+                    Err(kind) => return *kind,
+                },
+            },
+            Replan::Switch { keep_context, .. } => {
+                let mut context = match (keep_context, state.take()) {
+                    (true, Some(s)) => s.context,
+                    _ => FlowContext::default(),
+                };
+                context
+                    .extra
+                    .insert("is_redirected".into(), Value::String(flow.slug.clone()));
+                context
+            }
         };
-        context
-            .extra
-            .insert("is_redirected".into(), Value::String(flow.slug.clone()));
         match self.make_plan(target, session, context, input).await {
             Ok(mut s) => {
                 if let Some(q) = query {
                     s.query = q;
                 }
                 *state = Some(s);
-                let q = if input.query.is_empty() {
-                    String::new()
-                } else {
-                    format!("?{}", input.query)
-                };
-                ExecKind::Redirect(format!("{}flow/{slug}/{q}", crate::config::RESERVED_PREFIX))
+                match how {
+                    Replan::Restart(_) => ExecKind::StageDone,
+                    Replan::Switch { slug, .. } => {
+                        let q = if input.query.is_empty() {
+                            String::new()
+                        } else {
+                            format!("?{}", input.query)
+                        };
+                        ExecKind::Redirect(format!("{}flow/{slug}/{q}", crate::config::RESERVED_PREFIX))
+                    }
+                }
             }
             Err(na) => self.denied(target, input, session, na),
-        }
-    }
-
-    pub(super) async fn restart(
-        &self,
-        flow: &Flow,
-        input: &ExecInput,
-        session: &Arc<Session>,
-        state: &mut Option<FlowState>,
-        action: InvalidResponseAction,
-    ) -> ExecKind {
-        let query = state.as_ref().map(|s| s.query.clone());
-        let context = match (action, state.take()) {
-            (InvalidResponseAction::RestartWithContext, Some(s)) => s.context,
-            _ => match self.start_context(flow, input, session).await {
-                Ok(c) => c,
-                Err(kind) => return *kind,
-            },
-        };
-        match self.make_plan(flow, session, context, input).await {
-            Ok(mut s) => {
-                if let Some(q) = query {
-                    s.query = q;
-                }
-                *state = Some(s);
-                ExecKind::StageDone
-            }
-            Err(na) => self.denied(flow, input, session, na),
         }
     }
 

@@ -20,103 +20,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod answers;
+mod io;
 mod links;
 mod step_up;
+mod subjects;
 pub use answers::flow_info;
-use answers::{context_json, pending_display};
+use answers::{context_json, pending_display, Replan};
+pub use io::{ExecInput, ExecKind, ExecOutput, FlowInfo};
+pub use subjects::{identity_of, subject_of_identity, subject_of_user};
 
 /// Reserved prefix of the cancel URL.
 pub const CANCEL_PATH: &str = "/.flowgate/flows/-/cancel/";
 
-/// The `flow_info` block of every challenge.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct FlowInfo {
-    /// Formatted title.
-    pub title: String,
-    /// Background image URL.
-    pub background: String,
-    /// Themed backgrounds (none).
-    pub background_themed_urls: Option<Value>,
-    /// Where "cancel" goes.
-    pub cancel_url: String,
-    /// Layout.
-    pub layout: String,
-}
-
-/// What the executor decided.
-#[derive(Debug)]
-pub enum ExecKind {
-    /// Show a challenge.
-    Challenge {
-        /// Flow info.
-        flow_info: FlowInfo,
-        /// The challenge.
-        challenge: Challenge,
-        /// Display name of the pending user.
-        pending_user: Option<String>,
-    },
-    /// A stage finished and more remain: 302 to the executor itself.
-    StageDone,
-    /// The flow finished: go here.
-    Redirect(String),
-    /// Access denied: the plan is cancelled.
-    AccessDenied {
-        /// Flow info.
-        flow_info: FlowInfo,
-        /// Message.
-        message: String,
-        /// Display name of the pending user.
-        pending_user: Option<String>,
-    },
-    /// No such flow.
-    UnknownFlow,
-    /// Too many attempts: 429 with `Retry-After`.
-    RateLimited {
-        /// Flow info.
-        flow_info: FlowInfo,
-        /// How long to wait.
-        retry_after: Duration,
-    },
-}
-
-/// The executor's answer plus the cookie to set or clear.
-#[derive(Debug)]
-pub struct ExecOutput {
-    /// Decision.
-    pub kind: ExecKind,
-    /// Set the cookie to this session (new or rotated), with a Max-Age if persistent.
-    pub set_session: Option<(Arc<Session>, Option<Duration>)>,
-    /// Clear the session cookie.
-    pub clear_cookie: bool,
-}
-
-/// One executor request.
-pub struct ExecInput {
-    /// Flow slug.
-    pub slug: String,
-    /// The challenge response for POST.
-    pub response: Option<Map<String, Value>>,
-    /// The original query string (holds `next`).
-    pub query: String,
-    /// The caller's session, if it has a valid one.
-    pub session: Option<Arc<Session>>,
-    /// App being accessed, for titles.
-    pub app: Option<String>,
-    /// Client address.
-    pub client_ip: Option<std::net::IpAddr>,
-    /// `scheme://host` of the request when it may appear in links (loopback or an app host).
-    pub origin: Option<String>,
-}
-
-/// Runs flows.
+/// Runs flows: the registry, the stores and the session settings it runs them with.
 #[derive(Clone)]
 pub struct Executor {
-    reg: Arc<FlowRegistry>,
-    sessions: SessionStore,
-    users: UserStore,
-    settings: SessionSettings,
-    reputation: Arc<ReputationStore>,
-    services: Arc<Services>,
+    /// The flows, stages and policies of the running config.
+    pub reg: Arc<FlowRegistry>,
+    /// Sessions: the flow slot of each, logins and logouts.
+    pub sessions: SessionStore,
+    /// The user store stages read and write.
+    pub users: UserStore,
+    /// Session lifetimes (flow timeout, TTL, idle timeout).
+    pub settings: SessionSettings,
+    /// Failed and successful attempts by client address and identifier.
+    pub reputation: Arc<ReputationStore>,
+    /// Mail, tokens, limits and the rest the stages share.
+    pub services: Arc<Services>,
 }
 
 /// How long after a login a logged-in user may change credentials without giving the
@@ -134,73 +64,7 @@ fn state_size(st: &FlowState) -> usize {
     context + st.query.len() + st.plan.len() * std::mem::size_of::<PlanEntry>()
 }
 
-/// The policy subject for a stored user.
-pub fn subject_of_user(u: &User) -> Subject {
-    Subject {
-        password_changed_ms: u
-            .password_changed_at
-            .and_then(|s| u64::try_from(s).ok())
-            .map(|s| s * 1000),
-        email: u.email.clone(),
-        name: u.name.clone(),
-        username: u.username.clone(),
-        groups: u.groups.clone(),
-        is_superuser: u.is_superuser,
-        is_authenticated_user: true,
-    }
-}
-
-/// The policy subject for a session identity.
-pub fn subject_of_identity(i: &Identity) -> Subject {
-    Subject {
-        password_changed_ms: None,
-        email: i.email.clone(),
-        name: i.name.clone(),
-        username: i.username.clone(),
-        groups: i.groups.clone(),
-        is_superuser: i.is_superuser,
-        is_authenticated_user: true,
-    }
-}
-
-/// The session identity for a stored user.
-pub fn identity_of(u: &User) -> Identity {
-    Identity {
-        user_id: u.id,
-        uid: u.uid.clone(),
-        username: u.username.clone(),
-        // An address nobody confirmed is not the user's as far as the upstream knows (ID-1).
-        email: if u.email_verified {
-            u.email.clone()
-        } else {
-            String::new()
-        },
-        name: u.name.clone(),
-        groups: u.groups.clone(),
-        is_superuser: u.is_superuser,
-    }
-}
-
 impl Executor {
-    /// An executor over the registry, stores and session settings.
-    pub fn new(
-        reg: Arc<FlowRegistry>,
-        sessions: SessionStore,
-        users: UserStore,
-        settings: SessionSettings,
-        reputation: Arc<ReputationStore>,
-        services: Arc<Services>,
-    ) -> Self {
-        Self {
-            reg,
-            sessions,
-            users,
-            settings,
-            reputation,
-            services,
-        }
-    }
-
     /// The shared services.
     pub fn services(&self) -> &Arc<Services> {
         &self.services
@@ -276,46 +140,6 @@ impl Executor {
         }
         out.kind = kind;
         out
-    }
-
-    /// What policies see inside a flow: the user, the client address and the time.
-    fn policy_input(&self, user: Option<Subject>, context: &FlowContext, input: &ExecInput) -> PolicyInput {
-        let identifier = context
-            .pending_user
-            .as_ref()
-            .map(|p| {
-                p.user
-                    .as_ref()
-                    .map(|u| u.username.as_str())
-                    .unwrap_or(p.identifier.as_str())
-            })
-            .unwrap_or("");
-        PolicyInput {
-            user,
-            client_ip: input.client_ip,
-            now_ms: self.sessions.clock().now_ms(),
-            reputation: self.reputation.scores(input.client_ip, identifier),
-            context: context_json(context),
-            in_flow: true,
-            users: Some(self.users.clone()),
-            ..Default::default()
-        }
-    }
-
-    /// What policies see while a plan runs: the pending user, else the logged-in one.
-    fn stage_policy_input(&self, st: &FlowState, session: &Session, input: &ExecInput) -> PolicyInput {
-        let user = st
-            .context
-            .pending_user
-            .as_ref()
-            .and_then(|p| p.user.as_ref())
-            .map(subject_of_user)
-            .or_else(|| Self::request_subject(session));
-        self.policy_input(user, &st.context, input)
-    }
-
-    fn request_subject(session: &Session) -> Option<Subject> {
-        session.user.as_deref().map(subject_of_identity)
     }
 
     async fn make_plan(
@@ -474,11 +298,11 @@ impl Executor {
                 StageOutcome::Challenge(c) => return self.challenge(flow, st, c),
                 StageOutcome::Invalid(c) => match action {
                     InvalidResponseAction::Retry => return self.challenge(flow, st, c),
-                    action => return self.restart(flow, input, session, state, action).await,
+                    action => return self.replan(flow, input, session, state, Replan::Restart(action)).await,
                 },
                 StageOutcome::Deny(message) => {
                     if action != InvalidResponseAction::Retry {
-                        return self.restart(flow, input, session, state, action).await;
+                        return self.replan(flow, input, session, state, Replan::Restart(action)).await;
                     }
                     let pending = pending_display(st);
                     *state = None;
@@ -543,7 +367,11 @@ impl Executor {
                     };
                 }
                 StageOutcome::SwitchFlow { slug, keep_context } => {
-                    return self.switch_flow(flow, input, session, state, &slug, keep_context).await;
+                    let how = Replan::Switch {
+                        slug: &slug,
+                        keep_context,
+                    };
+                    return self.replan(flow, input, session, state, how).await;
                 }
             }
             st.plan.remove(0);
