@@ -6,7 +6,7 @@
 
 use super::policies::{self, BindingTrace, EngineResult, PolicyInput, Subject};
 use super::{FlowRegistry, PlanEntry};
-use crate::config::{AuthRequirement, Flow};
+use crate::config::{AuthRequirement, EngineMode, Flow, PolicyBinding};
 
 /// Why a flow does not apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,17 +87,9 @@ pub async fn plan_traced(
     if !ok {
         return Err(NotApplicable { messages: Vec::new() });
     }
-    let mut bt = trace.is_some().then(Vec::new);
-    let r = policies::evaluate_traced(
-        &flow.policies,
-        flow.policy_engine_mode,
-        &reg.policies,
-        &facts.input,
-        bt.as_mut(),
-    )
-    .await;
+    let (r, bt) = evaluate(reg, facts, &flow.policies, flow.policy_engine_mode, trace.is_some()).await;
     if let Some(t) = trace.as_deref_mut() {
-        t.flow_policies = Some((r.clone(), bt.unwrap_or_default()));
+        t.flow_policies = Some((r.clone(), bt));
     }
     if !r.passing {
         return Err(NotApplicable { messages: r.messages });
@@ -107,17 +99,9 @@ pub async fn plan_traced(
         let mut evaluated = None;
         let mut planned = true;
         if b.evaluate_on_plan && !b.policies.is_empty() {
-            let mut bt = trace.is_some().then(Vec::new);
-            let r = policies::evaluate_traced(
-                &b.policies,
-                b.policy_engine_mode,
-                &reg.policies,
-                &facts.input,
-                bt.as_mut(),
-            )
-            .await;
+            let (r, bt) = evaluate(reg, facts, &b.policies, b.policy_engine_mode, trace.is_some()).await;
             planned = r.passing;
-            evaluated = Some((r, bt.unwrap_or_default()));
+            evaluated = Some((r, bt));
         }
         let reevaluate = b.re_evaluate_policies && !b.policies.is_empty();
         if planned {
@@ -133,4 +117,17 @@ pub async fn plan_traced(
         }
     }
     Ok(out)
+}
+
+/// Evaluates `bindings` for the request; with `traced`, also each binding's part (else empty).
+async fn evaluate(
+    reg: &FlowRegistry,
+    facts: &PlanFacts,
+    bindings: &[PolicyBinding],
+    mode: EngineMode,
+    traced: bool,
+) -> (EngineResult, Vec<BindingTrace>) {
+    let mut bt = traced.then(Vec::new);
+    let r = policies::evaluate_traced(bindings, mode, &reg.policies, &facts.input, bt.as_mut()).await;
+    (r, bt.unwrap_or_default())
 }
