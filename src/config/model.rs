@@ -340,6 +340,17 @@ pub enum AuthRequirement {
     RequireRedirect,
 }
 
+impl AuthRequirement {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, AuthRequirement)] = &[
+        ("none", AuthRequirement::None),
+        ("require_authenticated", AuthRequirement::RequireAuthenticated),
+        ("require_unauthenticated", AuthRequirement::RequireUnauthenticated),
+        ("require_superuser", AuthRequirement::RequireSuperuser),
+        ("require_redirect", AuthRequirement::RequireRedirect),
+    ];
+}
+
 /// What happens when a flow's policies deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeniedAction {
@@ -351,6 +362,15 @@ pub enum DeniedAction {
     Continue,
 }
 
+impl DeniedAction {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, DeniedAction)] = &[
+        ("message_continue", DeniedAction::MessageContinue),
+        ("message", DeniedAction::Message),
+        ("continue", DeniedAction::Continue),
+    ];
+}
+
 /// How a set of policy bindings combines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EngineMode {
@@ -358,6 +378,11 @@ pub enum EngineMode {
     All,
     /// One passing binding suffices.
     Any,
+}
+
+impl EngineMode {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, EngineMode)] = &[("any", EngineMode::Any), ("all", EngineMode::All)];
 }
 
 /// What to do with an invalid challenge response.
@@ -369,6 +394,15 @@ pub enum InvalidResponseAction {
     Restart,
     /// Plan again, keeping the context.
     RestartWithContext,
+}
+
+impl InvalidResponseAction {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, InvalidResponseAction)] = &[
+        ("retry", InvalidResponseAction::Retry),
+        ("restart", InvalidResponseAction::Restart),
+        ("restart_with_context", InvalidResponseAction::RestartWithContext),
+    ];
 }
 
 /// A flow.

@@ -1,5 +1,5 @@
 //! Validated policy definitions (`policies:`): one variant per policy kind with its settings and
-//! defaults. Built only by `validate/policies.rs` and `validate/flows.rs`; re-exported from
+//! defaults. Built only by `validate/policies.rs`; re-exported from
 //! [`super::model`].
 
 use ipnet::IpNet;
@@ -76,9 +76,10 @@ pub enum PolicyDef {
     Time {
         /// Weekdays, 0 = Monday.
         weekdays: Vec<u8>,
-        /// Start, minutes after midnight UTC.
-        from_minute: u32,
-        /// End (exclusive), minutes after midnight UTC; may be below `from` to span midnight.
-        to_minute: u32,
+        /// Start (`HH:MM` in the YAML), minutes after midnight UTC.
+        from: u32,
+        /// End (exclusive, `HH:MM` in the YAML), minutes after midnight UTC; may be below
+        /// `from` to span midnight.
+        to: u32,
     },
 }

@@ -1,5 +1,5 @@
 //! Serde mirror of the YAML files, field for field. Nothing here is validated beyond its type:
-//! `validate.rs` turns these into the model the rest of flowgate sees. Fields mirror the YAML
+//! `validate/` turns these into the model the rest of flowgate sees. Fields mirror the YAML
 //! keys one to one and are documented in `docs/configuration.md`.
 #![allow(missing_docs)]
 

@@ -1,6 +1,8 @@
 //! Validated stage definitions (`stages:`): one variant per stage type with its settings, and
-//! the value types they use (prompt fields, consent modes, device classes…). Built only by
-//! `validate/stages.rs`; re-exported from [`super::model`].
+//! the value types they use (prompt fields, consent modes, device classes…). Each kind's
+//! settings are one struct whose fields carry the YAML key names. Built only by
+//! `validate/stages.rs` (and the files it calls); re-exported from [`super::model`]; each struct
+//! is turned into its running stage by `from_config` in `flow/stages/<kind>.rs`.
 
 use std::time::Duration;
 
@@ -21,125 +23,182 @@ pub const DEFAULT_TOTP_DIGITS: u32 = 6;
 /// Default `authenticator_static.token_count`.
 pub const DEFAULT_STATIC_TOKEN_COUNT: u32 = 6;
 
-/// A validated stage definition.
+/// A validated stage definition: one variant per kind, each holding its kind's settings under
+/// the YAML key names. `flow::stages` builds the running stage from it (`from_config`).
 #[derive(Debug, Clone)]
 pub enum StageDef {
     /// Who are you.
-    Identification {
-        /// Fields matched: `username`, `email`.
-        user_fields: Vec<String>,
-        /// Case-insensitive matching.
-        case_insensitive_matching: bool,
-        /// Continue with a fake user when unknown.
-        pretend_user_exists: bool,
-        /// Show the matched username rather than what was typed.
-        show_matched_user: bool,
-        /// Embedded password stage.
-        password_stage: Option<String>,
-        /// Flow linked as "Sign up".
-        enrollment_flow: Option<String>,
-        /// Flow linked as "Forgot password?".
-        recovery_flow: Option<String>,
-    },
+    Identification(IdentificationDef),
     /// Password check.
-    Password {
-        /// Cancel the flow after this many failures.
-        failed_attempts_before_cancel: u32,
-        /// Offer a show-password toggle.
-        allow_show_password: bool,
-    },
+    Password(PasswordDef),
     /// Log the pending user in.
-    UserLogin {
-        /// Session lifetime; `None` uses the session ttl.
-        session_duration: Option<Duration>,
-        /// Added to the lifetime when the user ticks "remember me"; `None` hides the choice.
-        remember_me_offset: Option<Duration>,
-        /// Delete the user's other sessions after login.
-        terminate_other_sessions: bool,
-    },
+    UserLogin(UserLoginDef),
     /// Log out.
     UserLogout,
     /// Always deny.
-    Deny {
-        /// Message shown.
-        deny_message: String,
-    },
+    Deny(DenyDef),
     /// Create or update the pending user from `prompt_data`.
-    UserWrite {
-        /// When to create a user.
-        user_creation_mode: UserCreationMode,
-        /// New users start inactive (activated later, e.g. by the email stage).
-        create_users_as_inactive: bool,
-        /// Group new users join.
-        create_users_group: Option<String>,
-    },
+    UserWrite(UserWriteDef),
     /// Delete the pending (logged-in) user and log out.
     UserDelete,
     /// Ask for values.
-    Prompt {
-        /// Fields in display order.
-        fields: Vec<PromptField>,
-        /// Policies the submitted values must pass (mode all).
-        validation_policies: Vec<String>,
-    },
+    Prompt(PromptDef),
     /// Send a link by mail; the link resumes the flow.
-    Email {
-        /// Sender.
-        from_address: String,
-        /// Subject line.
-        subject: String,
-        /// Which built-in (or overridden) mail template.
-        template: EmailTemplate,
-        /// Lifetime of the link.
-        token_expiry: Duration,
-        /// Activate the user when the link is followed.
-        activate_user_on_success: bool,
-    },
+    Email(EmailDef),
     /// Captcha verified through a siteverify endpoint.
     Captcha(CaptchaSettings),
     /// Ask the user to agree.
-    Consent {
-        /// How long an agreement lasts.
-        mode: ConsentMode,
-    },
+    Consent(ConsentDef),
     /// Send the user elsewhere.
-    Redirect {
-        /// Where.
-        target: RedirectTarget,
-        /// Flow mode: carry the context into the target flow.
-        keep_context: bool,
-    },
+    Redirect(RedirectDef),
     /// Shows a page and continues (debugging).
-    Dummy {
-        /// Fail instead.
-        throw_error: bool,
-    },
+    Dummy(DummyDef),
     /// Requires an invitation token.
-    Invitation {
-        /// Continue without one.
-        continue_flow_without_invitation: bool,
-    },
+    Invitation(InvitationDef),
     /// Sets up a TOTP authenticator.
-    AuthenticatorTotp {
-        /// 6 or 8.
-        digits: u32,
-        /// Device name.
-        friendly_name: String,
-    },
+    AuthenticatorTotp(AuthenticatorTotpDef),
     /// Creates recovery codes.
-    AuthenticatorStatic {
-        /// How many.
-        token_count: u32,
-    },
+    AuthenticatorStatic(AuthenticatorStaticDef),
     /// Checks a second factor.
-    AuthenticatorValidate {
-        /// Allowed device classes.
-        device_classes: Vec<DeviceClass>,
-        /// Without a device.
-        not_configured_action: NotConfiguredAction,
-        /// Setup stages offered by `configure`.
-        configuration_stages: Vec<String>,
-    },
+    AuthenticatorValidate(AuthenticatorValidateDef),
+}
+
+/// `identification` settings.
+#[derive(Debug, Clone)]
+pub struct IdentificationDef {
+    /// Fields matched: `username`, `email`.
+    pub user_fields: Vec<String>,
+    /// Case-insensitive matching.
+    pub case_insensitive_matching: bool,
+    /// Continue with a fake user when unknown.
+    pub pretend_user_exists: bool,
+    /// Show the matched username rather than what was typed.
+    pub show_matched_user: bool,
+    /// Embedded password stage.
+    pub password_stage: Option<String>,
+    /// Flow linked as "Sign up".
+    pub enrollment_flow: Option<String>,
+    /// Flow linked as "Forgot password?".
+    pub recovery_flow: Option<String>,
+}
+
+/// `password` settings.
+#[derive(Debug, Clone)]
+pub struct PasswordDef {
+    /// Cancel the flow after this many failures.
+    pub failed_attempts_before_cancel: u32,
+    /// Offer a show-password toggle.
+    pub allow_show_password: bool,
+}
+
+/// `user_login` settings.
+#[derive(Debug, Clone)]
+pub struct UserLoginDef {
+    /// Session lifetime; `None` uses the session ttl.
+    pub session_duration: Option<Duration>,
+    /// Added to the lifetime when the user ticks "remember me"; `None` hides the choice.
+    pub remember_me_offset: Option<Duration>,
+    /// Delete the user's other sessions after login.
+    pub terminate_other_sessions: bool,
+}
+
+/// `deny` settings.
+#[derive(Debug, Clone)]
+pub struct DenyDef {
+    /// Message shown.
+    pub deny_message: String,
+}
+
+/// `user_write` settings.
+#[derive(Debug, Clone)]
+pub struct UserWriteDef {
+    /// When to create a user.
+    pub user_creation_mode: UserCreationMode,
+    /// New users start inactive (activated later, e.g. by the email stage).
+    pub create_users_as_inactive: bool,
+    /// Group new users join.
+    pub create_users_group: Option<String>,
+}
+
+/// `prompt` settings.
+#[derive(Debug, Clone)]
+pub struct PromptDef {
+    /// Fields in display order.
+    pub fields: Vec<PromptField>,
+    /// Policies the submitted values must pass (mode all).
+    pub validation_policies: Vec<String>,
+}
+
+/// `email` settings.
+#[derive(Debug, Clone)]
+pub struct EmailDef {
+    /// Sender.
+    pub from_address: String,
+    /// Subject line.
+    pub subject: String,
+    /// Which built-in (or overridden) mail template.
+    pub template: EmailTemplate,
+    /// Lifetime of the link.
+    pub token_expiry: Duration,
+    /// Activate the user when the link is followed.
+    pub activate_user_on_success: bool,
+}
+
+/// `consent` settings (`mode` and `consent_expire_in` of the YAML, in one value).
+#[derive(Debug, Clone)]
+pub struct ConsentDef {
+    /// How long an agreement lasts.
+    pub mode: ConsentMode,
+}
+
+/// `redirect` settings (`mode`, `target_static` and `target_flow` of the YAML, in one value).
+#[derive(Debug, Clone)]
+pub struct RedirectDef {
+    /// Where.
+    pub target: RedirectTarget,
+    /// Flow mode: carry the context into the target flow.
+    pub keep_context: bool,
+}
+
+/// `dummy` settings.
+#[derive(Debug, Clone)]
+pub struct DummyDef {
+    /// Fail instead.
+    pub throw_error: bool,
+}
+
+/// `invitation` settings.
+#[derive(Debug, Clone)]
+pub struct InvitationDef {
+    /// Continue without one.
+    pub continue_flow_without_invitation: bool,
+}
+
+/// `authenticator_totp` settings.
+#[derive(Debug, Clone)]
+pub struct AuthenticatorTotpDef {
+    /// 6 or 8.
+    pub digits: u32,
+    /// Device name.
+    pub friendly_name: String,
+}
+
+/// `authenticator_static` settings.
+#[derive(Debug, Clone)]
+pub struct AuthenticatorStaticDef {
+    /// How many.
+    pub token_count: u32,
+}
+
+/// `authenticator_validate` settings.
+#[derive(Debug, Clone)]
+pub struct AuthenticatorValidateDef {
+    /// Allowed device classes.
+    pub device_classes: Vec<DeviceClass>,
+    /// Without a device.
+    pub not_configured_action: NotConfiguredAction,
+    /// Setup stages offered by `configure`.
+    pub configuration_stages: Vec<String>,
 }
 
 /// `user_write.user_creation_mode`.
@@ -151,6 +210,15 @@ pub enum UserCreationMode {
     CreateWhenRequired,
     /// Always create a new user.
     AlwaysCreate,
+}
+
+impl UserCreationMode {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, UserCreationMode)] = &[
+        ("never_create", UserCreationMode::NeverCreate),
+        ("create_when_required", UserCreationMode::CreateWhenRequired),
+        ("always_create", UserCreationMode::AlwaysCreate),
+    ];
 }
 
 /// One prompt field.
@@ -262,6 +330,12 @@ pub enum EmailTemplate {
 }
 
 impl EmailTemplate {
+    /// The config spellings, which are also the template file stems.
+    pub const ALL: &'static [(&'static str, EmailTemplate)] = &[
+        ("account_confirmation", EmailTemplate::AccountConfirmation),
+        ("password_reset", EmailTemplate::PasswordReset),
+    ];
+
     /// Template file stem.
     pub fn name(self) -> &'static str {
         match self {
@@ -335,27 +409,36 @@ pub enum NotConfiguredAction {
     Configure,
 }
 
+impl NotConfiguredAction {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, NotConfiguredAction)] = &[
+        ("skip", NotConfiguredAction::Skip),
+        ("deny", NotConfiguredAction::Deny),
+        ("configure", NotConfiguredAction::Configure),
+    ];
+}
+
 impl StageDef {
     /// The `type:` spelling.
     pub fn kind(&self) -> &'static str {
         match self {
-            StageDef::Identification { .. } => "identification",
-            StageDef::Password { .. } => "password",
-            StageDef::UserLogin { .. } => "user_login",
+            StageDef::Identification(_) => "identification",
+            StageDef::Password(_) => "password",
+            StageDef::UserLogin(_) => "user_login",
             StageDef::UserLogout => "user_logout",
-            StageDef::Deny { .. } => "deny",
-            StageDef::UserWrite { .. } => "user_write",
+            StageDef::Deny(_) => "deny",
+            StageDef::UserWrite(_) => "user_write",
             StageDef::UserDelete => "user_delete",
-            StageDef::Prompt { .. } => "prompt",
-            StageDef::Email { .. } => "email",
+            StageDef::Prompt(_) => "prompt",
+            StageDef::Email(_) => "email",
             StageDef::Captcha(_) => "captcha",
-            StageDef::Consent { .. } => "consent",
-            StageDef::Redirect { .. } => "redirect",
-            StageDef::Dummy { .. } => "dummy",
-            StageDef::Invitation { .. } => "invitation",
-            StageDef::AuthenticatorTotp { .. } => "authenticator_totp",
-            StageDef::AuthenticatorStatic { .. } => "authenticator_static",
-            StageDef::AuthenticatorValidate { .. } => "authenticator_validate",
+            StageDef::Consent(_) => "consent",
+            StageDef::Redirect(_) => "redirect",
+            StageDef::Dummy(_) => "dummy",
+            StageDef::Invitation(_) => "invitation",
+            StageDef::AuthenticatorTotp(_) => "authenticator_totp",
+            StageDef::AuthenticatorStatic(_) => "authenticator_static",
+            StageDef::AuthenticatorValidate(_) => "authenticator_validate",
         }
     }
 }

@@ -132,3 +132,4 @@ pub async fn plan_traced(
     }
     Ok(out)
 }
+

@@ -56,19 +56,15 @@ fn methods_of(classes: &[DeviceClass]) -> BTreeSet<String> {
 /// The factor of a stage definition.
 pub fn factor_of(def: &StageDef) -> Factor {
     match def {
-        StageDef::Identification { password_stage, .. } => Factor::Identify(password_stage.clone()),
-        StageDef::Password { .. } => Factor::Password,
-        StageDef::AuthenticatorValidate {
-            device_classes,
-            not_configured_action,
-            ..
-        } => {
-            if *not_configured_action == NotConfiguredAction::Configure {
+        StageDef::Identification(d) => Factor::Identify(d.password_stage.clone()),
+        StageDef::Password(_) => Factor::Password,
+        StageDef::AuthenticatorValidate(d) => {
+            if d.not_configured_action == NotConfiguredAction::Configure {
                 return Factor::Enrol;
             }
-            Factor::SecondFactor(methods_of(device_classes))
+            Factor::SecondFactor(methods_of(&d.device_classes))
         }
-        StageDef::AuthenticatorTotp { .. } | StageDef::AuthenticatorStatic { .. } => Factor::Enrol,
+        StageDef::AuthenticatorTotp(_) | StageDef::AuthenticatorStatic(_) => Factor::Enrol,
         _ => Factor::Other,
     }
 }
@@ -87,8 +83,8 @@ pub fn factors_of(flow: &Flow, defs: &BTreeMap<String, StageDef>) -> FlowFactors
             Factor::Enrol => {
                 out.enrols = true;
                 // A validate stage that configures still checks a code when a device exists.
-                if let StageDef::AuthenticatorValidate { device_classes, .. } = def {
-                    out.required.push(methods_of(device_classes));
+                if let StageDef::AuthenticatorValidate(d) = def {
+                    out.required.push(methods_of(&d.device_classes));
                 }
             }
             Factor::Identify(None) | Factor::Other => {}

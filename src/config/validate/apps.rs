@@ -1,7 +1,7 @@
 //! Validation of `apps[]`: names, hosts, prefixes, upstreams (resolved at load), identity
 //! header sets, skip-auth regexes, access policies and timeouts.
 
-use super::{known, Collector, ENGINE_MODES};
+use super::{known, Collector};
 use crate::config::model::*;
 use crate::config::raw::*;
 use std::collections::BTreeMap;
@@ -61,7 +61,7 @@ pub(crate) fn app(
         );
     }
     let upstream = upstream(c, &format!("{p}.upstream"), &raw.upstream);
-    let headers = super::flows::headers(c, &format!("{p}.headers"), raw.headers.as_ref());
+    let headers = super::headers::headers(c, &format!("{p}.headers"), raw.headers.as_ref());
     let mut skip_auth = Vec::new();
     for (k, re) in raw.skip_auth.iter().enumerate() {
         if let Some(r) = super::policies::regex(c, 0, format!("{p}.skip_auth[{k}]"), re) {
@@ -74,7 +74,7 @@ pub(crate) fn app(
         format!("{p}.policy_engine_mode"),
         &raw.policy_engine_mode,
         EngineMode::Any,
-        ENGINE_MODES,
+        EngineMode::ALL,
     );
     let authentication_flow = match &raw.authentication_flow {
         Some(slug) => {

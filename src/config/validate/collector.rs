@@ -33,6 +33,22 @@ impl<'a> Collector<'a> {
         });
     }
 
+    /// Checks a stage or policy name (`what`): free text as in authentik (names are keys, never
+    /// in URLs), 1-150 characters without control characters or surrounding spaces.
+    pub(crate) fn name(&mut self, file: usize, path: &str, what: &str, name: &str) {
+        let ok = !name.is_empty()
+            && name.chars().count() <= 150
+            && !name.chars().any(char::is_control)
+            && name.trim() == name;
+        if !ok {
+            self.err(
+                file,
+                path,
+                format!("invalid {what} name {name:?} (1-150 characters, no control characters or surrounding spaces)"),
+            );
+        }
+    }
+
     pub(crate) fn duration(
         &mut self,
         file: usize,

@@ -3,9 +3,12 @@
 //! load are returned together.
 
 mod apps;
+mod authenticators;
 mod collector;
 mod flows;
+mod headers;
 mod policies;
+mod prompt;
 mod secrets;
 mod services;
 mod settings;
@@ -19,8 +22,6 @@ use crate::config::raw::*;
 use crate::config::Source;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-
-pub(crate) const ENGINE_MODES: &[(&str, EngineMode)] = &[("any", EngineMode::Any), ("all", EngineMode::All)];
 
 /// Where each merged item came from.
 pub(crate) struct Parsed {
@@ -136,7 +137,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
                 );
                 continue;
             }
-            if let Some(p) = flows::policy(&mut c, fi, name, raw) {
+            if let Some(p) = policies::policy(&mut c, fi, name, raw) {
                 policies.insert(name.clone(), p);
             }
         }
@@ -147,12 +148,12 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
                 c.err(fi, format!("stages.{name}"), format!("stage {name:?} is defined twice"));
                 continue;
             }
-            if let Some(s) = flows::stage(&mut c, fi, name, raw) {
+            if let Some(s) = stages::stage(&mut c, fi, name, raw) {
                 stages.insert(name.clone(), s);
             }
         }
     }
-    flows::check_stage_refs(&mut c, &parsed.files, &stages);
+    stages::check_stage_refs(&mut c, &parsed.files, &stages);
     let mut flows = BTreeMap::new();
     for (fi, f) in parsed.files.iter().enumerate() {
         for (i, raw) in f.flows.iter().enumerate() {

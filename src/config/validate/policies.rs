@@ -1,7 +1,8 @@
-//! Validation of flowgate's request-matcher policies (path, method, source CIDR, header, time),
-//! used mostly for per-app access control.
+//! Validation of the policy catalogue (`policies:`): the dispatch over the policy kinds in
+//! [`policy`], each kind's checks and defaults in its arm.
 
 use super::Collector;
+use crate::config::duration::parse_duration;
 use crate::config::model::{PolicyDef, DEFAULT_REPUTATION_THRESHOLD, DEFAULT_ZXCVBN_SCORE_THRESHOLD};
 use crate::config::raw::RawPolicy;
 
@@ -51,9 +52,41 @@ fn clock_time(s: &str) -> Option<u32> {
     (h < 24 && m < 60 || h == 24 && m == 0).then_some(h * 60 + m)
 }
 
-pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawPolicy) -> Option<PolicyDef> {
+/// Validates the policy `name`; `None` when it cannot be built.
+pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPolicy) -> Option<PolicyDef> {
+    let p = format!("policies.{name}");
+    c.name(fi, &p, "policy", name);
+    let p = p.as_str();
     match raw {
-        RawPolicy::Dummy { .. } => None,
+        RawPolicy::Dummy {
+            result,
+            wait_min,
+            wait_max,
+        } => {
+            let min = wait_min.as_deref().map(parse_duration).transpose();
+            let max = wait_max.as_deref().map(parse_duration).transpose();
+            match (min, max) {
+                (Ok(a), Ok(b)) => {
+                    let a = a.unwrap_or_default();
+                    let b = b.unwrap_or(a);
+                    if b < a {
+                        c.err(fi, format!("{p}.wait_max"), "must not be less than wait_min");
+                    }
+                    Some(PolicyDef::Dummy {
+                        result: result.unwrap_or(false),
+                        wait: a.max(b),
+                    })
+                }
+                (Err(e), _) => {
+                    c.err(fi, format!("{p}.wait_min"), e);
+                    None
+                }
+                (_, Err(e)) => {
+                    c.err(fi, format!("{p}.wait_max"), e);
+                    None
+                }
+            }
+        }
         RawPolicy::Password {
             password_field,
             check_static_rules,
@@ -239,12 +272,10 @@ pub(crate) fn request_policy(c: &mut Collector<'_>, fi: usize, p: &str, raw: &Ra
                     default
                 }),
             };
-            let from_minute = bound("from", from, 0);
-            let to_minute = bound("to", to, 24 * 60);
             Some(PolicyDef::Time {
                 weekdays: days,
-                from_minute,
-                to_minute,
+                from: bound("from", from, 0),
+                to: bound("to", to, 24 * 60),
             })
         }
     }

@@ -1,9 +1,11 @@
-//! Validation of the stage catalogue beyond the login core (user_write, prompt, email, captcha,
-//! consent, redirect, dummy, invitation, authenticators) and of the references between stages,
-//! policies and flows. The `mail:`, `ui:` and `rate_limits:` blocks are in `services.rs`.
+//! Validation of the stage catalogue (`stages:`): the dispatch over the stage kinds in
+//! [`stage`], each kind's checks and defaults in its arm or in the function it calls (prompt
+//! fields in `prompt.rs`, the authenticator kinds in `authenticators.rs`), and the checks of the
+//! references stages make to other stages, policies and flows.
 
 use super::secrets::{secret, url_ok};
 use super::{known, Collector};
+use crate::config::duration::parse_duration;
 use crate::config::model::*;
 use crate::config::raw::*;
 use std::collections::BTreeMap;
@@ -11,119 +13,110 @@ use std::collections::BTreeMap;
 /// Default captcha endpoints (reCAPTCHA, as authentik).
 const DEFAULT_CAPTCHA_JS: &str = "https://www.recaptcha.net/recaptcha/api.js";
 const DEFAULT_CAPTCHA_API: &str = "https://www.recaptcha.net/recaptcha/api/siteverify";
-/// The stages that `flows::stage` does not handle itself.
-pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -> StageDef {
-    match raw {
+/// The user fields an identification stage may match.
+const USER_FIELDS: &[&str] = &["username", "email"];
+
+/// Validates the stage `name`.
+pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage) -> Option<StageDef> {
+    let p = format!("stages.{name}");
+    c.name(fi, &p, "stage", name);
+    let p = p.as_str();
+    Some(match raw {
+        RawStage::Identification {
+            user_fields,
+            case_insensitive_matching,
+            pretend_user_exists,
+            show_matched_user,
+            password_stage,
+            enrollment_flow,
+            recovery_flow,
+        } => {
+            for (i, f) in user_fields.iter().enumerate() {
+                if !USER_FIELDS.contains(&f.as_str()) {
+                    c.err(
+                        fi,
+                        format!("{p}.user_fields[{i}]"),
+                        format!("unknown user field {f:?} (expected one of: {})", USER_FIELDS.join(", ")),
+                    );
+                }
+            }
+            if user_fields.is_empty() {
+                c.err(
+                    fi,
+                    format!("{p}.user_fields"),
+                    "at least one user field is needed (username, email)",
+                );
+            }
+            StageDef::Identification(IdentificationDef {
+                user_fields: user_fields.clone(),
+                case_insensitive_matching: case_insensitive_matching.unwrap_or(true),
+                pretend_user_exists: pretend_user_exists.unwrap_or(true),
+                show_matched_user: show_matched_user.unwrap_or(true),
+                password_stage: password_stage.clone(),
+                enrollment_flow: enrollment_flow.clone(),
+                recovery_flow: recovery_flow.clone(),
+            })
+        }
+        RawStage::Password {
+            failed_attempts_before_cancel,
+            allow_show_password,
+        } => {
+            let n = failed_attempts_before_cancel.unwrap_or(DEFAULT_FAILED_ATTEMPTS_BEFORE_CANCEL);
+            if n == 0 {
+                c.err(fi, format!("{p}.failed_attempts_before_cancel"), "must be at least 1");
+            }
+            StageDef::Password(PasswordDef {
+                failed_attempts_before_cancel: n,
+                allow_show_password: allow_show_password.unwrap_or(false),
+            })
+        }
+        RawStage::UserLogin {
+            session_duration,
+            remember_me_offset,
+            terminate_other_sessions,
+        } => {
+            let mut opt = |key: &str, v: &Option<String>| match v.as_deref().map(parse_duration) {
+                None => None,
+                Some(Ok(d)) if d.is_zero() => None,
+                Some(Ok(d)) => Some(d),
+                Some(Err(e)) => {
+                    c.err(fi, format!("{p}.{key}"), e);
+                    None
+                }
+            };
+            StageDef::UserLogin(UserLoginDef {
+                session_duration: opt("session_duration", session_duration),
+                remember_me_offset: opt("remember_me_offset", remember_me_offset),
+                terminate_other_sessions: terminate_other_sessions.unwrap_or(false),
+            })
+        }
+        RawStage::UserLogout {} => StageDef::UserLogout,
+        RawStage::Deny { deny_message } => StageDef::Deny(DenyDef {
+            deny_message: deny_message.clone().unwrap_or_default(),
+        }),
         RawStage::UserWrite {
             user_creation_mode,
             create_users_as_inactive,
             create_users_group,
-        } => StageDef::UserWrite {
+        } => StageDef::UserWrite(UserWriteDef {
             user_creation_mode: c.choice(
                 fi,
                 format!("{p}.user_creation_mode"),
                 user_creation_mode,
                 UserCreationMode::CreateWhenRequired,
-                &[
-                    ("never_create", UserCreationMode::NeverCreate),
-                    ("create_when_required", UserCreationMode::CreateWhenRequired),
-                    ("always_create", UserCreationMode::AlwaysCreate),
-                ],
+                UserCreationMode::ALL,
             ),
             create_users_as_inactive: create_users_as_inactive.unwrap_or(false),
             create_users_group: create_users_group.clone(),
-        },
+        }),
         RawStage::UserDelete {} => StageDef::UserDelete,
         RawStage::Prompt {
             fields,
             validation_policies,
-        } => {
-            let mut out: Vec<PromptField> = Vec::new();
-            for (i, f) in fields.iter().enumerate() {
-                let fp = format!("{p}.fields[{i}]");
-                let key_ok = !f.field_key.is_empty()
-                    && f.field_key.len() <= 100
-                    && f.field_key
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-                if !key_ok {
-                    c.err(
-                        fi,
-                        format!("{fp}.field_key"),
-                        format!(
-                            "invalid field key {:?} (expected 1-100 of A-Z a-z 0-9 _ . -)",
-                            f.field_key
-                        ),
-                    );
-                }
-                if f.field_key == "csrf_token" || f.field_key == "component" {
-                    c.err(fi, format!("{fp}.field_key"), format!("{:?} is reserved", f.field_key));
-                }
-                if out.iter().any(|o| o.field_key == f.field_key) {
-                    c.err(
-                        fi,
-                        format!("{fp}.field_key"),
-                        format!("field key {:?} is used twice in this stage", f.field_key),
-                    );
-                }
-                let Some(kind) = PromptKind::ALL.iter().find(|(n, _)| *n == f.kind).map(|(_, k)| *k) else {
-                    let names: Vec<&str> = PromptKind::ALL.iter().map(|(n, _)| *n).collect();
-                    c.err(
-                        fi,
-                        format!("{fp}.type"),
-                        format!(
-                            "unknown prompt type {:?} (expected one of: {})",
-                            f.kind,
-                            names.join(", ")
-                        ),
-                    );
-                    continue;
-                };
-                let is_choice = matches!(kind, PromptKind::RadioButtonGroup | PromptKind::Dropdown);
-                if is_choice && f.choices.is_empty() {
-                    c.err(fi, format!("{fp}.choices"), "a choice field needs at least one choice");
-                }
-                if !is_choice && !f.choices.is_empty() {
-                    c.err(
-                        fi,
-                        format!("{fp}.choices"),
-                        "only radio-button-group and dropdown take choices",
-                    );
-                }
-                out.push(PromptField {
-                    field_key: f.field_key.clone(),
-                    label: f.label.clone().unwrap_or_else(|| f.field_key.clone()),
-                    kind,
-                    required: match kind {
-                        PromptKind::Checkbox
-                        | PromptKind::Separator
-                        | PromptKind::Hidden
-                        | PromptKind::Static
-                        | PromptKind::TextReadOnly
-                        | PromptKind::TextAreaReadOnly => false,
-                        _ => f.required.unwrap_or(true),
-                    },
-                    placeholder: f.placeholder.clone().unwrap_or_default(),
-                    initial_value: f.initial_value.clone().unwrap_or_default(),
-                    sub_text: f.sub_text.clone().unwrap_or_default(),
-                    order: f.order.unwrap_or(0),
-                    choices: f.choices.clone(),
-                });
-            }
-            if out.iter().filter(|f| f.kind == PromptKind::Password).count() > 2 {
-                c.err(
-                    fi,
-                    format!("{p}.fields"),
-                    "at most two password fields (a password and its repeat)",
-                );
-            }
-            // Stable: equal orders keep file order.
-            out.sort_by_key(|f| f.order);
-            StageDef::Prompt {
-                fields: out,
-                validation_policies: validation_policies.clone(),
-            }
-        }
+        } => StageDef::Prompt(PromptDef {
+            fields: super::prompt::fields(c, fi, p, fields),
+            validation_policies: validation_policies.clone(),
+        }),
         RawStage::Email {
             from_address,
             subject,
@@ -144,7 +137,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
             if expiry.is_zero() {
                 c.err(fi, format!("{p}.token_expiry"), "must be greater than zero");
             }
-            StageDef::Email {
+            StageDef::Email(EmailDef {
                 from_address: from,
                 subject: subject.clone().unwrap_or_else(|| "flowgate".into()),
                 template: c.choice(
@@ -152,14 +145,11 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                     format!("{p}.template"),
                     template,
                     EmailTemplate::PasswordReset,
-                    &[
-                        ("account_confirmation", EmailTemplate::AccountConfirmation),
-                        ("password_reset", EmailTemplate::PasswordReset),
-                    ],
+                    EmailTemplate::ALL,
                 ),
                 token_expiry: expiry,
                 activate_user_on_success: activate_user_on_success.unwrap_or(false),
-            }
+            })
         }
         RawStage::Captcha {
             public_key,
@@ -190,22 +180,8 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
                     "a captcha stage needs private_key, private_key_env or private_key_file",
                 );
             }
-            let api = api_url.clone().unwrap_or_else(|| DEFAULT_CAPTCHA_API.into());
-            if !url_ok(&api) {
-                c.err(
-                    fi,
-                    format!("{p}.api_url"),
-                    format!("invalid URL {api:?} (expected http(s)://...)"),
-                );
-            }
-            let js = js_url.clone().unwrap_or_else(|| DEFAULT_CAPTCHA_JS.into());
-            if !url_ok(&js) {
-                c.err(
-                    fi,
-                    format!("{p}.js_url"),
-                    format!("invalid URL {js:?} (expected http(s)://...)"),
-                );
-            }
+            let api = http_url(c, fi, format!("{p}.api_url"), api_url, DEFAULT_CAPTCHA_API);
+            let js = http_url(c, fi, format!("{p}.js_url"), js_url, DEFAULT_CAPTCHA_JS);
             StageDef::Captcha(CaptchaSettings {
                 public_key: public_key.clone(),
                 private_key: key.unwrap_or_default(),
@@ -221,180 +197,164 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, p: &str, raw: &RawStage) -
         RawStage::Consent {
             mode,
             consent_expire_in,
-        } => {
-            #[derive(Clone, Copy)]
-            enum M {
-                Always,
-                Permanent,
-                Expiring,
-            }
-            let m = c.choice(
-                fi,
-                format!("{p}.mode"),
-                mode,
-                M::Expiring,
-                &[
-                    ("always_require", M::Always),
-                    ("permanent", M::Permanent),
-                    ("expiring", M::Expiring),
-                ],
-            );
-            let expire = c.duration(
-                fi,
-                format!("{p}.consent_expire_in"),
-                consent_expire_in,
-                DEFAULT_CONSENT_EXPIRE_IN,
-            );
-            StageDef::Consent {
-                mode: match m {
-                    M::Always => ConsentMode::AlwaysRequire,
-                    M::Permanent => ConsentMode::Permanent,
-                    M::Expiring => ConsentMode::Expiring(expire),
-                },
-            }
-        }
+        } => StageDef::Consent(ConsentDef {
+            mode: consent_mode(c, fi, p, mode, consent_expire_in),
+        }),
         RawStage::Redirect {
             mode,
             target_static,
             target_flow,
             keep_context,
-        } => {
-            let target = match (mode.as_deref().unwrap_or("static"), target_static, target_flow) {
-                ("static", Some(t), None) => {
-                    let ok = crate::config::values::next::safe_next(t).is_some() || url_ok(t);
-                    if !ok {
-                        c.err(
-                            fi,
-                            format!("{p}.target_static"),
-                            format!("invalid target {t:?} (expected a path starting with / or an http(s) URL)"),
-                        );
-                    }
-                    RedirectTarget::Static(t.clone())
-                }
-                ("flow", None, Some(f)) => RedirectTarget::Flow(f.clone()),
-                ("static", _, _) => {
-                    c.err(
-                        fi,
-                        format!("{p}.target_static"),
-                        "static mode needs target_static (and no target_flow)",
-                    );
-                    RedirectTarget::Static("/".into())
-                }
-                ("flow", _, _) => {
-                    c.err(
-                        fi,
-                        format!("{p}.target_flow"),
-                        "flow mode needs target_flow (and no target_static)",
-                    );
-                    RedirectTarget::Static("/".into())
-                }
-                (other, _, _) => {
-                    c.err(
-                        fi,
-                        format!("{p}.mode"),
-                        format!("unknown value {other:?} (expected one of: static, flow)"),
-                    );
-                    RedirectTarget::Static("/".into())
-                }
-            };
-            StageDef::Redirect {
-                target,
-                keep_context: keep_context.unwrap_or(true),
-            }
-        }
-        RawStage::Dummy { throw_error } => StageDef::Dummy {
+        } => StageDef::Redirect(RedirectDef {
+            target: redirect_target(c, fi, p, mode, target_static, target_flow),
+            keep_context: keep_context.unwrap_or(true),
+        }),
+        RawStage::Dummy { throw_error } => StageDef::Dummy(DummyDef {
             throw_error: throw_error.unwrap_or(false),
-        },
+        }),
         RawStage::Invitation {
             continue_flow_without_invitation,
-        } => StageDef::Invitation {
+        } => StageDef::Invitation(InvitationDef {
             continue_flow_without_invitation: continue_flow_without_invitation.unwrap_or(false),
-        },
+        }),
         RawStage::AuthenticatorTotp { digits, friendly_name } => {
-            let d = digits.unwrap_or(DEFAULT_TOTP_DIGITS);
-            if d != 6 && d != 8 {
-                c.err(
-                    fi,
-                    format!("{p}.digits"),
-                    format!("invalid digits {d} (expected 6 or 8)"),
-                );
-            }
-            StageDef::AuthenticatorTotp {
-                digits: d,
-                friendly_name: friendly_name.clone().unwrap_or_else(|| "TOTP".into()),
-            }
+            StageDef::AuthenticatorTotp(super::authenticators::totp(c, fi, p, *digits, friendly_name))
         }
         RawStage::AuthenticatorStatic { token_count } => {
-            let n = token_count.unwrap_or(DEFAULT_STATIC_TOKEN_COUNT);
-            if !(1..=50).contains(&n) {
-                c.err(
-                    fi,
-                    format!("{p}.token_count"),
-                    format!("invalid count {n} (expected 1 to 50)"),
-                );
-            }
-            StageDef::AuthenticatorStatic { token_count: n }
+            StageDef::AuthenticatorStatic(super::authenticators::static_codes(c, fi, p, *token_count))
         }
         RawStage::AuthenticatorValidate {
             device_classes,
             not_configured_action,
             configuration_stages,
-        } => {
-            let mut classes = Vec::new();
-            for (i, d) in device_classes
-                .clone()
-                .unwrap_or_else(|| vec!["totp".into(), "static".into()])
-                .iter()
-                .enumerate()
+        } => StageDef::AuthenticatorValidate(super::authenticators::validate(
+            c,
+            fi,
+            p,
+            device_classes,
+            not_configured_action,
+            configuration_stages,
+        )),
+    })
+}
+
+/// An `http(s)` URL setting with its default; a bad one is recorded at `path`.
+fn http_url(c: &mut Collector<'_>, fi: usize, path: String, v: &Option<String>, default: &str) -> String {
+    let url = v.clone().unwrap_or_else(|| default.into());
+    if !url_ok(&url) {
+        c.err(fi, path, format!("invalid URL {url:?} (expected http(s)://...)"));
+    }
+    url
+}
+
+/// `consent.mode` with `consent.consent_expire_in`.
+fn consent_mode(
+    c: &mut Collector<'_>,
+    fi: usize,
+    p: &str,
+    mode: &Option<String>,
+    consent_expire_in: &Option<String>,
+) -> ConsentMode {
+    #[derive(Clone, Copy)]
+    enum M {
+        Always,
+        Permanent,
+        Expiring,
+    }
+    let m = c.choice(
+        fi,
+        format!("{p}.mode"),
+        mode,
+        M::Expiring,
+        &[
+            ("always_require", M::Always),
+            ("permanent", M::Permanent),
+            ("expiring", M::Expiring),
+        ],
+    );
+    let expire = c.duration(
+        fi,
+        format!("{p}.consent_expire_in"),
+        consent_expire_in,
+        DEFAULT_CONSENT_EXPIRE_IN,
+    );
+    match m {
+        M::Always => ConsentMode::AlwaysRequire,
+        M::Permanent => ConsentMode::Permanent,
+        M::Expiring => ConsentMode::Expiring(expire),
+    }
+}
+
+/// `redirect.mode` with `target_static` or `target_flow`.
+fn redirect_target(
+    c: &mut Collector<'_>,
+    fi: usize,
+    p: &str,
+    mode: &Option<String>,
+    target_static: &Option<String>,
+    target_flow: &Option<String>,
+) -> RedirectTarget {
+    match (mode.as_deref().unwrap_or("static"), target_static, target_flow) {
+        ("static", Some(t), None) => {
+            let ok = crate::config::values::next::safe_next(t).is_some() || url_ok(t);
+            if !ok {
+                c.err(
+                    fi,
+                    format!("{p}.target_static"),
+                    format!("invalid target {t:?} (expected a path starting with / or an http(s) URL)"),
+                );
+            }
+            RedirectTarget::Static(t.clone())
+        }
+        ("flow", None, Some(f)) => RedirectTarget::Flow(f.clone()),
+        (m @ ("static" | "flow"), _, _) => {
+            let (key, other) = if m == "static" {
+                ("target_static", "target_flow")
+            } else {
+                ("target_flow", "target_static")
+            };
+            c.err(
+                fi,
+                format!("{p}.{key}"),
+                format!("{m} mode needs {key} (and no {other})"),
+            );
+            RedirectTarget::Static("/".into())
+        }
+        (other, _, _) => {
+            c.err(
+                fi,
+                format!("{p}.mode"),
+                format!("unknown value {other:?} (expected one of: static, flow)"),
+            );
+            RedirectTarget::Static("/".into())
+        }
+    }
+}
+
+/// Checks references between stages (an identification stage's embedded password stage).
+pub(crate) fn check_stage_refs(c: &mut Collector<'_>, files: &[RawFile], stages: &BTreeMap<String, StageDef>) {
+    for (fi, f) in files.iter().enumerate() {
+        for (name, raw) in &f.stages {
+            if let RawStage::Identification {
+                password_stage: Some(ps),
+                ..
+            } = raw
             {
-                match d.as_str() {
-                    "totp" => classes.push(DeviceClass::Totp),
-                    "static" => classes.push(DeviceClass::Static),
-                    "webauthn" | "duo" | "sms" | "email" => c.err(
+                match stages.get(ps) {
+                    Some(StageDef::Password(_)) => {}
+                    Some(other) => c.err(
                         fi,
-                        format!("{p}.device_classes[{i}]"),
-                        format!("device class {d:?} is not supported by flowgate (supported: totp, static)"),
+                        format!("stages.{name}.password_stage"),
+                        format!("stage {ps:?} is a {} stage, not a password stage", other.kind()),
                     ),
-                    _ => c.err(
+                    None => c.err(
                         fi,
-                        format!("{p}.device_classes[{i}]"),
-                        format!("unknown device class {d:?} (expected one of: totp, static)"),
+                        format!("stages.{name}.password_stage"),
+                        format!("unknown stage {ps:?} (known: {})", known(stages.keys())),
                     ),
                 }
             }
-            if classes.is_empty() {
-                c.err(fi, format!("{p}.device_classes"), "at least one device class is needed");
-            }
-            let action = c.choice(
-                fi,
-                format!("{p}.not_configured_action"),
-                not_configured_action,
-                NotConfiguredAction::Skip,
-                &[
-                    ("skip", NotConfiguredAction::Skip),
-                    ("deny", NotConfiguredAction::Deny),
-                    ("configure", NotConfiguredAction::Configure),
-                ],
-            );
-            if action == NotConfiguredAction::Configure && configuration_stages.is_empty() {
-                c.err(
-                    fi,
-                    format!("{p}.configuration_stages"),
-                    "not_configured_action configure needs at least one configuration stage",
-                );
-            }
-            StageDef::AuthenticatorValidate {
-                device_classes: classes,
-                not_configured_action: action,
-                configuration_stages: configuration_stages.clone(),
-            }
         }
-        // The core stages are validated by `flows::stage`.
-        RawStage::Identification { .. }
-        | RawStage::Password { .. }
-        | RawStage::UserLogin { .. }
-        | RawStage::UserLogout {}
-        | RawStage::Deny { .. } => StageDef::UserLogout,
     }
 }
 
@@ -457,7 +417,7 @@ pub(crate) fn check_refs(
                 } => {
                     for (i, s) in configuration_stages.iter().enumerate() {
                         match stages.get(s) {
-                            Some(StageDef::AuthenticatorTotp { .. } | StageDef::AuthenticatorStatic { .. }) => {}
+                            Some(StageDef::AuthenticatorTotp(_) | StageDef::AuthenticatorStatic(_)) => {}
                             Some(other) => c.err(
                                 fi,
                                 format!("{p}.configuration_stages[{i}]"),

@@ -4,7 +4,7 @@ use super::{verdict, Decision, PolicyInput};
 use regex::Regex;
 
 /// The header is present and, if a regex is given, one of its values matches.
-pub(super) fn header(name: &str, re: Option<&Regex>, input: &PolicyInput) -> Decision {
+pub(super) fn evaluate(name: &str, re: Option<&Regex>, input: &PolicyInput) -> Decision {
     let mut values = input.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v);
     let ok = match re {
         None => values.next().is_some(),

@@ -3,7 +3,7 @@
 use super::{verdict, Decision, PolicyInput};
 
 /// The method is listed.
-pub(super) fn method(methods: &[String], input: &PolicyInput) -> Decision {
+pub(super) fn evaluate(methods: &[String], input: &PolicyInput) -> Decision {
     verdict(
         methods.iter().any(|m| m.eq_ignore_ascii_case(&input.method)),
         "request method",

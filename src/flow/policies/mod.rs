@@ -4,7 +4,9 @@
 //! `failure_result` on error or timeout; no results → pass; `any`/`all` combination; every
 //! message collected in order.
 //!
-//! Policies themselves (one per file) are pure `evaluate` functions over a [`PolicyInput`].
+//! Policies themselves are one kind per file (named after the kind; `hibp.rs` is the range
+//! check the password policy uses), each an `evaluate` function over its validated settings
+//! and a [`PolicyInput`]; [`run_policy`] is the registry, one line per kind.
 
 mod dummy;
 pub mod expression;
@@ -12,7 +14,9 @@ mod header;
 pub mod hibp;
 mod method;
 pub mod password;
+mod password_expiry;
 mod path;
+mod reputation;
 mod source_cidr;
 mod time;
 
@@ -88,76 +92,23 @@ pub struct EngineResult {
     pub messages: Vec<String>,
 }
 
+/// The policy registry: evaluates one policy definition, one line per kind.
 async fn run_policy(def: &PolicyDef, input: &PolicyInput) -> Result<Decision, PolicyError> {
     match def {
         PolicyDef::Dummy { result, wait } => dummy::evaluate(*result, *wait, input).await,
-        PolicyDef::Path { regex } => Ok(path::path(regex, input)),
-        PolicyDef::Method { methods } => Ok(method::method(methods, input)),
-        PolicyDef::SourceCidr { cidrs } => Ok(source_cidr::source_cidr(cidrs, input)),
-        PolicyDef::Header { name, regex } => Ok(header::header(name, regex.as_ref(), input)),
-        PolicyDef::Time {
-            weekdays,
-            from_minute,
-            to_minute,
-        } => Ok(time::time(weekdays, *from_minute, *to_minute, input)),
+        PolicyDef::Path { regex } => Ok(path::evaluate(regex, input)),
+        PolicyDef::Method { methods } => Ok(method::evaluate(methods, input)),
+        PolicyDef::SourceCidr { cidrs } => Ok(source_cidr::evaluate(cidrs, input)),
+        PolicyDef::Header { name, regex } => Ok(header::evaluate(name, regex.as_ref(), input)),
+        PolicyDef::Time { weekdays, from, to } => Ok(time::time(weekdays, *from, *to, input)),
         PolicyDef::Reputation {
             check_ip,
             check_username,
             threshold,
-        } => {
-            let (ip, user) = input.reputation;
-            let passing = (*check_ip && ip <= *threshold) || (*check_username && user <= *threshold);
-            Ok(Decision {
-                passing,
-                messages: Vec::new(),
-            })
-        }
+        } => Ok(reputation::evaluate(*check_ip, *check_username, *threshold, input)),
         PolicyDef::Expression { expression } => expression.evaluate_async(input).await,
         PolicyDef::Password { rules } => password::evaluate(rules, input).await,
-        PolicyDef::PasswordExpiry { days, deny_only } => {
-            let d = password_expiry(*days, *deny_only, input);
-            // As authentik: without deny_only, an expired password is also made unusable.
-            if !d.passing && !*deny_only {
-                if let (Some(store), Some(u)) = (&input.users, &input.user) {
-                    store
-                        .set_password_unusable(&u.username)
-                        .await
-                        .map_err(|e| PolicyError(e.to_string()))?;
-                    tracing::info!(user = %u.username, "expired password made unusable");
-                }
-            }
-            Ok(d)
-        }
-    }
-}
-
-/// Fails once the user's password is `days` old (the message differs with `deny_only`).
-fn password_expiry(days: u32, deny_only: bool, input: &PolicyInput) -> Decision {
-    let changed = input.user.as_ref().and_then(|u| u.password_changed_ms);
-    let Some(changed) = changed else {
-        return Decision {
-            passing: true,
-            messages: Vec::new(),
-        };
-    };
-    let age_days = input.now_ms.saturating_sub(changed) / 86_400_000;
-    if age_days < u64::from(days) {
-        return Decision {
-            passing: true,
-            messages: Vec::new(),
-        };
-    }
-    let message = if deny_only {
-        "Password has expired.".to_string()
-    } else {
-        format!(
-            "Password expired {} days ago. Please update your password.",
-            age_days - u64::from(days)
-        )
-    };
-    Decision {
-        passing: false,
-        messages: vec![message],
+        PolicyDef::PasswordExpiry { days, deny_only } => password_expiry::evaluate(*days, *deny_only, input).await,
     }
 }
 

@@ -4,6 +4,6 @@ use super::{verdict, Decision, PolicyInput};
 use regex::Regex;
 
 /// The normalised path matches.
-pub(super) fn path(re: &Regex, input: &PolicyInput) -> Decision {
+pub(super) fn evaluate(re: &Regex, input: &PolicyInput) -> Decision {
     verdict(re.is_match(&input.path), "request path")
 }

@@ -4,7 +4,7 @@ use super::{verdict, Decision, PolicyInput};
 use ipnet::IpNet;
 
 /// The client address is inside a listed network (no address: no match).
-pub(super) fn source_cidr(cidrs: &[IpNet], input: &PolicyInput) -> Decision {
+pub(super) fn evaluate(cidrs: &[IpNet], input: &PolicyInput) -> Decision {
     verdict(
         input.client_ip.is_some_and(|ip| cidrs.iter().any(|n| n.contains(&ip))),
         "client address",

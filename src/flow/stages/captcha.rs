@@ -21,16 +21,16 @@ const TOKEN_FIELDS: &[&str] = &[
 
 /// Checks a captcha.
 pub(super) struct CaptchaStage {
-    site_key: String,
+    public_key: String,
     js_url: String,
     interactive: bool,
     verifier: CaptchaVerifier,
 }
 
 impl CaptchaStage {
-    pub(super) fn new(c: &CaptchaSettings) -> Self {
+    pub(super) fn from_config(c: &CaptchaSettings) -> Self {
         Self {
-            site_key: c.public_key.clone(),
+            public_key: c.public_key.clone(),
             js_url: c.js_url.clone(),
             interactive: c.interactive,
             verifier: CaptchaVerifier {
@@ -46,7 +46,7 @@ impl CaptchaStage {
 
     fn page(&self) -> Challenge {
         let mut m = Map::new();
-        m.insert("site_key".into(), json!(self.site_key));
+        m.insert("site_key".into(), json!(self.public_key));
         m.insert("js_url".into(), json!(self.js_url));
         m.insert("interactive".into(), json!(self.interactive));
         Challenge::new(COMPONENT, m, true)

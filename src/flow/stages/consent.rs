@@ -4,6 +4,7 @@
 //! forged POST cannot agree on the user's behalf.
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::ConsentDef;
 use crate::config::ConsentMode;
 use crate::flow::{response_str, Challenge};
 use serde_json::{json, Map, Value};
@@ -16,8 +17,18 @@ const TOKEN: &str = "consent_token";
 
 /// Asks for agreement.
 pub(super) struct ConsentStage {
-    pub(super) mode: ConsentMode,
-    pub(super) name: String,
+    mode: ConsentMode,
+    name: String,
+}
+
+impl ConsentStage {
+    /// Built from its definition; agreements are recorded under the stage's `name`.
+    pub(super) fn from_config(name: &str, c: &ConsentDef) -> Self {
+        Self {
+            mode: c.mode,
+            name: name.to_string(),
+        }
+    }
 }
 
 impl ConsentStage {

@@ -1,10 +1,20 @@
 //! Deny stage: cancels the flow with its message (or the context's `deny_message`).
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::DenyDef;
 
 /// Always denies.
 pub(super) struct DenyStage {
-    pub(super) message: String,
+    deny_message: String,
+}
+
+impl DenyStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &DenyDef) -> Self {
+        Self {
+            deny_message: c.deny_message.clone(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -16,7 +26,9 @@ impl Stage for DenyStage {
             .get("deny_message")
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty());
-        let msg = from_context.map(str::to_string).unwrap_or_else(|| self.message.clone());
+        let msg = from_context
+            .map(str::to_string)
+            .unwrap_or_else(|| self.deny_message.clone());
         StageOutcome::Deny(if msg.is_empty() { "Access denied".into() } else { msg })
     }
 }

@@ -1,13 +1,24 @@
 //! The dummy stage (docs/design.md §5.12).
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::DummyDef;
 use crate::flow::Challenge;
 use serde_json::{json, Map, Value};
 
 /// Shows a page and continues; `throw_error` fails instead.
 pub(super) struct DummyStage {
-    pub(super) name: String,
-    pub(super) throw_error: bool,
+    name: String,
+    throw_error: bool,
+}
+
+impl DummyStage {
+    /// Built from its definition; the page shows the stage's `name`.
+    pub(super) fn from_config(name: &str, c: &DummyDef) -> Self {
+        Self {
+            name: name.to_string(),
+            throw_error: c.throw_error,
+        }
+    }
 }
 
 #[async_trait::async_trait]

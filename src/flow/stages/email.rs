@@ -22,6 +22,7 @@
 //! a refusal is the same 429 for known and unknown addresses.
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::EmailDef;
 use crate::config::EmailTemplate;
 use crate::flow::services::FlowToken;
 use crate::flow::{Challenge, FlowState};
@@ -52,11 +53,24 @@ pub(super) const VERIFIED_ADDRESS: &str = "email_verified_address";
 
 /// Mails a link.
 pub(super) struct EmailStage {
-    pub(super) from: String,
-    pub(super) subject: String,
-    pub(super) template: EmailTemplate,
-    pub(super) expiry: Duration,
-    pub(super) activate: bool,
+    from_address: String,
+    subject: String,
+    template: EmailTemplate,
+    token_expiry: Duration,
+    activate_user_on_success: bool,
+}
+
+impl EmailStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &EmailDef) -> Self {
+        Self {
+            from_address: c.from_address.clone(),
+            subject: c.subject.clone(),
+            template: c.template,
+            token_expiry: c.token_expiry,
+            activate_user_on_success: c.activate_user_on_success,
+        }
+    }
 }
 
 enum Sent {
@@ -165,11 +179,11 @@ impl EmailStage {
             _ if identified => None,
             _ => return Sent::Failed("No email address is known for this account.".into()),
         };
-        let expires_ms = cx.now_ms.saturating_add(self.expiry.as_millis() as u64);
+        let expires_ms = cx.now_ms.saturating_add(self.token_expiry.as_millis() as u64);
         let mut parked = cx.context.clone();
         // Only the copy behind the link carries the address: a plan that comes back through
         // the link proves it (user_write marks the address verified).
-        let proved = address.clone().unwrap_or_else(|| self.from.clone());
+        let proved = address.clone().unwrap_or_else(|| self.from_address.clone());
         parked.extra.insert(VERIFIED_ADDRESS.into(), Value::String(proved));
         let state = FlowState {
             flow: cx.flow_slug.to_string(),
@@ -213,7 +227,7 @@ impl EmailStage {
         let url = format!("{base}{}flow/{}/?{query}", crate::config::RESERVED_PREFIX, cx.flow_slug);
         let ctx = minijinja::context! {
             url => url, name => name, title => cx.services.title,
-            expires_minutes => self.expiry.as_secs().div_ceil(60),
+            expires_minutes => self.token_expiry.as_secs().div_ceil(60),
         };
         let (text, html) = match cx.services.mail_templates.render(self.template.name(), ctx) {
             Ok(r) => r,
@@ -223,8 +237,8 @@ impl EmailStage {
             }
         };
         let mail = Mail {
-            from: self.from.clone(),
-            to: address.clone().unwrap_or_else(|| self.from.clone()),
+            from: self.from_address.clone(),
+            to: address.clone().unwrap_or_else(|| self.from_address.clone()),
             subject: self.subject.clone(),
             text,
             html: Some(html),
@@ -254,7 +268,7 @@ impl EmailStage {
             .and_then(Value::as_str)
             .is_some_and(|a| !user.email.is_empty() && names::email_key(a) == names::email_key(&user.email));
         let up = UserUpdate {
-            is_active: self.activate.then_some(true),
+            is_active: self.activate_user_on_success.then_some(true),
             email_verified: (proved && !user.email_verified).then_some(true),
             ..Default::default()
         };

@@ -8,9 +8,11 @@
 use super::password::{Check, PasswordStage};
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::Designation;
+use crate::config::{IdentificationDef, StageDef};
 use crate::flow::{response_str, Challenge, PendingUser};
 use crate::identity::LookupField;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// Component name.
 const COMPONENT: &str = "ak-stage-identification";
@@ -19,13 +21,32 @@ const MAX_IDENTIFIER_LEN: usize = 254;
 
 /// Asks who the user is.
 pub(super) struct IdentificationStage {
-    pub(super) user_fields: Vec<String>,
-    pub(super) case_insensitive: bool,
-    pub(super) pretend_user_exists: bool,
-    pub(super) show_matched_user: bool,
-    pub(super) password: Option<PasswordStage>,
-    pub(super) enrollment_flow: Option<String>,
-    pub(super) recovery_flow: Option<String>,
+    user_fields: Vec<String>,
+    case_insensitive_matching: bool,
+    pretend_user_exists: bool,
+    show_matched_user: bool,
+    password: Option<PasswordStage>,
+    enrollment_flow: Option<String>,
+    recovery_flow: Option<String>,
+}
+
+impl IdentificationStage {
+    /// Built from its definition; the embedded password stage comes from `all`.
+    pub(super) fn from_config(c: &IdentificationDef, all: &BTreeMap<String, StageDef>) -> Self {
+        let password = c.password_stage.as_ref().and_then(|p| match all.get(p) {
+            Some(StageDef::Password(d)) => Some(PasswordStage::from_config(d)),
+            _ => None,
+        });
+        Self {
+            user_fields: c.user_fields.clone(),
+            case_insensitive_matching: c.case_insensitive_matching,
+            pretend_user_exists: c.pretend_user_exists,
+            show_matched_user: c.show_matched_user,
+            password,
+            enrollment_flow: c.enrollment_flow.clone(),
+            recovery_flow: c.recovery_flow.clone(),
+        }
+    }
 }
 
 /// `/.flowgate/flow/<slug>/?<query>`: a link to another flow keeping the original query.
@@ -101,7 +122,11 @@ impl Stage for IdentificationStage {
         if uid.len() > MAX_IDENTIFIER_LEN || uid.chars().any(char::is_control) {
             return invalid("Failed to authenticate.", "invalid");
         }
-        let found = match cx.users.find_user(uid, &self.fields(), self.case_insensitive).await {
+        let found = match cx
+            .users
+            .find_user(uid, &self.fields(), self.case_insensitive_matching)
+            .await
+        {
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");

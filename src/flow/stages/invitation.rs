@@ -4,11 +4,21 @@
 //! `prompt_data` (fixed data wins); a single-use invitation is deleted as it is taken.
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::InvitationDef;
 use serde_json::{json, Value};
 
 /// Requires an invitation.
 pub(super) struct InvitationStage {
-    pub(super) continue_without: bool,
+    continue_flow_without_invitation: bool,
+}
+
+impl InvitationStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &InvitationDef) -> Self {
+        Self {
+            continue_flow_without_invitation: c.continue_flow_without_invitation,
+        }
+    }
 }
 
 /// Deep merge: objects merge key by key, anything else in `over` replaces.
@@ -46,7 +56,7 @@ impl Stage for InvitationStage {
             None => None,
         };
         let Some(inv) = found else {
-            return if self.continue_without {
+            return if self.continue_flow_without_invitation {
                 StageOutcome::Continue
             } else {
                 StageOutcome::Deny("Invalid invite/invite not found".into())

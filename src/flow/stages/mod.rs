@@ -1,9 +1,13 @@
-//! Stages, one per file. Each is built once from its validated definition and answers two
+//! Stages, one kind per file (the file is named after the kind; `authenticator.rs` holds what
+//! the `authenticator_*` kinds share), and the registry [`build`]. Each is built once from its validated definition and answers two
 //! calls: `challenge` (GET: what to show, or an immediate outcome for stages without UI) and
 //! `submit` (POST: the user's response). Stages see the flow context and the user store, never
 //! sessions, sockets or HTML.
 
 mod authenticator;
+mod authenticator_static;
+mod authenticator_totp;
+mod authenticator_validate;
 mod captcha;
 mod consent;
 mod deny;
@@ -14,6 +18,7 @@ mod invitation;
 mod password;
 mod prompt;
 mod redirect;
+mod user_delete;
 mod user_login;
 mod user_logout;
 mod user_write;
@@ -153,124 +158,26 @@ pub fn reauthenticate_stage() -> Arc<dyn Stage> {
     Arc::new(password::PasswordStage::new(5, false))
 }
 
-/// Builds the stage named `name` from its definition.
+/// The stage registry: builds the stage named `name` from its definition, one line per kind.
+/// `all` holds every definition, for kinds that embed or name other stages.
 pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Arc<dyn Stage> {
     match def {
-        StageDef::Identification {
-            user_fields,
-            case_insensitive_matching,
-            pretend_user_exists,
-            show_matched_user,
-            password_stage,
-            enrollment_flow,
-            recovery_flow,
-        } => {
-            let embedded = password_stage.as_ref().and_then(|p| match all.get(p) {
-                Some(StageDef::Password {
-                    failed_attempts_before_cancel,
-                    allow_show_password,
-                }) => Some(password::PasswordStage::new(
-                    *failed_attempts_before_cancel,
-                    *allow_show_password,
-                )),
-                _ => None,
-            });
-            Arc::new(identification::IdentificationStage {
-                user_fields: user_fields.clone(),
-                case_insensitive: *case_insensitive_matching,
-                pretend_user_exists: *pretend_user_exists,
-                show_matched_user: *show_matched_user,
-                password: embedded,
-                enrollment_flow: enrollment_flow.clone(),
-                recovery_flow: recovery_flow.clone(),
-            })
-        }
-        StageDef::Password {
-            failed_attempts_before_cancel,
-            allow_show_password,
-        } => Arc::new(password::PasswordStage::new(
-            *failed_attempts_before_cancel,
-            *allow_show_password,
-        )),
-        StageDef::UserLogin {
-            session_duration,
-            remember_me_offset,
-            terminate_other_sessions,
-        } => Arc::new(user_login::UserLoginStage {
-            session_duration: *session_duration,
-            remember_me_offset: *remember_me_offset,
-            terminate_other_sessions: *terminate_other_sessions,
-        }),
+        StageDef::Identification(c) => Arc::new(identification::IdentificationStage::from_config(c, all)),
+        StageDef::Password(c) => Arc::new(password::PasswordStage::from_config(c)),
+        StageDef::UserLogin(c) => Arc::new(user_login::UserLoginStage::from_config(c)),
         StageDef::UserLogout => Arc::new(user_logout::UserLogoutStage),
-        StageDef::Deny { deny_message } => Arc::new(deny::DenyStage {
-            message: deny_message.clone(),
-        }),
-        StageDef::UserWrite {
-            user_creation_mode,
-            create_users_as_inactive,
-            create_users_group,
-        } => Arc::new(user_write::UserWriteStage {
-            mode: *user_creation_mode,
-            inactive: *create_users_as_inactive,
-            group: create_users_group.clone(),
-        }),
-        StageDef::UserDelete => Arc::new(user_write::UserDeleteStage),
-        StageDef::Prompt {
-            fields,
-            validation_policies,
-        } => Arc::new(prompt::PromptStage {
-            fields: fields.clone(),
-            validation_policies: validation_policies.clone(),
-        }),
-        StageDef::Email {
-            from_address,
-            subject,
-            template,
-            token_expiry,
-            activate_user_on_success,
-        } => Arc::new(email::EmailStage {
-            from: from_address.clone(),
-            subject: subject.clone(),
-            template: *template,
-            expiry: *token_expiry,
-            activate: *activate_user_on_success,
-        }),
-        StageDef::Captcha(c) => Arc::new(captcha::CaptchaStage::new(c)),
-        StageDef::Consent { mode } => Arc::new(consent::ConsentStage {
-            mode: *mode,
-            name: name.to_string(),
-        }),
-        StageDef::Redirect { target, keep_context } => Arc::new(redirect::RedirectStage {
-            target: target.clone(),
-            keep_context: *keep_context,
-        }),
-        StageDef::Dummy { throw_error } => Arc::new(dummy::DummyStage {
-            name: name.to_string(),
-            throw_error: *throw_error,
-        }),
-        StageDef::Invitation {
-            continue_flow_without_invitation,
-        } => Arc::new(invitation::InvitationStage {
-            continue_without: *continue_flow_without_invitation,
-        }),
-        StageDef::AuthenticatorTotp { digits, friendly_name } => Arc::new(authenticator::TotpSetupStage {
-            digits: *digits,
-            friendly_name: friendly_name.clone(),
-        }),
-        StageDef::AuthenticatorStatic { token_count } => Arc::new(authenticator::StaticSetupStage {
-            count: *token_count as usize,
-        }),
-        StageDef::AuthenticatorValidate {
-            device_classes,
-            not_configured_action,
-            configuration_stages,
-        } => Arc::new(authenticator::ValidateStage {
-            classes: device_classes.clone(),
-            not_configured: *not_configured_action,
-            configuration_stages: configuration_stages
-                .iter()
-                .map(|s| (s.clone(), all.get(s).map(StageDef::kind).unwrap_or("unknown")))
-                .collect(),
-        }),
+        StageDef::Deny(c) => Arc::new(deny::DenyStage::from_config(c)),
+        StageDef::UserWrite(c) => Arc::new(user_write::UserWriteStage::from_config(c)),
+        StageDef::UserDelete => Arc::new(user_delete::UserDeleteStage),
+        StageDef::Prompt(c) => Arc::new(prompt::PromptStage::from_config(c)),
+        StageDef::Email(c) => Arc::new(email::EmailStage::from_config(c)),
+        StageDef::Captcha(c) => Arc::new(captcha::CaptchaStage::from_config(c)),
+        StageDef::Consent(c) => Arc::new(consent::ConsentStage::from_config(name, c)),
+        StageDef::Redirect(c) => Arc::new(redirect::RedirectStage::from_config(c)),
+        StageDef::Dummy(c) => Arc::new(dummy::DummyStage::from_config(name, c)),
+        StageDef::Invitation(c) => Arc::new(invitation::InvitationStage::from_config(c)),
+        StageDef::AuthenticatorTotp(c) => Arc::new(authenticator_totp::TotpSetupStage::from_config(c)),
+        StageDef::AuthenticatorStatic(c) => Arc::new(authenticator_static::StaticSetupStage::from_config(c)),
+        StageDef::AuthenticatorValidate(c) => Arc::new(authenticator_validate::ValidateStage::from_config(c, all)),
     }
 }

@@ -7,6 +7,7 @@
 //! before a credential change (CRED-1).
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::PasswordDef;
 use crate::flow::ratelimit::Guess;
 use crate::flow::{response_str, Challenge, PendingUser};
 use serde_json::{json, Map, Value};
@@ -18,6 +19,13 @@ pub(crate) const COMPONENT: &str = "ak-stage-password";
 pub(crate) struct PasswordStage {
     failed_attempts_before_cancel: u32,
     allow_show_password: bool,
+}
+
+impl PasswordStage {
+    /// Built from its definition.
+    pub(crate) fn from_config(c: &PasswordDef) -> Self {
+        Self::new(c.failed_attempts_before_cancel, c.allow_show_password)
+    }
 }
 
 /// Result of one password check.

@@ -4,6 +4,7 @@
 //! into `prompt_data`.
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::PromptDef;
 use crate::config::{BindingTarget, EngineMode, PolicyBinding, PromptField, PromptKind, DEFAULT_POLICY_TIMEOUT};
 use crate::flow::policies;
 use crate::flow::Challenge;
@@ -20,8 +21,18 @@ const MAX_FILE: usize = 48 * 1024;
 
 /// Asks for values.
 pub(super) struct PromptStage {
-    pub(super) fields: Vec<PromptField>,
-    pub(super) validation_policies: Vec<String>,
+    fields: Vec<PromptField>,
+    validation_policies: Vec<String>,
+}
+
+impl PromptStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &PromptDef) -> Self {
+        Self {
+            fields: c.fields.clone(),
+            validation_policies: c.validation_policies.clone(),
+        }
+    }
 }
 
 /// A plausible email address: one `@`, a local part, a dotted domain, no spaces.

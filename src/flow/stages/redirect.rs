@@ -1,13 +1,24 @@
 //! The redirect stage (docs/design.md §5.13).
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::RedirectDef;
 use crate::config::RedirectTarget;
 use serde_json::Value;
 
 /// Sends the user to a URL or into another flow.
 pub(super) struct RedirectStage {
-    pub(super) target: RedirectTarget,
-    pub(super) keep_context: bool,
+    target: RedirectTarget,
+    keep_context: bool,
+}
+
+impl RedirectStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &RedirectDef) -> Self {
+        Self {
+            target: c.target.clone(),
+            keep_context: c.keep_context,
+        }
+    }
 }
 
 #[async_trait::async_trait]

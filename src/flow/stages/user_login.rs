@@ -8,6 +8,7 @@
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::Designation;
+use crate::config::UserLoginDef;
 use crate::flow::services::LINK_OPENED_ELSEWHERE;
 use crate::flow::Challenge;
 use crate::identity::User;
@@ -16,9 +17,20 @@ use std::time::Duration;
 
 /// Logs the pending user in.
 pub(super) struct UserLoginStage {
-    pub(super) session_duration: Option<Duration>,
-    pub(super) remember_me_offset: Option<Duration>,
-    pub(super) terminate_other_sessions: bool,
+    session_duration: Option<Duration>,
+    remember_me_offset: Option<Duration>,
+    terminate_other_sessions: bool,
+}
+
+impl UserLoginStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &UserLoginDef) -> Self {
+        Self {
+            session_duration: c.session_duration,
+            remember_me_offset: c.remember_me_offset,
+            terminate_other_sessions: c.terminate_other_sessions,
+        }
+    }
 }
 
 /// Component shown when "remember me" is offered.

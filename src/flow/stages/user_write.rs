@@ -1,4 +1,4 @@
-//! User write and user delete stages (docs/design.md §5.5, §5.6).
+//! The `user_write` stage (docs/design.md §5.5).
 //!
 //! user_write creates or updates the pending user (default: the logged-in user) from
 //! `prompt_data`: `username`, `email`, `name`, `password`, `attributes` (an object, merged)
@@ -13,20 +13,28 @@
 //! change the browser that made it stays logged in; after a reset (no logged-in user, as in
 //! recovery) every session of the user ends, and the flow's own user_login starts a new one.
 //!
-//! user_delete deletes the logged-in (or pending, already stored) user, ends all of the
-//! user's sessions and logs out.
 
 use super::{Stage, StageCx, StageOutcome};
-use crate::config::UserCreationMode;
+use crate::config::{UserCreationMode, UserWriteDef};
 use crate::flow::PendingUser;
 use crate::identity::{names, NewUser, StoreError, UserUpdate};
 use serde_json::{Map, Value};
 
 /// Creates or updates a user.
 pub(super) struct UserWriteStage {
-    pub(super) mode: UserCreationMode,
-    pub(super) inactive: bool,
-    pub(super) group: Option<String>,
+    user_creation_mode: UserCreationMode,
+    create_users_as_inactive: bool,
+    create_users_group: Option<String>,
+}
+
+impl UserWriteStage {
+    pub(super) fn from_config(c: &UserWriteDef) -> Self {
+        Self {
+            user_creation_mode: c.user_creation_mode,
+            create_users_as_inactive: c.create_users_as_inactive,
+            create_users_group: c.create_users_group.clone(),
+        }
+    }
 }
 
 /// The user fields found in `prompt_data`.
@@ -98,7 +106,7 @@ fn verified_address(cx: &StageCx<'_>) -> Option<String> {
 
 /// Only reached when a form did not check the value (a race between two sign-ups, or a
 /// field the prompt stage does not know as a username or email): the form shows the rest.
-fn store_failure(e: StoreError) -> StageOutcome {
+pub(super) fn store_failure(e: StoreError) -> StageOutcome {
     match e {
         StoreError::Duplicate { what, .. } => StageOutcome::Deny(format!(
             "Failed to update user: the {} is already in use.",
@@ -122,7 +130,7 @@ impl Stage for UserWriteStage {
             Ok(f) => f,
             Err(e) => return StageOutcome::Deny(format!("Failed to update user: {e}")),
         };
-        let existing = if self.mode == UserCreationMode::AlwaysCreate {
+        let existing = if self.user_creation_mode == UserCreationMode::AlwaysCreate {
             None
         } else {
             match cx.acting_user().await {
@@ -172,7 +180,7 @@ impl Stage for UserWriteStage {
                     )
                     .await
             }
-            None if self.mode == UserCreationMode::NeverCreate => {
+            None if self.user_creation_mode == UserCreationMode::NeverCreate => {
                 return StageOutcome::Deny("No user found and can't create new user.".into());
             }
             None => {
@@ -185,7 +193,7 @@ impl Stage for UserWriteStage {
                     return StageOutcome::RateLimited(wait);
                 }
                 let mut all_groups = groups;
-                all_groups.extend(self.group.iter().cloned());
+                all_groups.extend(self.create_users_group.iter().cloned());
                 cx.users
                     .create_user(NewUser {
                         username,
@@ -195,7 +203,7 @@ impl Stage for UserWriteStage {
                         password: fields.password,
                         groups: all_groups,
                         attributes: fields.attributes,
-                        is_active: !self.inactive,
+                        is_active: !self.create_users_as_inactive,
                         is_superuser: false,
                     })
                     .await
@@ -204,7 +212,7 @@ impl Stage for UserWriteStage {
         match written {
             Ok(user) => {
                 tracing::info!(user = %user.username, "user written");
-                if changes_password && self.mode != UserCreationMode::AlwaysCreate {
+                if changes_password && self.user_creation_mode != UserCreationMode::AlwaysCreate {
                     end_other_sessions(cx, user.id, &user.username);
                 }
                 cx.context.pending_user = Some(PendingUser {
@@ -218,7 +226,7 @@ impl Stage for UserWriteStage {
     }
 
     fn changes_credentials(&self) -> bool {
-        self.mode != UserCreationMode::AlwaysCreate
+        self.user_creation_mode != UserCreationMode::AlwaysCreate
     }
 }
 
@@ -230,33 +238,6 @@ fn end_other_sessions(cx: &StageCx<'_>, user_id: i64, username: &str) {
         .map(|_| cx.session_id);
     let ended = cx.services.sessions.remove_user_sessions(user_id, keep);
     tracing::info!(user = %username, ended, kept_current = keep.is_some(), "password written: other sessions ended");
-}
-
-/// Deletes the user.
-pub(super) struct UserDeleteStage;
-
-#[async_trait::async_trait]
-impl Stage for UserDeleteStage {
-    async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
-        let user = match cx.acting_user().await {
-            Ok(Some(u)) => u,
-            Ok(None) => return StageOutcome::Deny("No Pending User.".into()),
-            Err(e) => return store_failure(e),
-        };
-        match cx.users.delete_user_by_id(user.id).await {
-            Ok(_) => {
-                tracing::info!(user = %user.username, "user deleted");
-                cx.services.sessions.remove_user_sessions(user.id, None);
-                cx.context.pending_user = None;
-                StageOutcome::Logout
-            }
-            Err(e) => store_failure(e),
-        }
-    }
-
-    fn changes_credentials(&self) -> bool {
-        true
-    }
 }
 
 #[cfg(test)]

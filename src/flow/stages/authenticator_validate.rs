@@ -1,19 +1,36 @@
 //! The `authenticator_validate` stage (docs/design.md §5.14).
 
-use super::super::{Stage, StageCx, StageOutcome};
-use super::*;
+use super::authenticator::*;
+use super::{Stage, StageCx, StageOutcome};
+use crate::config::{AuthenticatorValidateDef, StageDef};
 use crate::config::{DeviceClass, NotConfiguredAction};
 use crate::flow::ratelimit::Guess;
 use crate::flow::{response_str, Challenge};
 use crate::identity::User;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// Checks a second factor.
-pub(in crate::flow::stages) struct ValidateStage {
-    pub(in crate::flow::stages) classes: Vec<DeviceClass>,
-    pub(in crate::flow::stages) not_configured: NotConfiguredAction,
+pub(super) struct ValidateStage {
+    device_classes: Vec<DeviceClass>,
+    not_configured_action: NotConfiguredAction,
     /// Setup stages (name, kind) offered by `configure`.
-    pub(in crate::flow::stages) configuration_stages: Vec<(String, &'static str)>,
+    configuration_stages: Vec<(String, &'static str)>,
+}
+
+impl ValidateStage {
+    /// Built from its definition; the kinds of the configuration stages come from `all`.
+    pub(super) fn from_config(c: &AuthenticatorValidateDef, all: &BTreeMap<String, StageDef>) -> Self {
+        Self {
+            device_classes: c.device_classes.clone(),
+            not_configured_action: c.not_configured_action,
+            configuration_stages: c
+                .configuration_stages
+                .iter()
+                .map(|s| (s.clone(), all.get(s).map(StageDef::kind).unwrap_or("unknown")))
+                .collect(),
+        }
+    }
 }
 
 impl ValidateStage {
@@ -24,12 +41,14 @@ impl ValidateStage {
             StageOutcome::Deny("Authenticators are unavailable right now.".into())
         };
         let mut out = Vec::new();
-        if self.classes.contains(&DeviceClass::Totp) {
+        if self.device_classes.contains(&DeviceClass::Totp) {
             for d in cx.users.totp_devices(user.id).await.map_err(fail)? {
                 out.push(json!({"device_class": "totp", "device_uid": d.id.to_string(), "challenge": {}, "last_used": d.last_used_ms}));
             }
         }
-        if self.classes.contains(&DeviceClass::Static) && cx.users.static_code_count(user.id).await.map_err(fail)? > 0 {
+        if self.device_classes.contains(&DeviceClass::Static)
+            && cx.users.static_code_count(user.id).await.map_err(fail)? > 0
+        {
             out.push(json!({"device_class": "static", "device_uid": "static", "challenge": {}, "last_used": null}));
         }
         Ok(out)
@@ -62,7 +81,7 @@ impl ValidateStage {
     }
 
     fn not_configured(&self) -> StageOutcome {
-        match self.not_configured {
+        match self.not_configured_action {
             NotConfiguredAction::Skip => StageOutcome::Continue,
             NotConfiguredAction::Deny => StageOutcome::Deny("No (allowed) MFA authenticator configured.".into()),
             NotConfiguredAction::Configure => match self.configuration_stages.as_slice() {
@@ -101,7 +120,7 @@ impl Stage for ValidateStage {
             Err(o) => return o,
         };
         if devices.is_empty() {
-            if self.not_configured == NotConfiguredAction::Configure {
+            if self.not_configured_action == NotConfiguredAction::Configure {
                 if let Some(sel) = response_str(response, "selected_stage") {
                     if let Some((name, _)) = self.configuration_stages.iter().find(|(n, _)| n == sel) {
                         return StageOutcome::Inject(name.clone());
@@ -117,14 +136,14 @@ impl Stage for ValidateStage {
         }
         let mut ok = None;
         if !code.is_empty() && code.len() <= 64 {
-            if self.classes.contains(&DeviceClass::Totp) {
+            if self.device_classes.contains(&DeviceClass::Totp) {
                 match cx.users.verify_totp(user.id, &code, cx.now_ms).await {
                     Ok(Some(_)) => ok = Some("totp"),
                     Ok(None) => {}
                     Err(e) => tracing::error!(error = %e, "TOTP check failed"),
                 }
             }
-            if ok.is_none() && self.classes.contains(&DeviceClass::Static) {
+            if ok.is_none() && self.device_classes.contains(&DeviceClass::Static) {
                 match cx.users.use_static_code(user.id, &code, cx.now_ms).await {
                     Ok(true) => ok = Some("static"),
                     Ok(false) => {}

@@ -1,17 +1,35 @@
 //! The `authenticator_totp` stage: TOTP setup (docs/design.md §5.15).
 
-use super::super::{Stage, StageCx, StageOutcome};
-use super::*;
+use super::authenticator::*;
+use super::{Stage, StageCx, StageOutcome};
+use crate::config::AuthenticatorTotpDef;
 use crate::flow::ratelimit::Guess;
 use crate::flow::Challenge;
 use crate::identity::mfa;
 use crate::identity::User;
 use serde_json::{json, Map, Value};
 
+/// What the stage logs and shows when saving.
+const TEXTS: SetupTexts = SetupTexts {
+    done: "TOTP device added",
+    failed: "saving TOTP device failed",
+    deny: "The authenticator could not be saved. Please try again later.",
+};
+
 /// Sets up a TOTP app.
-pub(in crate::flow::stages) struct TotpSetupStage {
-    pub(in crate::flow::stages) digits: u32,
-    pub(in crate::flow::stages) friendly_name: String,
+pub(super) struct TotpSetupStage {
+    digits: u32,
+    friendly_name: String,
+}
+
+impl TotpSetupStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &AuthenticatorTotpDef) -> Self {
+        Self {
+            digits: c.digits,
+            friendly_name: c.friendly_name.clone(),
+        }
+    }
 }
 
 impl TotpSetupStage {
@@ -65,9 +83,8 @@ impl Stage for TotpSetupStage {
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
-        let user = match user_of(cx).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return StageOutcome::Continue,
+        let user = match setup_user(cx).await {
+            Ok(u) => u,
             Err(o) => return o,
         };
         let secret = Self::secret(cx);
@@ -87,21 +104,11 @@ impl Stage for TotpSetupStage {
         } else {
             format!("{} {}", self.friendly_name, existing + 1)
         };
-        match cx
+        let saved = cx
             .users
             .add_totp_device(user.id, &name, &secret, self.digits, cx.now_ms, Some(step))
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(user = %user.username, "TOTP device added");
-                cx.context.extra.remove(TOTP_SECRET);
-                StageOutcome::Continue
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "saving TOTP device failed");
-                StageOutcome::Deny("The authenticator could not be saved. Please try again later.".into())
-            }
-        }
+            .await;
+        finish_setup(cx, &user.username, saved, TOTP_SECRET, &TEXTS)
     }
 
     fn changes_credentials(&self) -> bool {

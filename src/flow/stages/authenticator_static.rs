@@ -1,15 +1,32 @@
 //! The `authenticator_static` stage: recovery-code setup.
 
-use super::super::{Stage, StageCx, StageOutcome};
-use super::*;
+use super::authenticator::*;
+use super::{Stage, StageCx, StageOutcome};
+use crate::config::AuthenticatorStaticDef;
 
 use crate::flow::Challenge;
 use crate::identity::mfa;
 use serde_json::{json, Map, Value};
 
+/// What the stage logs and shows when saving.
+const TEXTS: SetupTexts = SetupTexts {
+    done: "recovery codes set",
+    failed: "saving recovery codes failed",
+    deny: "The recovery codes could not be saved. Please try again later.",
+};
+
 /// Creates recovery codes.
-pub(in crate::flow::stages) struct StaticSetupStage {
-    pub(in crate::flow::stages) count: usize,
+pub(super) struct StaticSetupStage {
+    token_count: usize,
+}
+
+impl StaticSetupStage {
+    /// Built from its definition.
+    pub(super) fn from_config(c: &AuthenticatorStaticDef) -> Self {
+        Self {
+            token_count: c.token_count as usize,
+        }
+    }
 }
 
 impl StaticSetupStage {
@@ -17,7 +34,7 @@ impl StaticSetupStage {
         if let Some(Value::Array(a)) = cx.context.extra.get(STATIC_CODES) {
             return a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect();
         }
-        let codes = mfa::generate_static_codes(self.count);
+        let codes = mfa::generate_static_codes(self.token_count);
         cx.context.extra.insert(STATIC_CODES.into(), json!(codes));
         codes
     }
@@ -38,23 +55,13 @@ impl Stage for StaticSetupStage {
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, _response: &Map<String, Value>) -> StageOutcome {
-        let user = match user_of(cx).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return StageOutcome::Continue,
+        let user = match setup_user(cx).await {
+            Ok(u) => u,
             Err(o) => return o,
         };
         let codes = self.codes(cx);
-        match cx.users.set_static_codes(user.id, &codes, cx.now_ms).await {
-            Ok(()) => {
-                tracing::info!(user = %user.username, "recovery codes set");
-                cx.context.extra.remove(STATIC_CODES);
-                StageOutcome::Continue
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "saving recovery codes failed");
-                StageOutcome::Deny("The recovery codes could not be saved. Please try again later.".into())
-            }
-        }
+        let saved = cx.users.set_static_codes(user.id, &codes, cx.now_ms).await;
+        finish_setup(cx, &user.username, saved, STATIC_CODES, &TEXTS)
     }
 
     fn changes_credentials(&self) -> bool {

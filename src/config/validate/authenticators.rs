@@ -1,0 +1,100 @@
+//! Validation of the authenticator stage kinds: `authenticator_totp`, `authenticator_static`
+//! and `authenticator_validate`.
+
+use super::Collector;
+use crate::config::model::*;
+
+/// `authenticator_totp`.
+pub(crate) fn totp(
+    c: &mut Collector<'_>,
+    fi: usize,
+    p: &str,
+    digits: Option<u32>,
+    friendly_name: &Option<String>,
+) -> AuthenticatorTotpDef {
+    let d = digits.unwrap_or(DEFAULT_TOTP_DIGITS);
+    if d != 6 && d != 8 {
+        c.err(
+            fi,
+            format!("{p}.digits"),
+            format!("invalid digits {d} (expected 6 or 8)"),
+        );
+    }
+    AuthenticatorTotpDef {
+        digits: d,
+        friendly_name: friendly_name.clone().unwrap_or_else(|| "TOTP".into()),
+    }
+}
+
+/// `authenticator_static`.
+pub(crate) fn static_codes(
+    c: &mut Collector<'_>,
+    fi: usize,
+    p: &str,
+    token_count: Option<u32>,
+) -> AuthenticatorStaticDef {
+    let n = token_count.unwrap_or(DEFAULT_STATIC_TOKEN_COUNT);
+    if !(1..=50).contains(&n) {
+        c.err(
+            fi,
+            format!("{p}.token_count"),
+            format!("invalid count {n} (expected 1 to 50)"),
+        );
+    }
+    AuthenticatorStaticDef { token_count: n }
+}
+
+/// `authenticator_validate`.
+pub(crate) fn validate(
+    c: &mut Collector<'_>,
+    fi: usize,
+    p: &str,
+    device_classes: &Option<Vec<String>>,
+    not_configured_action: &Option<String>,
+    configuration_stages: &[String],
+) -> AuthenticatorValidateDef {
+    let mut classes = Vec::new();
+    for (i, d) in device_classes
+        .clone()
+        .unwrap_or_else(|| vec!["totp".into(), "static".into()])
+        .iter()
+        .enumerate()
+    {
+        match d.as_str() {
+            "totp" => classes.push(DeviceClass::Totp),
+            "static" => classes.push(DeviceClass::Static),
+            "webauthn" | "duo" | "sms" | "email" => c.err(
+                fi,
+                format!("{p}.device_classes[{i}]"),
+                format!("device class {d:?} is not supported by flowgate (supported: totp, static)"),
+            ),
+            _ => c.err(
+                fi,
+                format!("{p}.device_classes[{i}]"),
+                format!("unknown device class {d:?} (expected one of: totp, static)"),
+            ),
+        }
+    }
+    if classes.is_empty() {
+        c.err(fi, format!("{p}.device_classes"), "at least one device class is needed");
+    }
+    let action = c.choice(
+        fi,
+        format!("{p}.not_configured_action"),
+        not_configured_action,
+        NotConfiguredAction::Skip,
+        NotConfiguredAction::ALL,
+    );
+    if action == NotConfiguredAction::Configure && configuration_stages.is_empty() {
+        c.err(
+            fi,
+            format!("{p}.configuration_stages"),
+            "not_configured_action configure needs at least one configuration stage",
+        );
+    }
+    AuthenticatorValidateDef {
+        device_classes: classes,
+        not_configured_action: action,
+        configuration_stages: configuration_stages.to_vec(),
+    }
+}
