@@ -11,6 +11,8 @@ pub const DEFAULT_ZXCVBN_SCORE_THRESHOLD: u8 = 2;
 /// Default `reputation.threshold`: the score at or below which the policy fails.
 pub const DEFAULT_REPUTATION_THRESHOLD: i64 = -5;
 
+/// Default `password_field` of a password policy.
+pub const DEFAULT_PASSWORD_FIELD: &str = "password";
 /// Default policy timeout: 30 seconds, as authentik.
 pub const DEFAULT_POLICY_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -8,6 +8,16 @@ use std::time::Duration;
 
 /// Default `password.failed_attempts_before_cancel`: attempts before the flow is cancelled.
 pub const DEFAULT_FAILED_ATTEMPTS_BEFORE_CANCEL: u32 = 5;
+/// Default `email.from_address`.
+pub const DEFAULT_EMAIL_FROM: &str = "flowgate@localhost";
+/// Default `email.subject`.
+pub const DEFAULT_EMAIL_SUBJECT: &str = "flowgate";
+/// Default `redirect.mode`.
+pub const DEFAULT_REDIRECT_MODE: &str = "static";
+/// Default `authenticator_totp.friendly_name`.
+pub const DEFAULT_TOTP_FRIENDLY_NAME: &str = "TOTP";
+/// Default `authenticator_validate.device_classes`.
+pub const DEFAULT_DEVICE_CLASSES: &[&str] = &["totp", "static"];
 /// Default `email.token_expiry`: 30 minutes.
 pub const DEFAULT_EMAIL_TOKEN_EXPIRY: Duration = Duration::from_secs(30 * 60);
 /// Default `captcha.score_min_threshold` (score, 0 to 1).

@@ -132,4 +132,3 @@ pub async fn plan_traced(
     }
     Ok(out)
 }
-

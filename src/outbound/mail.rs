@@ -89,7 +89,10 @@ impl Mailer {
                     .tls(tls)
                     .timeout(Some(*timeout));
                 if let Some(user) = username {
-                    builder = builder.credentials(Credentials::new(user.clone(), password.clone().unwrap_or_default()));
+                    builder = builder.credentials(Credentials::new(
+                        user.clone(),
+                        password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default(),
+                    ));
                 }
                 Inner::Smtp {
                     transport: builder.build(),

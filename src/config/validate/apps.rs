@@ -49,7 +49,10 @@ pub(crate) fn app(
             );
         }
     }
-    let path_prefix = raw.path_prefix.clone().unwrap_or_else(|| "/".to_string());
+    let path_prefix = raw
+        .path_prefix
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PATH_PREFIX.to_string());
     if !path_prefix.starts_with('/')
         || path_prefix.contains(['?', '#', '%', ';', '\\'])
         || path_prefix.starts_with(RESERVED_PREFIX)

@@ -22,7 +22,9 @@ pub(crate) fn totp(
     }
     AuthenticatorTotpDef {
         digits: d,
-        friendly_name: friendly_name.clone().unwrap_or_else(|| "TOTP".into()),
+        friendly_name: friendly_name
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TOTP_FRIENDLY_NAME.into()),
     }
 }
 
@@ -56,7 +58,7 @@ pub(crate) fn validate(
     let mut classes = Vec::new();
     for (i, d) in device_classes
         .clone()
-        .unwrap_or_else(|| vec!["totp".into(), "static".into()])
+        .unwrap_or_else(|| DEFAULT_DEVICE_CLASSES.iter().map(|c| c.to_string()).collect())
         .iter()
         .enumerate()
     {

@@ -123,7 +123,7 @@ pub(crate) fn flow(
         authentication,
         denied_action,
         policy_engine_mode,
-        layout: raw.layout.clone().unwrap_or_else(|| "stacked".to_string()),
+        layout: raw.layout.clone().unwrap_or_else(|| DEFAULT_FLOW_LAYOUT.to_string()),
         policies: flow_policies,
         bindings,
     })

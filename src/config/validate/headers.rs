@@ -2,7 +2,7 @@
 //! custom header names. The presets themselves are in `config/presets.rs`.
 
 use super::Collector;
-use crate::config::model::HeaderSet;
+use crate::config::model::{HeaderSet, DEFAULT_GROUPS_SEPARATOR};
 use crate::config::presets::{preset, PRESET_NAMES};
 use crate::config::raw::RawHeaders;
 
@@ -52,7 +52,10 @@ pub(crate) fn headers(c: &mut Collector<'_>, p: &str, raw: Option<&RawHeaders>) 
                 groups: check("groups", &m.groups),
                 name: check("name", &m.name),
                 uid: check("uid", &m.uid),
-                groups_separator: m.groups_separator.clone().unwrap_or_else(|| ",".into()),
+                groups_separator: m
+                    .groups_separator
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_GROUPS_SEPARATOR.into()),
                 meta: false,
             };
             if set.groups_separator.is_empty() || set.groups_separator.chars().any(|ch| ch.is_control()) {

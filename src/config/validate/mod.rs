@@ -71,7 +71,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         .data_dir
         .as_deref()
         .map(|d| base.join(d))
-        .unwrap_or_else(|| base.join("data"));
+        .unwrap_or_else(|| base.join(DEFAULT_DATA_DIR));
     let session = settings::session(&mut c, main);
     let identity = settings::identity(&mut c, main, &base, &data_dir);
     let trusted_proxies = settings::trusted(&mut c, main);

@@ -3,7 +3,9 @@
 
 use super::Collector;
 use crate::config::duration::parse_duration;
-use crate::config::model::{PolicyDef, DEFAULT_REPUTATION_THRESHOLD, DEFAULT_ZXCVBN_SCORE_THRESHOLD};
+use crate::config::model::{
+    PolicyDef, DEFAULT_PASSWORD_FIELD, DEFAULT_REPUTATION_THRESHOLD, DEFAULT_ZXCVBN_SCORE_THRESHOLD,
+};
 use crate::config::raw::RawPolicy;
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
@@ -132,7 +134,7 @@ pub(crate) fn policy(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawPoli
             }
             Some(PolicyDef::Password {
                 rules: crate::config::values::password_rules::PasswordRules {
-                    password_field: password_field.clone().unwrap_or_else(|| "password".into()),
+                    password_field: password_field.clone().unwrap_or_else(|| DEFAULT_PASSWORD_FIELD.into()),
                     check_static_rules: check_static_rules.unwrap_or(true),
                     check_zxcvbn: check_zxcvbn.unwrap_or(false),
                     amount_digits: amount_digits.unwrap_or(0),

@@ -6,9 +6,10 @@ use super::Collector;
 use crate::config::model::*;
 use crate::config::raw::*;
 use crate::config::values::mail::{
-    MailTransport, SmtpSecurity, DEFAULT_SMTP_PLAIN_PORT, DEFAULT_SMTP_STARTTLS_PORT, DEFAULT_SMTP_TIMEOUT,
-    DEFAULT_SMTP_TLS_PORT,
+    MailTransport, SmtpSecurity, DEFAULT_MAIL_DIR, DEFAULT_MAIL_TRANSPORT, DEFAULT_SMTP_HOST, DEFAULT_SMTP_PLAIN_PORT,
+    DEFAULT_SMTP_STARTTLS_PORT, DEFAULT_SMTP_TIMEOUT, DEFAULT_SMTP_TLS_PORT,
 };
+use crate::config::values::secret::Secret;
 use std::path::Path;
 
 /// `mail:`.
@@ -24,7 +25,7 @@ pub(crate) fn mail(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir:
             );
         }
     }
-    let transport = match m.transport.as_deref().unwrap_or("smtp") {
+    let transport = match m.transport.as_deref().unwrap_or(DEFAULT_MAIL_TRANSPORT) {
         "file" => {
             for (key, set) in [
                 ("host", m.host.is_some()),
@@ -41,7 +42,7 @@ pub(crate) fn mail(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir:
                     .dir
                     .as_deref()
                     .map(|d| base.join(d))
-                    .unwrap_or_else(|| data_dir.join("mail")),
+                    .unwrap_or_else(|| data_dir.join(DEFAULT_MAIL_DIR)),
             }
         }
         "smtp" => {
@@ -72,7 +73,7 @@ pub(crate) fn mail(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir:
                 c.err(0, "mail.username", "a password is set but no username");
             }
             MailTransport::Smtp {
-                host: m.host.clone().unwrap_or_else(|| "localhost".into()),
+                host: m.host.clone().unwrap_or_else(|| DEFAULT_SMTP_HOST.into()),
                 port: m.port.unwrap_or(match security {
                     SmtpSecurity::Tls => DEFAULT_SMTP_TLS_PORT,
                     SmtpSecurity::StartTls => DEFAULT_SMTP_STARTTLS_PORT,
@@ -80,7 +81,7 @@ pub(crate) fn mail(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir:
                 }),
                 security,
                 username: m.username.clone(),
-                password,
+                password: password.map(Secret::from),
                 timeout: c.duration(0, "mail.timeout".into(), &m.timeout, DEFAULT_SMTP_TIMEOUT),
                 ca_file: m.ca_file.as_deref().map(|f| base.join(f)),
             }
@@ -112,7 +113,7 @@ pub(crate) fn ui(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> UiSettin
         }
     }
     UiSettings {
-        title: u.title.clone().unwrap_or_else(|| "flowgate".into()),
+        title: u.title.clone().unwrap_or_else(|| DEFAULT_UI_TITLE.into()),
         templates,
     }
 }

@@ -124,7 +124,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             token_expiry,
             activate_user_on_success,
         } => {
-            let from = from_address.clone().unwrap_or_else(|| "flowgate@localhost".into());
+            let from = from_address.clone().unwrap_or_else(|| DEFAULT_EMAIL_FROM.into());
             if !from.contains('@') || from.chars().any(char::is_control) {
                 c.err(fi, format!("{p}.from_address"), format!("invalid address {from:?}"));
             }
@@ -139,7 +139,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             }
             StageDef::Email(EmailDef {
                 from_address: from,
-                subject: subject.clone().unwrap_or_else(|| "flowgate".into()),
+                subject: subject.clone().unwrap_or_else(|| DEFAULT_EMAIL_SUBJECT.into()),
                 template: c.choice(
                     fi,
                     format!("{p}.template"),
@@ -294,7 +294,11 @@ fn redirect_target(
     target_static: &Option<String>,
     target_flow: &Option<String>,
 ) -> RedirectTarget {
-    match (mode.as_deref().unwrap_or("static"), target_static, target_flow) {
+    match (
+        mode.as_deref().unwrap_or(DEFAULT_REDIRECT_MODE),
+        target_static,
+        target_flow,
+    ) {
         ("static", Some(t), None) => {
             let ok = crate::config::values::next::safe_next(t).is_some() || url_ok(t);
             if !ok {

@@ -1,10 +1,16 @@
 //! How mail leaves (`mail.transport`): the validated transport settings. The sender that uses
 //! them is `outbound::mail`.
 
-use std::fmt;
+use super::secret::Secret;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default `mail.transport`.
+pub const DEFAULT_MAIL_TRANSPORT: &str = "smtp";
+/// Default `mail.dir` of the file transport, below `data_dir`.
+pub const DEFAULT_MAIL_DIR: &str = "mail";
+/// Default `mail.host`.
+pub const DEFAULT_SMTP_HOST: &str = "localhost";
 /// Default `mail.port` with `security: tls` (implicit TLS).
 pub const DEFAULT_SMTP_TLS_PORT: u16 = 465;
 /// Default `mail.port` with `security: starttls`.
@@ -14,8 +20,8 @@ pub const DEFAULT_SMTP_PLAIN_PORT: u16 = 25;
 /// Default `mail.timeout`: 10 seconds per SMTP command and for the whole send.
 pub const DEFAULT_SMTP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How mail leaves.
-#[derive(Clone, PartialEq)]
+/// How mail leaves. `Debug` shows the password as `***`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum MailTransport {
     /// SMTP through lettre.
     Smtp {
@@ -28,7 +34,7 @@ pub enum MailTransport {
         /// AUTH user; no AUTH when `None`.
         username: Option<String>,
         /// AUTH password (empty when `None` and a username is set).
-        password: Option<String>,
+        password: Option<Secret>,
         /// Deadline for each SMTP command and for the whole send.
         timeout: Duration,
         /// Extra PEM root certificate(s) to trust besides the webpki roots, for private relays and tests.
@@ -50,33 +56,4 @@ pub enum SmtpSecurity {
     StartTls,
     /// TLS from the first byte (usually port 465).
     Tls,
-}
-
-// === impl MailTransport ===
-
-impl fmt::Debug for MailTransport {
-    /// Like a derived `Debug`, with the password shown as `Some("***")`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Smtp {
-                host,
-                port,
-                security,
-                username,
-                password,
-                timeout,
-                ca_file,
-            } => f
-                .debug_struct("Smtp")
-                .field("host", host)
-                .field("port", port)
-                .field("security", security)
-                .field("username", username)
-                .field("password", &password.as_ref().map(|_| "***"))
-                .field("timeout", timeout)
-                .field("ca_file", ca_file)
-                .finish(),
-            Self::File { dir } => f.debug_struct("File").field("dir", dir).finish(),
-        }
-    }
 }

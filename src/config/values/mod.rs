@@ -7,4 +7,5 @@ pub mod mail;
 pub mod next;
 pub mod password_rules;
 pub mod ratelimit;
+pub mod secret;
 pub mod url;
