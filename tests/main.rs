@@ -52,3 +52,4 @@ mod stage_catalogue;
 mod stages;
 mod step_up;
 mod timeouts;
+mod user_databases;

@@ -4,6 +4,7 @@
 
 mod apps;
 mod collector;
+mod database;
 mod flows;
 mod policies;
 mod secrets;
