@@ -525,3 +525,75 @@ async fn postgres_down_logins_503_sessions_proxied_recovers() {
     assert!(logged_in(&gw, &alice).await);
     gw.stop().await;
 }
+
+/// The `user` commands of the binary work on a PostgreSQL database, with the password given by
+/// environment variable, and see what the gateway's store sees.
+#[tokio::test]
+async fn cli_user_commands_on_postgres() {
+    let fresh = Fresh::new(Backend::Postgres).await;
+    let UserDatabase::Postgres(pg) = &fresh.db else {
+        unreachable!()
+    };
+    let cfg = fresh.dir.path().join("f.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: {{ http: \"127.0.0.1:0\" }}\nidentity: {{ database: \"{}\", password_env: FLOWGATE_TEST_PG_PASSWORD }}\n",
+            pg.url
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+            .args(args)
+            .env("FLOWGATE_TEST_PG_PASSWORD", PG_PASSWORD)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(stdin.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+    };
+    let (code, out, err) = run(
+        &[
+            "user",
+            "-c",
+            c,
+            "add",
+            "dora",
+            "--email",
+            "dora@example.test",
+            "--group",
+            "ops",
+        ],
+        "pw-one\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, err) = run(&["user", "-c", c, "add", "DORA"], "x\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("already exists"), "{err}");
+    assert!(!err.contains(PG_PASSWORD));
+    let (_, out, _) = run(&["user", "-c", c, "list"], "");
+    assert!(out.contains("dora\tdora@example.test\tops\tactive"), "{out}");
+    let store = fresh.open().await;
+    let dora = store.get_by_username("dora").await.unwrap().unwrap();
+    assert!(store.verify_password(&dora, "pw-one").await.unwrap());
+    store.close().await;
+    // A wrong password is refused by the server, and the message does not repeat it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["user", "-c", c, "list"])
+        .env("FLOWGATE_TEST_PG_PASSWORD", "not-the-password-31")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("not-the-password-31"), "{err}");
+}
