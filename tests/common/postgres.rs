@@ -4,6 +4,8 @@
 //! directory is handed to that user. The binaries come from Debian's `postgresql` package
 //! (`./dev deps`); `FLOWGATE_PG_BIN` overrides their directory.
 
+use flowgate::config::{PostgresDatabase, UserDatabase};
+use flowgate::identity::{HashParams, PasswordHasher, UserStore};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -195,5 +197,73 @@ impl Drop for PgServer {
                 Command::new(&exe).args(args).output()
             };
         }
+    }
+}
+
+// === a fresh user database of either backend ===
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty user database of one backend, with what keeps it alive.
+pub struct Fresh {
+    pub db: UserDatabase,
+    pub dir: tempfile::TempDir,
+    pub pg: Option<PgServer>,
+}
+
+impl Fresh {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        match backend {
+            Backend::Sqlite => Self {
+                db: UserDatabase::Sqlite(dir.path().join("users.db")),
+                dir,
+                pg: None,
+            },
+            Backend::Postgres => {
+                let pg = PgServer::start();
+                let url = pg.create_database("flowgate").await;
+                Self {
+                    db: UserDatabase::Postgres(PostgresDatabase {
+                        url,
+                        password: Some(PG_PASSWORD.into()),
+                    }),
+                    dir,
+                    pg: Some(pg),
+                }
+            }
+        }
+    }
+
+    /// The `identity:` block of a gateway config using this database (the PostgreSQL password
+    /// from a file, as an operator would give it).
+    pub fn identity_yaml(&self) -> String {
+        match (&self.db, &self.pg) {
+            (UserDatabase::Postgres(p), Some(pg)) => format!(
+                "identity: {{ seed: seed.yaml, database: \"{}\", password_file: \"{}\" }}\n",
+                p.url,
+                pg.password_file().display()
+            ),
+            (UserDatabase::Sqlite(path), _) => format!(
+                "identity: {{ seed: seed.yaml, database: \"sqlite://{}\" }}\n",
+                path.display()
+            ),
+            _ => unreachable!(),
+        }
+    }
+
+    pub async fn open(&self) -> UserStore {
+        let cheap = HashParams {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+        };
+        UserStore::connect(&self.db, PasswordHasher::new(cheap))
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.db))
     }
 }
