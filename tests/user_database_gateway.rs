@@ -94,6 +94,7 @@ async fn postgres_down_logins_503_sessions_proxied_recovers() {
     let started = tokio::time::Instant::now();
     let (status, body) = identify(&gw, "bob", false).await;
     let waited = started.elapsed();
+    eprintln!("identification answered 503 after {waited:?} with PostgreSQL stopped");
     assert_eq!(status, 503, "{body}");
     assert!(
         waited < flowgate::identity::PG_ACQUIRE_TIMEOUT * 3,

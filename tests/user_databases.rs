@@ -351,3 +351,36 @@ async fn identity_operations_postgres() {
     second_factors(Backend::Postgres).await;
     invitations_and_consents(Backend::Postgres).await;
 }
+
+/// Replicas starting together on one new PostgreSQL database: the migrations run one at a time
+/// (advisory lock), so every start succeeds and the schema is made once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_starts_on_postgres_migrate_once() {
+    let fresh = Fresh::new(Backend::Postgres).await;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let db = fresh.db.clone();
+            tokio::spawn(async move {
+                let cheap = HashParams {
+                    memory_kib: 8,
+                    iterations: 1,
+                    parallelism: 1,
+                };
+                flowgate::identity::UserStore::connect(&db, PasswordHasher::new(cheap)).await
+            })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for s in starts {
+        stores.push(
+            s.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("a concurrent start failed: {e}")),
+        );
+    }
+    stores[0].create_user(new_user("x", "", None, &[])).await.unwrap();
+    for s in &stores {
+        assert_eq!(s.list_users().await.unwrap().len(), 1);
+        s.close().await;
+    }
+}
