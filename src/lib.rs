@@ -133,7 +133,7 @@ impl Gateway {
     /// Starts the gateway.
     pub async fn start_with(config: Config, opts: StartOptions) -> Result<Running, GatewayError> {
         let hasher = PasswordHasher::new(HashParams::from(config.identity.argon2));
-        let users = UserStore::open(&config.identity.database, hasher).await?;
+        let users = UserStore::connect(&config.identity.database, hasher).await?;
         if let Some(seed) = &config.identity.seed {
             let (file, base) = identity::seed::SeedFile::load(seed).map_err(|e| GatewayError::Seed(e.to_string()))?;
             let report = users.seed(&file, &base).await?;
@@ -308,6 +308,7 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         logout_path: config.logout.path.clone(),
         logout_flow: config.logout.flow.clone(),
         router: router.clone(),
+        users: shared.users.clone(),
     });
     Ok(proxy::ProxyState {
         router,

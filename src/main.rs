@@ -304,7 +304,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                     match u {
                         Some(u) => Some(flowgate::flow::executor::subject_of_user(&u)),
                         None => {
-                            eprintln!("no user named {name:?} in {}", cfg.identity.database.display());
+                            eprintln!("no user named {name:?} in {}", cfg.identity.database);
                             return Ok(ExitCode::from(EXIT_USAGE));
                         }
                     }

@@ -52,3 +52,5 @@ mod stage_catalogue;
 mod stages;
 mod step_up;
 mod timeouts;
+mod user_database_gateway;
+mod user_databases;

@@ -71,7 +71,7 @@ pub(crate) enum InvitationCmd {
 
 /// The user store the config names.
 pub(crate) async fn open_store(cfg: &Config) -> anyhow::Result<UserStore> {
-    Ok(UserStore::open(
+    Ok(UserStore::connect(
         &cfg.identity.database,
         PasswordHasher::new(HashParams::from(cfg.identity.argon2)),
     )

@@ -11,6 +11,7 @@ use std::time::Duration;
 pub use super::flow_model::*;
 pub use super::policy_model::*;
 pub use super::stage_model::*;
+pub use super::values::database::{PostgresDatabase, UserDatabase};
 
 /// Default session cookie name.
 pub const DEFAULT_COOKIE_NAME: &str = "flowgate_session";
@@ -136,8 +137,8 @@ pub struct SessionSettings {
 /// User store settings.
 #[derive(Debug, Clone)]
 pub struct IdentitySettings {
-    /// SQLite database file.
-    pub database: PathBuf,
+    /// Where users are stored: an SQLite file or a PostgreSQL database.
+    pub database: UserDatabase,
     /// Users seeded at start.
     pub seed: Option<PathBuf>,
     /// argon2id parameters.

@@ -82,6 +82,8 @@ pub struct RawSession {
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
     pub database: Option<String>,
+    pub password_env: Option<String>,
+    pub password_file: Option<String>,
     pub seed: Option<String>,
     pub argon2: Option<RawArgon2>,
     pub reserved_usernames: Option<Vec<String>>,

@@ -177,7 +177,14 @@ pub enum Refusal {
         /// Where "Start again" leads.
         cancel_url: String,
     },
+    /// The user database could not be reached while the flow needed it (503); sessions keep
+    /// being proxied meanwhile.
+    #[error("Logging in is unavailable right now. Please try again in a moment.")]
+    UserStoreDown,
 }
+
+/// `Retry-After` of a 503 for an unreachable user database, in seconds.
+const USER_STORE_RETRY_AFTER_SECS: u64 = 5;
 
 impl Refusal {
     /// The status code.
@@ -197,6 +204,7 @@ impl Refusal {
             Self::MethodNotAllowed => 405,
             Self::UnsupportedType => 415,
             Self::RateLimited { .. } => 429,
+            Self::UserStoreDown => 503,
         }
     }
 
@@ -222,6 +230,7 @@ impl Refusal {
             | Self::SessionExpired
             | Self::FormExpired => "Request refused",
             Self::RateLimited { title, .. } => title,
+            Self::UserStoreDown => "Service unavailable",
         }
     }
 
@@ -242,6 +251,7 @@ pub fn render(pages: &Pages, client: Client, refusal: &Refusal) -> HttpResponse 
     }
     let retry_after = match refusal {
         Refusal::RateLimited { retry_after, .. } => Some(retry_after.to_string()),
+        Refusal::UserStoreDown => Some(USER_STORE_RETRY_AFTER_SECS.to_string()),
         _ => None,
     };
     let status = refusal.status();

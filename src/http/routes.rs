@@ -79,6 +79,8 @@ pub struct Ui {
     pub logout_flow: Option<String>,
     /// App router, for titles.
     pub router: Router,
+    /// The user store, whose outages turn a refused login into a 503.
+    pub users: crate::identity::UserStore,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -298,9 +300,12 @@ impl Ui {
             origin,
         };
         let token_in_url = carries_token(&input.query);
+        let outages = self.users.unavailable_count();
         let out = self.executor.dispatch(input).await;
+        // Stages turn a database error into a denial; one that met an outage is a 503.
+        let store_down = self.users.unavailable_count() != outages;
         record_user(out.set_session.as_ref().map(|(s, _)| &**s));
-        let resp = self.render(req, mode, out, session);
+        let resp = self.render(req, mode, out, session, store_down);
         if token_in_url {
             hide_token(req, mode, resp)
         } else {
@@ -308,7 +313,14 @@ impl Ui {
         }
     }
 
-    fn render(&self, req: &HttpRequest, mode: Mode, out: ExecOutput, old: Option<Arc<Session>>) -> HttpResponse {
+    fn render(
+        &self,
+        req: &HttpRequest,
+        mode: Mode,
+        out: ExecOutput,
+        old: Option<Arc<Session>>,
+        store_down: bool,
+    ) -> HttpResponse {
         let current = out.set_session.as_ref().map(|(s, _)| s.clone()).or(old);
         let mut resp = match out.kind {
             ExecKind::UnknownFlow => self.refuse(mode, Refusal::NotFound),
@@ -332,6 +344,7 @@ impl Ui {
                     cancel_url: flow_info.cancel_url,
                 },
             ),
+            ExecKind::AccessDenied { .. } if store_down => self.refuse(mode, Refusal::UserStoreDown),
             ExecKind::AccessDenied {
                 flow_info,
                 message,

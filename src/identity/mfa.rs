@@ -12,13 +12,13 @@
 //! their normalised form and are marked used with a single conditional `UPDATE`. Codes and
 //! secrets never appear in error messages. Time is always passed in (`now_ms`), never read here.
 
+use super::db::args;
 use super::store::{StoreError, UserStore};
 use hmac::{Hmac, Mac};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use rand::{Rng, RngCore};
 use sha1::Sha1;
 use sha2::{Digest, Sha256};
-use sqlx::{Row, SqlitePool};
 use subtle::ConstantTimeEq;
 
 /// TOTP step length.
@@ -44,34 +44,27 @@ const MAX_STATIC_CODE_CHARS: usize = 64;
 /// RFC 3986 unreserved characters stay as they are; everything else is percent-encoded.
 const URI_COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
-const SCHEMA: &[&str] = &[
+/// The tables of this module, in the markers of `db::Dialect::ddl`.
+pub(crate) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS totp_devices (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        id {pk},
+        user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
         name TEXT NOT NULL,
-        secret BLOB NOT NULL,
-        digits INTEGER NOT NULL,
-        last_step INTEGER,
-        created_ms INTEGER NOT NULL,
-        last_used_ms INTEGER
+        secret {blob} NOT NULL,
+        digits {int} NOT NULL,
+        last_step {int},
+        created_ms {int} NOT NULL,
+        last_used_ms {int}
     )",
     "CREATE INDEX IF NOT EXISTS totp_devices_user ON totp_devices(user_id)",
     "CREATE TABLE IF NOT EXISTS static_codes (
-        id INTEGER PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        id {pk},
+        user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
         code_hash TEXT NOT NULL,
-        used_ms INTEGER,
+        used_ms {int},
         UNIQUE(user_id, code_hash)
     )",
 ];
-
-/// Creates the tables of this module.
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    for stmt in SCHEMA {
-        sqlx::query(stmt).execute(pool).await?;
-    }
-    Ok(())
-}
 
 /// A stored TOTP device.
 #[derive(Debug, Clone)]
@@ -280,11 +273,12 @@ impl UserStore {
         }
         let created = to_i64(now_ms, "time")?;
         let last_step = last_step.map(|s| to_i64(s, "totp step")).transpose()?;
-        let mut tx = self.pool().begin().await?;
-        let taken = sqlx::query("SELECT 1 FROM totp_devices WHERE user_id = ?1 AND name = ?2")
-            .bind(user_id)
-            .bind(name)
-            .fetch_optional(&mut *tx)
+        let mut tx = self.db().begin().await?;
+        let taken = tx
+            .fetch_optional(
+                "SELECT 1 FROM totp_devices WHERE user_id = $1 AND name = $2",
+                args![user_id, name],
+            )
             .await?;
         if taken.is_some() {
             return Err(StoreError::Duplicate {
@@ -292,42 +286,38 @@ impl UserStore {
                 value: name.to_string(),
             });
         }
-        let id: i64 = sqlx::query(
-            "INSERT INTO totp_devices (user_id, name, secret, digits, last_step, created_ms, last_used_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL) RETURNING id",
-        )
-        .bind(user_id)
-        .bind(name)
-        .bind(secret)
-        .bind(i64::from(digits))
-        .bind(last_step)
-        .bind(created)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
+        let id: i64 = tx
+            .fetch_one(
+                "INSERT INTO totp_devices (user_id, name, secret, digits, last_step, created_ms, last_used_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL) RETURNING id",
+                args![user_id, name, secret, i64::from(digits), last_step, created],
+            )
+            .await?
+            .at(0)?;
         tx.commit().await?;
         Ok(id)
     }
 
     /// The user's TOTP devices.
     pub async fn totp_devices(&self, user_id: i64) -> Result<Vec<TotpDevice>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, user_id, name, digits, created_ms, last_used_ms FROM totp_devices WHERE user_id = ?1 ORDER BY id",
-        )
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await?;
+        let rows = self
+            .db()
+            .fetch_all(
+                "SELECT id, user_id, name, digits, created_ms, last_used_ms FROM totp_devices WHERE user_id = $1 ORDER BY id",
+                args![user_id],
+            )
+            .await?;
         rows.iter()
             .map(|r| {
-                let digits: i64 = r.try_get("digits")?;
+                let digits: i64 = r.get("digits")?;
                 Ok(TotpDevice {
-                    id: r.try_get("id")?,
-                    user_id: r.try_get("user_id")?,
-                    name: r.try_get("name")?,
+                    id: r.get("id")?,
+                    user_id: r.get("user_id")?,
+                    name: r.get("name")?,
                     digits: u32::try_from(digits)
                         .map_err(|_| StoreError::Invalid(format!("stored totp digits {digits} out of range")))?,
-                    created_ms: r.try_get("created_ms")?,
-                    last_used_ms: r.try_get("last_used_ms")?,
+                    created_ms: r.get("created_ms")?,
+                    last_used_ms: r.get("last_used_ms")?,
                 })
             })
             .collect()
@@ -336,17 +326,20 @@ impl UserStore {
     /// Checks a code against all of the user's TOTP devices (±1 step). A step at or before the device's last accepted step is refused (no code reuse), and accepting updates last step and last_used_ms atomically (a single UPDATE ... WHERE last_step IS NULL OR last_step < ? so two concurrent submissions of one code cannot both pass). Returns the device id that accepted.
     pub async fn verify_totp(&self, user_id: i64, code: &str, now_ms: u64) -> Result<Option<i64>, StoreError> {
         let used_ms = to_i64(now_ms, "time")?;
-        let rows = sqlx::query("SELECT id, secret, digits, last_step FROM totp_devices WHERE user_id = ?1 ORDER BY id")
-            .bind(user_id)
-            .fetch_all(self.pool())
+        let rows = self
+            .db()
+            .fetch_all(
+                "SELECT id, secret, digits, last_step FROM totp_devices WHERE user_id = $1 ORDER BY id",
+                args![user_id],
+            )
             .await?;
         for r in &rows {
-            let id: i64 = r.try_get("id")?;
-            let secret: Vec<u8> = r.try_get("secret")?;
-            let Ok(digits) = u32::try_from(r.try_get::<i64, _>("digits")?) else {
+            let id: i64 = r.get("id")?;
+            let secret: Vec<u8> = r.get("secret")?;
+            let Ok(digits) = u32::try_from(r.get::<i64>("digits")?) else {
                 continue;
             };
-            let last_step: Option<i64> = r.try_get("last_step")?;
+            let last_step: Option<i64> = r.get("last_step")?;
             let Some(normalised) = normalise_totp(code, digits) else {
                 continue;
             };
@@ -360,17 +353,14 @@ impl UserStore {
             let Some(step) = step else {
                 continue;
             };
-            let accepted = sqlx::query(
-                "UPDATE totp_devices SET last_step = ?1, last_used_ms = ?2
-                 WHERE id = ?3 AND user_id = ?4 AND (last_step IS NULL OR last_step < ?1)",
-            )
-            .bind(step)
-            .bind(used_ms)
-            .bind(id)
-            .bind(user_id)
-            .execute(self.pool())
-            .await?
-            .rows_affected();
+            let accepted = self
+                .db()
+                .execute(
+                    "UPDATE totp_devices SET last_step = $1, last_used_ms = $2
+                     WHERE id = $3 AND user_id = $4 AND (last_step IS NULL OR last_step < $1)",
+                    args![step, used_ms, id, user_id],
+                )
+                .await?;
             if accepted == 1 {
                 return Ok(Some(id));
             }
@@ -397,20 +387,17 @@ impl UserStore {
         if sorted.len() != hashes.len() {
             return Err(StoreError::Invalid("duplicate recovery code".into()));
         }
-        let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM static_codes WHERE user_id = ?1")
-            .bind(user_id)
-            .execute(&mut *tx)
+        let mut tx = self.db().begin().await?;
+        tx.execute("DELETE FROM static_codes WHERE user_id = $1", args![user_id])
             .await?;
         for hash in &hashes {
-            sqlx::query("INSERT INTO static_codes (user_id, code_hash, used_ms) VALUES (?1, ?2, NULL)")
-                .bind(user_id)
-                .bind(hash)
-                .execute(&mut *tx)
-                .await?;
+            tx.execute(
+                "INSERT INTO static_codes (user_id, code_hash, used_ms) VALUES ($1, $2, NULL)",
+                args![user_id, hash],
+            )
+            .await?;
         }
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 
     /// Uses one recovery code: true once per code (atomic delete-or-mark); normalises case, spaces and dashes.
@@ -421,41 +408,37 @@ impl UserStore {
         let Some(normalised) = normalise_static(code) else {
             return Ok(false);
         };
-        let n = sqlx::query(
-            "UPDATE static_codes SET used_ms = ?1 WHERE user_id = ?2 AND code_hash = ?3 AND used_ms IS NULL",
-        )
-        .bind(used_ms)
-        .bind(user_id)
-        .bind(static_hash(&normalised))
-        .execute(self.pool())
-        .await?
-        .rows_affected();
+        let n = self
+            .db()
+            .execute(
+                "UPDATE static_codes SET used_ms = $1 WHERE user_id = $2 AND code_hash = $3 AND used_ms IS NULL",
+                args![used_ms, user_id, static_hash(&normalised)],
+            )
+            .await?;
         Ok(n == 1)
     }
 
     /// How many unused recovery codes the user has.
     pub async fn static_code_count(&self, user_id: i64) -> Result<usize, StoreError> {
-        let n: i64 = sqlx::query("SELECT COUNT(*) FROM static_codes WHERE user_id = ?1 AND used_ms IS NULL")
-            .bind(user_id)
-            .fetch_one(self.pool())
+        let n: i64 = self
+            .db()
+            .fetch_one(
+                "SELECT COUNT(*) FROM static_codes WHERE user_id = $1 AND used_ms IS NULL",
+                args![user_id],
+            )
             .await?
-            .try_get(0)?;
+            .at(0)?;
         usize::try_from(n).map_err(|_| StoreError::Invalid(format!("recovery code count {n} out of range")))
     }
 
     /// Deletes all of the user's devices and codes.
     pub async fn delete_mfa(&self, user_id: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
-        sqlx::query("DELETE FROM totp_devices WHERE user_id = ?1")
-            .bind(user_id)
-            .execute(&mut *tx)
+        let mut tx = self.db().begin().await?;
+        tx.execute("DELETE FROM totp_devices WHERE user_id = $1", args![user_id])
             .await?;
-        sqlx::query("DELETE FROM static_codes WHERE user_id = ?1")
-            .bind(user_id)
-            .execute(&mut *tx)
+        tx.execute("DELETE FROM static_codes WHERE user_id = $1", args![user_id])
             .await?;
-        tx.commit().await?;
-        Ok(())
+        tx.commit().await
     }
 }
 

@@ -1,10 +1,14 @@
-//! Users, groups and attributes in an embedded SQLite database (sqlx), argon2id hashing off the
-//! event loop, and seeding from YAML. No HTTP types, no sessions.
+//! Users, groups and attributes in an embedded SQLite database or in PostgreSQL (sqlx, one set of
+//! queries and migrations for both: `db.rs` is the seam), argon2id hashing off the event loop,
+//! and seeding from YAML. No HTTP types, no sessions.
 
+mod db;
 pub mod hash;
 mod hash_pool;
 pub mod mfa;
 pub mod names;
+mod open;
+mod passwords;
 pub mod records;
 pub mod seed;
 mod store;
@@ -12,6 +16,7 @@ mod store_keys;
 mod user;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};
+pub use open::PG_ACQUIRE_TIMEOUT;
 pub use store::{LookupField, NewUser, StoreError, User, UserStore, UserUpdate};
 
 #[cfg(test)]

@@ -1,35 +1,28 @@
 //! Flow records kept beside the users: invitations (invitation stage) and consents (consent
 //! stage). Times are Unix milliseconds passed in by the caller (the injected clock).
 
+use super::db::{args, DbRow};
 use super::store::{StoreError, UserStore};
 use serde_json::{Map, Value};
-use sqlx::{Row, SqlitePool};
 
-const SCHEMA: &[&str] = &[
+/// The tables of this module, in the markers of `db::Dialect::ddl`.
+pub(crate) const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS invitations (
         token TEXT PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         flow TEXT,
-        expires_ms INTEGER,
-        single_use INTEGER NOT NULL DEFAULT 0,
+        expires_ms {int},
+        single_use {bool} NOT NULL DEFAULT {false},
         fixed_data TEXT NOT NULL DEFAULT '{}',
-        created_ms INTEGER NOT NULL
+        created_ms {int} NOT NULL
     )",
     "CREATE TABLE IF NOT EXISTS consents (
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
         subject TEXT NOT NULL,
-        expires_ms INTEGER,
+        expires_ms {int},
         PRIMARY KEY (user_id, subject)
     )",
 ];
-
-/// Creates the tables of this module.
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    for stmt in SCHEMA {
-        sqlx::query(stmt).execute(pool).await?;
-    }
-    Ok(())
-}
 
 /// An invitation.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -48,14 +41,17 @@ pub struct Invitation {
     pub fixed_data: Map<String, Value>,
 }
 
-fn row_to_invitation(r: &sqlx::sqlite::SqliteRow) -> Result<Invitation, StoreError> {
-    let fixed: String = r.try_get("fixed_data")?;
+/// Columns of an invitation row.
+const INVITATION_COLUMNS: &str = "token, name, flow, expires_ms, single_use, fixed_data";
+
+fn row_to_invitation(r: &DbRow) -> Result<Invitation, StoreError> {
+    let fixed: String = r.get("fixed_data")?;
     Ok(Invitation {
-        token: r.try_get("token")?,
-        name: r.try_get("name")?,
-        flow: r.try_get("flow")?,
-        expires_ms: r.try_get("expires_ms")?,
-        single_use: r.try_get::<i64, _>("single_use")? != 0,
+        token: r.get("token")?,
+        name: r.get("name")?,
+        flow: r.get("flow")?,
+        expires_ms: r.get("expires_ms")?,
+        single_use: r.get("single_use")?,
         fixed_data: serde_json::from_str(&fixed).unwrap_or_default(),
     })
 }
@@ -91,44 +87,50 @@ impl UserStore {
             single_use,
             fixed_data,
         };
-        let res = sqlx::query(
-            "INSERT INTO invitations (token, name, flow, expires_ms, single_use, fixed_data, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        )
-        .bind(&inv.token)
-        .bind(&inv.name)
-        .bind(inv.flow.as_deref())
-        .bind(inv.expires_ms)
-        .bind(inv.single_use)
-        .bind(Value::Object(inv.fixed_data.clone()).to_string())
-        .bind(now_ms as i64)
-        .execute(self.pool())
-        .await;
+        let res = self
+            .db()
+            .execute(
+                "INSERT INTO invitations (token, name, flow, expires_ms, single_use, fixed_data, created_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                args![
+                    &inv.token,
+                    &inv.name,
+                    inv.flow.as_deref(),
+                    inv.expires_ms,
+                    inv.single_use,
+                    Value::Object(inv.fixed_data.clone()).to_string(),
+                    now_ms as i64,
+                ],
+            )
+            .await;
         match res {
             Ok(_) => Ok(inv),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Duplicate {
+            Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => Err(StoreError::Duplicate {
                 what: "invitation",
                 value: name.to_string(),
             }),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
     /// All invitations, by name.
     pub async fn list_invitations(&self) -> Result<Vec<Invitation>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM invitations ORDER BY name")
-            .fetch_all(self.pool())
+        let rows = self
+            .db()
+            .fetch_all(
+                &format!("SELECT {INVITATION_COLUMNS} FROM invitations ORDER BY name"),
+                &[],
+            )
             .await?;
         rows.iter().map(row_to_invitation).collect()
     }
 
     /// Deletes an invitation by name. False when absent.
     pub async fn delete_invitation(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM invitations WHERE name = ?1")
-            .bind(name)
-            .execute(self.pool())
+        Ok(self
+            .db()
+            .execute("DELETE FROM invitations WHERE name = $1", args![name])
             .await?
-            .rows_affected()
             > 0)
     }
 
@@ -142,24 +144,23 @@ impl UserStore {
         now_ms: u64,
     ) -> Result<Option<Invitation>, StoreError> {
         let now = now_ms as i64;
-        let cond = "token = ?1 AND (expires_ms IS NULL OR expires_ms > ?2) AND (flow IS NULL OR flow = ?3)";
-        let mut tx = self.pool().begin().await?;
-        let row = sqlx::query(&format!("SELECT * FROM invitations WHERE {cond}"))
-            .bind(token)
-            .bind(now)
-            .bind(flow)
-            .fetch_optional(&mut *tx)
+        let cond = "token = $1 AND (expires_ms IS NULL OR expires_ms > $2) AND (flow IS NULL OR flow = $3)";
+        let mut tx = self.db().begin().await?;
+        let row = tx
+            .fetch_optional(
+                &format!("SELECT {INVITATION_COLUMNS} FROM invitations WHERE {cond}"),
+                args![token, now, flow],
+            )
             .await?;
         let Some(row) = row else { return Ok(None) };
         let inv = row_to_invitation(&row)?;
         if inv.single_use {
-            let n = sqlx::query(&format!("DELETE FROM invitations WHERE {cond}"))
-                .bind(token)
-                .bind(now)
-                .bind(flow)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            let n = tx
+                .execute(
+                    &format!("DELETE FROM invitations WHERE {cond}"),
+                    args![token, now, flow],
+                )
+                .await?;
             if n == 0 {
                 return Ok(None);
             }
@@ -170,24 +171,24 @@ impl UserStore {
 
     /// Whether the user has an unexpired consent for `subject`.
     pub async fn has_consent(&self, user_id: i64, subject: &str, now_ms: u64) -> Result<bool, StoreError> {
-        Ok(sqlx::query(
-            "SELECT 1 FROM consents WHERE user_id = ?1 AND subject = ?2 AND (expires_ms IS NULL OR expires_ms > ?3)",
-        )
-        .bind(user_id)
-        .bind(subject)
-        .bind(now_ms as i64)
-        .fetch_optional(self.pool())
-        .await?
-        .is_some())
+        Ok(self
+            .db()
+            .fetch_optional(
+                "SELECT 1 FROM consents WHERE user_id = $1 AND subject = $2 AND (expires_ms IS NULL OR expires_ms > $3)",
+                args![user_id, subject, now_ms as i64],
+            )
+            .await?
+            .is_some())
     }
 
     /// Records a consent (replacing an older one).
     pub async fn save_consent(&self, user_id: i64, subject: &str, expires_ms: Option<i64>) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR REPLACE INTO consents (user_id, subject, expires_ms) VALUES (?1, ?2, ?3)")
-            .bind(user_id)
-            .bind(subject)
-            .bind(expires_ms)
-            .execute(self.pool())
+        self.db()
+            .execute(
+                "INSERT INTO consents (user_id, subject, expires_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (user_id, subject) DO UPDATE SET expires_ms = excluded.expires_ms",
+                args![user_id, subject, expires_ms],
+            )
             .await?;
         Ok(())
     }

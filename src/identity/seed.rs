@@ -1,10 +1,10 @@
 //! Seeding users and groups from a YAML file at start. A password changed since (by the user or
 //! an admin) is never overwritten; a seed-sourced password is replaced when the seed changes.
 
+use super::db::args;
 use super::store::{NewUser, StoreError, UserStore};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sqlx::Row;
 
 /// Largest `password_file` read for a seed user.
 const MAX_PASSWORD_FILE_BYTES: u64 = 64 * 1024;
@@ -215,24 +215,26 @@ impl UserStore {
                             value: u.email.clone(),
                         });
                     }
-                    let mut tx = self.pool().begin().await?;
+                    let mut tx = self.db().begin().await?;
                     // The seed's address is the admin's word: verified.
-                    sqlx::query("UPDATE users SET email = ?1, name = ?2, attributes = ?3, is_active = ?4, is_superuser = ?5, email_key = ?7, email_verified = 1 WHERE id = ?6")
-                        .bind(u.email.trim())
-                        .bind(&u.name)
-                        .bind(Value::Object(u.attributes.clone()).to_string())
-                        .bind(u.is_active)
-                        .bind(u.is_superuser)
-                        .bind(existing.id)
-                        .bind(super::names::email_key(&u.email))
-                        .execute(&mut *tx)
-                        .await?;
-                    UserStore::set_groups(&mut tx, existing.id, &u.groups).await?;
-                    let source: String = sqlx::query("SELECT password_source FROM users WHERE id = ?1")
-                        .bind(existing.id)
-                        .fetch_one(&mut *tx)
+                    tx.execute(
+                        "UPDATE users SET email = $1, name = $2, attributes = $3, is_active = $4, is_superuser = $5, email_key = $7, email_verified = TRUE WHERE id = $6",
+                        args![
+                            u.email.trim(),
+                            &u.name,
+                            Value::Object(u.attributes.clone()).to_string(),
+                            u.is_active,
+                            u.is_superuser,
+                            existing.id,
+                            super::names::email_key(&u.email),
+                        ],
+                    )
+                    .await?;
+                    UserStore::set_groups(&mut tx.conn(), existing.id, &u.groups).await?;
+                    let source: String = tx
+                        .fetch_one("SELECT password_source FROM users WHERE id = $1", args![existing.id])
                         .await?
-                        .try_get(0)?;
+                        .at(0)?;
                     tx.commit().await?;
                     if source == "user" {
                         report.password_kept.push(u.username.clone());

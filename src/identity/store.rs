@@ -1,21 +1,19 @@
-//! The SQLite user store. The database file is created on first use (WAL journal, foreign
-//! keys on); group membership includes inherited parent groups, resolved with a bounded
-//! recursive query that is safe against cycles.
+//! The user store: users, their groups (inherited parent groups included, resolved with a
+//! bounded recursive query that is safe against cycles) and passwords. Every query is written
+//! once and runs on SQLite or PostgreSQL through [`super::db`]; opening and migrating the
+//! database is [`super::open`].
 
+use super::db::{args, Db, DbRow, Exec};
 use super::hash::PasswordHasher;
 use super::names;
 use serde_json::{Map, Value};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
-use std::path::Path;
-use std::time::Duration;
 
 pub use super::user::{LookupField, NewUser, StoreError, User, UserUpdate};
 
 /// The store.
 #[derive(Clone)]
 pub struct UserStore {
-    pool: SqlitePool,
+    db: Db,
     hasher: PasswordHasher,
 }
 
@@ -23,41 +21,6 @@ impl std::fmt::Debug for UserStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("UserStore")
     }
-}
-
-const SCHEMA: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS users (
-        id INTEGER PRIMARY KEY,
-        uid TEXT NOT NULL UNIQUE,
-        username TEXT NOT NULL,
-        username_lower TEXT NOT NULL UNIQUE,
-        email TEXT NOT NULL DEFAULT '',
-        name TEXT NOT NULL DEFAULT '',
-        is_active INTEGER NOT NULL DEFAULT 1,
-        is_superuser INTEGER NOT NULL DEFAULT 0,
-        attributes TEXT NOT NULL DEFAULT '{}',
-        password_hash TEXT,
-        password_source TEXT NOT NULL DEFAULT 'none',
-        password_changed_at INTEGER
-    )",
-    "CREATE INDEX IF NOT EXISTS users_email_lower ON users(lower(email))",
-    "CREATE TABLE IF NOT EXISTS groups (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        parent_id INTEGER REFERENCES groups(id) ON DELETE SET NULL,
-        attributes TEXT NOT NULL DEFAULT '{}'
-    )",
-    "CREATE TABLE IF NOT EXISTS user_groups (
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
-        PRIMARY KEY (user_id, group_id)
-    )",
-];
-
-/// One bound query argument.
-enum Arg {
-    Text(String),
-    Int(i64),
 }
 
 const USER_COLUMNS: &str =
@@ -69,13 +32,13 @@ fn validate_username(u: &str) -> Result<String, StoreError> {
 }
 
 /// A unique-index violation is a duplicate (two writers raced past the explicit check).
-fn unique_violation(e: sqlx::Error, what: &'static str, value: &str) -> StoreError {
+fn unique_violation(e: StoreError, what: &'static str, value: &str) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate {
+        StoreError::Db(sqlx::Error::Database(d)) if d.is_unique_violation() => StoreError::Duplicate {
             what,
             value: value.to_string(),
         },
-        _ => StoreError::Db(e),
+        _ => e,
     }
 }
 
@@ -86,27 +49,15 @@ fn new_uid() -> String {
     hex::encode(b)
 }
 
+/// The case-insensitive form of a username as stored in `username_lower`: ASCII letters
+/// lowercased, as SQLite's `lower()` always did (PostgreSQL's would follow the server's locale).
+fn username_lower(u: &str) -> String {
+    u.to_ascii_lowercase()
+}
+
 impl UserStore {
-    /// Opens or creates the database at `path`.
-    pub async fn open(path: &Path, hasher: PasswordHasher) -> Result<Self, StoreError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await?;
-        for stmt in SCHEMA {
-            sqlx::query(stmt).execute(&pool).await?;
-        }
-        super::store_keys::migrate_identity_keys(&pool).await?;
-        super::mfa::migrate(&pool).await?;
-        super::records::migrate(&pool).await?;
-        Ok(Self { pool, hasher })
+    pub(crate) fn from_db(db: Db, hasher: PasswordHasher) -> Self {
+        Self { db, hasher }
     }
 
     /// The hasher.
@@ -114,69 +65,93 @@ impl UserStore {
         &self.hasher
     }
 
-    /// SQLite's own consistency check (`"ok"` when the file is sound).
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Whether this store is a PostgreSQL database.
+    pub fn is_postgres(&self) -> bool {
+        self.db.dialect() == super::db::Dialect::Postgres
+    }
+
+    /// SQLite's own consistency check (`"ok"` when the file is sound). PostgreSQL checks its
+    /// pages itself and has no such statement: an error says so.
     pub async fn integrity_check(&self) -> Result<String, StoreError> {
-        Ok(sqlx::query("PRAGMA integrity_check")
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
+        if self.is_postgres() {
+            return Err(StoreError::Invalid(
+                "integrity_check is SQLite's; PostgreSQL has no equivalent statement".into(),
+            ));
+        }
+        self.db.fetch_one("PRAGMA integrity_check", &[]).await?.at(0)
+    }
+
+    /// Whether the database answers now (one round trip).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.execute("SELECT 1", &[]).await.map(|_| ())
+    }
+
+    /// How many calls since start found the database unreachable: a request that sees this
+    /// number change met an outage.
+    pub fn unavailable_count(&self) -> u64 {
+        self.db.health().failures()
+    }
+
+    /// Whether the last call found the database unreachable.
+    pub fn is_unavailable(&self) -> bool {
+        self.db.health().is_down()
     }
 
     /// Closes the pool.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.db.close().await;
     }
 
     async fn groups_of(&self, user_id: i64) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "WITH RECURSIVE g(id, depth) AS (
-                SELECT group_id, 0 FROM user_groups WHERE user_id = ?1
-                UNION
-                SELECT groups.parent_id, g.depth + 1 FROM groups JOIN g ON groups.id = g.id
-                WHERE groups.parent_id IS NOT NULL AND g.depth < 32
+        let rows = self
+            .db
+            .fetch_all(
+                "WITH RECURSIVE g(id, depth) AS (
+                    SELECT group_id, 0 FROM user_groups WHERE user_id = $1
+                    UNION
+                    SELECT groups.parent_id, g.depth + 1 FROM groups JOIN g ON groups.id = g.id
+                    WHERE groups.parent_id IS NOT NULL AND g.depth < 32
+                )
+                SELECT DISTINCT name FROM groups WHERE id IN (SELECT id FROM g) ORDER BY name",
+                args![user_id],
             )
-            SELECT DISTINCT name FROM groups WHERE id IN (SELECT id FROM g) ORDER BY name",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
-            .collect()
+            .await?;
+        rows.iter().map(|r| r.at::<String>(0)).collect()
     }
 
-    async fn user_from_row(&self, r: &sqlx::sqlite::SqliteRow) -> Result<User, StoreError> {
-        let id: i64 = r.try_get("id")?;
-        let attrs: String = r.try_get("attributes")?;
+    async fn user_from_row(&self, r: &DbRow) -> Result<User, StoreError> {
+        let id: i64 = r.get("id")?;
+        let attrs: String = r.get("attributes")?;
         Ok(User {
             id,
-            uid: r.try_get("uid")?,
-            username: r.try_get("username")?,
-            email: r.try_get("email")?,
-            email_verified: r.try_get::<i64, _>("email_verified")? != 0,
-            name: r.try_get("name")?,
-            is_active: r.try_get::<i64, _>("is_active")? != 0,
-            is_superuser: r.try_get::<i64, _>("is_superuser")? != 0,
+            uid: r.get("uid")?,
+            username: r.get("username")?,
+            email: r.get("email")?,
+            email_verified: r.get("email_verified")?,
+            name: r.get("name")?,
+            is_active: r.get("is_active")?,
+            is_superuser: r.get("is_superuser")?,
             groups: self.groups_of(id).await?,
             attributes: serde_json::from_str(&attrs).unwrap_or_default(),
-            password_hash: r.try_get("password_hash")?,
-            password_changed_at: r.try_get("password_changed_at")?,
+            password_hash: r.get("password_hash")?,
+            password_changed_at: r.get("password_changed_at")?,
         })
     }
 
-    async fn one(&self, sql: &str, arg: Arg) -> Result<Option<User>, StoreError> {
-        let q = sqlx::query(sql);
-        let q = match arg {
-            Arg::Text(t) => q.bind(t),
-            Arg::Int(i) => q.bind(i),
-        };
-        match q.fetch_optional(&self.pool).await? {
+    async fn one(&self, sql: &str, args: &[super::db::Arg<'_>]) -> Result<Option<User>, StoreError> {
+        match self.db.fetch_optional(sql, args).await? {
             Some(r) => Ok(Some(self.user_from_row(&r).await?)),
             None => Ok(None),
         }
     }
 
-    /// Finds a user by identifier over `fields` (first match by id).
+    /// Finds a user by identifier over `fields` (first match by id). Case-insensitive matching
+    /// compares usernames with ASCII case folded and addresses by their key
+    /// ([`names::email_key`], the form emails are unique by).
     pub async fn find_user(
         &self,
         identifier: &str,
@@ -187,19 +162,26 @@ impl UserStore {
             return Ok(None);
         }
         let mut conds = Vec::new();
+        let mut args: Vec<super::db::Arg<'_>> = Vec::new();
         for f in fields {
-            conds.push(match (f, case_insensitive) {
-                (LookupField::Username, true) => "username_lower = lower(?1)",
-                (LookupField::Username, false) => "username = ?1",
-                (LookupField::Email, true) => "(email <> '' AND lower(email) = lower(?1))",
-                (LookupField::Email, false) => "(email <> '' AND email = ?1)",
-            });
+            let n = args.len() + 1;
+            let (cond, arg) = match (f, case_insensitive) {
+                (LookupField::Username, true) => (format!("username_lower = ${n}"), username_lower(identifier)),
+                (LookupField::Username, false) => (format!("username = ${n}"), identifier.to_string()),
+                (LookupField::Email, true) => (
+                    format!("(email_key <> '' AND email_key = ${n})"),
+                    names::email_key(identifier),
+                ),
+                (LookupField::Email, false) => (format!("(email <> '' AND email = ${n})"), identifier.to_string()),
+            };
+            conds.push(cond);
+            args.push(arg.into());
         }
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users WHERE {} ORDER BY id LIMIT 1",
             conds.join(" OR ")
         );
-        let found = self.one(&sql, Arg::Text(identifier.to_string())).await?;
+        let found = self.one(&sql, &args).await?;
         if found.is_none() {
             // The group query a match costs, so an answer takes as long for no account (ENUM-4).
             self.groups_of(0).await?;
@@ -210,46 +192,44 @@ impl UserStore {
     /// A user by exact username.
     pub async fn get_by_username(&self, username: &str) -> Result<Option<User>, StoreError> {
         self.one(
-            &format!("SELECT {USER_COLUMNS} FROM users WHERE username = ?1"),
-            Arg::Text(username.to_string()),
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE username = $1"),
+            args![username],
         )
         .await
     }
 
     /// A user by id.
     pub async fn get_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"), Arg::Int(id))
+        self.one(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"), args![id])
             .await
     }
 
-    async fn group_id(tx: &mut sqlx::SqliteConnection, name: &str) -> Result<i64, StoreError> {
-        sqlx::query("INSERT INTO groups (name) VALUES (?1) ON CONFLICT(name) DO NOTHING")
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        Ok(sqlx::query("SELECT id FROM groups WHERE name = ?1")
-            .bind(name)
-            .fetch_one(&mut *tx)
+    async fn group_id(conn: &mut Exec<'_>, name: &str) -> Result<i64, StoreError> {
+        conn.execute(
+            "INSERT INTO groups (name) VALUES ($1) ON CONFLICT(name) DO NOTHING",
+            args![name],
+        )
+        .await?;
+        conn.fetch_one("SELECT id FROM groups WHERE name = $1", args![name])
             .await?
-            .try_get(0)?)
+            .at(0)
     }
 
-    pub(crate) async fn set_groups(
-        tx: &mut sqlx::SqliteConnection,
-        user_id: i64,
-        groups: &[String],
-    ) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM user_groups WHERE user_id = ?1")
-            .bind(user_id)
-            .execute(&mut *tx)
+    async fn join_group(conn: &mut Exec<'_>, user_id: i64, group: &str) -> Result<(), StoreError> {
+        let gid = Self::group_id(conn, group).await?;
+        conn.execute(
+            "INSERT INTO user_groups (user_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            args![user_id, gid],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn set_groups(conn: &mut Exec<'_>, user_id: i64, groups: &[String]) -> Result<(), StoreError> {
+        conn.execute("DELETE FROM user_groups WHERE user_id = $1", args![user_id])
             .await?;
         for g in groups {
-            let gid = Self::group_id(tx, g).await?;
-            sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_id) VALUES (?1, ?2)")
-                .bind(user_id)
-                .bind(gid)
-                .execute(&mut *tx)
-                .await?;
+            Self::join_group(conn, user_id, g).await?;
         }
         Ok(())
     }
@@ -257,40 +237,44 @@ impl UserStore {
     pub(crate) async fn insert(&self, new: &NewUser, hash: Option<String>, source: &str) -> Result<User, StoreError> {
         let username = validate_username(&new.username)?;
         let email = new.email.trim().to_string();
-        let mut tx = self.pool.begin().await?;
-        if Self::username_taken_in(&mut tx, &username, None).await? {
+        let mut tx = self.db.begin().await?;
+        if Self::username_taken_in(&mut tx.conn(), &username, None).await? {
             return Err(StoreError::Duplicate {
                 what: "user",
                 value: username,
             });
         }
-        if Self::email_taken_in(&mut tx, &email, None).await? {
+        if Self::email_taken_in(&mut tx.conn(), &email, None).await? {
             return Err(StoreError::Duplicate {
                 what: "email",
                 value: email,
             });
         }
-        let id: i64 = sqlx::query(
-            "INSERT INTO users (uid, username, username_lower, email, name, is_active, is_superuser, attributes, password_hash, password_source, password_changed_at, username_skeleton, email_key, email_verified)
-             VALUES (?1, ?2, lower(?2), ?3, ?4, ?5, ?6, ?7, ?8, ?9, CASE WHEN ?8 IS NULL THEN NULL ELSE strftime('%s','now') END, ?10, ?11, ?12) RETURNING id",
-        )
-        .bind(new_uid())
-        .bind(&username)
-        .bind(&email)
-        .bind(&new.name)
-        .bind(new.is_active)
-        .bind(new.is_superuser)
-        .bind(Value::Object(new.attributes.clone()).to_string())
-        .bind(hash.as_deref())
-        .bind(if hash.is_some() { source } else { "none" })
-        .bind(names::username_skeleton(&username))
-        .bind(names::email_key(&email))
-        .bind(new.email_verified)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| unique_violation(e, "user", &username))?
-        .try_get(0)?;
-        Self::set_groups(&mut tx, id, &new.groups).await?;
+        let source = if hash.is_some() { source } else { "none" };
+        let id: i64 = tx
+            .fetch_one(
+                "INSERT INTO users (uid, username, username_lower, email, name, is_active, is_superuser, attributes, password_hash, password_source, password_changed_at, username_skeleton, email_key, email_verified)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $9 IS NULL THEN NULL ELSE unixepoch() END, $11, $12, $13) RETURNING id",
+                args![
+                    new_uid(),
+                    &username,
+                    username_lower(&username),
+                    &email,
+                    &new.name,
+                    new.is_active,
+                    new.is_superuser,
+                    Value::Object(new.attributes.clone()).to_string(),
+                    hash,
+                    source,
+                    names::username_skeleton(&username),
+                    names::email_key(&email),
+                    new.email_verified,
+                ],
+            )
+            .await
+            .map_err(|e| unique_violation(e, "user", &username))?
+            .at(0)?;
+        Self::set_groups(&mut tx.conn(), id, &new.groups).await?;
         tx.commit().await?;
         self.get_by_id(id).await?.ok_or(StoreError::NotFound {
             what: "user",
@@ -316,10 +300,9 @@ impl UserStore {
             Some(p) => Some(self.hasher.hash(p.clone()).await?),
             None => None,
         };
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT attributes FROM users WHERE id = ?1")
-            .bind(id)
-            .fetch_optional(&mut *tx)
+        let mut tx = self.db.begin().await?;
+        let row = tx
+            .fetch_optional("SELECT attributes FROM users WHERE id = $1", args![id])
             .await?;
         let Some(row) = row else {
             return Err(StoreError::NotFound {
@@ -327,13 +310,13 @@ impl UserStore {
                 value: id.to_string(),
             });
         };
-        let stored: String = row.try_get(0)?;
+        let stored: String = row.at(0)?;
         let mut attrs: Map<String, Value> = serde_json::from_str(&stored).unwrap_or_default();
         for (k, v) in up.attributes {
             attrs.insert(k, v);
         }
         if let Some(u) = &username {
-            if Self::username_taken_in(&mut tx, u, Some(id)).await? {
+            if Self::username_taken_in(&mut tx.conn(), u, Some(id)).await? {
                 return Err(StoreError::Duplicate {
                     what: "user",
                     value: u.clone(),
@@ -341,7 +324,7 @@ impl UserStore {
             }
         }
         if let Some(e) = &email {
-            if Self::email_taken_in(&mut tx, e, Some(id)).await? {
+            if Self::email_taken_in(&mut tx.conn(), e, Some(id)).await? {
                 return Err(StoreError::Duplicate {
                     what: "email",
                     value: e.clone(),
@@ -350,40 +333,37 @@ impl UserStore {
         }
         // SET expressions see the old row: a new address (by key) is unverified unless the
         // caller says it was verified.
-        sqlx::query(
+        tx.execute(
             "UPDATE users SET
-                username = COALESCE(?1, username), username_lower = lower(COALESCE(?1, username)),
-                username_skeleton = COALESCE(?8, username_skeleton),
-                email_verified = CASE WHEN ?10 IS NOT NULL THEN ?10
-                    WHEN ?9 IS NOT NULL AND ?9 <> email_key THEN 0 ELSE email_verified END,
-                email_key = COALESCE(?9, email_key),
-                email = COALESCE(?2, email), name = COALESCE(?3, name), attributes = ?4,
-                is_active = COALESCE(?5, is_active),
-                password_hash = COALESCE(?6, password_hash),
-                password_source = CASE WHEN ?6 IS NULL THEN password_source ELSE 'user' END,
-                password_changed_at = CASE WHEN ?6 IS NULL THEN password_changed_at ELSE strftime('%s','now') END
-             WHERE id = ?7",
+                username = COALESCE($1, username), username_lower = COALESCE($11, username_lower),
+                username_skeleton = COALESCE($8, username_skeleton),
+                email_verified = CASE WHEN $10 IS NOT NULL THEN $10
+                    WHEN $9 IS NOT NULL AND $9 <> email_key THEN FALSE ELSE email_verified END,
+                email_key = COALESCE($9, email_key),
+                email = COALESCE($2, email), name = COALESCE($3, name), attributes = $4,
+                is_active = COALESCE($5, is_active),
+                password_hash = COALESCE($6, password_hash),
+                password_source = CASE WHEN $6 IS NULL THEN password_source ELSE 'user' END,
+                password_changed_at = CASE WHEN $6 IS NULL THEN password_changed_at ELSE unixepoch() END
+             WHERE id = $7",
+            args![
+                username.as_deref(),
+                email.as_deref(),
+                up.name.as_deref(),
+                Value::Object(attrs).to_string(),
+                up.is_active,
+                hash.as_deref(),
+                id,
+                username.as_deref().map(names::username_skeleton),
+                email.as_deref().map(names::email_key),
+                up.email_verified,
+                username.as_deref().map(username_lower),
+            ],
         )
-        .bind(username.as_deref())
-        .bind(email.as_deref())
-        .bind(up.name.as_deref())
-        .bind(Value::Object(attrs).to_string())
-        .bind(up.is_active)
-        .bind(hash.as_deref())
-        .bind(id)
-        .bind(username.as_deref().map(names::username_skeleton))
-        .bind(email.as_deref().map(names::email_key))
-        .bind(up.email_verified)
-        .execute(&mut *tx)
         .await
         .map_err(|e| unique_violation(e, "email", email.as_deref().unwrap_or("")))?;
         for g in &up.add_groups {
-            let gid = Self::group_id(&mut tx, g).await?;
-            sqlx::query("INSERT OR IGNORE INTO user_groups (user_id, group_id) VALUES (?1, ?2)")
-                .bind(id)
-                .bind(gid)
-                .execute(&mut *tx)
-                .await?;
+            Self::join_group(&mut tx.conn(), id, g).await?;
         }
         tx.commit().await?;
         self.get_by_id(id).await?.ok_or(StoreError::NotFound {
@@ -394,95 +374,23 @@ impl UserStore {
 
     /// Deletes a user by id (devices, codes and group links go with it). False when absent.
     pub async fn delete_user_by_id(&self, id: i64) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM users WHERE id = ?1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?
-            .rows_affected()
-            > 0)
-    }
-
-    /// Sets a password chosen by the user or an admin; seeding never overwrites it afterwards.
-    pub async fn set_password(&self, username: &str, password: &str) -> Result<(), StoreError> {
-        let hash = self.hasher.hash(password.to_string()).await?;
-        let n = sqlx::query("UPDATE users SET password_hash = ?1, password_source = 'user', password_changed_at = strftime('%s','now') WHERE username = ?2")
-            .bind(hash)
-            .bind(username)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if n == 0 {
-            return Err(StoreError::NotFound {
-                what: "user",
-                value: username.into(),
-            });
-        }
-        Ok(())
-    }
-
-    pub(crate) async fn set_hash_keep_source(&self, id: i64, hash: &str, source: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE users SET password_hash = ?1, password_source = ?2, password_changed_at = strftime('%s','now') WHERE id = ?3")
-            .bind(hash)
-            .bind(source)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn password_source(&self, id: i64) -> Result<String, StoreError> {
-        Ok(sqlx::query("SELECT password_source FROM users WHERE id = ?1")
-            .bind(id)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)?)
-    }
-
-    pub(crate) fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Verifies a password. Users without a hash, or inactive, still cost a full verify and
-    /// fail. A match made with outdated parameters is rehashed.
-    pub async fn verify_password(&self, user: &User, password: &str) -> Result<bool, StoreError> {
-        let Some(hash) = user.password_hash.clone().filter(|_| user.is_active) else {
-            self.hasher.verify_dummy(password.to_string()).await;
-            return Ok(false);
-        };
-        let v = self.hasher.verify(password.to_string(), hash).await?;
-        if v.ok && v.needs_rehash {
-            let new_hash = self.hasher.hash(password.to_string()).await?;
-            let source = self.password_source(user.id).await?;
-            self.set_hash_keep_source(user.id, &new_hash, &source).await?;
-            tracing::info!(user = %user.username, "password rehashed with current parameters");
-        }
-        Ok(v.ok)
-    }
-
-    /// Makes a user's password unusable (password expiry); seeding will not restore it.
-    pub async fn set_password_unusable(&self, username: &str) -> Result<bool, StoreError> {
-        let n = sqlx::query("UPDATE users SET password_hash = NULL, password_source = 'user', password_changed_at = strftime('%s','now') WHERE username = ?1")
-            .bind(username)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(n > 0)
+        Ok(self.db.execute("DELETE FROM users WHERE id = $1", args![id]).await? > 0)
     }
 
     /// Deletes a user; `false` when there was none.
     pub async fn delete_user(&self, username: &str) -> Result<bool, StoreError> {
-        Ok(sqlx::query("DELETE FROM users WHERE username = ?1")
-            .bind(username)
-            .execute(&self.pool)
+        Ok(self
+            .db
+            .execute("DELETE FROM users WHERE username = $1", args![username])
             .await?
-            .rows_affected()
             > 0)
     }
 
     /// All users by username.
     pub async fn list_users(&self) -> Result<Vec<User>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"))
-            .fetch_all(&self.pool)
+        let rows = self
+            .db
+            .fetch_all(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY username"), &[])
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -498,19 +406,17 @@ impl UserStore {
         parent: Option<&str>,
         attributes: &Map<String, Value>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id = Self::group_id(&mut tx, name).await?;
+        let mut tx = self.db.begin().await?;
+        let id = Self::group_id(&mut tx.conn(), name).await?;
         let parent_id = match parent {
-            Some(p) => Some(Self::group_id(&mut tx, p).await?),
+            Some(p) => Some(Self::group_id(&mut tx.conn(), p).await?),
             None => None,
         };
-        sqlx::query("UPDATE groups SET parent_id = ?1, attributes = ?2 WHERE id = ?3")
-            .bind(parent_id)
-            .bind(Value::Object(attributes.clone()).to_string())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        tx.execute(
+            "UPDATE groups SET parent_id = $1, attributes = $2 WHERE id = $3",
+            args![parent_id, Value::Object(attributes.clone()).to_string(), id],
+        )
+        .await?;
+        tx.commit().await
     }
 }

@@ -1,5 +1,5 @@
 //! The user store's data types: a stored user, what creating or updating one takes, how one
-//! is looked up, and the store's errors. Kept apart from the SQLite code in `store.rs`.
+//! is looked up, and the store's errors. Kept apart from the queries in `store.rs`.
 
 use super::hash::HashError;
 use serde_json::{Map, Value};
@@ -10,6 +10,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    /// The database could not be reached (connection refused or lost, pool timeout); logins
+    /// answer 503 while it lasts.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
     /// Hashing failed.
     #[error("{0}")]
     Hash(#[from] HashError),

@@ -5,6 +5,7 @@
 mod apps;
 mod authenticators;
 mod collector;
+mod database;
 mod flows;
 mod headers;
 mod policies;

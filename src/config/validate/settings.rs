@@ -103,20 +103,7 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
 
 pub(super) fn identity(c: &mut Collector<'_>, main: &RawFile, base: &Path, data_dir: &Path) -> IdentitySettings {
     let raw = main.identity.as_ref();
-    let database = match raw.and_then(|i| i.database.as_deref()) {
-        None => data_dir.join("flowgate.db"),
-        Some(db) => {
-            let p = db.strip_prefix("sqlite://").unwrap_or(db);
-            if p.is_empty() || p.contains('?') {
-                c.err(
-                    0,
-                    "identity.database",
-                    format!("invalid database {db:?} (expected sqlite://PATH or a file path)"),
-                );
-            }
-            base.join(p)
-        }
-    };
+    let database = super::database::database(c, raw, base, data_dir);
     let seed = raw.and_then(|i| i.seed.as_deref()).map(|s| base.join(s));
     let a = raw.and_then(|i| i.argon2.as_ref());
     let argon2 = Argon2Settings {

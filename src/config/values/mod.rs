@@ -2,6 +2,7 @@
 //! nothing above it: the engine modules (`flow`, `outbound`) use these types and re-export them
 //! where their users look for them.
 
+pub mod database;
 pub mod hibp;
 pub mod mail;
 pub mod next;

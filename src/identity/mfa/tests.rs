@@ -258,10 +258,14 @@ async fn static_codes_single_use_and_normalised() {
     assert_eq!(s.static_code_count(bob).await.unwrap(), 0);
 
     // Never stored in clear.
-    let stored: Vec<String> = sqlx::query_scalar("SELECT code_hash FROM static_codes")
-        .fetch_all(s.pool())
+    let stored: Vec<String> = s
+        .db()
+        .fetch_all("SELECT code_hash FROM static_codes", &[])
         .await
-        .unwrap();
+        .unwrap()
+        .iter()
+        .map(|r| r.at(0).unwrap())
+        .collect();
     assert_eq!(stored.len(), 3);
     for c in &codes {
         let normalised = c.replace('-', "");
