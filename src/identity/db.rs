@@ -63,55 +63,28 @@ pub(crate) enum Arg<'a> {
     Bytes(&'a [u8]),
 }
 
-impl From<i64> for Arg<'_> {
-    fn from(v: i64) -> Self {
-        Self::Int(Some(v))
-    }
+/// `From` conversions into [`Arg`], one line per Rust type.
+macro_rules! arg_from {
+    ($($t:ty => |$v:ident| $e:expr;)*) => {
+        $(impl<'a> From<$t> for Arg<'a> {
+            fn from($v: $t) -> Self {
+                $e
+            }
+        })*
+    };
 }
-impl From<Option<i64>> for Arg<'_> {
-    fn from(v: Option<i64>) -> Self {
-        Self::Int(v)
-    }
-}
-impl From<bool> for Arg<'_> {
-    fn from(v: bool) -> Self {
-        Self::Bool(Some(v))
-    }
-}
-impl From<Option<bool>> for Arg<'_> {
-    fn from(v: Option<bool>) -> Self {
-        Self::Bool(v)
-    }
-}
-impl<'a> From<&'a str> for Arg<'a> {
-    fn from(v: &'a str) -> Self {
-        Self::Text(Some(Cow::Borrowed(v)))
-    }
-}
-impl<'a> From<&'a String> for Arg<'a> {
-    fn from(v: &'a String) -> Self {
-        Self::Text(Some(Cow::Borrowed(v)))
-    }
-}
-impl From<String> for Arg<'_> {
-    fn from(v: String) -> Self {
-        Self::Text(Some(Cow::Owned(v)))
-    }
-}
-impl<'a> From<Option<&'a str>> for Arg<'a> {
-    fn from(v: Option<&'a str>) -> Self {
-        Self::Text(v.map(Cow::Borrowed))
-    }
-}
-impl From<Option<String>> for Arg<'_> {
-    fn from(v: Option<String>) -> Self {
-        Self::Text(v.map(Cow::Owned))
-    }
-}
-impl<'a> From<&'a [u8]> for Arg<'a> {
-    fn from(v: &'a [u8]) -> Self {
-        Self::Bytes(v)
-    }
+
+arg_from! {
+    i64 => |v| Self::Int(Some(v));
+    Option<i64> => |v| Self::Int(v);
+    bool => |v| Self::Bool(Some(v));
+    Option<bool> => |v| Self::Bool(v);
+    &'a str => |v| Self::Text(Some(Cow::Borrowed(v)));
+    &'a String => |v| Self::Text(Some(Cow::Borrowed(v)));
+    String => |v| Self::Text(Some(Cow::Owned(v)));
+    Option<&'a str> => |v| Self::Text(v.map(Cow::Borrowed));
+    Option<String> => |v| Self::Text(v.map(Cow::Owned));
+    &'a [u8] => |v| Self::Bytes(v);
 }
 
 /// `args![a, b, c]`: a slice of [`Arg`]s.
@@ -120,11 +93,16 @@ macro_rules! args {
 }
 pub(crate) use args;
 
-fn sqlite_query<'q>(
-    sql: &'q str,
-    args: &'q [Arg<'q>],
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
-    let mut q = sqlx::query(sql);
+/// `sql` with `args` bound, for either backend.
+fn bound<'q, DB>(sql: &'q str, args: &'q [Arg<'q>]) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    Option<i64>: sqlx::Encode<'q, DB> + Type<DB>,
+    Option<bool>: sqlx::Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + Type<DB>,
+    &'q [u8]: sqlx::Encode<'q, DB> + Type<DB>,
+{
+    let mut q = sqlx::query::<DB>(sql);
     for a in args {
         q = match a {
             Arg::Int(v) => q.bind(*v),
@@ -136,17 +114,15 @@ fn sqlite_query<'q>(
     q
 }
 
+fn sqlite_query<'q>(
+    sql: &'q str,
+    args: &'q [Arg<'q>],
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+    bound::<Sqlite>(sql, args)
+}
+
 fn pg_query<'q>(sql: &'q str, args: &'q [Arg<'q>]) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
-    let mut q = sqlx::query(sql);
-    for a in args {
-        q = match a {
-            Arg::Int(v) => q.bind(*v),
-            Arg::Bool(v) => q.bind(*v),
-            Arg::Text(v) => q.bind(v.as_deref()),
-            Arg::Bytes(v) => q.bind(*v),
-        };
-    }
-    q
+    bound::<Postgres>(sql, args)
 }
 
 /// A result row of either backend.
@@ -350,67 +326,45 @@ pub(crate) struct Exec<'a> {
     health: &'a Health,
 }
 
+/// Runs one sqlx query method on whichever connection `$exec` holds, mapping the SQLite and
+/// the PostgreSQL result with `$sqlite` and `$pg` (expanded once per arm, so one closure text
+/// serves both backends' types).
+macro_rules! on_conn {
+    ($exec:ident, $sql:ident, $args:ident, $method:ident, $sqlite:expr, $pg:expr) => {
+        match &mut $exec.conn {
+            Conn::SqlitePool(p) => sqlite_query($sql, $args).$method(*p).await.map($sqlite),
+            Conn::Sqlite(c) => sqlite_query($sql, $args).$method(&mut **c).await.map($sqlite),
+            Conn::PgPool(p) => pg_query($sql, $args).$method(*p).await.map($pg),
+            Conn::Postgres(c) => pg_query($sql, $args).$method(&mut **c).await.map($pg),
+        }
+    };
+}
+
+/// Rows of one backend as [`DbRow`]s.
+fn rows<R>(rows: Vec<R>, wrap: fn(R) -> DbRow) -> Vec<DbRow> {
+    rows.into_iter().map(wrap).collect()
+}
+
 impl Exec<'_> {
     /// Runs `sql`; rows changed.
     pub(crate) async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let r = match &mut self.conn {
-            Conn::SqlitePool(p) => sqlite_query(sql, args).execute(*p).await.map(|r| r.rows_affected()),
-            Conn::Sqlite(c) => sqlite_query(sql, args)
-                .execute(&mut **c)
-                .await
-                .map(|r| r.rows_affected()),
-            Conn::PgPool(p) => pg_query(sql, args).execute(*p).await.map(|r| r.rows_affected()),
-            Conn::Postgres(c) => pg_query(sql, args).execute(&mut **c).await.map(|r| r.rows_affected()),
-        };
+        let r = on_conn!(self, sql, args, execute, |r| r.rows_affected(), |r| r.rows_affected());
         self.health.observe(r)
     }
 
     /// Runs `sql`; all rows.
     pub(crate) async fn fetch_all(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DbRow>, StoreError> {
-        fn wrap<R>(rows: Vec<R>, f: fn(R) -> DbRow) -> Vec<DbRow> {
-            rows.into_iter().map(f).collect()
-        }
-        let r = match &mut self.conn {
-            Conn::SqlitePool(p) => sqlite_query(sql, args)
-                .fetch_all(*p)
-                .await
-                .map(|v| wrap(v, DbRow::Sqlite)),
-            Conn::Sqlite(c) => sqlite_query(sql, args)
-                .fetch_all(&mut **c)
-                .await
-                .map(|v| wrap(v, DbRow::Sqlite)),
-            Conn::PgPool(p) => pg_query(sql, args)
-                .fetch_all(*p)
-                .await
-                .map(|v| wrap(v, DbRow::Postgres)),
-            Conn::Postgres(c) => pg_query(sql, args)
-                .fetch_all(&mut **c)
-                .await
-                .map(|v| wrap(v, DbRow::Postgres)),
-        };
+        let r = on_conn!(self, sql, args, fetch_all, |v| rows(v, DbRow::Sqlite), |v| rows(
+            v,
+            DbRow::Postgres
+        ));
         self.health.observe(r)
     }
 
     /// Runs `sql`; the first row, if any.
     pub(crate) async fn fetch_optional(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Option<DbRow>, StoreError> {
-        let r = match &mut self.conn {
-            Conn::SqlitePool(p) => sqlite_query(sql, args)
-                .fetch_optional(*p)
-                .await
-                .map(|r| r.map(DbRow::Sqlite)),
-            Conn::Sqlite(c) => sqlite_query(sql, args)
-                .fetch_optional(&mut **c)
-                .await
-                .map(|r| r.map(DbRow::Sqlite)),
-            Conn::PgPool(p) => pg_query(sql, args)
-                .fetch_optional(*p)
-                .await
-                .map(|r| r.map(DbRow::Postgres)),
-            Conn::Postgres(c) => pg_query(sql, args)
-                .fetch_optional(&mut **c)
-                .await
-                .map(|r| r.map(DbRow::Postgres)),
-        };
+        let r = on_conn!(self, sql, args, fetch_optional, |r| r.map(DbRow::Sqlite), |r| r
+            .map(DbRow::Postgres));
         self.health.observe(r)
     }
 
