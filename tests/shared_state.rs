@@ -26,10 +26,16 @@ struct Redis {
 
 impl Redis {
     fn start() -> Self {
+        Self::start_with(|_, port| vec!["--port".into(), port.to_string()])
+    }
+
+    /// `args(dir, port)` gives the listening options (plain port, or TLS).
+    fn start_with(args: impl Fn(&Path, u16) -> Vec<String>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = unused_port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(args(dir.path(), port))
+            .args(["--bind", "127.0.0.1", "--save", ""])
             .arg("--dir")
             .arg(dir.path())
             .args(["--dbfilename", "dump.rdb", "--appendonly", "no"])
@@ -611,4 +617,105 @@ fn bad_store_settings_are_config_errors() {
     assert!(e.contains("session.redis.key_prefix"), "{e}");
     assert_eq!(check("{ store: redis, redis: { url: \"rediss://:pw@h:6380/0\" } }"), "");
     assert_eq!(check("{ store: local }"), "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_auth_with_the_url_from_a_file() {
+    let redis = Redis::start_with(|_, port| {
+        vec![
+            "--port".into(),
+            port.to_string(),
+            "--requirepass".into(),
+            "s3cret-pw".into(),
+        ]
+    });
+    let shared = tempfile::tempdir().unwrap();
+    let users_db = shared.path().join("users.db");
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("redis-url"),
+        format!("redis://:s3cret-pw@127.0.0.1:{}/\n", redis.port),
+    )
+    .unwrap();
+    let extra = format!(
+        "identity: {{ database: \"{}\", seed: seed.yaml }}\nsession: {{ store: redis, redis: {{ url_file: redis-url }} }}\n",
+        users_db.display()
+    );
+    let gw = start_in(d.path(), &extra).await;
+    let cookie = session_of(&gw, "alice", ALICE_PW).await;
+    assert!(logged_in(&gw, &cookie).await);
+    assert!(
+        redis.cmd(&["AUTH", "s3cret-pw"]).starts_with("+OK"),
+        "the server asks for the password"
+    );
+    gw.stop().await;
+
+    // A wrong password: the gateway does not start, and the error does not echo the URL.
+    std::fs::write(
+        d.path().join("redis-url"),
+        format!("redis://:wrong-pw@127.0.0.1:{}/\n", redis.port),
+    )
+    .unwrap();
+    let upstream = Upstream::spawn().await;
+    let cfg = config_in(d.path(), &extra, upstream.addr);
+    let err = match Gateway::start(cfg).await {
+        Ok(_) => panic!("started with a wrong Redis password"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("session store"), "{err}");
+    assert!(!err.contains("wrong-pw"), "the password is in the error: {err}");
+}
+
+#[test]
+fn rediss_with_auth_through_the_cli() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = flowgate::tls::write_dev_certificate(certs.path(), &["localhost".into()]).unwrap();
+    let (c2, k2) = (cert.clone(), key.clone());
+    let redis = Redis::start_with(move |_, port| {
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port.to_string(),
+            "--tls-cert-file".into(),
+            c2.display().to_string(),
+            "--tls-key-file".into(),
+            k2.display().to_string(),
+            "--tls-ca-cert-file".into(),
+            c2.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+            "--requirepass".into(),
+            "tls-pw".into(),
+        ]
+    });
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("seed.yaml"), SEED).unwrap();
+    let config = d.path().join("cli.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\nsession: {{ store: redis, redis: {{ url: \"rediss://:tls-pw@localhost:{}/\" }} }}\napps: []\n",
+            d.path().display(),
+            redis.port
+        ),
+    )
+    .unwrap();
+    let run = |trust: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_flowgate"));
+        c.args(["session", "-c", config.to_str().unwrap(), "list"]);
+        if trust {
+            // rustls-native-certs reads the trust store from here (the server's own certificate).
+            c.env("SSL_CERT_FILE", &cert);
+        } else {
+            c.env("SSL_CERT_FILE", certs.path().join("none.pem"));
+        }
+        let out = c.output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run(true);
+    assert_eq!(code, Some(0), "rediss:// with AUTH failed: {err}");
+    let (code, err) = run(false);
+    assert_ne!(code, Some(0), "an untrusted certificate was accepted");
+    assert!(!err.contains("tls-pw"), "the password is in the error: {err}");
 }
