@@ -400,6 +400,7 @@ impl Running {
                     || old.listen.https.as_ref().map(|h| h.addr) != config.listen.https.as_ref().map(|h| h.addr),
             ),
             ("identity", old.identity.database != config.identity.database),
+            ("session.store", old.session.store != config.session.store),
             (
                 "session.max_sessions",
                 old.session.max_sessions != config.session.max_sessions,

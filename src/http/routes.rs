@@ -108,7 +108,12 @@ impl Ui {
         let name = self.cookie_name(req.https);
         let header = req.header("cookie")?;
         let id = session::session_id_from_cookie_header(header, &name)?;
-        self.sessions.lookup(id).await
+        let s = self.sessions.lookup(id).await?;
+        // A logged-in session of a user since disabled or deleted is no session.
+        if s.user.is_some() && self.sessions.identity(&s).await.is_none() {
+            return None;
+        }
+        Some(s)
     }
 
     /// Answers a request for the reserved prefix or the logout path.

@@ -56,8 +56,8 @@ pub type FlowSlot = tokio::sync::Mutex<Option<Box<dyn Any + Send>>>;
 pub struct Session {
     /// The id (the cookie value). Never log it; use [`super::log_tag`].
     pub id: String,
-    /// The store key: SHA-256 of the id ([`backend::key_of`]).
-    pub key: String,
+    /// SHA-256 of the id: the cache key; its hex form ([`Session::store_key`]) is the store's.
+    pub key: Key,
     /// The logged-in user as at login, if any. Never changes for the life of the session.
     pub user: Option<Arc<Identity>>,
     /// How the user was authenticated; default for an anonymous session.
@@ -91,6 +91,21 @@ impl std::fmt::Debug for Session {
 
 /// The CSRF token of a session: derived from the id (so the store never holds it), in the
 /// same 43-character base64url form as an id.
+/// A cache key: the SHA-256 of a session id (32 bytes instead of a 64-character hex string in
+/// every entry).
+pub type Key = [u8; 32];
+
+fn key_bytes(id: &str) -> Key {
+    use sha2::Digest;
+    sha2::Sha256::digest(id.as_bytes()).into()
+}
+
+fn key_from_hex(k: &str) -> Option<Key> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(k, &mut out).ok()?;
+    Some(out)
+}
+
 fn csrf_of(id: &str) -> String {
     use base64::Engine;
     use sha2::Digest;
@@ -113,7 +128,7 @@ impl Session {
         now: Millis,
     ) -> Self {
         Self {
-            key: backend::key_of(&id),
+            key: key_bytes(&id),
             csrf: csrf_of(&id),
             id,
             user,
@@ -126,6 +141,11 @@ impl Session {
             state_bytes: AtomicU32::new(0),
             flow: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// The store key ([`backend::key_of`] of the id).
+    pub fn store_key(&self) -> String {
+        hex::encode(self.key)
     }
 
     /// When the session was last used.
@@ -201,7 +221,7 @@ struct Durable {
     /// Last-seen updates and keys evicted for size, for the background writer.
     touch_tx: tokio::sync::mpsc::Sender<Touch>,
     /// Keys evicted for size whose deletion may still be pending (`local` only).
-    evicted: moka::sync::Cache<String, ()>,
+    evicted: moka::sync::Cache<Key, ()>,
     users: moka::sync::Cache<i64, CachedIdentity>,
     source: std::sync::OnceLock<Arc<dyn UserSource>>,
     /// Whether the store is failing (logged once per outage).
@@ -211,29 +231,29 @@ struct Durable {
 }
 
 enum Touch {
-    Seen(String, Millis),
-    Evicted(String),
+    Seen(Key, Millis),
+    Evicted(Key),
 }
 
 /// The store.
 #[derive(Clone)]
 pub struct SessionStore {
     /// Logged-in sessions, by key.
-    cache: moka::sync::Cache<String, Arc<Session>>,
+    cache: moka::sync::Cache<Key, Arc<Session>>,
     /// Anonymous sessions (unfinished flows started before login), by key.
-    pending: moka::sync::Cache<String, Arc<Session>>,
+    pending: moka::sync::Cache<Key, Arc<Session>>,
     clock: SharedClock,
     durable: Option<Arc<Durable>>,
 }
 
-type Listener = Arc<dyn Fn(Arc<String>, Arc<Session>, moka::notification::RemovalCause) + Send + Sync>;
+type Listener = Arc<dyn Fn(Arc<Key>, Arc<Session>, moka::notification::RemovalCause) + Send + Sync>;
 
 fn lru_cache(
     max: u64,
     backstop_idle: Duration,
     weighed: bool,
     listener: Option<Listener>,
-) -> moka::sync::Cache<String, Arc<Session>> {
+) -> moka::sync::Cache<Key, Arc<Session>> {
     let mut b = moka::sync::Cache::builder()
         .max_capacity(max)
         .eviction_policy(moka::policy::EvictionPolicy::lru())
@@ -300,10 +320,10 @@ impl SessionStore {
         } else {
             let tx = touch_tx.clone();
             let ev = evicted.clone();
-            Some(Arc::new(move |k: Arc<String>, _s, cause| {
+            Some(Arc::new(move |k: Arc<Key>, _s, cause| {
                 if cause == moka::notification::RemovalCause::Size {
-                    ev.insert((*k).clone(), ());
-                    let _ = tx.try_send(Touch::Evicted((*k).clone()));
+                    ev.insert(*k, ());
+                    let _ = tx.try_send(Touch::Evicted(*k));
                 }
             }))
         };
@@ -356,8 +376,8 @@ impl SessionStore {
             let mut tick = tokio::time::interval(TOUCH_INTERVAL);
             let purge_every = (PURGE_INTERVAL.as_millis() / TOUCH_INTERVAL.as_millis()).max(1) as u64;
             let mut ticks: u64 = 0;
-            let mut seen: std::collections::HashMap<String, Millis> = Default::default();
-            let mut gone: Vec<String> = Vec::new();
+            let mut seen: std::collections::HashMap<Key, Millis> = Default::default();
+            let mut gone: Vec<Key> = Vec::new();
             loop {
                 let closed = tokio::select! {
                     _ = closed.changed() => true,
@@ -368,14 +388,14 @@ impl SessionStore {
                     },
                     _ = tick.tick() => {
                         let Some(d) = weak.upgrade() else { return };
-                        let batch: Vec<(String, Millis)> = seen.drain().collect();
+                        let batch: Vec<(String, Millis)> = seen.drain().map(|(k, at)| (hex::encode(k), at)).collect();
                         if !batch.is_empty() {
                             if let Err(e) = d.backend.touch(&batch).await {
                                 tracing::warn!(error = %e, sessions = batch.len(), "last-seen times not written");
                             }
                         }
                         for k in gone.drain(..) {
-                            if d.backend.delete(&k).await.is_ok() {
+                            if d.backend.delete(&hex::encode(k)).await.is_ok() {
                                 d.evicted.invalidate(&k);
                             }
                         }
@@ -421,8 +441,10 @@ impl SessionStore {
         let Some(d) = &self.durable else { return };
         match sig {
             Signal::Event(Event::Session(k)) => {
-                self.cache.invalidate(&k);
-                self.pending.invalidate(&k);
+                if let Some(k) = key_from_hex(&k) {
+                    self.cache.invalidate(&k);
+                    self.pending.invalidate(&k);
+                }
             }
             Signal::Event(Event::User(id)) => d.users.invalidate(&id),
             Signal::Event(Event::UserSessions(id)) => {
@@ -511,9 +533,9 @@ impl SessionStore {
 
     fn insert(&self, s: Arc<Session>) {
         if s.user.is_some() {
-            self.cache.insert(s.key.clone(), s);
+            self.cache.insert(s.key, s);
         } else {
-            self.pending.insert(s.key.clone(), s);
+            self.pending.insert(s.key, s);
         }
     }
 
@@ -529,7 +551,7 @@ impl SessionStore {
     ) -> Result<Arc<Session>, BackendError> {
         let s = self.create_with_auth(user, auth, lifetime, idle);
         if let Some(d) = &self.durable {
-            if let Err(e) = d.backend.save(&s.key, &s.record(None)).await {
+            if let Err(e) = d.backend.save(&s.store_key(), &s.record(None)).await {
                 self.cache.invalidate(&s.key);
                 self.pending.invalidate(&s.key);
                 self.note_err(&e);
@@ -543,12 +565,12 @@ impl SessionStore {
     /// Looks a session up in the caches only, enforcing absolute and idle expiry (tests,
     /// benches; the request path uses [`SessionStore::lookup`]).
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
-        let key = backend::key_of(id);
+        let key = key_bytes(id);
         let s = self.cache.get(&key).or_else(|| self.pending.get(&key))?;
         self.check(&key, s)
     }
 
-    fn check(&self, key: &str, s: Arc<Session>) -> Option<Arc<Session>> {
+    fn check(&self, key: &Key, s: Arc<Session>) -> Option<Arc<Session>> {
         let now = self.clock.now_ms();
         if s.expired(now) {
             self.cache.invalidate(key);
@@ -560,7 +582,7 @@ impl SessionStore {
         if idle_for >= 1000 {
             s.last_seen.store(now, Ordering::Relaxed);
             if let Some(d) = &self.durable {
-                let _ = d.touch_tx.try_send(Touch::Seen(key.to_string(), now));
+                let _ = d.touch_tx.try_send(Touch::Seen(*key, now));
             }
         }
         Some(s)
@@ -570,7 +592,7 @@ impl SessionStore {
     /// a current copy, else from the store (then cached). `None` for an unknown, expired or
     /// revoked session, and when the store cannot be read (fail closed; logged once).
     pub async fn lookup(&self, id: &str) -> Option<Arc<Session>> {
-        let key = backend::key_of(id);
+        let key = key_bytes(id);
         let cached = self.cache.get(&key).or_else(|| self.pending.get(&key));
         let Some(d) = &self.durable else {
             return self.check(&key, cached?);
@@ -583,7 +605,8 @@ impl SessionStore {
         } else if !d.shared && d.evicted.contains_key(&key) {
             return None;
         }
-        match d.backend.load(&key).await {
+        let hex_key = hex::encode(key);
+        match d.backend.load(&hex_key).await {
             Ok(Some(rec)) => {
                 self.note_ok();
                 let user = rec.user.map(Arc::new);
@@ -598,7 +621,7 @@ impl SessionStore {
                     now,
                 ));
                 if s.expired(now) {
-                    let _ = d.backend.delete(&key).await;
+                    let _ = d.backend.delete(&hex_key).await;
                     return None;
                 }
                 self.insert(s.clone());
@@ -661,7 +684,7 @@ impl SessionStore {
             && self.pending.contains_key(&s.key)
         {
             self.pending.invalidate(&s.key);
-            self.pending.insert(s.key.clone(), s.clone());
+            self.pending.insert(s.key, s.clone());
         }
     }
 
@@ -669,8 +692,9 @@ impl SessionStore {
     /// session id. No-op for a memory-only store.
     pub async fn save_flow(&self, s: &Session, flow: Option<&[u8]>) -> Result<(), BackendError> {
         let Some(d) = &self.durable else { return Ok(()) };
-        let sealed = flow.map(|f| hex::encode(backend::seal(&s.id, &s.key, f)));
-        let r = d.backend.save(&s.key, &s.record(sealed)).await;
+        let key = s.store_key();
+        let sealed = flow.map(|f| hex::encode(backend::seal(&s.id, &key, f)));
+        let r = d.backend.save(&key, &s.record(sealed)).await;
         match &r {
             Ok(()) => self.note_ok(),
             Err(e) => self.note_err(e),
@@ -681,12 +705,13 @@ impl SessionStore {
     /// Reads the session's unfinished flow back from the store.
     pub async fn load_flow(&self, s: &Session) -> Result<Option<Vec<u8>>, FlowLoadError> {
         let Some(d) = &self.durable else { return Ok(None) };
-        let rec = d.backend.load(&s.key).await?;
+        let key = s.store_key();
+        let rec = d.backend.load(&key).await?;
         let Some(sealed) = rec.and_then(|r| r.flow) else {
             return Ok(None);
         };
         let bytes = hex::decode(sealed).map_err(|_| FlowLoadError::Unreadable)?;
-        backend::open(&s.id, &s.key, &bytes)
+        backend::open(&s.id, &key, &bytes)
             .map(Some)
             .ok_or(FlowLoadError::Unreadable)
     }
@@ -694,17 +719,17 @@ impl SessionStore {
     /// Deletes a session here without waiting for the store (see [`SessionStore::end`]):
     /// with a local store it is deleted there in the next batch and never read back.
     pub fn remove(&self, id: &str) {
-        let key = backend::key_of(id);
+        let key = key_bytes(id);
         self.cache.invalidate(&key);
         self.pending.invalidate(&key);
         self.bury(&key);
     }
 
     /// Local store: marks `key` deleted (never read back) and queues its deletion.
-    fn bury(&self, key: &str) {
+    fn bury(&self, key: &Key) {
         if let Some(d) = self.durable.as_ref().filter(|d| !d.shared) {
-            d.evicted.insert(key.to_string(), ());
-            let _ = d.touch_tx.try_send(Touch::Evicted(key.to_string()));
+            d.evicted.insert(*key, ());
+            let _ = d.touch_tx.try_send(Touch::Evicted(*key));
         }
     }
 
@@ -713,24 +738,24 @@ impl SessionStore {
         self.cache.invalidate(&s.key);
         self.pending.invalidate(&s.key);
         let Some(d) = &self.durable else { return };
-        if let Err(e) = d.backend.delete(&s.key).await {
+        if let Err(e) = d.backend.delete(&s.store_key()).await {
             self.note_err(&e);
             tracing::error!(session = %super::log_tag(&s.id), "session not deleted from the store");
         }
         if d.shared {
-            if let Err(e) = d.backend.publish(&Event::Session(s.key.clone())).await {
+            if let Err(e) = d.backend.publish(&Event::Session(s.store_key())).await {
                 tracing::error!(error = %e, "session end not announced to other replicas");
             }
         }
     }
 
     /// Drops every cached session of `user_id` except `keep` (a key); returns how many.
-    fn forget_user(&self, user_id: i64, keep: Option<&str>) -> usize {
-        let doomed: Vec<String> = self
+    fn forget_user(&self, user_id: i64, keep: Option<&Key>) -> usize {
+        let doomed: Vec<Key> = self
             .cache
             .iter()
-            .filter(|(k, s)| s.user.as_ref().is_some_and(|u| u.user_id == user_id) && Some(k.as_str()) != keep)
-            .map(|(k, _)| (*k).clone())
+            .filter(|(k, s)| s.user.as_ref().is_some_and(|u| u.user_id == user_id) && Some(k.as_ref()) != keep)
+            .map(|(k, _)| *k)
             .collect();
         for k in &doomed {
             self.cache.invalidate(k);
@@ -743,17 +768,18 @@ impl SessionStore {
     /// logouts of this kind are rare, lookups are not). Caches only; see
     /// [`SessionStore::end_user_sessions`].
     pub fn remove_user_sessions(&self, user_id: i64, keep: Option<&str>) -> usize {
-        let keep = keep.map(backend::key_of);
-        self.forget_user(user_id, keep.as_deref())
+        let keep = keep.map(key_bytes);
+        self.forget_user(user_id, keep.as_ref())
     }
 
     /// Ends every session of user `user_id` except the one with id `keep`, everywhere, and
     /// drops the user's cached identity on every replica; returns how many ended.
     pub async fn end_user_sessions(&self, user_id: i64, keep: Option<&str>) -> usize {
-        let keep = keep.map(backend::key_of);
-        let mut n = self.forget_user(user_id, keep.as_deref());
+        let keep = keep.map(key_bytes);
+        let mut n = self.forget_user(user_id, keep.as_ref());
         let Some(d) = &self.durable else { return n };
         d.users.invalidate(&user_id);
+        let keep = keep.map(hex::encode);
         match d.backend.delete_user(user_id, keep.as_deref()).await {
             Ok(keys) => {
                 n = n.max(keys.len());
@@ -838,8 +864,8 @@ impl SessionStore {
 
 /// A handle that does not keep the store alive (for its background tasks).
 struct WeakStore {
-    cache: moka::sync::Cache<String, Arc<Session>>,
-    pending: moka::sync::Cache<String, Arc<Session>>,
+    cache: moka::sync::Cache<Key, Arc<Session>>,
+    pending: moka::sync::Cache<Key, Arc<Session>>,
     clock: SharedClock,
     durable: Option<std::sync::Weak<Durable>>,
 }
