@@ -447,6 +447,17 @@ async fn the_binary_lists_and_revokes_sessions() {
         took.is_some(),
         "the CLI's revocation did not reach the gateway within 100 ms"
     );
+
+    // `flowgate user passwd` ends the user's sessions in the running gateway too.
+    let bob = session_of(&gw, "bob", "bob's secret 42").await;
+    assert!(logged_in(&gw, &bob).await);
+    let (code, _, err) = run_bin(&["user", "-c", cfg, "passwd", "bob"], "a new passphrase for bob\n");
+    assert_eq!(code, 0, "{err}");
+    let took = within(Duration::from_millis(100), || async { !logged_in(&gw, &bob).await }).await;
+    assert!(
+        took.is_some(),
+        "a password changed from the CLI left bob's session working"
+    );
     gw.stop().await;
 }
 
@@ -718,4 +729,38 @@ fn rediss_with_auth_through_the_cli() {
     let (code, err) = run(false);
     assert_ne!(code, Some(0), "an untrusted certificate was accepted");
     assert!(!err.contains("tls-pw"), "the password is in the error: {err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_message_is_bounded_by_the_cache_life_and_a_reconnect_drops_the_near_cache() {
+    let redis = Redis::start();
+    let shared = tempfile::tempdir().unwrap();
+    let users_db = shared.path().join("users.db");
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let extra = redis_extra(&redis, &users_db);
+    let a = start_in(da.path(), &extra).await;
+    let b = start_in(db.path(), &extra).await;
+    let first = session_of(&a, "alice", ALICE_PW).await;
+    let second = session_of(&a, "bob", "bob's secret 42").await;
+    assert!(
+        logged_in(&b, &first).await && logged_in(&b, &second).await,
+        "B caches both"
+    );
+
+    // Deleted behind the gateways' backs: no message is ever sent.
+    let key = |id: &str| format!("t:s:{}", flowgate::session::backend::key_of(id));
+    assert!(redis.cmd(&["DEL", &key(&first)]).starts_with(":1"));
+    assert!(logged_in(&b, &first).await, "the cached copy is still in its life");
+    b.clock.advance(flowgate::session::NEAR_CACHE_LIFE);
+    assert!(!logged_in(&b, &first).await, "a copy past its life is read again");
+
+    // The invalidation channel drops and comes back: B forgets every cached copy.
+    assert!(logged_in(&b, &second).await, "read again, cached afresh");
+    assert!(redis.cmd(&["DEL", &key(&second)]).starts_with(":1"));
+    assert!(logged_in(&b, &second).await, "still cached");
+    assert!(redis.cmd(&["CLIENT", "KILL", "TYPE", "pubsub"]).starts_with(':'));
+    let took = within(Duration::from_secs(5), || async { !logged_in(&b, &second).await }).await;
+    assert!(took.is_some(), "the near cache survived a reconnect of the channel");
+    a.stop().await;
+    b.stop().await;
 }
