@@ -285,3 +285,75 @@ impl Backend for LocalBackend {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::session::store::{AuthInfo, Identity};
+
+    fn record(user: Option<i64>, expires_ms: u64, last_seen_ms: u64) -> StoredSession {
+        StoredSession {
+            v: RECORD_VERSION,
+            user: user.map(|id| Identity {
+                user_id: id,
+                uid: "u".into(),
+                username: format!("user{id}"),
+                email: String::new(),
+                name: String::new(),
+                groups: vec!["g".into()],
+                is_superuser: false,
+            }),
+            auth: AuthInfo::default(),
+            created_ms: 0,
+            expires_ms,
+            idle_ms: 1_000,
+            last_seen_ms,
+            flow: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn sessions_tokens_and_events_round_trip_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::open(&database_path(dir.path())).await.unwrap();
+        b.save("k1", &record(Some(7), 10_000, 100)).await.unwrap();
+        b.save("k2", &record(Some(7), 10_000, 100)).await.unwrap();
+        b.save("k3", &record(None, 10_000, 100)).await.unwrap();
+        assert_eq!(b.load("k1").await.unwrap().unwrap().user.unwrap().username, "user7");
+        assert_eq!(
+            b.list(None).await.unwrap().len(),
+            2,
+            "anonymous sessions are not listed"
+        );
+        // Last-seen in a batch: never moves back.
+        b.touch(&[("k1".into(), 900), ("k2".into(), 50)]).await.unwrap();
+        assert_eq!(b.load("k1").await.unwrap().unwrap().last_seen_ms, 900);
+        assert_eq!(b.load("k2").await.unwrap().unwrap().last_seen_ms, 100);
+        // Idle (last seen + 1 s) and absolute expiry purge.
+        assert_eq!(b.purge(1_200).await.unwrap(), 2, "k2 and k3 idle out");
+        assert!(b.load("k1").await.unwrap().is_some());
+        assert_eq!(b.delete_user(7, Some("none")).await.unwrap(), vec!["k1".to_string()]);
+        assert!(b.load("k1").await.unwrap().is_none());
+        // Links: single use, purged when expired.
+        b.put_token("h", b"sealed", 5_000).await.unwrap();
+        assert_eq!(b.get_token("h").await.unwrap(), Some((b"sealed".to_vec(), 5_000)));
+        assert!(b.take_token("h").await.unwrap());
+        assert!(!b.take_token("h").await.unwrap());
+        b.put_token("old", b"x", 10).await.unwrap();
+        b.purge(20).await.unwrap();
+        assert!(b.get_token("old").await.unwrap().is_none());
+        // The revocation log reaches a subscriber opened on the same file.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        b.subscribe(tx);
+        tokio::time::sleep(POLL_INTERVAL * 2).await;
+        let other = LocalBackend::open(&database_path(dir.path())).await.unwrap();
+        other.publish(&Event::UserSessions(7)).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap();
+        assert_eq!(got, Some(Signal::Event(Event::UserSessions(7))));
+        // A record of another version reads as absent.
+        let mut future = record(Some(1), 10_000, 100);
+        future.v = RECORD_VERSION + 1;
+        b.save("k9", &future).await.unwrap();
+        assert!(b.load("k9").await.unwrap().is_none());
+    }
+}
