@@ -33,9 +33,9 @@ async fn user_id(store: &UserStore, name: &str) -> anyhow::Result<Option<i64>> {
     Ok(store.get_by_username(name).await?.map(|u| u.id))
 }
 
-fn iso(ms: u64) -> String {
-    let secs = ms / 1000;
-    format!("{secs}")
+/// Times are printed as Unix seconds.
+fn unix_secs(ms: u64) -> String {
+    (ms / 1000).to_string()
 }
 
 pub(crate) async fn session_cmd(cfg: &Config, store: &UserStore, action: SessionCmd) -> anyhow::Result<ExitCode> {
@@ -59,9 +59,9 @@ pub(crate) async fn session_cmd(cfg: &Config, store: &UserStore, action: Session
                     "{}\t{}\tcreated={}\tlast_seen={}\texpires={}",
                     l.tag,
                     s.user.as_ref().map(|u| u.username.as_str()).unwrap_or("-"),
-                    iso(s.created_ms),
-                    iso(s.last_seen_ms),
-                    iso(s.expires_ms)
+                    unix_secs(s.created_ms),
+                    unix_secs(s.last_seen_ms),
+                    unix_secs(s.expires_ms)
                 );
             }
         }
