@@ -36,4 +36,7 @@ pub enum GatewayError {
     /// The mail transport could not be set up.
     #[error("mail: {0}")]
     Mail(String),
+    /// The session store (`session.store`) could not be opened.
+    #[error("session store: {0}")]
+    SessionStore(String),
 }

@@ -115,6 +115,7 @@ impl Running {
             // Dropping a connection's future closes its socket; give the tasks a moment to run.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.slots.permits.acquire_many(all)).await;
         }
+        self.sessions.close();
         self.users.close().await;
     }
 
@@ -148,17 +149,26 @@ impl Gateway {
             tracing::warn!("{n}");
         }
         let s = &config.session;
-        let sessions = SessionStore::with_bounds(
+        let backend = session::revoke::open_backend(&config)
+            .await
+            .map_err(|e| GatewayError::SessionStore(e.to_string()))?;
+        let sessions = SessionStore::with_backend(
             s.max_sessions,
             s.max_pending_flows,
             s.idle_timeout.max(s.flow_timeout),
             opts.clock.clone(),
+            backend,
         );
+        sessions.set_user_source(Arc::new(LiveUsers(users.clone())));
         let shared = Shared {
             users: users.clone(),
             sessions: sessions.clone(),
             reputation: Arc::new(flow::reputation::ReputationStore::new(opts.clock.clone())),
-            tokens: flow::services::FlowTokens::new(100_000, std::time::Duration::from_secs(7 * 86_400)),
+            tokens: flow::services::FlowTokens::with_store(
+                100_000,
+                std::time::Duration::from_secs(7 * 86_400),
+                sessions.clone(),
+            ),
             clock: opts.clock.clone(),
             limits: Arc::new(std::sync::Mutex::new(None)),
             mail_queue: outbound::mail_queue::MailQueue::start()
@@ -233,6 +243,21 @@ impl Gateway {
             shared,
             running_config: std::sync::Mutex::new(config),
         })
+    }
+}
+
+/// Users as the session store resolves them per request: the current identity, `None` when
+/// the user is gone or inactive.
+struct LiveUsers(UserStore);
+
+#[async_trait::async_trait]
+impl session::UserSource for LiveUsers {
+    async fn identity(&self, user_id: i64) -> Result<Option<session::Identity>, String> {
+        match self.0.get_by_id(user_id).await {
+            Ok(Some(u)) if u.is_active => Ok(Some(flow::executor::identity_of(&u))),
+            Ok(_) => Ok(None),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 
@@ -356,6 +381,7 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
     [
         ("listen", listen(old) != listen(new)),
         ("identity", old.identity.database != new.identity.database),
+        ("session.store", os.store != ns.store),
         ("session.max_sessions", os.max_sessions != ns.max_sessions),
         (
             "session.max_pending_flows",

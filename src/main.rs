@@ -21,6 +21,8 @@ const EXIT_USAGE: u8 = 64;
 mod accounts;
 #[path = "cli/import.rs"]
 mod import;
+#[path = "cli/sessions.rs"]
+mod sessions;
 use accounts::{invitation_cmd, open_store, read_password, user_cmd, InvitationCmd, UserCmd};
 use import::import_cmd;
 
@@ -65,6 +67,14 @@ enum Cmd {
         config: PathBuf,
         #[command(subcommand)]
         action: UserCmd,
+    },
+    /// List or revoke sessions in the live session store (every replica honours it).
+    Session {
+        /// Main config file (for the session store).
+        #[arg(short, long, default_value = "config/flowgate.yaml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: sessions::SessionCmd,
     },
     /// Manage invitations (for flows with an invitation stage).
     Invitation {
@@ -268,9 +278,17 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::User { config, action } => {
             let cfg = load_or_usage(&config)?;
             let store = open_store(&cfg).await?;
-            user_cmd(&store, action).await?;
+            let r = user_cmd(&cfg, &store, action).await;
             store.close().await;
+            r?;
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Session { config, action } => {
+            let cfg = load_or_usage(&config)?;
+            let store = open_store(&cfg).await?;
+            let r = sessions::session_cmd(&cfg, &store, action).await;
+            store.close().await;
+            r
         }
         Cmd::Invitation { config, action } => {
             let cfg = load_or_usage(&config)?;

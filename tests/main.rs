@@ -47,6 +47,7 @@ mod reputation;
 mod request_ids;
 mod request_policies;
 mod sessions;
+mod shared_state;
 mod signup_identity;
 mod stage_catalogue;
 mod stages;

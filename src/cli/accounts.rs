@@ -140,7 +140,7 @@ pub(crate) async fn invitation_cmd(store: &UserStore, action: InvitationCmd) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn user_cmd(store: &UserStore, action: UserCmd) -> anyhow::Result<()> {
+pub(crate) async fn user_cmd(cfg: &Config, store: &UserStore, action: UserCmd) -> anyhow::Result<()> {
     match action {
         UserCmd::Add {
             username,
@@ -169,6 +169,11 @@ pub(crate) async fn user_cmd(store: &UserStore, action: UserCmd) -> anyhow::Resu
             let password = read_password("New password: ")?;
             store.set_password(&username, &password).await?;
             println!("password changed for {username}");
+            // A new password ends every session of the user, on every replica.
+            if let Some(u) = store.get_by_username(&username).await? {
+                let n = super::sessions::end_user_sessions(cfg, u.id).await?;
+                println!("ended {n} session(s) of {username}");
+            }
         }
         UserCmd::List => {
             for u in store.list_users().await? {
@@ -183,8 +188,13 @@ pub(crate) async fn user_cmd(store: &UserStore, action: UserCmd) -> anyhow::Resu
             }
         }
         UserCmd::Delete { username } => {
+            let id = store.get_by_username(&username).await?.map(|u| u.id);
             if store.delete_user(&username).await? {
                 println!("deleted {username}");
+                if let Some(id) = id {
+                    let n = super::sessions::end_user_sessions(cfg, id).await?;
+                    println!("ended {n} session(s) of {username}");
+                }
             } else {
                 anyhow::bail!("no user named {username}");
             }

@@ -132,6 +132,34 @@ pub struct SessionSettings {
     pub max_pending_flows: u64,
     /// Lifetime of an unfinished flow.
     pub flow_timeout: Duration,
+    /// Where sessions, unfinished flows and mailed links are kept (`session.store`).
+    pub store: SessionStoreKind,
+}
+
+/// Default `session.redis.key_prefix`.
+pub const DEFAULT_REDIS_KEY_PREFIX: &str = "flowgate:";
+
+/// `session.store` (SPEC §9).
+#[derive(Clone, PartialEq, Eq)]
+pub enum SessionStoreKind {
+    /// moka in front of the embedded SQLite file `<data_dir>/sessions.db` (default).
+    Local,
+    /// moka as a near cache in front of Redis or Valkey.
+    Redis {
+        /// `redis://` or `rediss://` URL, possibly with a password (never logged).
+        url: String,
+        /// Prefix of every key and of the channel.
+        key_prefix: String,
+    },
+}
+
+impl std::fmt::Debug for SessionStoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local => f.write_str("Local"),
+            Self::Redis { key_prefix, .. } => write!(f, "Redis {{ url: <redacted>, key_prefix: {key_prefix:?} }}"),
+        }
+    }
 }
 
 /// User store settings.

@@ -76,6 +76,17 @@ pub struct RawSession {
     pub max_sessions: Option<u64>,
     pub max_pending_flows: Option<u64>,
     pub flow_timeout: Option<String>,
+    pub store: Option<String>,
+    pub redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    pub url_file: Option<String>,
+    pub key_prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,7 @@
 pub mod executor;
 pub mod inspect;
 pub use crate::config::values::next;
+pub mod persist;
 pub mod planner;
 pub mod policies;
 pub mod ratelimit;
@@ -97,7 +98,7 @@ impl FlowRegistry {
 
 /// One planned stage: the binding's index in its flow and whether to re-check its policies
 /// right before it runs, or a stage inserted at run time.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PlanEntry {
     /// Index into `Flow::bindings` (meaningless for injected entries).
     pub binding: usize,
@@ -108,7 +109,7 @@ pub struct PlanEntry {
 }
 
 /// Stages inserted into a running plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Injected {
     /// A configured stage by name (authenticator_validate's `configure`).
     Stage(String),
@@ -141,16 +142,17 @@ impl PlanEntry {
 }
 
 /// The user being authenticated or enrolled.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingUser {
     /// The stored user; `None` for a pretend user (unknown identifier).
+    #[serde(with = "persist::stored_user")]
     pub user: Option<User>,
     /// The identifier as typed.
     pub identifier: String,
 }
 
 /// The flow context (docs/design.md §2.10), with the keys the supported stages use.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct FlowContext {
     /// `pending_user`.
     pub pending_user: Option<PendingUser>,
@@ -172,8 +174,9 @@ pub struct FlowContext {
     pub extra: Map<String, Value>,
 }
 
-/// An unfinished flow, kept server-side in the session (never in the cookie).
-#[derive(Debug, Clone)]
+/// An unfinished flow, kept server-side in the session (never in the cookie), and in the
+/// session store sealed with the session id ([`persist`]).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FlowState {
     /// Flow slug.
     pub flow: String,

@@ -69,7 +69,7 @@ impl MailTemplates {
 pub const LINK_OPENED_ELSEWHERE: &str = "link_opened_elsewhere";
 
 /// A plan parked behind a mailed link.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FlowToken {
     /// Flow slug the link resumes.
     pub flow: String,
@@ -86,11 +86,14 @@ pub struct FlowToken {
     pub expires_ms: u64,
 }
 
-/// Mailed-link tokens: kept in memory under the SHA-256 of the token, so the token itself is
-/// never stored; single use (taking one removes it atomically); expired by the injected clock.
+/// Mailed-link tokens, kept under the SHA-256 of the token, so the token itself is never
+/// stored: in the session store (sealed with the token, so the store cannot read the plan;
+/// a restart or another replica finds them), or in memory when the session store is
+/// memory-only. Single use (taking one removes it atomically); expired by the injected clock.
 #[derive(Clone)]
 pub struct FlowTokens {
     cache: moka::sync::Cache<String, Arc<FlowToken>>,
+    store: Option<SessionStore>,
 }
 
 /// Hex SHA-256 of a token.
@@ -98,42 +101,106 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Version of a stored [`FlowToken`]; a link of another version reads as gone.
+const TOKEN_VERSION: u32 = 1;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredToken {
+    v: u32,
+    token: FlowToken,
+}
+
 impl FlowTokens {
-    /// A store bounded to `max` tokens, none kept longer than `max_age`.
+    /// A memory-only store bounded to `max` tokens, none kept longer than `max_age`.
     pub fn new(max: u64, max_age: Duration) -> Self {
         Self {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max)
                 .time_to_live(max_age)
                 .build(),
+            store: None,
         }
     }
 
-    /// Stores `t` and returns the new token (256 bits, URL-safe).
-    pub fn issue(&self, t: FlowToken) -> String {
-        let token = crate::session::new_id();
-        self.cache.insert(token_hash(&token), Arc::new(t));
-        token
+    /// Tokens kept in `sessions`' store when it has one (else in memory as [`FlowTokens::new`]).
+    pub fn with_store(max: u64, max_age: Duration, sessions: SessionStore) -> Self {
+        let mut t = Self::new(max, max_age);
+        if sessions.is_durable() {
+            t.store = Some(sessions);
+        }
+        t
     }
 
-    /// Looks a token up by its hash without using it.
-    pub fn peek(&self, hash: &str, now_ms: u64) -> Option<Arc<FlowToken>> {
-        let t = self.cache.get(hash)?;
+    /// Stores `t` and returns the new token (256 bits, URL-safe); `Err` when the store failed.
+    pub async fn issue(&self, t: FlowToken) -> Result<String, crate::session::BackendError> {
+        let token = crate::session::new_id();
+        match &self.store {
+            Some(s) => {
+                let expires = t.expires_ms;
+                let bytes = serde_json::to_vec(&StoredToken {
+                    v: TOKEN_VERSION,
+                    token: t,
+                })
+                .map_err(|e| crate::session::BackendError(e.to_string()))?;
+                s.put_token(&token, &bytes, expires).await?;
+            }
+            None => self.cache.insert(token_hash(&token), Arc::new(t)),
+        }
+        Ok(token)
+    }
+
+    /// Looks a token up by the raw token without using it.
+    pub async fn peek(&self, token: &str, now_ms: u64) -> Option<Arc<FlowToken>> {
+        let t = match &self.store {
+            Some(s) => {
+                let (bytes, _) = match s.get_token(token).await {
+                    Ok(found) => found?,
+                    Err(e) => {
+                        tracing::error!(error = %e, "mailed link not readable from the session store");
+                        return None;
+                    }
+                };
+                let stored: StoredToken = serde_json::from_slice(&bytes).ok()?;
+                if stored.v != TOKEN_VERSION {
+                    return None;
+                }
+                Arc::new(stored.token)
+            }
+            None => self.cache.get(&token_hash(token))?,
+        };
         if now_ms >= t.expires_ms {
-            self.cache.invalidate(hash);
+            self.revoke(&token_hash(token)).await;
             return None;
         }
         Some(t)
     }
 
+    /// Whether a token (by its hash) is still usable.
+    pub async fn alive(&self, hash: &str, now_ms: u64) -> bool {
+        match &self.store {
+            Some(s) => s.token_alive(hash, now_ms).await.unwrap_or(false),
+            None => self.cache.get(hash).is_some_and(|t| now_ms < t.expires_ms),
+        }
+    }
+
     /// Ends a token without using it (the plan it belongs to was cancelled).
-    pub fn revoke(&self, hash: &str) {
-        self.cache.invalidate(hash);
+    pub async fn revoke(&self, hash: &str) {
+        match &self.store {
+            Some(s) => {
+                if let Err(e) = s.take_token(hash, 0).await {
+                    tracing::error!(error = %e, "mailed link not deleted from the session store");
+                }
+            }
+            None => self.cache.invalidate(hash),
+        }
     }
 
     /// Uses a token up: true once, for an unexpired token.
-    pub fn consume(&self, hash: &str, now_ms: u64) -> bool {
-        self.cache.remove(hash).is_some_and(|t| now_ms < t.expires_ms)
+    pub async fn consume(&self, hash: &str, now_ms: u64) -> bool {
+        match &self.store {
+            Some(s) => s.take_token(hash, now_ms).await.unwrap_or(false),
+            None => self.cache.remove(hash).is_some_and(|t| now_ms < t.expires_ms),
+        }
     }
 }
 

@@ -106,11 +106,16 @@ impl Ui {
     }
 
     /// The caller's valid session, if any.
-    pub fn session_of(&self, req: &HttpRequest) -> Option<Arc<Session>> {
+    pub async fn session_of(&self, req: &HttpRequest) -> Option<Arc<Session>> {
         let name = self.cookie_name(req.https);
         let header = req.header("cookie")?;
         let id = session::session_id_from_cookie_header(header, &name)?;
-        self.sessions.get(id)
+        let s = self.sessions.lookup(id).await?;
+        // A logged-in session of a user since disabled or deleted is no session.
+        if s.user.is_some() && self.sessions.identity(&s).await.is_none() {
+            return None;
+        }
+        Some(s)
     }
 
     /// Answers a request for the reserved prefix or the logout path.
@@ -163,6 +168,7 @@ impl Ui {
     async fn select_flow(&self, req: &HttpRequest, designation: Designation) -> Option<String> {
         let user = self
             .session_of(req)
+            .await
             .and_then(|s| s.user.as_deref().map(subject_of_identity));
         let input = PolicyInput {
             user,
@@ -196,7 +202,7 @@ impl Ui {
     }
 
     async fn cancel(&self, req: &HttpRequest) -> HttpResponse {
-        if let Some(s) = self.session_of(req) {
+        if let Some(s) = self.session_of(req).await {
             self.executor.cancel(&s).await;
         }
         HttpResponse::redirect(&next_from_query(&req.query).unwrap_or_else(|| "/".into()))
@@ -240,7 +246,7 @@ impl Ui {
             // A page for the executor API too, as it has always answered.
             return self.refuse(Mode::Html, Refusal::MethodNotAllowed);
         }
-        let session = self.session_of(req);
+        let session = self.session_of(req).await;
         record_user(session.as_deref());
         let query = match mode {
             Mode::Html => req.query.clone(),

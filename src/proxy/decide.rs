@@ -91,11 +91,17 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
     };
     let name = session::cookie_name(&state.cookie, f.https);
     let cookies = super::checks::joined_cookie_header(f.headers);
-    let current = cookies
+    let id = cookies
         .as_deref()
-        .and_then(|v| session::session_id_from_cookie_header(v, &name))
-        .and_then(|id| state.sessions.get(id))
-        .and_then(|s| s.user.clone().map(|u| (s, u)));
+        .and_then(|v| session::session_id_from_cookie_header(v, &name));
+    let current = match id {
+        Some(id) => match state.sessions.lookup(id).await {
+            // The user as they are now (groups, email, name; none when disabled or deleted).
+            Some(s) => state.sessions.identity(&s).await.map(|u| (s, u)),
+            None => None,
+        },
+        None => None,
+    };
     let Some((sess, who)) = current else {
         let upgrade = f.headers.contains_key("upgrade");
         if !upgrade && !norm.ambiguous && app.skip_auth.iter().any(|r| r.is_match(&norm.path)) {

@@ -1,5 +1,6 @@
 //! Sessions: ids from the OS CSPRNG, the cookie codec and its attributes, and the moka-backed
-//! store with absolute and idle expiry read from an injected [`Clock`].
+//! store with absolute and idle expiry read from an injected [`Clock`], in front of a durable
+//! or shared [`Backend`] (SPEC §9: `session.store: local | redis`).
 //!
 //! The hot path (cookie → session → identity) reads an `Arc<Session>` whose identity never
 //! changes after creation; logging in creates a new session (new id) instead of mutating one,
@@ -7,11 +8,19 @@
 //! the session behind its own mutex, used only by the flow executor. Anonymous sessions (flows
 //! started before login) are kept in their own bounded cache, apart from logged-in ones.
 
+pub mod backend;
 pub mod clock;
+pub mod local;
+pub mod redis;
+pub mod revoke;
 mod store;
 
+pub use backend::{Backend, BackendError, Event};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
-pub use store::{AuthInfo, FlowSlot, Identity, Session, SessionStore, DEFAULT_MAX_PENDING, PENDING_WEIGHT_UNIT};
+pub use store::{
+    AuthInfo, FlowLoadError, FlowSlot, Identity, Session, SessionStore, UserSource, DEFAULT_MAX_PENDING,
+    NEAR_CACHE_LIFE, PENDING_WEIGHT_UNIT,
+};
 
 use base64::Engine;
 use rand::RngCore;

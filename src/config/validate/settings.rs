@@ -55,6 +55,8 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
         max_sessions: None,
         max_pending_flows: None,
         flow_timeout: None,
+        store: None,
+        redis: None,
     };
     let s = main.session.as_ref().unwrap_or(&empty);
     let cookie = s.cookie.clone().unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_string());
@@ -91,6 +93,7 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
     if max_pending_flows == 0 {
         c.err(0, "session.max_pending_flows", "must be at least 1");
     }
+    let store = session_store(c, s);
     SessionSettings {
         cookie,
         ttl,
@@ -98,6 +101,83 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
         max_sessions,
         max_pending_flows,
         flow_timeout,
+        store,
+    }
+}
+
+/// `session.store` and `session.redis` (SPEC §9).
+fn session_store(c: &mut Collector<'_>, s: &RawSession) -> SessionStoreKind {
+    match s.store.as_deref().unwrap_or("local") {
+        "local" => {
+            if s.redis.is_some() {
+                c.err(
+                    0,
+                    "session.redis",
+                    "only used with session.store: redis (store is local)",
+                );
+            }
+            SessionStoreKind::Local
+        }
+        "redis" => {
+            let Some(r) = &s.redis else {
+                c.err(
+                    0,
+                    "session.store",
+                    "session.store: redis needs session.redis with one of url, url_env, url_file",
+                );
+                return SessionStoreKind::Local;
+            };
+            if r.url.is_none() && r.url_env.is_none() && r.url_file.is_none() {
+                c.err(0, "session.redis", "set one of url, url_env, url_file");
+                return SessionStoreKind::Local;
+            }
+            let key_prefix = r
+                .key_prefix
+                .clone()
+                .unwrap_or_else(|| DEFAULT_REDIS_KEY_PREFIX.to_string());
+            if key_prefix.len() > 64
+                || key_prefix
+                    .chars()
+                    .any(|ch| ch.is_whitespace() || ch.is_control() || ch == '*')
+            {
+                c.err(
+                    0,
+                    "session.redis.key_prefix",
+                    format!(
+                        "invalid key prefix {key_prefix:?} (at most 64 characters, no spaces, control characters or *)"
+                    ),
+                );
+            }
+            let Some(url) = super::secrets::secret(
+                c,
+                0,
+                "session.redis",
+                r.url.as_ref(),
+                r.url_env.as_ref(),
+                r.url_file.as_ref(),
+                "url",
+            ) else {
+                return SessionStoreKind::Local;
+            };
+            let scheme_ok = url.starts_with("redis://") || url.starts_with("rediss://");
+            if !scheme_ok || url.chars().any(char::is_whitespace) {
+                // The URL may hold a password: never echo it.
+                c.err(
+                    0,
+                    "session.redis.url",
+                    "invalid redis URL (expected redis://[user:password@]host[:port][/db] or rediss:// for TLS)",
+                );
+            }
+            SessionStoreKind::Redis { url, key_prefix }
+        }
+        other => {
+            c.err(
+                0,
+                "session.store",
+                format!("unknown session store {other:?} (expected one of: local, redis)"),
+            );
+            SessionStoreKind::Local
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub(super) enum Replan<'a> {
 
 impl Executor {
     /// The confirmation step of a resumed link: GET shows it; POST uses the token up.
-    pub(super) fn confirm_token(
+    pub(super) async fn confirm_token(
         &self,
         flow: &Flow,
         st: &FlowState,
@@ -29,7 +29,7 @@ impl Executor {
     ) -> Result<(), Box<ExecKind>> {
         let now = self.sessions.clock().now_ms();
         if response.is_none() {
-            if self.services.tokens.peek(hash, now).is_none() {
+            if !self.services.tokens.alive(hash, now).await {
                 return Err(Box::new(self.access_denied_st(flow, st, LINK_GONE.into())));
             }
             let mut m = Map::new();
@@ -46,7 +46,7 @@ impl Executor {
                 Challenge::new(CONFIRM_COMPONENT, m, true),
             )));
         }
-        if self.services.tokens.consume(hash, now) {
+        if self.services.tokens.consume(hash, now).await {
             Ok(())
         } else {
             Err(Box::new(self.access_denied_st(flow, st, LINK_GONE.into())))

@@ -19,7 +19,7 @@ impl Executor {
     /// belongs to someone else than the session's user or its `pending` user (the stored user
     /// pending in any unfinished flow of the session), or whose flow's `authentication`
     /// requirement does not hold here.
-    pub(super) fn restore(
+    pub(super) async fn restore(
         &self,
         flow: &Flow,
         input: &ExecInput,
@@ -41,7 +41,13 @@ impl Executor {
             return None;
         }
         let now = self.sessions.clock().now_ms();
-        let Some(t) = self.services.tokens.peek(&hash, now).filter(|t| t.flow == flow.slug) else {
+        let Some(t) = self
+            .services
+            .tokens
+            .peek(&raw, now)
+            .await
+            .filter(|t| t.flow == flow.slug)
+        else {
             return Some(Err(LINK_GONE.into()));
         };
         // A link never resumes inside another user's session, nor in a browser where another
@@ -77,10 +83,10 @@ impl Executor {
     /// Deletes the session's unfinished plan (the cancel endpoint) and ends every mailed link
     /// of that plan: the one it was resumed from and the ones it sent.
     pub async fn cancel(&self, session: &Session) {
-        let taken = session.flow.lock().await.take();
-        let Some(st) = taken.and_then(|b| b.downcast::<FlowState>().ok()) else {
+        let Ok((Some(st), _)) = self.take_state(session).await else {
             return;
         };
+        self.put_state(session, None).await;
         let mut hashes: Vec<String> = st
             .plan
             .iter()
@@ -96,7 +102,7 @@ impl Executor {
             hashes.extend(a.iter().filter_map(Value::as_str).map(str::to_string));
         }
         for h in &hashes {
-            self.services.tokens.revoke(h);
+            self.services.tokens.revoke(h).await;
         }
         if !hashes.is_empty() {
             tracing::info!(links = hashes.len(), "flow cancelled: its mailed links are ended");

@@ -22,6 +22,7 @@ use std::time::Duration;
 mod answers;
 mod io;
 mod links;
+mod state;
 mod step_up;
 mod subjects;
 pub use answers::flow_info;
@@ -91,17 +92,27 @@ impl Executor {
         };
         let mut session = match input.session.clone() {
             Some(s) => s,
-            None => {
-                let s = self
-                    .sessions
-                    .create(None, self.settings.flow_timeout, self.settings.flow_timeout);
-                out.set_session = Some((s.clone(), None));
-                s
+            None => match self
+                .open_session(None, Default::default(), self.settings.flow_timeout)
+                .await
+            {
+                Ok(s) => {
+                    out.set_session = Some((s.clone(), None));
+                    s
+                }
+                Err(kind) => {
+                    out.kind = self.unavailable(flow, &input, kind);
+                    return out;
+                }
+            },
+        };
+        let (mut state, restarted) = match self.take_state(&session).await {
+            Ok(taken) => taken,
+            Err(e) => {
+                out.kind = self.unavailable(flow, &input, e);
+                return out;
             }
         };
-        let mut guard = session.flow.lock().await;
-        let mut state: Option<FlowState> = guard.take().and_then(|b| b.downcast::<FlowState>().ok()).map(|b| *b);
-        drop(guard);
         let pending = state
             .as_ref()
             .and_then(|s| s.context.pending_user.as_ref())
@@ -110,7 +121,7 @@ impl Executor {
         if state.as_ref().is_some_and(|s| s.flow != flow.slug) {
             state = None;
         }
-        let kind = match self.restore(flow, &input, state.as_ref(), pending) {
+        let mut kind = match self.restore(flow, &input, state.as_ref(), pending).await {
             Some(Err(message)) => {
                 state = None;
                 self.access_denied(flow, &input, None, message)
@@ -129,14 +140,20 @@ impl Executor {
                 if session.user.is_none() {
                     self.sessions.set_state_size(&session, state_size(&st));
                 }
-                *session.flow.lock().await = Some(Box::new(st));
+                self.put_state(&session, Some(st)).await;
             }
             None if session.user.is_none() => {
-                self.sessions.remove(&session.id);
+                self.sessions.end(&session).await;
                 out.set_session = None;
                 out.clear_cookie = true;
             }
-            None => {}
+            None => self.put_state(&session, None).await,
+        }
+        if restarted {
+            if let ExecKind::Challenge { challenge, .. } = &mut kind {
+                let c = std::mem::replace(challenge, Challenge::new(challenge.component, Map::new(), false));
+                *challenge = c.with_error("non_field_errors", super::persist::RESTARTED_MESSAGE, "flow_restarted");
+            }
         }
         out.kind = kind;
         out
@@ -223,7 +240,7 @@ impl Executor {
             let (stage, action) = match &entry.inject {
                 Some(Injected::ConfirmToken(hash)) => {
                     let hash = hash.clone();
-                    match self.confirm_token(flow, st, &hash, response.take()) {
+                    match self.confirm_token(flow, st, &hash, response.take()).await {
                         Ok(()) => {
                             st.context.extra.insert("is_restored".into(), Value::String(hash));
                             st.plan.remove(0);
@@ -316,15 +333,19 @@ impl Executor {
                 } => {
                     let lifetime = duration.unwrap_or(self.settings.ttl);
                     let auth = self.login_auth(flow, &st.context, session, &user);
-                    let fresh = self.sessions.create_with_auth(
-                        Some(Arc::new(identity_of(&user))),
-                        auth,
-                        lifetime,
-                        self.settings.idle_timeout,
-                    );
-                    self.sessions.remove(&session.id);
+                    let fresh = match self
+                        .open_session(Some(Arc::new(identity_of(&user))), auth, lifetime)
+                        .await
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            *state = None;
+                            return self.unavailable(flow, input, e);
+                        }
+                    };
+                    self.sessions.end(session).await;
                     if terminate_others {
-                        let n = self.sessions.remove_user_sessions(user.id, Some(&fresh.id));
+                        let n = self.sessions.end_user_sessions(user.id, Some(&fresh.id)).await;
                         tracing::info!(user = %user.username, ended = n, "other sessions terminated");
                     }
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
@@ -337,10 +358,18 @@ impl Executor {
                     if let Some(u) = &session.user {
                         tracing::info!(user = %u.username, "logout");
                     }
-                    self.sessions.remove(&session.id);
-                    let fresh = self
-                        .sessions
-                        .create(None, self.settings.flow_timeout, self.settings.flow_timeout);
+                    self.sessions.end(session).await;
+                    let fresh = match self
+                        .open_session(None, Default::default(), self.settings.flow_timeout)
+                        .await
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            *state = None;
+                            out.clear_cookie = true;
+                            return self.unavailable(flow, input, e);
+                        }
+                    };
                     *session = fresh.clone();
                     out.set_session = Some((fresh, None));
                 }

@@ -194,7 +194,7 @@ impl EmailStage {
         };
         let token = match &address {
             Some(a) => {
-                let token = cx.services.tokens.issue(FlowToken {
+                let issued = cx.services.tokens.issue(FlowToken {
                     flow: cx.flow_slug.to_string(),
                     state,
                     user_id,
@@ -202,6 +202,9 @@ impl EmailStage {
                     browser: Some(crate::flow::services::token_hash(cx.session_id)),
                     expires_ms,
                 });
+                let Ok(token) = issued.await else {
+                    return Sent::Failed("The link could not be stored. Try again later.".into());
+                };
                 // Cancelling this plan ends its links too (LINK-2).
                 let issued = cx.context.extra.entry(ISSUED).or_insert_with(|| json!([]));
                 if let Value::Array(a) = issued {

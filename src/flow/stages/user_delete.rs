@@ -18,7 +18,7 @@ impl Stage for UserDeleteStage {
         match cx.users.delete_user_by_id(user.id).await {
             Ok(_) => {
                 tracing::info!(user = %user.username, "user deleted");
-                cx.services.sessions.remove_user_sessions(user.id, None);
+                cx.services.sessions.end_user_sessions(user.id, None).await;
                 cx.context.pending_user = None;
                 StageOutcome::Logout
             }

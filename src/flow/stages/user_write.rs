@@ -212,8 +212,9 @@ impl Stage for UserWriteStage {
         match written {
             Ok(user) => {
                 tracing::info!(user = %user.username, "user written");
+                cx.services.sessions.user_changed(user.id).await;
                 if changes_password && self.user_creation_mode != UserCreationMode::AlwaysCreate {
-                    end_other_sessions(cx, user.id, &user.username);
+                    end_other_sessions(cx, user.id, &user.username).await;
                 }
                 cx.context.pending_user = Some(PendingUser {
                     identifier: user.username.clone(),
@@ -231,12 +232,12 @@ impl Stage for UserWriteStage {
 }
 
 /// Ends every session of `user_id` but the caller's own when the caller is that user.
-fn end_other_sessions(cx: &StageCx<'_>, user_id: i64, username: &str) {
+async fn end_other_sessions(cx: &StageCx<'_>, user_id: i64, username: &str) {
     let keep = cx
         .request_user
         .filter(|me| me.user_id == user_id)
         .map(|_| cx.session_id);
-    let ended = cx.services.sessions.remove_user_sessions(user_id, keep);
+    let ended = cx.services.sessions.end_user_sessions(user_id, keep).await;
     tracing::info!(user = %username, ended, kept_current = keep.is_some(), "password written: other sessions ended");
 }
 
