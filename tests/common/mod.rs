@@ -2,6 +2,7 @@
 //! and a cookie-keeping client with redirects off.
 #![allow(dead_code)]
 
+pub mod redis;
 pub mod siteverify;
 pub mod smtp;
 

@@ -70,6 +70,11 @@ pub enum ExecKind {
     },
     /// No such flow.
     UnknownFlow,
+    /// A store the flow needs cannot be reached: 503 (fail closed).
+    Unavailable {
+        /// Flow info.
+        flow_info: FlowInfo,
+    },
     /// Too many attempts: 429 with `Retry-After`.
     RateLimited {
         /// Flow info.
@@ -355,16 +360,13 @@ impl Executor {
     /// The answer when the session store cannot be used (fail closed).
     fn unavailable(&self, flow: &Flow, input: &ExecInput, error: String) -> ExecKind {
         tracing::debug!(%error, "session store unavailable for a flow request");
-        self.access_denied(
-            flow,
-            input,
-            None,
-            "Sign-in is unavailable right now. Try again shortly.".into(),
-        )
+        ExecKind::Unavailable {
+            flow_info: flow_info(flow, &input.query, input.app.as_deref(), None),
+        }
     }
 
     /// What policies see inside a flow: the user, the client address and the time.
-    fn policy_input(&self, user: Option<Subject>, context: &FlowContext, input: &ExecInput) -> PolicyInput {
+    async fn policy_input(&self, user: Option<Subject>, context: &FlowContext, input: &ExecInput) -> PolicyInput {
         let identifier = context
             .pending_user
             .as_ref()
@@ -379,7 +381,7 @@ impl Executor {
             user,
             client_ip: input.client_ip,
             now_ms: self.sessions.clock().now_ms(),
-            reputation: self.reputation.scores(input.client_ip, identifier),
+            reputation: self.reputation.scores(input.client_ip, identifier).await,
             context: context_json(context),
             in_flow: true,
             users: Some(self.users.clone()),
@@ -388,7 +390,7 @@ impl Executor {
     }
 
     /// What policies see while a plan runs: the pending user, else the logged-in one.
-    fn stage_policy_input(&self, st: &FlowState, session: &Session, input: &ExecInput) -> PolicyInput {
+    async fn stage_policy_input(&self, st: &FlowState, session: &Session, input: &ExecInput) -> PolicyInput {
         let user = st
             .context
             .pending_user
@@ -396,7 +398,7 @@ impl Executor {
             .and_then(|p| p.user.as_ref())
             .map(subject_of_user)
             .or_else(|| Self::request_subject(session));
-        self.policy_input(user, &st.context, input)
+        self.policy_input(user, &st.context, input).await
     }
 
     fn request_subject(session: &Session) -> Option<Subject> {
@@ -419,7 +421,7 @@ impl Executor {
             .or_else(|| request_user.clone());
         let facts = PlanFacts {
             request_user,
-            input: self.policy_input(eval_user, &context, input),
+            input: self.policy_input(eval_user, &context, input).await,
             is_redirected: context.extra.contains_key("is_redirected"),
             step_up: context.step_up,
         };
@@ -469,7 +471,7 @@ impl Executor {
                     break Some(e);
                 }
                 let b = &flow.bindings[e.binding];
-                let pi = self.stage_policy_input(st, session, input);
+                let pi = self.stage_policy_input(st, session, input).await;
                 if policies::evaluate(&b.policies, b.policy_engine_mode, &self.reg.policies, &pi)
                     .await
                     .passing
@@ -532,7 +534,7 @@ impl Executor {
                 response = None;
                 continue;
             }
-            let policy_input = self.stage_policy_input(st, session, input);
+            let policy_input = self.stage_policy_input(st, session, input).await;
             let mut cx = StageCx {
                 context: &mut st.context,
                 users: &self.users,
@@ -593,7 +595,7 @@ impl Executor {
                         tracing::info!(user = %user.username, ended = n, "other sessions terminated");
                     }
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
-                    self.reputation.record(input.client_ip, &user.username, 1);
+                    self.reputation.record(input.client_ip, &user.username, 1).await;
                     *session = fresh.clone();
                     out.set_session = Some((fresh, duration));
                     out.clear_cookie = false;
@@ -631,6 +633,12 @@ impl Executor {
                         return ExecKind::StageDone;
                     }
                     continue;
+                }
+                StageOutcome::Unavailable => {
+                    let pending = pending_display(st);
+                    return ExecKind::Unavailable {
+                        flow_info: flow_info(flow, &st.query, st.app.as_deref(), pending.as_deref()),
+                    };
                 }
                 StageOutcome::RateLimited(retry_after) => {
                     let pending = pending_display(st);
