@@ -133,7 +133,10 @@ async fn redis_killed_and_restarted_under_two_replicas() {
         assert!(std::time::Instant::now() < deadline, "no recovery: {status}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    println!("logins served again {:?} after redis-server was back", back_at.elapsed());
+    println!(
+        "logins served again {:?} after redis-server was back",
+        back_at.elapsed()
+    );
     let fresh = session_of(&a, "alice", ALICE_PASSWORD).await;
     assert!(logged_in(&a, &fresh).await);
     loop {
@@ -147,5 +150,115 @@ async fn redis_killed_and_restarted_under_two_replicas() {
     assert!(logs.count(STORE_BACK) >= 1, "recovery logged");
     assert_eq!(logs.count(STORE_DOWN), 2, "still one line per replica");
     a.stop().await;
+    b.stop().await;
+}
+
+/// A replica dies with SIGKILL between two steps of a login (no shutdown, nothing flushed by
+/// it): the browser's next step goes to another replica, which continues the same flow from
+/// the state in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_begun_on_a_replica_killed_with_sigkill_continues_on_another() {
+    use std::process::{Command, Stdio};
+    let redis = Redis::start();
+    let session = format!(
+        "session: {{ ttl: 2h, idle_timeout: 30m, store: redis, redis: {{ url: \"{}\", key_prefix: \"t:\" }} }}\n",
+        redis.url()
+    );
+    // B in-process, its injected clock at the wall-clock time: A, a separate process, stamps
+    // the session with the system clock.
+    let b = {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
+        let upstream = Upstream::spawn().await;
+        let mut sources = vec![flowgate::config::Source {
+            name: "test.yaml".into(),
+            text: config_text(DEFAULT_APP, &format!("{NO_LIMITS}{session}"), upstream.addr, dir.path()),
+            base_dir: dir.path().to_path_buf(),
+        }];
+        sources.extend(shipped_flow_sources(dir.path()));
+        let cfg = flowgate::config::Config::from_sources(sources).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let clock = flowgate::session::ManualClock::new(now);
+        let running = flowgate::Gateway::start_with(
+            cfg,
+            flowgate::StartOptions {
+                clock: Arc::new(clock.clone()),
+            },
+        )
+        .await
+        .unwrap();
+        TestGateway {
+            addr: running.http_addr.unwrap(),
+            https_addr: None,
+            running: Some(running),
+            clock,
+            dir,
+            upstream,
+            keep: Vec::new(),
+        }
+    };
+
+    // Replica A: the flowgate binary, its own process.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
+    let port = unused_port();
+    let flows = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flows/*.yaml");
+    let main = dir.path().join("main.yaml");
+    std::fs::write(
+        &main,
+        format!(
+            "listen: {{ http: \"127.0.0.1:{port}\" }}\ndata_dir: \"{}\"\nidentity: {{ seed: seed.yaml }}\nmail: {{ transport: file }}\n{session}apps:\n  - name: app\n    upstream: \"http://{}\"\ninclude: [\"{}\"]\n",
+            dir.path().display(),
+            b.upstream.addr,
+            flows.display()
+        ),
+    )
+    .unwrap();
+    let mut a = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .args(["run", "-c", main.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let a_url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "replica A did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Identification answered on A.
+    let flow_path = "/.flowgate/flow/default-authentication-flow/";
+    let browser = client();
+    let r = walk(&browser, &a_url(flow_path), &[("uid_field", "alice")]).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text().await.unwrap().contains("name=\"password\""),
+        "A asks for the password"
+    );
+
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "A is gone");
+
+    // The same browser goes on at B: the password step, then logged in.
+    let (status, html) = page(&browser, &b.url(flow_path)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("name=\"password\""), "B continues A's flow:\n{html}");
+    let r = browser
+        .post(b.url(flow_path))
+        .form(&[("csrf_token", csrf_of(&html).as_str()), ("password", ALICE_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let done = browser.get(b.url(flow_path)).send().await.unwrap();
+    assert_eq!(done.status(), 302);
+    let cookie = set_cookie_value(&done, "flowgate_session").expect("logged in on B");
+    assert!(logged_in(&b, &cookie).await);
+    assert_eq!(b.upstream.last().header("x-forwarded-user"), Some("alice"));
     b.stop().await;
 }
