@@ -160,10 +160,21 @@ impl Gateway {
             backend,
         );
         sessions.set_user_source(Arc::new(LiveUsers(users.clone())));
+        let counters = match &config.session.store {
+            config::SessionStoreKind::Redis { url, key_prefix } => Some(
+                session::counters::RedisCounters::connect(url, key_prefix)
+                    .await
+                    .map_err(|e| GatewayError::SessionStore(e.to_string()))?,
+            ),
+            config::SessionStoreKind::Local => None,
+        };
         let shared = Shared {
             users: users.clone(),
             sessions: sessions.clone(),
-            reputation: Arc::new(flow::reputation::ReputationStore::new(opts.clock.clone())),
+            reputation: Arc::new(flow::reputation::ReputationStore::with_store(
+                opts.clock.clone(),
+                counters.clone(),
+            )),
             tokens: flow::services::FlowTokens::with_store(
                 100_000,
                 std::time::Duration::from_secs(7 * 86_400),
@@ -171,6 +182,7 @@ impl Gateway {
             ),
             clock: opts.clock.clone(),
             limits: Arc::new(std::sync::Mutex::new(None)),
+            counters,
             mail_queue: outbound::mail_queue::MailQueue::start()
                 .map_err(|e| GatewayError::Mail(format!("mail thread: {e}")))?,
         };
@@ -272,6 +284,8 @@ struct Shared {
     /// The limiters with their settings: kept across reloads that leave the settings alone, so a
     /// reload does not hand attackers a fresh budget.
     limits: Arc<std::sync::Mutex<Option<LimitsSlot>>>,
+    /// Where the limiters and reputation keep their state with `session.store: redis`.
+    counters: Option<session::counters::RedisCounters>,
     /// Mail leaves from here, off the request path.
     mail_queue: outbound::mail_queue::MailQueue,
 }
@@ -288,7 +302,11 @@ impl Shared {
         match slot.as_ref() {
             Some((old, l)) if old == s => l.clone(),
             _ => {
-                let l = Arc::new(flow::ratelimit::RateLimits::new(s, &self.clock));
+                let l = Arc::new(flow::ratelimit::RateLimits::with_store(
+                    s,
+                    &self.clock,
+                    self.counters.as_ref(),
+                ));
                 *slot = Some((*s, l.clone()));
                 l
             }

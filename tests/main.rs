@@ -47,6 +47,8 @@ mod reputation;
 mod request_ids;
 mod request_policies;
 mod sessions;
+mod shared_faults;
+mod shared_limits;
 mod shared_state;
 mod signup_identity;
 mod stage_catalogue;

@@ -7,76 +7,16 @@
 //! the revocation log) and the start of redis-server; expiry uses the injected clock.
 #![allow(clippy::disallowed_methods)]
 
+use crate::common::redis::Redis;
 use crate::common::*;
 use flowgate::config::{Config, Source};
 use flowgate::{Gateway, StartOptions};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ALICE_PW: &str = "correct horse battery staple";
-
-/// A redis-server on a free loopback port in a temp dir, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Redis {
-    fn start() -> Self {
-        Self::start_with(|_, port| vec!["--port".into(), port.to_string()])
-    }
-
-    /// `args(dir, port)` gives the listening options (plain port, or TLS).
-    fn start_with(args: impl Fn(&Path, u16) -> Vec<String>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = unused_port();
-        let child = Command::new("redis-server")
-            .args(args(dir.path(), port))
-            .args(["--bind", "127.0.0.1", "--save", ""])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(["--dbfilename", "dump.rdb", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server (./dev deps installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port, dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Runs one command with redis-cli semantics over a plain socket (RESP).
-    fn cmd(&self, args: &[&str]) -> String {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = s.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Starts a gateway on `dir` (kept by the caller, so a restart finds the same files) with
 /// the shipped flows, `extra` at the top level of the main file.

@@ -130,6 +130,12 @@ pub enum Refusal {
     #[error("The request could not be completed.")]
     Failed(u16),
 
+    // === the gateway's own stores ===
+    /// The session store or the shared limits cannot be reached (503): new logins and
+    /// unknown sessions are refused until it is back (fail closed).
+    #[error("Sign-in is unavailable right now. Try again shortly.")]
+    Unavailable,
+
     // === forward auth ===
     /// The forward-auth caller is not a trusted proxy.
     #[error("This endpoint answers configured trusted proxies only.")]
@@ -199,6 +205,7 @@ impl Refusal {
             Self::LoginRequired(_) => 401,
             Self::Denied(_) | Self::UntrustedPeer | Self::CrossOrigin | Self::SessionExpired | Self::FormExpired => 403,
             Self::UpstreamDown => 502,
+            Self::Unavailable => 503,
             Self::UpstreamTimeout => 504,
             Self::Failed(status) => *status,
             Self::MethodNotAllowed => 405,
@@ -218,6 +225,7 @@ impl Refusal {
             Self::NoLoginFlow => "No login available",
             Self::Denied(_) => "Access denied",
             Self::UpstreamDown => "Bad gateway",
+            Self::Unavailable => "Service unavailable",
             Self::UpstreamTimeout => "Gateway timeout",
             Self::Failed(_) => "Request failed",
             Self::UntrustedPeer => "Forward auth refused",

@@ -342,6 +342,7 @@ impl Ui {
                 Mode::Html => HttpResponse::redirect(&to),
                 Mode::Json => HttpResponse::json(200, &json!({ "component": "xak-flow-redirect", "to": to })),
             },
+            ExecKind::Unavailable { .. } => self.refuse(mode, Refusal::Unavailable),
             ExecKind::RateLimited { flow_info, retry_after } => self.refuse(
                 mode,
                 Refusal::RateLimited {

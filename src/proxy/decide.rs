@@ -61,6 +61,8 @@ pub(crate) enum Verdict {
     Login(Arc<App>),
     /// A session, but the app's policies deny; the policies' messages.
     Deny(Arc<App>, Arc<Identity>, Vec<String>),
+    /// A session cookie the session store cannot look up now (unreachable): 503, fail closed.
+    Unavailable(Arc<App>),
 }
 
 impl Verdict {
@@ -73,6 +75,7 @@ impl Verdict {
             Self::Allow(..) => "allow",
             Self::Login(_) => "login",
             Self::Deny(..) => "deny",
+            Self::Unavailable(_) => "unavailable",
         }
     }
 }
@@ -103,6 +106,9 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
         None => None,
     };
     let Some((sess, who)) = current else {
+        if id.is_some() && state.sessions.is_failing() {
+            return Verdict::Unavailable(app);
+        }
         let upgrade = f.headers.contains_key("upgrade");
         if !upgrade && !norm.ambiguous && app.skip_auth.iter().any(|r| r.is_match(&norm.path)) {
             return Verdict::Anonymous(app);

@@ -154,6 +154,10 @@ pub(crate) async fn answer(state: &ProxyState, kind: Kind, c: &Caller<'_>) -> An
         },
         Verdict::BadPath => refuse(Refusal::BadOriginalPath),
         Verdict::NoApp => refuse(Refusal::NoApp),
+        Verdict::Unavailable(app) => Answer {
+            app: Some(app),
+            ..refuse(Refusal::Unavailable)
+        },
         Verdict::Deny(app, who, messages) => {
             tracing::debug!(user = %who.username, app = %app.name, "app policies deny (forward auth)");
             Answer {

@@ -253,6 +253,10 @@ impl GatewayProxy {
                 ctx.set_app(app);
                 Some(r)
             }
+            Verdict::Unavailable(app) => {
+                ctx.set_app(app);
+                Some(Refusal::Unavailable)
+            }
             Verdict::Deny(app, who, messages) => {
                 ctx.set_app(app);
                 // Named on the span only: a denied request has no identity to forward.

@@ -10,6 +10,7 @@
 
 pub mod backend;
 pub mod clock;
+pub mod counters;
 pub mod local;
 pub mod redis;
 pub mod revoke;

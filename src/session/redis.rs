@@ -33,9 +33,12 @@ impl RedisBackend {
     /// Connects (`redis://`, `rediss://` for TLS; a password in the URL is sent with AUTH).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, BackendError> {
         let client = redis::Client::open(url).map_err(|e| BackendError(format!("invalid redis url: {e}")))?;
-        let conn = tokio::time::timeout(COMMAND_TIMEOUT * 3, ConnectionManager::new(client.clone()))
-            .await
-            .map_err(|_| BackendError("redis: connection timed out".into()))??;
+        let conn = tokio::time::timeout(
+            COMMAND_TIMEOUT * 3,
+            ConnectionManager::new_with_config(client.clone(), super::counters::manager_config()),
+        )
+        .await
+        .map_err(|_| BackendError("redis: connection timed out".into()))??;
         Ok(Self {
             client,
             conn,
@@ -275,10 +278,9 @@ impl Backend for RedisBackend {
                         }
                         tracing::warn!("session invalidation channel lost; reconnecting");
                         down_logged = true;
-                        // Until the channel is back nothing can be trusted to be current.
-                        if tx.send(Signal::Reconnected).await.is_err() {
-                            return;
-                        }
+                        // The near cache is kept while the channel is down (SPEC §9: cached
+                        // sessions work until their cache life ends; nothing can be revoked
+                        // in the store meanwhile) and dropped when the channel is back.
                     }
                     Ok(Err(e)) => {
                         if !down_logged {

@@ -485,6 +485,12 @@ impl SessionStore {
         self.durable.is_some()
     }
 
+    /// Whether the last call to the store failed (it is unreachable until a call succeeds):
+    /// a lookup that found nothing then means "cannot tell", not "unknown session".
+    pub fn is_failing(&self) -> bool {
+        self.durable.as_ref().is_some_and(|d| d.down.load(Ordering::Relaxed))
+    }
+
     fn note_ok(&self) {
         if let Some(d) = &self.durable {
             if d.down.swap(false, Ordering::Relaxed) {

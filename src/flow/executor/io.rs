@@ -49,6 +49,11 @@ pub enum ExecKind {
     },
     /// No such flow.
     UnknownFlow,
+    /// A store the flow needs cannot be reached: 503 (fail closed).
+    Unavailable {
+        /// Flow info.
+        flow_info: FlowInfo,
+    },
     /// Too many attempts: 429 with `Retry-After`.
     RateLimited {
         /// Flow info.

@@ -175,7 +175,7 @@ impl Executor {
             .or_else(|| request_user.clone());
         let facts = PlanFacts {
             request_user,
-            input: self.policy_input(eval_user, &context, input),
+            input: self.policy_input(eval_user, &context, input).await,
             is_redirected: context.extra.contains_key("is_redirected"),
             step_up: context.step_up,
         };
@@ -225,7 +225,7 @@ impl Executor {
                     break Some(e);
                 }
                 let b = &flow.bindings[e.binding];
-                let pi = self.stage_policy_input(st, session, input);
+                let pi = self.stage_policy_input(st, session, input).await;
                 if policies::evaluate(&b.policies, b.policy_engine_mode, &self.reg.policies, &pi)
                     .await
                     .passing
@@ -288,7 +288,7 @@ impl Executor {
                 response = None;
                 continue;
             }
-            let policy_input = self.stage_policy_input(st, session, input);
+            let policy_input = self.stage_policy_input(st, session, input).await;
             let mut cx = StageCx {
                 context: &mut st.context,
                 users: &self.users,
@@ -349,7 +349,7 @@ impl Executor {
                         tracing::info!(user = %user.username, ended = n, "other sessions terminated");
                     }
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
-                    self.reputation.record(input.client_ip, &user.username, 1);
+                    self.reputation.record(input.client_ip, &user.username, 1).await;
                     *session = fresh.clone();
                     out.set_session = Some((fresh, duration));
                     out.clear_cookie = false;
@@ -387,6 +387,12 @@ impl Executor {
                         return ExecKind::StageDone;
                     }
                     continue;
+                }
+                StageOutcome::Unavailable => {
+                    let pending = pending_display(st);
+                    return ExecKind::Unavailable {
+                        flow_info: flow_info(flow, &st.query, st.app.as_deref(), pending.as_deref()),
+                    };
                 }
                 StageOutcome::RateLimited(retry_after) => {
                     let pending = pending_display(st);

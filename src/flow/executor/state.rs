@@ -66,11 +66,8 @@ impl Executor {
     /// The answer when the session store cannot be used (fail closed).
     pub(super) fn unavailable(&self, flow: &Flow, input: &ExecInput, error: String) -> ExecKind {
         tracing::debug!(%error, "session store unavailable for a flow request");
-        self.access_denied(
-            flow,
-            input,
-            None,
-            "Sign-in is unavailable right now. Try again shortly.".into(),
-        )
+        ExecKind::Unavailable {
+            flow_info: flow_info(flow, &input.query, input.app.as_deref(), None),
+        }
     }
 }

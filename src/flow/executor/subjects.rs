@@ -52,7 +52,12 @@ pub fn identity_of(u: &User) -> Identity {
 
 impl Executor {
     /// What policies see inside a flow: the user, the client address and the time.
-    pub(super) fn policy_input(&self, user: Option<Subject>, context: &FlowContext, input: &ExecInput) -> PolicyInput {
+    pub(super) async fn policy_input(
+        &self,
+        user: Option<Subject>,
+        context: &FlowContext,
+        input: &ExecInput,
+    ) -> PolicyInput {
         let identifier = context
             .pending_user
             .as_ref()
@@ -67,7 +72,7 @@ impl Executor {
             user,
             client_ip: input.client_ip,
             now_ms: self.sessions.clock().now_ms(),
-            reputation: self.reputation.scores(input.client_ip, identifier),
+            reputation: self.reputation.scores(input.client_ip, identifier).await,
             context: context_json(context),
             in_flow: true,
             users: Some(self.users.clone()),
@@ -76,7 +81,7 @@ impl Executor {
     }
 
     /// What policies see while a plan runs: the pending user, else the logged-in one.
-    pub(super) fn stage_policy_input(&self, st: &FlowState, session: &Session, input: &ExecInput) -> PolicyInput {
+    pub(super) async fn stage_policy_input(&self, st: &FlowState, session: &Session, input: &ExecInput) -> PolicyInput {
         let user = st
             .context
             .pending_user
@@ -84,7 +89,7 @@ impl Executor {
             .and_then(|p| p.user.as_ref())
             .map(subject_of_user)
             .or_else(|| Self::request_subject(session));
-        self.policy_input(user, &st.context, input)
+        self.policy_input(user, &st.context, input).await
     }
 
     pub(super) fn request_subject(session: &Session) -> Option<Subject> {

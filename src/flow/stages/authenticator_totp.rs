@@ -3,7 +3,7 @@
 use super::authenticator::*;
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::AuthenticatorTotpDef;
-use crate::flow::ratelimit::Guess;
+use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::Challenge;
 use crate::identity::mfa;
 use crate::identity::User;
@@ -89,8 +89,15 @@ impl Stage for TotpSetupStage {
         };
         let secret = Self::secret(cx);
         let code = code_of(response);
-        if let Err(wait) = cx.services.limits.check(Guess::Code, cx.client_ip, &user.username) {
-            return StageOutcome::RateLimited(wait);
+        match cx
+            .services
+            .limits
+            .check(Guess::Code, cx.client_ip, &user.username)
+            .await
+        {
+            Ok(()) => {}
+            Err(Limited::Wait(wait)) => return StageOutcome::RateLimited(wait),
+            Err(Limited::Unavailable) => return StageOutcome::Unavailable,
         }
         let Some(step) = mfa::match_totp(&secret, self.digits, &code, cx.now_ms) else {
             return match self.page(cx, &user) {

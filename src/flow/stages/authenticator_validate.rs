@@ -4,7 +4,7 @@ use super::authenticator::*;
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::{AuthenticatorValidateDef, StageDef};
 use crate::config::{DeviceClass, NotConfiguredAction};
-use crate::flow::ratelimit::Guess;
+use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::{response_str, Challenge};
 use crate::identity::User;
 use serde_json::{json, Map, Value};
@@ -130,9 +130,18 @@ impl Stage for ValidateStage {
             return self.not_configured();
         }
         let code = code_of(response);
-        if let Err(wait) = cx.services.limits.check(Guess::Code, cx.client_ip, &user.username) {
-            tracing::warn!(user = %user.username, wait_s = wait.as_secs(), "code attempts rate-limited");
-            return StageOutcome::RateLimited(wait);
+        match cx
+            .services
+            .limits
+            .check(Guess::Code, cx.client_ip, &user.username)
+            .await
+        {
+            Ok(()) => {}
+            Err(Limited::Wait(wait)) => {
+                tracing::warn!(user = %user.username, wait_s = wait.as_secs(), "code attempts rate-limited");
+                return StageOutcome::RateLimited(wait);
+            }
+            Err(Limited::Unavailable) => return StageOutcome::Unavailable,
         }
         let mut ok = None;
         if !code.is_empty() && code.len() <= 64 {
@@ -157,7 +166,7 @@ impl Stage for ValidateStage {
             cx.context.extra.remove(FAILURES);
             return StageOutcome::Continue;
         }
-        cx.reputation.record(cx.client_ip, &user.username, -1);
+        cx.reputation.record(cx.client_ip, &user.username, -1).await;
         let failures = cx.context.extra.get(FAILURES).and_then(Value::as_u64).unwrap_or(0) + 1;
         cx.context.extra.insert(FAILURES.into(), json!(failures));
         if failures >= MAX_FAILURES {

@@ -75,7 +75,7 @@ impl Stage for CaptchaStage {
                 StageOutcome::Continue
             }
             Err(msg) => {
-                cx.reputation.record(cx.client_ip, "", -1);
+                cx.reputation.record(cx.client_ip, "", -1).await;
                 StageOutcome::Invalid(self.page().with_error("token", &msg, "invalid"))
             }
         }

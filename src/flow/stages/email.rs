@@ -24,6 +24,7 @@
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::EmailDef;
 use crate::config::EmailTemplate;
+use crate::flow::ratelimit::Limited;
 use crate::flow::services::FlowToken;
 use crate::flow::{Challenge, FlowState};
 use crate::identity::{names, UserUpdate};
@@ -78,6 +79,7 @@ enum Sent {
     Yes,
     Failed(String),
     Limited(Duration),
+    Unavailable,
 }
 
 impl EmailStage {
@@ -151,9 +153,13 @@ impl EmailStage {
     /// [`Self::send`] without the answer floor.
     async fn send_now(&self, cx: &mut StageCx<'_>) -> Sent {
         // FLOOD-1: counted before anything depends on whether the account exists.
-        if let Err(wait) = cx.services.limits.check_mail(cx.client_ip, &Self::limit_key(cx)) {
-            tracing::warn!(wait_s = wait.as_secs(), "mail rate-limited");
-            return Sent::Limited(wait);
+        match cx.services.limits.check_mail(cx.client_ip, &Self::limit_key(cx)).await {
+            Ok(()) => {}
+            Err(Limited::Wait(wait)) => {
+                tracing::warn!(wait_s = wait.as_secs(), "mail rate-limited");
+                return Sent::Limited(wait);
+            }
+            Err(Limited::Unavailable) => return Sent::Unavailable,
         }
         let sends = cx.context.extra.get(SENDS).and_then(Value::as_u64).unwrap_or(0);
         if sends >= MAX_SENDS {
@@ -311,6 +317,7 @@ impl Stage for EmailStage {
                 StageOutcome::Challenge(self.page().with_error("non_field_errors", &msg, "email-failed"))
             }
             Sent::Limited(wait) => StageOutcome::RateLimited(wait),
+            Sent::Unavailable => StageOutcome::Unavailable,
         }
     }
 
@@ -332,6 +339,7 @@ impl Stage for EmailStage {
                 StageOutcome::Challenge(self.page().with_error("non_field_errors", &msg, "email-failed"))
             }
             Sent::Limited(wait) => StageOutcome::RateLimited(wait),
+            Sent::Unavailable => StageOutcome::Unavailable,
         }
     }
 }

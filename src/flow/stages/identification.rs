@@ -136,7 +136,7 @@ impl Stage for IdentificationStage {
         let known = found.is_some();
         if !known {
             tracing::debug!("identification: unknown identifier");
-            cx.reputation.record(cx.client_ip, uid, -1);
+            cx.reputation.record(cx.client_ip, uid, -1).await;
         }
         let pending = PendingUser {
             user: found,
@@ -156,6 +156,7 @@ impl Stage for IdentificationStage {
                 Check::Cancel => return StageOutcome::Deny("Failed to authenticate.".into()),
                 Check::Error => return StageOutcome::Deny("Login is unavailable right now.".into()),
                 Check::Limited(wait) => return StageOutcome::RateLimited(wait),
+                Check::Unavailable => return StageOutcome::Unavailable,
             }
         }
         cx.context.pending_user = Some(pending);

@@ -70,6 +70,9 @@ pub enum StageOutcome {
     Inject(String),
     /// Too many attempts: answer 429 with this wait; the plan stays as it is.
     RateLimited(Duration),
+    /// A store the stage needs (the shared limits) cannot be reached: answer 503; the plan
+    /// stays as it is (fail closed).
+    Unavailable,
 }
 
 /// What a stage may look at and change.

@@ -8,7 +8,7 @@
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::PasswordDef;
-use crate::flow::ratelimit::Guess;
+use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::{response_str, Challenge, PendingUser};
 use serde_json::{json, Map, Value};
 
@@ -36,6 +36,8 @@ pub(crate) enum Check {
     Error,
     /// Too many attempts for this client or username: wait this long.
     Limited(std::time::Duration),
+    /// The shared limits cannot be reached (fail closed).
+    Unavailable,
 }
 
 impl PasswordStage {
@@ -61,9 +63,13 @@ impl PasswordStage {
             .as_ref()
             .map(|u| u.username.as_str())
             .unwrap_or(pending.identifier.as_str());
-        if let Err(wait) = cx.services.limits.check(Guess::Password, cx.client_ip, who) {
-            tracing::warn!(user = %who, wait_s = wait.as_secs(), "password attempts rate-limited");
-            return Check::Limited(wait);
+        match cx.services.limits.check(Guess::Password, cx.client_ip, who).await {
+            Ok(()) => {}
+            Err(Limited::Wait(wait)) => {
+                tracing::warn!(user = %who, wait_s = wait.as_secs(), "password attempts rate-limited");
+                return Check::Limited(wait);
+            }
+            Err(Limited::Unavailable) => return Check::Unavailable,
         }
         let verified = match &pending.user {
             Some(u) => cx.users.verify_password(u, password).await,
@@ -84,7 +90,7 @@ impl PasswordStage {
                     .as_ref()
                     .map(|u| u.username.as_str())
                     .unwrap_or(pending.identifier.as_str());
-                cx.reputation.record(cx.client_ip, who, -1);
+                cx.reputation.record(cx.client_ip, who, -1).await;
                 cx.context.failed_password_attempts += 1;
                 if cx.context.failed_password_attempts >= self.failed_attempts_before_cancel {
                     Check::Cancel
@@ -152,6 +158,7 @@ impl Stage for PasswordStage {
             Check::Cancel => StageOutcome::Deny("Invalid password".into()),
             Check::Error => StageOutcome::Deny("Login is unavailable right now.".into()),
             Check::Limited(wait) => StageOutcome::RateLimited(wait),
+            Check::Unavailable => StageOutcome::Unavailable,
         }
     }
 }

@@ -16,6 +16,7 @@
 
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::{UserCreationMode, UserWriteDef};
+use crate::flow::ratelimit::Limited;
 use crate::flow::PendingUser;
 use crate::identity::{names, NewUser, StoreError, UserUpdate};
 use serde_json::{Map, Value};
@@ -188,9 +189,13 @@ impl Stage for UserWriteStage {
                     return StageOutcome::Deny("Failed to update user: a username is required.".into());
                 };
                 // FLOOD-1: sign-ups per client address.
-                if let Err(wait) = cx.services.limits.check_signup(cx.client_ip) {
-                    tracing::warn!(wait_s = wait.as_secs(), "sign-up rate-limited");
-                    return StageOutcome::RateLimited(wait);
+                match cx.services.limits.check_signup(cx.client_ip).await {
+                    Ok(()) => {}
+                    Err(Limited::Wait(wait)) => {
+                        tracing::warn!(wait_s = wait.as_secs(), "sign-up rate-limited");
+                        return StageOutcome::RateLimited(wait);
+                    }
+                    Err(Limited::Unavailable) => return StageOutcome::Unavailable,
                 }
                 let mut all_groups = groups;
                 all_groups.extend(self.create_users_group.iter().cloned());
