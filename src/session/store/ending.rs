@@ -1,0 +1,134 @@
+//! Ending sessions (logout, revocation of one session or of every session of a user, a user
+//! changed elsewhere) and the mailed-link tokens kept in the store.
+
+use super::*;
+
+impl SessionStore {
+    /// Deletes a session here without waiting for the store (see [`SessionStore::end`]):
+    /// with a local store it is deleted there in the next batch and never read back.
+    pub fn remove(&self, id: &str) {
+        let key = key_bytes(id);
+        self.cache.invalidate(&key);
+        self.pending.invalidate(&key);
+        self.bury(&key);
+    }
+
+    /// Local store: marks `key` deleted (never read back) and queues its deletion.
+    pub(super) fn bury(&self, key: &Key) {
+        if let Some(d) = self.durable.as_ref().filter(|d| !d.shared) {
+            d.evicted.insert(*key, ());
+            let _ = d.touch_tx.try_send(Touch::Evicted(*key));
+        }
+    }
+
+    /// Ends a session everywhere: caches, store, and (shared store) every replica's cache.
+    pub async fn end(&self, s: &Session) {
+        self.cache.invalidate(&s.key);
+        self.pending.invalidate(&s.key);
+        let Some(d) = &self.durable else { return };
+        if let Err(e) = d.backend.delete(&s.store_key()).await {
+            self.note_err(&e);
+            tracing::error!(session = %crate::session::log_tag(&s.id), "session not deleted from the store");
+        }
+        if d.shared {
+            if let Err(e) = d.backend.publish(&Event::Session(s.store_key())).await {
+                tracing::error!(error = %e, "session end not announced to other replicas");
+            }
+        }
+    }
+
+    /// Drops every cached session of `user_id` except `keep` (a key); returns how many.
+    pub(super) fn forget_user(&self, user_id: i64, keep: Option<&Key>) -> usize {
+        let doomed: Vec<Key> = self
+            .cache
+            .iter()
+            .filter(|(k, s)| s.user.as_ref().is_some_and(|u| u.user_id == user_id) && Some(k.as_ref()) != keep)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in &doomed {
+            self.cache.invalidate(k);
+            self.bury(k);
+        }
+        doomed.len()
+    }
+
+    /// Deletes every cached session of user `user_id` except the one with id `keep` (a scan:
+    /// logouts of this kind are rare, lookups are not). Caches only; see
+    /// [`SessionStore::end_user_sessions`].
+    pub fn remove_user_sessions(&self, user_id: i64, keep: Option<&str>) -> usize {
+        let keep = keep.map(key_bytes);
+        self.forget_user(user_id, keep.as_ref())
+    }
+
+    /// Ends every session of user `user_id` except the one with id `keep`, everywhere, and
+    /// drops the user's cached identity on every replica; returns how many ended.
+    pub async fn end_user_sessions(&self, user_id: i64, keep: Option<&str>) -> usize {
+        let keep = keep.map(key_bytes);
+        let mut n = self.forget_user(user_id, keep.as_ref());
+        let Some(d) = &self.durable else { return n };
+        d.users.invalidate(&user_id);
+        let keep = keep.map(hex::encode);
+        match d.backend.delete_user(user_id, keep.as_deref()).await {
+            Ok(keys) => {
+                n = n.max(keys.len());
+                if d.shared {
+                    for k in keys {
+                        let _ = d.backend.publish(&Event::Session(k)).await;
+                    }
+                    let _ = d.backend.publish(&Event::User(user_id)).await;
+                }
+            }
+            Err(e) => {
+                self.note_err(&e);
+                tracing::error!(user_id, "sessions of the user not deleted from the store");
+            }
+        }
+        n
+    }
+
+    /// A user's groups, email, name or active flag changed here: drop the cached identity on
+    /// this and (shared store) every replica.
+    pub async fn user_changed(&self, user_id: i64) {
+        let Some(d) = &self.durable else { return };
+        d.users.invalidate(&user_id);
+        if d.shared {
+            if let Err(e) = d.backend.publish(&Event::User(user_id)).await {
+                tracing::error!(error = %e, "user change not announced to other replicas");
+            }
+        }
+    }
+
+    /// Stores a sealed plan behind a mailed link (`token` is the raw token, never stored).
+    /// `Ok(false)` for a memory-only store (the caller keeps it itself).
+    pub async fn put_token(&self, token: &str, plain: &[u8], expires_ms: u64) -> Result<bool, BackendError> {
+        let Some(d) = &self.durable else { return Ok(false) };
+        let hash = backend::key_of(token);
+        d.backend
+            .put_token(&hash, &backend::seal(token, &hash, plain), expires_ms)
+            .await?;
+        Ok(true)
+    }
+
+    /// Reads the plan behind a mailed link (by the raw token); `None` when gone or unreadable.
+    pub async fn get_token(&self, token: &str) -> Result<Option<(Vec<u8>, u64)>, BackendError> {
+        let Some(d) = &self.durable else { return Ok(None) };
+        let hash = backend::key_of(token);
+        Ok(d.backend
+            .get_token(&hash)
+            .await?
+            .and_then(|(sealed, exp)| Some((backend::open(token, &hash, &sealed)?, exp))))
+    }
+
+    /// Whether a link exists and has not expired at `now_ms` (by its hash).
+    pub async fn token_alive(&self, hash: &str, now_ms: u64) -> Result<bool, BackendError> {
+        let Some(d) = &self.durable else { return Ok(false) };
+        Ok(d.backend.get_token(hash).await?.is_some_and(|(_, exp)| now_ms < exp))
+    }
+
+    /// Uses a link up (by its hash): true once, across every replica.
+    pub async fn take_token(&self, hash: &str, now_ms: u64) -> Result<bool, BackendError> {
+        let Some(d) = &self.durable else { return Ok(false) };
+        let alive = self.token_alive(hash, now_ms).await?;
+        Ok(d.backend.take_token(hash).await? && alive)
+    }
+}

@@ -1,0 +1,84 @@
+use super::*;
+use crate::session::clock::ManualClock;
+
+fn store() -> (SessionStore, ManualClock) {
+    let clock = ManualClock::new(1_000_000);
+    (
+        SessionStore::new(100, Duration::from_secs(3600), Arc::new(clock.clone())),
+        clock,
+    )
+}
+
+#[test]
+fn idle_expiry() {
+    let (st, clock) = store();
+    let s = st.create(None, Duration::from_secs(3600), Duration::from_secs(60));
+    clock.advance(Duration::from_secs(59));
+    assert!(st.get(&s.id).is_some());
+    clock.advance(Duration::from_secs(59));
+    assert!(st.get(&s.id).is_some(), "use refreshes idle");
+    clock.advance(Duration::from_secs(60));
+    assert!(st.get(&s.id).is_none());
+}
+
+#[test]
+fn absolute_expiry_despite_activity() {
+    let (st, clock) = store();
+    let s = st.create(None, Duration::from_secs(100), Duration::from_secs(60));
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(30));
+        assert!(st.get(&s.id).is_some());
+    }
+    clock.advance(Duration::from_secs(15));
+    assert!(st.get(&s.id).is_none());
+}
+
+#[test]
+fn anonymous_sessions_never_evict_logged_in_ones() {
+    let clock = ManualClock::new(1_000_000);
+    let st = SessionStore::with_bounds(10, 20, Duration::from_secs(3600), Arc::new(clock));
+    let user = Arc::new(Identity {
+        user_id: 1,
+        uid: "u".into(),
+        username: "alice".into(),
+        email: String::new(),
+        name: String::new(),
+        groups: Vec::new(),
+        is_superuser: false,
+    });
+    let hour = Duration::from_secs(3600);
+    let logged: Vec<_> = (0..10).map(|_| st.create(Some(user.clone()), hour, hour)).collect();
+    let anon: Vec<_> = (0..1000).map(|_| st.create(None, hour, hour)).collect();
+    assert!(logged.iter().all(|s| st.get(&s.id).is_some()));
+    assert_eq!(st.len(), 10);
+    assert!(st.pending_len() <= 20, "{}", st.pending_len());
+    assert!(
+        st.get(&anon[0].id).is_none(),
+        "the oldest anonymous session was evicted"
+    );
+    assert!(st.get(&anon[999].id).is_some());
+}
+
+#[test]
+fn large_unfinished_flows_weigh_more() {
+    let clock = ManualClock::new(1_000_000);
+    let st = SessionStore::with_bounds(10, 100, Duration::from_secs(3600), Arc::new(clock));
+    let hour = Duration::from_secs(3600);
+    let anon: Vec<_> = (0..50).map(|_| st.create(None, hour, hour)).collect();
+    for s in &anon {
+        // Each parks ~20 KiB: weight 11, so at most 9 fit in 100.
+        st.set_state_size(s, 20 * 1024);
+    }
+    st.pending_len();
+    let alive: Vec<usize> = (0..50).filter(|i| st.get(&anon[*i].id).is_some()).collect();
+    assert!(alive.len() <= 9, "{alive:?} large flows kept");
+    assert!(alive.contains(&49), "the newest stays: {alive:?}");
+}
+
+#[test]
+fn remove_deletes() {
+    let (st, _) = store();
+    let s = st.create(None, Duration::from_secs(100), Duration::from_secs(60));
+    st.remove(&s.id);
+    assert!(st.get(&s.id).is_none());
+}
