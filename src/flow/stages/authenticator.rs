@@ -7,6 +7,7 @@
 //! the same step twice, or an unused recovery code; five wrong codes cancel the flow.
 
 use super::{StageCx, StageOutcome};
+use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::response_str;
 use crate::identity::User;
 use serde_json::{Map, Value};
@@ -35,6 +36,19 @@ pub(super) async fn setup_user(cx: &StageCx<'_>) -> Result<User, StageOutcome> {
         Ok(Some(u)) => Ok(u),
         Ok(None) => Err(StageOutcome::Continue),
         Err(o) => Err(o),
+    }
+}
+
+/// The brute-force check before a code is tried (TOTP or recovery code): `Err` with the
+/// outcome when the user must wait (429) or the shared limiter cannot be reached (503).
+pub(super) async fn check_code_limit(cx: &StageCx<'_>, username: &str) -> Result<(), StageOutcome> {
+    match cx.services.limits.check(Guess::Code, cx.client_ip, username).await {
+        Ok(()) => Ok(()),
+        Err(Limited::Wait(wait)) => {
+            tracing::warn!(user = %username, wait_s = wait.as_secs(), "code attempts rate-limited");
+            Err(StageOutcome::RateLimited(wait))
+        }
+        Err(Limited::Unavailable) => Err(StageOutcome::Unavailable),
     }
 }
 

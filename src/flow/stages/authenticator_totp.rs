@@ -3,7 +3,6 @@
 use super::authenticator::*;
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::AuthenticatorTotpDef;
-use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::Challenge;
 use crate::identity::mfa;
 use crate::identity::User;
@@ -89,15 +88,8 @@ impl Stage for TotpSetupStage {
         };
         let secret = Self::secret(cx);
         let code = code_of(response);
-        match cx
-            .services
-            .limits
-            .check(Guess::Code, cx.client_ip, &user.username)
-            .await
-        {
-            Ok(()) => {}
-            Err(Limited::Wait(wait)) => return StageOutcome::RateLimited(wait),
-            Err(Limited::Unavailable) => return StageOutcome::Unavailable,
+        if let Err(o) = check_code_limit(cx, &user.username).await {
+            return o;
         }
         let Some(step) = mfa::match_totp(&secret, self.digits, &code, cx.now_ms) else {
             return match self.page(cx, &user) {

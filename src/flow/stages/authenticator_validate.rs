@@ -4,7 +4,6 @@ use super::authenticator::*;
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::{AuthenticatorValidateDef, StageDef};
 use crate::config::{DeviceClass, NotConfiguredAction};
-use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::{response_str, Challenge};
 use crate::identity::User;
 use serde_json::{json, Map, Value};
@@ -130,18 +129,8 @@ impl Stage for ValidateStage {
             return self.not_configured();
         }
         let code = code_of(response);
-        match cx
-            .services
-            .limits
-            .check(Guess::Code, cx.client_ip, &user.username)
-            .await
-        {
-            Ok(()) => {}
-            Err(Limited::Wait(wait)) => {
-                tracing::warn!(user = %user.username, wait_s = wait.as_secs(), "code attempts rate-limited");
-                return StageOutcome::RateLimited(wait);
-            }
-            Err(Limited::Unavailable) => return StageOutcome::Unavailable,
+        if let Err(o) = check_code_limit(cx, &user.username).await {
+            return o;
         }
         let mut ok = None;
         if !code.is_empty() && code.len() <= 64 {
