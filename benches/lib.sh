@@ -60,3 +60,15 @@ YAML
   kill -0 "$FG_PID" 2>/dev/null || { echo "flowgate did not start" >&2; cat "$WORK/flowgate.log" >&2; exit 2; }
   BASE="http://127.0.0.1:$PORT"
 }
+
+# login PORT JAR: logs "bench" (start_flowgate's PASSWORD) in through the JSON executor and prints the session cookie value.
+login() {
+  local api="http://127.0.0.1:$1/.flowgate/api/v3/flows/executor/default-authentication-flow/" jar=$2
+  curl -fs -c "$jar" -b "$jar" "$api" >/dev/null
+  curl -fs -o /dev/null -c "$jar" -b "$jar" -H 'content-type: application/json' -d '{"uid_field":"bench"}' "$api"
+  curl -fs -o /dev/null -c "$jar" -b "$jar" -H 'content-type: application/json' -d "{\"password\":\"$PASSWORD\"}" "$api"
+  curl -fs -c "$jar" -b "$jar" "$api" | grep -q xak-flow-redirect || { echo "login on port $1 failed" >&2; exit 1; }
+  local s; s=$(awk '$6=="flowgate_session"{print $7}' "$jar")
+  [ -n "$s" ] || { echo "no session cookie from port $1" >&2; exit 1; }
+  echo "$s"
+}

@@ -45,17 +45,6 @@ RFG_PID=$!
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$RPORT_FG/.flowgate/health" >/dev/null 2>&1 && break; sleep 0.1; done
 kill -0 "$RFG_PID" 2>/dev/null || { echo "flowgate (redis) did not start" >&2; cat "$WORK/r/flowgate.log" >&2; exit 2; }
 
-# login PORT JAR: logs "bench" in through the JSON executor and prints the session cookie value.
-login() {
-  local api="http://127.0.0.1:$1/.flowgate/api/v3/flows/executor/default-authentication-flow/" jar=$2
-  curl -fs -c "$jar" -b "$jar" "$api" >/dev/null
-  curl -fs -o /dev/null -c "$jar" -b "$jar" -H 'content-type: application/json' -d '{"uid_field":"bench"}' "$api"
-  curl -fs -o /dev/null -c "$jar" -b "$jar" -H 'content-type: application/json' -d "{\"password\":\"$PASSWORD\"}" "$api"
-  curl -fs -c "$jar" -b "$jar" "$api" | grep -q xak-flow-redirect || { echo "login on port $1 failed" >&2; exit 1; }
-  local s; s=$(awk '$6=="flowgate_session"{print $7}' "$jar")
-  [ -n "$s" ] || { echo "no session cookie from port $1" >&2; exit 1; }
-  echo "$s"
-}
 LSESSION=$(login "$PORT" "$WORK/jar")
 RSESSION=$(login "$RPORT_FG" "$WORK/r/jar")
 echo "# flowgate $(./target/release/flowgate --version): store local on :$PORT, store redis on :$RPORT_FG (redis-server :$RPORT)" >&2

@@ -1,4 +1,4 @@
-//! Faults of the shared store (issue 12 item 6, SPEC §9): redis-server killed with SIGKILL and
+//! Faults of the shared store (issue 12 item 6, docs/decisions/0010): redis-server killed with SIGKILL and
 //! started again on the same port while two replicas run. Sessions in the near cache keep
 //! being proxied; new logins and unknown sessions get a clear 503 (page and JSON); each
 //! replica logs the outage once, not per request; service comes back without a restart.

@@ -1,4 +1,4 @@
-//! Shared limits (issue 12 item 4, SPEC §9): with `session.store: redis` the brute-force
+//! Shared limits (issue 12 item 4, docs/decisions/0010): with `session.store: redis` the brute-force
 //! counters (GCRA) and the reputation scores live in Redis, so replicas do not multiply the
 //! attempts an attacker gets; a Redis that cannot be reached refuses attempts (fail closed).
 //! Every test runs a real redis-server; gateways are in-process with their own injected clocks.

@@ -1,4 +1,4 @@
-//! Shared state (SPEC §9, issue 12): sessions, unfinished flows and mailed links in
+//! Shared state (docs/decisions/0010, issue 12): sessions, unfinished flows and mailed links in
 //! `session.store: local` (SQLite, across a restart) and `session.store: redis` (a real
 //! redis-server started here, shared by several gateways); revocation reaching every
 //! replica within 100 ms; the identity following the user; unusable flow state.

@@ -139,7 +139,7 @@ pub struct SessionSettings {
 /// Default `session.redis.key_prefix`.
 pub const DEFAULT_REDIS_KEY_PREFIX: &str = "flowgate:";
 
-/// `session.store` (SPEC §9).
+/// `session.store` (docs/decisions/0010).
 #[derive(Clone, PartialEq, Eq)]
 pub enum SessionStoreKind {
     /// moka in front of the embedded SQLite file `<data_dir>/sessions.db` (default).

@@ -1,4 +1,4 @@
-//! Flow state in the session store (SPEC §9): versioned JSON, `{"v": N, "state": …}`, sealed
+//! Flow state in the session store (docs/decisions/0010): versioned JSON, `{"v": N, "state": …}`, sealed
 //! by the session store with the session id. A record of another version or that does not
 //! parse is refused ([`decode`]); the executor then restarts the flow with a message.
 

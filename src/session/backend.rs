@@ -1,4 +1,4 @@
-//! What the moka caches sit in front of (SPEC §9): a small async [`Backend`] trait with two
+//! What the moka caches sit in front of (docs/decisions/0010): a small async [`Backend`] trait with two
 //! implementations, [`super::local::LocalBackend`] (SQLite, `session.store: local`) and
 //! [`super::redis::RedisBackend`] (`session.store: redis`).
 //!

@@ -1,6 +1,6 @@
 //! Sessions: ids from the OS CSPRNG, the cookie codec and its attributes, and the moka-backed
 //! store with absolute and idle expiry read from an injected [`Clock`], in front of a durable
-//! or shared [`Backend`] (SPEC §9: `session.store: local | redis`).
+//! or shared [`Backend`] (docs/decisions/0010: `session.store: local | redis`).
 //!
 //! The hot path (cookie → session → identity) reads an `Arc<Session>` whose identity never
 //! changes after creation; logging in creates a new session (new id) instead of mutating one,

@@ -278,7 +278,7 @@ impl Backend for RedisBackend {
                         }
                         tracing::warn!("session invalidation channel lost; reconnecting");
                         down_logged = true;
-                        // The near cache is kept while the channel is down (SPEC §9: cached
+                        // The near cache is kept while the channel is down (docs/decisions/0010: cached
                         // sessions work until their cache life ends; nothing can be revoked
                         // in the store meanwhile) and dropped when the channel is back.
                     }

@@ -139,7 +139,7 @@ impl SessionStore {
         }
     }
 
-    /// A store whose caches sit in front of `backend` (SPEC §9). Must be called inside a
+    /// A store whose caches sit in front of `backend` (docs/decisions/0010). Must be called inside a
     /// tokio runtime: it spawns the last-seen writer, the purger and the invalidation listener.
     ///
     /// With a local backend the caches hold every live session and a session evicted for
@@ -196,7 +196,7 @@ impl SessionStore {
         store
     }
 
-    /// Resolves identities through `source` from now on (live identity, SPEC §9).
+    /// Resolves identities through `source` from now on (live identity, docs/decisions/0010).
     pub fn set_user_source(&self, source: Arc<dyn UserSource>) {
         if let Some(d) = &self.durable {
             let _ = d.source.set(source);

@@ -1,4 +1,4 @@
-//! A real redis-server for the shared-state tests (SPEC §9): started on a free loopback port in
+//! A real redis-server for the shared-state tests (docs/decisions/0010): started on a free loopback port in
 //! a temp dir, killed on drop; it can be killed (SIGKILL) and started again on the same port
 //! to test outages.
 #![allow(clippy::disallowed_methods)]

@@ -105,7 +105,7 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
     }
 }
 
-/// `session.store` and `session.redis` (SPEC §9).
+/// `session.store` and `session.redis` (docs/decisions/0010).
 fn session_store(c: &mut Collector<'_>, s: &RawSession) -> SessionStoreKind {
     match s.store.as_deref().unwrap_or("local") {
         "local" => {
