@@ -11,11 +11,13 @@ UPSTREAM_PORT=18080
 WORK=$(mktemp -d /tmp/flowgate-bench.XXXXXX)
 chmod 755 "$WORK"   # nginx workers drop privileges and must reach their temp dirs
 FG_PID=""
+EXTRA_PIDS=()   # more processes the caller started (replicas, redis-server): stopped on exit too
 bench_cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   touch "$WORK/stop" 2>/dev/null || true
   [ -n "$FG_PID" ] && kill -TERM "$FG_PID" 2>/dev/null || true
+  [ ${#EXTRA_PIDS[@]} -eq 0 ] || kill -TERM "${EXTRA_PIDS[@]}" 2>/dev/null || true
   [ -s "$WORK/upstream.pid" ] && kill -TERM "$(cat "$WORK/upstream.pid")" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -f "$WORK/seed.yaml"

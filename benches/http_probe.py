@@ -18,6 +18,11 @@
       identifiers, alternating; each is timed from the identification POST to the answer of the
       email stage (where the mail is handed over), then one resend; prints medians in ms and
       the ratio known/unknown of each step
+  http_probe.py revoke PORT_A,PORT_B,PORT_C USER PASSWORD ROUNDS
+      ROUNDS times: log in on A, use the session on A and B, then log out on C while one client
+      on A and one on B send requests with that session back to back; the time from the end of
+      the logout on C to the first refusal on each replica is one sample; prints p50/p99/max in
+      ms per replica and overall, and how many samples exceeded 100 ms
   http_probe.py smtp PORT DELAY_MS
       a minimal SMTP sink on 127.0.0.1:PORT that waits DELAY_MS before each reply (a slow
       relay) and discards what it receives
@@ -240,6 +245,65 @@ def cmd_recovery(port, identifier, tries):
     print(" ".join(out) + " same_answers=%s" % ("yes" if same else "no"))
 
 
+def cmd_revoke(ports, user, password, rounds):
+    a, b, c = (int(p) for p in ports.split(","))
+    samples = {"A": [], "B": []}
+    polls = []
+    for r in range(int(rounds)):
+        sid = Browser(a).login(user, password)
+        if not sid:
+            sys.exit("login on A failed")
+        pollers = {"A": Browser(a), "B": Browser(b)}
+        for name, br in pollers.items():
+            br.cookie = sid
+            status, _ = br.send("GET", "/")
+            if status != 200:
+                sys.exit(f"round {r}: the new session got {status} on {name}")
+        refused = {}
+        go = threading.Event()
+
+        def poll(name, br):
+            n = 0
+            go.wait()
+            deadline = time.perf_counter() + 5
+            while time.perf_counter() < deadline:
+                br.cookie = sid
+                status, _ = br.send("GET", "/")
+                n += 1
+                if status != 200:
+                    refused[name] = time.perf_counter()
+                    break
+            polls.append(n)
+
+        threads = [threading.Thread(target=poll, args=kv) for kv in pollers.items()]
+        for t in threads:
+            t.start()
+        go.set()
+        # Log out on C: GET /logout, then follow the invalidation flow's redirects under
+        # /.flowgate/ with the same cookie (as a browser would).
+        conn = http.client.HTTPConnection("127.0.0.1", c, timeout=30)
+        path = "/logout"
+        for _ in range(6):
+            conn.request("GET", path, headers={"cookie": "flowgate_session=" + sid, "accept": "text/html"})
+            resp = conn.getresponse()
+            resp.read()
+            path = resp.getheader("location") or ""
+            if resp.status not in (301, 302, 303, 307) or not path.startswith("/.flowgate/"):
+                break
+        conn.close()
+        ended = time.perf_counter()
+        for t in threads:
+            t.join()
+        for name in ("A", "B"):
+            if name not in refused:
+                sys.exit(f"round {r}: {name} still accepted the session 5 s after the logout on C")
+            samples[name].append(max(0.0, refused[name] - ended) * 1e3)
+    allms = samples["A"] + samples["B"]
+    for name, xs in list(samples.items()) + [("all", allms)]:
+        print(f"{name}: n={len(xs)} p50_ms={pct(xs, 50):.2f} p99_ms={pct(xs, 99):.2f} max_ms={max(xs):.2f}")
+    print(f"over_100ms={sum(1 for x in allms if x > 100)} polls_per_sample_p50={pct(polls, 50)}")
+
+
 def cmd_smtp(port, delay_ms):
     import asyncio
 
@@ -284,7 +348,7 @@ def cmd_smtp(port, delay_ms):
 
 
 if __name__ == "__main__":
-    cmds = {"login": cmd_login, "probe": cmd_probe, "storm": cmd_storm, "enum": cmd_enum, "recovery": cmd_recovery, "smtp": cmd_smtp}
+    cmds = {"login": cmd_login, "probe": cmd_probe, "storm": cmd_storm, "enum": cmd_enum, "recovery": cmd_recovery, "revoke": cmd_revoke, "smtp": cmd_smtp}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
     cmds[sys.argv[1]](*sys.argv[2:])

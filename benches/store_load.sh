@@ -7,9 +7,13 @@
 #                    script starts on a free port in a temporary directory)
 # A cached authenticated request makes no store round trip in either, so the target is
 # redis ≥ 0.95× local (req/s) with the same CPU per request.
+# Then the login rate of each store: STORM clients (benches/http_probe.py storm) log in through
+# the JSON executor again and again for LOGIN_SECONDS on one instance, then on the other (each
+# login is an argon2id check, a session written to the store and the flow state parked there).
 #
 #   benches/store_load.sh            # DURATION, CONNS, ROUNDS are passed to the kit;
-#                                    # SKIP_BUILD=1 uses target/release/flowgate as it is
+#                                    # SKIP_BUILD=1 uses target/release/flowgate as it is;
+#                                    # STORM (4), LOGIN_SECONDS (15) for the login rate
 # Needs root (the kit installs nginx, apache2, wrk, curl when missing) and redis-server (./dev deps).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,3 +56,15 @@ echo "# flowgate $(./target/release/flowgate --version): store local on :$PORT, 
 "$KIT/run.sh" \
   "flowgate-local=http://127.0.0.1:$PORT/@flowgate_session=$LSESSION#$FG_PID" \
   "flowgate-redis=http://127.0.0.1:$RPORT_FG/@flowgate_session=$RSESSION#$RFG_PID"
+
+STORM=${STORM:-4}; LOGIN_SECONDS=${LOGIN_SECONDS:-15}
+for t in local redis; do
+  p=$PORT; [ $t = redis ] && p=$RPORT_FG
+  rm -f "$WORK/stop"
+  python3 "$ROOT/benches/http_probe.py" storm "$p" bench "$PASSWORD" "$STORM" "$WORK/stop" > "$WORK/storm-$t.out" &
+  sp=$!
+  sleep "$LOGIN_SECONDS"; touch "$WORK/stop"; wait "$sp"
+  out=$(cat "$WORK/storm-$t.out")
+  n=$(sed -n 's/.*logins=\([0-9]*\).*/\1/p' <<<"$out")
+  echo "login rate, store $t: $(awk -v n="$n" -v s="$LOGIN_SECONDS" 'BEGIN{printf "%.1f", n/s}')/s ($out; $STORM clients, ${LOGIN_SECONDS}s)"
+done

@@ -165,13 +165,21 @@ impl Backend for LocalBackend {
     }
 
     async fn touch(&self, batch: &[(String, u64)]) -> Result<(), BackendError> {
+        // One statement per chunk (a JSON array of [key, time] pairs), not one per session: a
+        // busy gateway sends thousands of last-seen times per batch, and every statement is a
+        // round trip to sqlx's worker thread.
         let mut tx = self.pool.begin().await?;
-        for (key, at) in batch {
-            sqlx::query("UPDATE sessions SET last_seen_ms = max(last_seen_ms, ?) WHERE key = ?")
-                .bind(i(*at))
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
+        for chunk in batch.chunks(4096) {
+            let pairs: Vec<(&str, i64)> = chunk.iter().map(|(k, at)| (k.as_str(), i(*at))).collect();
+            let json = serde_json::to_string(&pairs).map_err(|e| BackendError(e.to_string()))?;
+            sqlx::query(
+                "UPDATE sessions SET last_seen_ms = max(sessions.last_seen_ms, t.at)
+                 FROM (SELECT json_extract(value, '$[0]') AS key, json_extract(value, '$[1]') AS at FROM json_each(?)) AS t
+                 WHERE sessions.key = t.key",
+            )
+            .bind(json)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

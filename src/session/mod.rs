@@ -12,12 +12,14 @@ pub mod backend;
 pub mod clock;
 pub mod counters;
 pub mod local;
+mod names;
 pub mod redis;
 pub mod revoke;
 mod store;
 
 pub use backend::{Backend, BackendError, Event};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
+pub use names::NameSet;
 pub use store::{
     AuthInfo, FlowLoadError, FlowSlot, Identity, Session, SessionStore, UserSource, DEFAULT_MAX_PENDING,
     NEAR_CACHE_LIFE, PENDING_WEIGHT_UNIT,

@@ -9,7 +9,6 @@
 use super::backend::{self, Backend, BackendError, Event, Signal, StoredSession, RECORD_VERSION};
 use super::clock::{Millis, SharedClock};
 use std::any::Any;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -142,10 +141,12 @@ impl SessionStore {
     /// A store whose caches sit in front of `backend` (docs/decisions/0010). Must be called inside a
     /// tokio runtime: it spawns the last-seen writer, the purger and the invalidation listener.
     ///
-    /// With a local backend the caches hold every live session and a session evicted for
-    /// size is deleted from the store as well (the bounds keep their meaning). With a shared
-    /// one they are a near cache: eviction only forgets the copy, copies older than
-    /// [`NEAR_CACHE_LIFE`] are read again, and the invalidation channel drops entries.
+    /// The logged-in cache holds the sessions in use: one evicted for size stays in the store
+    /// and is read back at its next request, so `max_sessions` bounds memory, not how many
+    /// users are logged in (docs/decisions/0012). An anonymous session (an unfinished flow)
+    /// evicted for size is deleted from a local store as well, so that flow starts cannot
+    /// fill the disk (FLOOD-2). With a shared backend copies older than [`NEAR_CACHE_LIFE`]
+    /// are read again and the invalidation channel drops entries.
     pub fn with_backend(
         max_sessions: u64,
         max_pending: u64,
@@ -176,15 +177,17 @@ impl SessionStore {
             shared,
             touch_tx,
             evicted,
+            // Entries are only trusted for NEAR_CACHE_LIFE: older ones are dead weight.
             users: moka::sync::Cache::builder()
                 .max_capacity(max_sessions.max(1024))
+                .time_to_live(NEAR_CACHE_LIFE * 2)
                 .build(),
             source: std::sync::OnceLock::new(),
             down: Default::default(),
             closed: tokio::sync::watch::channel(false).0,
         });
         let store = Self {
-            cache: lru_cache(max_sessions, backstop_idle, false, listener.clone()),
+            cache: lru_cache(max_sessions, backstop_idle, false, None),
             pending: lru_cache(max_pending, backstop_idle, true, listener),
             clock,
             durable: Some(durable),
@@ -320,8 +323,13 @@ impl SessionStore {
         // Only write when the value moves by a second or more: keeps the cache line quiet.
         if idle_for >= 1000 {
             s.last_seen.store(now, Ordering::Relaxed);
+            // The store learns the time when it moved by a step (up to a minute): what
+            // another replica or the next process reads is that much older at most.
             if let Some(d) = &self.durable {
-                let _ = d.touch_tx.try_send(Touch::Seen(*key, now));
+                if now.saturating_sub(s.saved_seen.load(Ordering::Relaxed)) >= s.save_step() {
+                    s.saved_seen.store(now, Ordering::Relaxed);
+                    let _ = d.touch_tx.try_send(Touch::Seen(*key, now));
+                }
             }
         }
         Some(s)

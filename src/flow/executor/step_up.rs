@@ -86,14 +86,14 @@ impl Executor {
     /// the time; joined with the current session's record when the same user steps up.
     pub(super) fn login_auth(&self, flow: &Flow, context: &FlowContext, session: &Session, user: &User) -> AuthInfo {
         let mut auth = AuthInfo {
-            flows: [flow.slug.clone()].into(),
-            methods: context.auth_methods.clone(),
+            flows: [flow.slug.as_str()].into_iter().collect(),
+            methods: context.auth_methods.iter().map(String::as_str).collect(),
             auth_method: context.auth_method.clone().unwrap_or_default(),
             at_ms: self.sessions.clock().now_ms(),
         };
         if session.user.as_ref().is_some_and(|u| u.user_id == user.id) {
-            auth.flows.extend(session.auth.flows.iter().cloned());
-            auth.methods.extend(session.auth.methods.iter().cloned());
+            auth.flows.extend(session.auth.flows.iter());
+            auth.methods.extend(session.auth.methods.iter());
         }
         auth
     }

@@ -29,9 +29,9 @@ pub struct Identity {
 pub struct AuthInfo {
     /// Slugs of the flows that logged this user in during this sign-on (the first login and
     /// every step-up since).
-    pub flows: BTreeSet<String>,
+    pub flows: crate::session::NameSet,
     /// Methods proved during this sign-on: `password`, `totp`, `static` (a recovery code).
-    pub methods: BTreeSet<String>,
+    pub methods: crate::session::NameSet,
     /// authentik's `auth_method` of the last login (`password`, `auth_mfa`), empty when none.
     pub auth_method: String,
     /// When the user last authenticated (the latest login or step-up).
@@ -60,6 +60,8 @@ pub struct Session {
     /// Idle timeout in milliseconds.
     pub idle_ms: u64,
     pub(super) last_seen: AtomicU64,
+    /// The last-seen time last sent to the store.
+    pub(super) saved_seen: AtomicU64,
     /// When this copy was read from a shared store (bounds the near cache's life).
     pub(super) cached_ms: Millis,
     /// Estimated size of the parked flow state in bytes (weighs anonymous sessions).
@@ -126,6 +128,7 @@ impl Session {
             expires_ms: expires,
             idle_ms: idle,
             last_seen: AtomicU64::new(seen),
+            saved_seen: AtomicU64::new(seen),
             cached_ms: now,
             state_bytes: AtomicU32::new(0),
             flow: tokio::sync::Mutex::new(None),
@@ -140,6 +143,14 @@ impl Session {
     /// When the session was last used.
     pub fn last_seen(&self) -> Millis {
         self.last_seen.load(Ordering::Relaxed)
+    }
+
+    /// How far the last-seen time moves before it is written to the store again: an eighth
+    /// of the idle timeout, between one second and one minute. A session read back (another
+    /// replica, a restart) is then at most that much closer to its idle expiry than it should
+    /// be, and a busy gateway does not write one row per request.
+    pub(super) fn save_step(&self) -> u64 {
+        (self.idle_ms / 8).clamp(1_000, 60_000)
     }
 
     /// Weight in the anonymous-session cache: one, plus one per [`PENDING_WEIGHT_UNIT`] bytes
