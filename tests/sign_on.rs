@@ -656,3 +656,33 @@ async fn the_handshake_and_single_logout_span_replicas_sharing_redis() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_invalidation_flow_can_end_the_users_other_devices_too() {
+    const EVERYWHERE: &str = "flows:\n  - { slug: logout-everywhere, designation: invalidation, bindings: [{ stage: out, order: 0 }] }\nstages:\n  out: { type: user_logout, terminate_other_sessions: true }\n";
+    let gw = TestGateway::start_full(
+        APPS,
+        &format!("{SSO}{NO_LIMITS}"),
+        Upstream::spawn().await,
+        &[("default-invalidation.yaml", EVERYWHERE)],
+    )
+    .await;
+    let c = browser(&gw);
+    let begun = begin(&c, &gw, OTHER, "/").await;
+    let callback = login_at_portal(&c, gw.addr, &begun.start, "alice", ALICE_PASSWORD).await;
+    redeem(&c, &callback).await;
+    let laptop = browser(&gw);
+    html_login(&laptop, &base(&gw, WIKI), "/", "alice", ALICE_PASSWORD).await;
+    let bob = browser(&gw);
+    html_login(&bob, &base(&gw, GIT), "/", "bob", BOB_PASSWORD).await;
+    assert!(reaches(&laptop, &gw, WIKI).await);
+
+    let r = get(&c, &format!("{}/logout", base(&gw, OTHER))).await;
+    assert_eq!(r.status(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("1 session(s) on other devices"), "{page}");
+    assert!(!reaches(&c, &gw, OTHER).await && !reaches(&c, &gw, WIKI).await);
+    assert!(!reaches(&laptop, &gw, WIKI).await, "the other device is signed out too");
+    assert!(reaches(&bob, &gw, GIT).await, "another user is not");
+    gw.stop().await;
+}

@@ -263,7 +263,9 @@ pub enum RawStage {
         remember_me_offset: Option<String>,
         terminate_other_sessions: Option<bool>,
     },
-    UserLogout {},
+    UserLogout {
+        terminate_other_sessions: Option<bool>,
+    },
     Deny {
         deny_message: Option<String>,
     },

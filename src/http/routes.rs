@@ -141,6 +141,14 @@ impl Ui {
 
     /// Answers a request for the reserved prefix or the logout path.
     pub async fn handle(&self, req: &HttpRequest) -> HttpResponse {
+        let mut resp = self.answer(req).await;
+        if let Some(p) = &self.portal {
+            super::sign_on::allow_portal_form_redirects(p, req, &mut resp);
+        }
+        resp
+    }
+
+    async fn answer(&self, req: &HttpRequest) -> HttpResponse {
         if req.path == self.logout_path {
             if req.method != http::Method::GET && req.method != http::Method::POST {
                 return self.refuse(Mode::Html, Refusal::MethodNotAllowed);
@@ -369,9 +377,13 @@ impl Ui {
                 };
                 HttpResponse::redirect(&format!("{}{q}", req.path))
             }
-            // A logout without a `next` of its own ends on a page that says what ended.
+            // A logout (on the logout path) without a `next` of its own ends on a page that
+            // says what ended.
             ExecKind::Redirect(_)
-                if mode == Mode::Html && out.ended.is_some() && next_from_query(&req.query).is_none() =>
+                if mode == Mode::Html
+                    && req.path == self.logout_path
+                    && out.ended.is_some()
+                    && next_from_query(&req.query).is_none() =>
             {
                 let ended = out.ended.clone().unwrap_or_default();
                 HttpResponse::html(200, self.signed_out_page(&ended))

@@ -313,6 +313,23 @@ impl Ui {
     }
 }
 
+/// On the portal host, the pages' `form-action` also names the app hosts that sign in through
+/// it: a login form's submission ends, through the flow's redirects, on an app host's
+/// callback, and browsers apply `form-action` to every redirect of a form's navigation
+/// (with `'self'` alone, Chromium stops on the password page).
+pub(super) fn allow_portal_form_redirects(portal: &PortalSettings, req: &HttpRequest, resp: &mut HttpResponse) {
+    let on_portal = Ui::host_of(req).is_some_and(|(_, bare)| bare == portal.host);
+    if !on_portal || portal.app_hosts.is_empty() {
+        return;
+    }
+    for (name, value) in resp.headers.iter_mut() {
+        if *name == "content-security-policy" {
+            let hosts: Vec<String> = portal.app_hosts.iter().map(|h| format!("{h}:*")).collect();
+            *value = value.replace("form-action 'self'", &format!("form-action 'self' {}", hosts.join(" ")));
+        }
+    }
+}
+
 /// The code is in this response's URL or its `Location`: no `Referer` may carry it on.
 fn no_referrer(r: &mut HttpResponse) {
     for (name, value) in r.headers.iter_mut() {

@@ -356,11 +356,14 @@ impl Executor {
                     out.set_session = Some((fresh, duration));
                     out.clear_cookie = false;
                 }
-                StageOutcome::Logout => {
+                StageOutcome::Logout { other_devices } => {
                     // The whole sign-on ends: this session, the portal's and every session
                     // derived from it on other hosts (docs/decisions/0012).
-                    let ended = self.sessions.end_sign_on(session).await;
+                    let mut ended = self.sessions.end_sign_on(session).await;
                     if let Some(u) = &session.user {
+                        if other_devices {
+                            ended.other_devices = self.sessions.end_user_sessions(u.user_id, None).await;
+                        }
                         tracing::info!(user = %u.username, sessions = ended.sessions, "logout");
                         out.ended = Some(ended);
                     }
