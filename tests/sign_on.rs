@@ -686,3 +686,26 @@ async fn the_invalidation_flow_can_end_the_users_other_devices_too() {
     assert!(reaches(&bob, &gw, GIT).await, "another user is not");
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_store_down_the_handshake_fails_closed() {
+    let mut redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
+    let gw = replica(dir.path(), &redis, PORTAL, Upstream::spawn().await).await;
+    let c = browser(&gw);
+    let begun = begin(&c, &gw, OTHER, "/").await;
+    let callback = login_at_portal(&c, gw.addr, &begun.start, "alice", ALICE_PASSWORD).await;
+    let begun = begin(&c, &gw, THIRD, "/").await;
+    redis.kill();
+    // A code issued before the outage cannot be read: 503, no session.
+    let r = get(&c, &callback).await;
+    assert_eq!(r.status(), 503);
+    assert!(no_session_cookie(&r));
+    // The portal session is still in the near cache, but no code can be stored: 503.
+    let r = get(&c, &begun.start).await;
+    assert_eq!(r.status(), 503);
+    assert!(location(&r).is_empty());
+    assert_eq!(gw.upstream.count(), 0);
+    gw.stop().await;
+}

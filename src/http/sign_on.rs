@@ -46,9 +46,15 @@ fn enc(v: &str) -> String {
 
 /// `host[:port]` → (host, port).
 fn split_port(host: &str) -> (&str, Option<&str>) {
+    if host.starts_with('[') {
+        return match host.split_once("]:") {
+            Some((h, p)) => (&host[..h.len() + 1], Some(p)),
+            None => (host, None),
+        };
+    }
     match host.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, Some(p)),
-        _ => (host, None),
+        Some((h, p)) => (h, Some(p)),
+        None => (host, None),
     }
 }
 
@@ -349,6 +355,14 @@ mod tests {
             port: None,
             app_hosts: ["other.test".to_string()].into(),
         }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(split_port("a.test:8080"), ("a.test", Some("8080")));
+        assert_eq!(split_port("a.test"), ("a.test", None));
+        assert_eq!(split_port("[::1]:8080"), ("[::1]", Some("8080")));
+        assert_eq!(split_port("[::1]"), ("[::1]", None));
     }
 
     #[test]
