@@ -709,3 +709,78 @@ async fn with_the_store_down_the_handshake_fails_closed() {
     assert_eq!(gw.upstream.count(), 0);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_app_with_its_own_flow_steps_up_at_the_portal() {
+    use flowgate::identity::mfa;
+    use flowgate::session::clock::Clock;
+    let apps = APPS.replace(
+        "  - name: other\n    hosts: [other.test]\n    upstream: \"http://UPSTREAM\"\n",
+        "  - name: other\n    hosts: [other.test]\n    upstream: \"http://UPSTREAM\"\n    authentication_flow: mfa-login\n",
+    );
+    assert_ne!(apps, APPS);
+    let gw = TestGateway::start_full(
+        &apps,
+        &format!("{SSO}{NO_LIMITS}"),
+        Upstream::spawn().await,
+        &[("mfa.yaml", crate::step_up::MFA_FLOW)],
+    )
+    .await;
+    // An API client is told where the handshake starts.
+    let r = browser(&gw)
+        .get(format!("{}/secret", base(&gw, OTHER)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["login_url"], "/.flowgate/sso/begin?next=%2Fsecret");
+
+    // alice signs on at wiki with her password only, then gets a TOTP device.
+    let c = browser(&gw);
+    assert_eq!(
+        html_login(&c, &base(&gw, WIKI), "/", "alice", ALICE_PASSWORD)
+            .await
+            .status(),
+        302
+    );
+    let secret = mfa::new_totp_secret();
+    let alice = users(&gw).get_by_username("alice").await.unwrap().unwrap();
+    users(&gw)
+        .add_totp_device(alice.id, "phone", &secret, 6, gw.clock.now_ms(), None)
+        .await
+        .unwrap();
+    // other.test names a flow with a code: the portal session is not enough, the portal asks
+    // for the code only (it knows alice), then hands out the code for other.test.
+    let begun = begin(&c, &gw, OTHER, "/secret").await;
+    let r = get(&c, &begun.start).await;
+    assert_eq!(r.status(), 302);
+    let step_up = location(&r);
+    assert!(
+        step_up.starts_with("/.flowgate/flow/mfa-login/?next=%2F.flowgate%2Fsso%2Fstart"),
+        "{step_up}"
+    );
+    assert_eq!(gw.upstream.count(), 0);
+    let flow_url = abs(&base(&gw, PORTAL), &step_up);
+    let (status, html) = page(&c, &flow_url).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("name=\"code\"") && !html.contains("name=\"password\""),
+        "{html}"
+    );
+    gw.clock.advance(Duration::from_secs(30));
+    let totp = mfa::totp_code(&secret, mfa::totp_step(gw.clock.now_ms()), 6);
+    let r = walk(&c, &flow_url, &[("code", totp.as_str())]).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    let back = location(&r);
+    assert!(back.starts_with("/.flowgate/sso/start?"), "{back}");
+    let callback = code_url(&c, &abs(&base(&gw, PORTAL), &back)).await;
+    assert_eq!(redeem(&c, &callback).await, "/secret");
+    let r = get(&c, &format!("{}/secret", base(&gw, OTHER))).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("alice"));
+    // Still one sign-on: logout on other.test ends wiki's too.
+    assert_eq!(get(&c, &format!("{}/logout", base(&gw, OTHER))).await.status(), 200);
+    assert!(!reaches(&c, &gw, WIKI).await);
+    gw.stop().await;
+}
