@@ -784,3 +784,25 @@ async fn an_app_with_its_own_flow_steps_up_at_the_portal() {
     assert!(!reaches(&c, &gw, WIKI).await);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_portals_pages_may_send_a_form_on_to_the_app_hosts() {
+    // Browsers apply `form-action` to every redirect after a form is sent: the portal's login
+    // ends on an app host's callback, so the portal's pages name those hosts; no other page does.
+    let gw = start().await;
+    let c = browser(&gw);
+    let csp = |r: &reqwest::Response| header(r, "content-security-policy");
+    let flow = "/.flowgate/flow/default-authentication-flow/";
+    let r = get(&c, &format!("{}{flow}", base(&gw, PORTAL))).await;
+    assert_eq!(r.status(), 200);
+    let portal = csp(&r);
+    assert!(
+        portal.contains("form-action 'self' other.test:* third.test:*;"),
+        "{portal}"
+    );
+    for host in [WIKI, OTHER] {
+        let r = get(&c, &format!("{}{flow}", base(&gw, host))).await;
+        assert!(csp(&r).contains("form-action 'self';"), "{host}: {}", csp(&r));
+    }
+    gw.stop().await;
+}
