@@ -352,6 +352,8 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         logout_flow: config.logout.flow.clone(),
         router: router.clone(),
         users: shared.users.clone(),
+        cookie_domain: config.session.cookie_domain.clone(),
+        portal: config.portal.clone(),
     });
     Ok(proxy::ProxyState {
         router,
@@ -363,6 +365,8 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         logout_path: config.logout.path.clone(),
         max_form_bytes: config.limits.max_form_bytes,
         policies: config.policies.clone(),
+        cookie_domain: config.session.cookie_domain.is_some(),
+        portal_hosts: config.portal.as_ref().map(|p| p.app_hosts.clone()).unwrap_or_default(),
     })
 }
 

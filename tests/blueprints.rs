@@ -115,9 +115,10 @@ async fn imported_default_authentication_and_invalidation_flows_run() {
     let other = client();
     let r = html_login(&other, &gw.url(""), "/", "bob", "wrong").await;
     assert_eq!(r.status(), 400);
-    // Logout through the imported invalidation flow.
+    // Logout through the imported invalidation flow: a page says what ended.
     let r = c.get(gw.url("/logout")).send().await.unwrap();
-    assert_eq!(r.status(), 302);
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Signed out"));
     let r = c
         .get(gw.url("/page"))
         .header("accept", BROWSER_ACCEPT)

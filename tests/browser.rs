@@ -562,3 +562,101 @@ async fn html_login_over_http2_in_chromium() {
     drop(driver);
     gw.stop().await;
 }
+
+/// SSO-5, SSO-8 (docs/decisions/0012): Chromium reaches four host names on flowgate
+/// (`--host-resolver-rules`): wiki and git under `session.cookie_domain`, other.test through the
+/// portal auth.example.test. One login on the portal opens all three apps; a logout on wiki
+/// ends the sign-on, so the others ask for a login again. The apps never see the code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_sign_on_and_single_logout_across_hosts_in_chromium() {
+    use crate::sign_on::{APPS, GIT, OTHER, PORTAL, SSO, WIKI};
+    require_browser();
+    let shots = screenshot_dir();
+    let gw = TestGateway::start_with(APPS, &format!("{SSO}{NO_LIMITS}")).await;
+    let driver = ChromeDriver::start().await;
+    let rules = format!(
+        "--host-resolver-rules=MAP {WIKI} 127.0.0.1, MAP {GIT} 127.0.0.1, MAP {OTHER} 127.0.0.1, MAP {PORTAL} 127.0.0.1"
+    );
+    let b = driver.session_with(&[rules.as_str()]).await;
+    let port = gw.addr.port();
+    let url = |host: &str, path: &str| format!("http://{host}:{port}{path}");
+    async fn upstream_page(b: &Browser, want: String) {
+        let pre = b.find("pre").await;
+        assert_eq!(b.text(&pre).await, "upstream ok");
+        let at = b.current_url().await;
+        assert!(
+            at.starts_with(&want) && !at.contains("/.flowgate/") && !at.contains("code="),
+            "{at}"
+        );
+    }
+
+    // other.test: through the portal's login form, back with a code, on to the page.
+    b.goto(&url(OTHER, "/private?x=1")).await;
+    b.find("input#uid_field").await;
+    let at = b.current_url().await;
+    assert!(
+        at.starts_with(&url(PORTAL, "/.flowgate/flow/")),
+        "the portal's login form, at {at}"
+    );
+    b.check_page("portal login").await;
+    b.screenshot(&shots, "sso-portal-login.png").await;
+    b.fill("input#uid_field", "alice").await;
+    b.submit().await;
+    b.find("input#password").await;
+    b.fill("input#password", ALICE_PASSWORD).await;
+    b.submit().await;
+    upstream_page(&b, url(OTHER, "/")).await;
+    assert_eq!(b.current_url().await, url(OTHER, "/private?x=1"));
+    // The app's first request (Chromium asks for /favicon.ico after it).
+    let first = gw.upstream.requests().first().cloned().expect("the app was reached");
+    assert_eq!(first.header("x-forwarded-user"), Some("alice"));
+    assert_eq!(first.uri, "/private?x=1");
+    assert!(first.header("referer").is_none_or(|r| !r.contains("code")), "{first:?}");
+
+    // The apps under the cookie domain: no login form.
+    for host in [WIKI, GIT] {
+        b.goto(&url(host, "/private")).await;
+        upstream_page(&b, url(host, "/")).await;
+        let seen = gw.upstream.requests();
+        let last = seen
+            .iter()
+            .rev()
+            .find(|r| r.uri == "/private")
+            .expect("the app was reached");
+        assert_eq!(last.header("x-forwarded-user"), Some("alice"));
+    }
+    b.screenshot(&shots, "sso-git.png").await;
+    // No request any app received carried the code or the binding cookie, in any header.
+    for r in gw.upstream.requests() {
+        assert!(!r.uri.contains("code"), "{r:?}");
+        for (k, v) in &r.headers {
+            assert!(!v.contains("code=") && !v.contains("_sso"), "the app got {k}: {v}");
+        }
+    }
+
+    // Logout on wiki: the page names what ended; every app asks for a login again.
+    b.goto(&url(WIKI, "/logout")).await;
+    let ended = b.find("ul#ended").await;
+    let text = b.text(&ended).await;
+    assert!(text.contains("other.test") && text.contains("example.test"), "{text}");
+    b.check_page("signed out").await;
+    b.screenshot(&shots, "sso-signed-out.png").await;
+    for (host, form_host) in [(OTHER, PORTAL), (GIT, GIT), (WIKI, WIKI)] {
+        b.goto(&url(host, "/private")).await;
+        b.find("input#uid_field").await;
+        let at = b.current_url().await;
+        assert!(
+            at.starts_with(&url(form_host, "/.flowgate/flow/")),
+            "{host}: a login form, at {at}"
+        );
+    }
+    b.quit().await;
+    for name in ["sso-portal-login.png", "sso-git.png", "sso-signed-out.png"] {
+        assert!(
+            std::fs::metadata(shots.join(name)).map(|m| m.len()).unwrap_or(0) > 0,
+            "{name}"
+        );
+    }
+    drop(driver);
+    gw.stop().await;
+}

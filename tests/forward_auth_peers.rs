@@ -123,8 +123,32 @@ fn prepare(gw: &TestGateway, lang: &str) -> (u16, std::path::PathBuf, String) {
     (unused_port(), dir, with_addresses(snippet(lang), gw))
 }
 
+/// The portal block of the document's single sign-on section (`lang title=portal`), with the
+/// test's flowgate address.
+fn portal_block(gw: &TestGateway, lang: &str) -> String {
+    let text = snippet(&format!("{lang} title=portal"));
+    assert!(
+        text.contains("127.0.0.1:8080"),
+        "the portal block no longer uses 127.0.0.1:8080"
+    );
+    text.replace("127.0.0.1:8080", &gw.addr.to_string())
+}
+
 fn start_nginx(gw: &TestGateway) -> (Peer, u16) {
-    let (port, dir, server) = prepare(gw, "nginx");
+    start_nginx_with(gw, false)
+}
+
+/// nginx with the document's block; with `sso`, serving other.test too, and the portal block.
+fn start_nginx_with(gw: &TestGateway, sso: bool) -> (Peer, u16) {
+    let (port, dir, mut server) = prepare(gw, "nginx");
+    if sso {
+        assert!(server.contains("server_name wiki.example.test;"));
+        server = server.replace(
+            "server_name wiki.example.test;",
+            "server_name wiki.example.test other.test;",
+        );
+        server.push_str(&portal_block(gw, "nginx"));
+    }
     assert!(server.contains("listen 80;"));
     let server = server.replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
     let d = dir.display();
@@ -143,9 +167,24 @@ fn start_nginx(gw: &TestGateway) -> (Peer, u16) {
 }
 
 fn start_caddy(gw: &TestGateway) -> (Peer, u16) {
+    start_caddy_with(gw, false)
+}
+
+/// Caddy with the document's block; with `sso`, serving other.test too, and the portal block.
+fn start_caddy_with(gw: &TestGateway, sso: bool) -> (Peer, u16) {
     let (port, dir, site) = prepare(gw, "caddyfile");
     assert!(site.starts_with("wiki.example.test {"));
-    let site = site.replacen("wiki.example.test {", &format!("http://wiki.example.test:{port} {{"), 1);
+    let addresses = if sso {
+        format!("http://wiki.example.test:{port}, http://other.test:{port} {{")
+    } else {
+        format!("http://wiki.example.test:{port} {{")
+    };
+    let mut site = site.replacen("wiki.example.test {", &addresses, 1);
+    if sso {
+        let portal = portal_block(gw, "caddyfile");
+        assert!(portal.starts_with("auth.example.test {"));
+        site.push_str(&portal.replacen("auth.example.test {", &format!("http://auth.example.test:{port} {{"), 1));
+    }
     let conf = format!(
         "{{\n\tadmin off\n\tauto_https off\n\tstorage file_system {}\n}}\n{site}",
         dir.join("data").display()
@@ -309,5 +348,105 @@ async fn caddy_snippet_of_the_docs_works_end_to_end() {
     let gw = TestGateway::start_with(APPS, EXTRA).await;
     let (_caddy, port) = start_caddy(&gw);
     through_the_reverse_proxy(&gw, port, "caddy").await;
+    gw.stop().await;
+}
+
+const SSO_APPS: &str = "  - name: wiki\n    hosts: [wiki.example.test]\n    upstream: \"http://UPSTREAM\"\n  - name: other\n    hosts: [other.test]\n    upstream: \"http://UPSTREAM\"\n";
+const SSO_EXTRA: &str =
+    "session: { ttl: 2h, idle_timeout: 30m, cookie_domain: example.test }\nportal: { host: auth.example.test }\n";
+
+/// Single sign-on through the reverse proxy on `port` (docs/forward-auth.md, "Single sign-on
+/// across hosts"): the portal handshake for other.test, the domain cookie for wiki, one logout.
+async fn sso_through_the_reverse_proxy(gw: &TestGateway, port: u16, peer: &str) {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true);
+    for h in ["wiki.example.test", "other.test", "auth.example.test"] {
+        b = b.resolve(h, SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let c = b.build().unwrap();
+    let base = |h: &str| format!("http://{h}:{port}");
+    let rel = |h: &str, loc: String| loc.strip_prefix(&base(h)).map(str::to_string).unwrap_or(loc);
+    let get = |url: String| {
+        let c = c.clone();
+        async move { c.get(url).header("accept", BROWSER_ACCEPT).send().await.unwrap() }
+    };
+
+    let r = get(format!("{}/private?a=1", base("other.test"))).await;
+    assert_eq!(r.status(), 302, "{peer}: anonymous on other.test");
+    let begin = rel("other.test", location(&r));
+    assert!(
+        begin.starts_with("/.flowgate/sso/begin?next=%2Fprivate%3Fa%3D1"),
+        "{peer}: {begin}"
+    );
+    let r = get(format!("{}{begin}", base("other.test"))).await;
+    assert_eq!(r.status(), 302, "{peer}: begin");
+    let start = location(&r);
+    let path = start
+        .strip_prefix(&base("auth.example.test"))
+        .unwrap_or_else(|| panic!("{peer}: begin must go to the portal, went to {start}"))
+        .to_string();
+    let done = html_login(&c, &base("auth.example.test"), &path, "alice", ALICE_PASSWORD).await;
+    assert_eq!(done.status(), 302, "{peer}: login at the portal");
+    let back = rel("auth.example.test", location(&done));
+    let r = get(format!("{}{back}", base("auth.example.test"))).await;
+    assert_eq!(r.status(), 302, "{peer}: start with a session");
+    let callback = location(&r);
+    assert!(
+        callback.starts_with(&format!("{}/.flowgate/sso/callback?code=", base("other.test"))),
+        "{peer}: {callback}"
+    );
+    assert_eq!(gw.upstream.count(), 0, "{peer}: an app saw the handshake");
+    let r = get(callback.clone()).await;
+    assert_eq!(r.status(), 302, "{peer}: callback");
+    assert_eq!(rel("other.test", location(&r)), "/private?a=1");
+    let r = get(format!("{}/private?a=1", base("other.test"))).await;
+    assert_eq!(r.status(), 200, "{peer}: other.test after the handshake");
+    let seen = gw.upstream.last();
+    assert_eq!(seen.uri, "/private?a=1");
+    assert_eq!(seen.headers_named("x-forwarded-user"), ["alice"], "{peer}");
+    let code = callback.split("code=").nth(1).unwrap();
+    for (k, v) in &seen.headers {
+        assert!(!v.contains(code) && !v.contains("_sso"), "{peer}: the app got {k}: {v}");
+    }
+
+    // The portal signed in under the cookie domain: wiki opens without a login.
+    let r = get(format!("{}/w", base("wiki.example.test"))).await;
+    assert_eq!(r.status(), 200, "{peer}: wiki through the domain cookie");
+    assert_eq!(gw.upstream.last().headers_named("x-forwarded-user"), ["alice"]);
+
+    // Logout on other.test ends both.
+    let r = get(format!("{}/logout", base("other.test"))).await;
+    assert_eq!(r.status(), 200, "{peer}: logout page");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("other.test") && page.contains("example.test"),
+        "{peer}: {page}"
+    );
+    let before = gw.upstream.count();
+    for h in ["other.test", "wiki.example.test"] {
+        let r = get(format!("{}/private", base(h))).await;
+        assert_eq!(r.status(), 302, "{peer}: {h} after the logout");
+    }
+    assert_eq!(
+        gw.upstream.count(),
+        before,
+        "{peer}: an app was reached after the logout"
+    );
+}
+
+#[tokio::test]
+async fn nginx_single_sign_on_across_hosts() {
+    let gw = TestGateway::start_with(SSO_APPS, &format!("{EXTRA}{SSO_EXTRA}")).await;
+    let (_nginx, port) = start_nginx_with(&gw, true);
+    sso_through_the_reverse_proxy(&gw, port, "nginx").await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn caddy_single_sign_on_across_hosts() {
+    let gw = TestGateway::start_with(SSO_APPS, &format!("{EXTRA}{SSO_EXTRA}")).await;
+    let (_caddy, port) = start_caddy_with(&gw, true);
+    sso_through_the_reverse_proxy(&gw, port, "caddy").await;
     gw.stop().await;
 }

@@ -50,6 +50,8 @@ mod sessions;
 mod shared_faults;
 mod shared_limits;
 mod shared_state;
+mod sign_on;
+mod sign_on_attacks;
 mod signup_identity;
 mod stage_catalogue;
 mod stages;

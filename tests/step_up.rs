@@ -13,7 +13,7 @@ use std::time::Duration;
 
 const APPS: &str = "  - name: admin\n    hosts: [admin.test]\n    upstream: \"http://UPSTREAM\"\n    authentication_flow: mfa-login\n  - name: mfa-only\n    path_prefix: /mfa-only\n    upstream: \"http://UPSTREAM\"\n    policies: [{ policy: used-a-code }]\n  - name: app\n    upstream: \"http://UPSTREAM\"\n";
 
-const MFA_FLOW: &str = r#"
+pub const MFA_FLOW: &str = r#"
 flows:
   - slug: mfa-login
     name: Admin login

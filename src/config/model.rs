@@ -89,6 +89,8 @@ pub struct Config {
     pub ui: UiSettings,
     /// Brute-force limits on password and code checks.
     pub rate_limits: super::values::ratelimit::RateLimitSettings,
+    /// The sign-on portal for apps outside `session.cookie_domain` (`portal:`).
+    pub portal: Option<PortalSettings>,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.
@@ -134,6 +136,35 @@ pub struct SessionSettings {
     pub flow_timeout: Duration,
     /// Where sessions, unfinished flows and mailed links are kept (`session.store`).
     pub store: SessionStoreKind,
+    /// `session.cookie_domain`: one session cookie (`Domain=`) for every host under it.
+    pub cookie_domain: Option<String>,
+}
+
+impl SessionSettings {
+    /// Whether `host` (canonical, without port) is `cookie_domain` or under it.
+    pub fn in_cookie_domain(&self, host: &str) -> bool {
+        self.cookie_domain.as_deref().is_some_and(|d| host_within(host, d))
+    }
+}
+
+/// Whether `host` is `domain` or a subdomain of it (both canonical, without port).
+pub fn host_within(host: &str, domain: &str) -> bool {
+    host == domain
+        || (host.len() > domain.len() + 1
+            && host.ends_with(domain)
+            && host.as_bytes()[host.len() - domain.len() - 1] == b'.')
+}
+
+/// `portal:`: the host that runs the sign-on for apps outside `session.cookie_domain`
+/// (docs/decisions/0012-sign-on-portal-handshake.md).
+#[derive(Debug, Clone)]
+pub struct PortalSettings {
+    /// The portal's host name (canonical, without port).
+    pub host: String,
+    /// The port named in `portal.host`, if any; else the request's port is kept.
+    pub port: Option<u16>,
+    /// App hosts that sign in through the portal (every app host outside the cookie domain).
+    pub app_hosts: std::collections::BTreeSet<String>,
 }
 
 /// Default `session.redis.key_prefix`.

@@ -37,6 +37,7 @@ pub struct RawFile {
     pub mail: Option<RawMail>,
     pub ui: Option<RawUi>,
     pub rate_limits: Option<RawRateLimits>,
+    pub portal: Option<RawPortal>,
 }
 
 /// `rate_limits:`: `N/duration` or `off` for each.
@@ -78,6 +79,14 @@ pub struct RawSession {
     pub flow_timeout: Option<String>,
     pub store: Option<String>,
     pub redis: Option<RawRedis>,
+    pub cookie_domain: Option<String>,
+}
+
+/// `portal:` (single sign-on for apps outside `session.cookie_domain`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPortal {
+    pub host: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -254,7 +263,9 @@ pub enum RawStage {
         remember_me_offset: Option<String>,
         terminate_other_sessions: Option<bool>,
     },
-    UserLogout {},
+    UserLogout {
+        terminate_other_sessions: Option<bool>,
+    },
     Deny {
         deny_message: Option<String>,
     },

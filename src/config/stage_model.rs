@@ -43,8 +43,11 @@ pub enum StageDef {
     Password(PasswordDef),
     /// Log the pending user in.
     UserLogin(UserLoginDef),
-    /// Log out.
-    UserLogout,
+    /// Log out (the whole sign-on; with `terminate_other_sessions`, every session of the user).
+    UserLogout {
+        /// Also end the user's sessions on other devices.
+        terminate_other_sessions: bool,
+    },
     /// Always deny.
     Deny(DenyDef),
     /// Create or update the pending user from `prompt_data`.
@@ -435,7 +438,7 @@ impl StageDef {
             StageDef::Identification(_) => "identification",
             StageDef::Password(_) => "password",
             StageDef::UserLogin(_) => "user_login",
-            StageDef::UserLogout => "user_logout",
+            StageDef::UserLogout { .. } => "user_logout",
             StageDef::Deny(_) => "deny",
             StageDef::UserWrite(_) => "user_write",
             StageDef::UserDelete => "user_delete",

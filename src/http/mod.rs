@@ -8,6 +8,7 @@ pub mod forms;
 mod pages;
 pub mod respond;
 mod routes;
+mod sign_on;
 
 pub use pages::Pages;
 pub use routes::Ui;

@@ -12,6 +12,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("errors.html", include_str!("../../templates/errors.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("user.html", include_str!("../../templates/user.html")),
+    ("signed_out.html", include_str!("../../templates/signed_out.html")),
     (
         "ak-stage-identification.html",
         include_str!("../../templates/ak-stage-identification.html"),
@@ -129,6 +130,11 @@ impl Pages {
             "ak-stage-access-denied.html",
             context! { flow_info => info, error_message => message, error_lines => lines },
         )
+    }
+
+    /// Renders the page shown after a logout: what ended.
+    pub fn signed_out(&self, message: &str, ended: &[String]) -> String {
+        self.render("signed_out.html", context! { message => message, ended => ended })
     }
 
     /// Renders the error page; only [`super::respond::render`] calls it.

@@ -81,6 +81,10 @@ pub struct Ui {
     pub router: Router,
     /// The user store, whose outages turn a refused login into a 503.
     pub users: crate::identity::UserStore,
+    /// `session.cookie_domain`: the session cookie gets `Domain=` on hosts under it.
+    pub cookie_domain: Option<String>,
+    /// `portal:`: the sign-on portal for app hosts outside the cookie domain.
+    pub portal: Option<crate::config::PortalSettings>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -102,7 +106,24 @@ impl Mode {
 impl Ui {
     /// The session cookie name for this request's scheme.
     pub fn cookie_name(&self, https: bool) -> String {
-        session::cookie_name(&self.cookie, https)
+        session::cookie_name_for(&self.cookie, https, self.cookie_domain.is_some())
+    }
+
+    /// The cookie domain for a response to `req`: `session.cookie_domain` when the request's
+    /// host lies under it, else none (a host-only cookie).
+    fn cookie_domain_for(&self, req: &HttpRequest) -> Option<&str> {
+        let d = self.cookie_domain.as_deref()?;
+        let host = req.header("host")?;
+        let bare = match host.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        };
+        crate::config::host_within(bare, d).then_some(d)
+    }
+
+    /// A refusal as a page.
+    pub(super) fn refuse_page(&self, refusal: Refusal) -> HttpResponse {
+        self.refuse(Mode::Html, refusal)
     }
 
     /// The caller's valid session, if any.
@@ -120,6 +141,14 @@ impl Ui {
 
     /// Answers a request for the reserved prefix or the logout path.
     pub async fn handle(&self, req: &HttpRequest) -> HttpResponse {
+        let mut resp = self.answer(req).await;
+        if let Some(p) = &self.portal {
+            super::sign_on::allow_portal_form_redirects(p, req, &mut resp);
+        }
+        resp
+    }
+
+    async fn answer(&self, req: &HttpRequest) -> HttpResponse {
         if req.path == self.logout_path {
             if req.method != http::Method::GET && req.method != http::Method::POST {
                 return self.refuse(Mode::Html, Refusal::MethodNotAllowed);
@@ -155,6 +184,7 @@ impl Ui {
             ["api", "v3", "flows", "executor", slug, ""] => self.execute(req, slug, Mode::Json, false).await,
             ["flows", "-", "default", designation, ""] => self.default_flow(req, designation).await,
             ["flows", "-", "cancel", ""] => self.cancel(req).await,
+            ["sso", step] => self.sign_on(req, step).await,
             _ => self.refuse(Mode::Html, Refusal::NotFound),
         }
     }
@@ -165,7 +195,7 @@ impl Ui {
     }
 
     /// "The" flow of a designation for this request's user (docs/design.md §2.9).
-    async fn select_flow(&self, req: &HttpRequest, designation: Designation) -> Option<String> {
+    pub(super) async fn select_flow(&self, req: &HttpRequest, designation: Designation) -> Option<String> {
         let user = self
             .session_of(req)
             .await
@@ -304,6 +334,15 @@ impl Ui {
             app,
             client_ip: Some(req.client_ip),
             origin,
+            host: req
+                .header("host")
+                .and_then(crate::routing::canonical_host)
+                .map(|h| match h.rsplit_once(':') {
+                    Some((bare, p)) if !bare.ends_with(']') && p.bytes().all(|b| b.is_ascii_digit()) => {
+                        bare.to_string()
+                    }
+                    _ => h,
+                }),
         };
         let token_in_url = carries_token(&input.query);
         let outages = self.users.unavailable_count();
@@ -337,6 +376,17 @@ impl Ui {
                     format!("?{}", req.query)
                 };
                 HttpResponse::redirect(&format!("{}{q}", req.path))
+            }
+            // A logout (on the logout path) without a `next` of its own ends on a page that
+            // says what ended.
+            ExecKind::Redirect(_)
+                if mode == Mode::Html
+                    && req.path == self.logout_path
+                    && out.ended.is_some()
+                    && next_from_query(&req.query).is_none() =>
+            {
+                let ended = out.ended.clone().unwrap_or_default();
+                HttpResponse::html(200, self.signed_out_page(&ended))
             }
             ExecKind::Redirect(to) => match mode {
                 Mode::Html => HttpResponse::redirect(&to),
@@ -401,13 +451,43 @@ impl Ui {
             },
         };
         let name = self.cookie_name(req.https);
-        if out.clear_cookie {
+        let domain = self.cookie_domain_for(req);
+        if domain.is_some() && (out.clear_cookie || out.set_session.is_some()) {
+            // A host-only cookie of the same name (from before the cookie domain was set)
+            // would make the request ambiguous, which counts as no session: drop it.
             resp.headers
                 .push(("set-cookie", session::clear_cookie(&name, req.https)));
-        } else if let Some((s, max_age)) = &out.set_session {
+        }
+        if out.clear_cookie {
             resp.headers
-                .push(("set-cookie", session::set_cookie(&name, &s.id, req.https, *max_age)));
+                .push(("set-cookie", session::clear_cookie_in(&name, req.https, domain)));
+        } else if let Some((s, max_age)) = &out.set_session {
+            resp.headers.push((
+                "set-cookie",
+                session::set_cookie_in(&name, &s.id, req.https, *max_age, domain),
+            ));
         }
         resp
+    }
+
+    /// The page after a logout: what ended, and a way back in.
+    fn signed_out_page(&self, ended: &session::Ended) -> String {
+        let mut lines: Vec<String> = ended
+            .scopes
+            .iter()
+            .map(|s| match s.strip_prefix("*.") {
+                Some(d) => format!("{d} and every host under it"),
+                None => s.clone(),
+            })
+            .collect();
+        if ended.other_devices > 0 {
+            lines.push(format!("{} session(s) on other devices", ended.other_devices));
+        }
+        let message = format!(
+            "You are signed out. {} session(s) of this sign-on ended{}",
+            ended.sessions,
+            if lines.is_empty() { "." } else { ":" }
+        );
+        self.pages.signed_out(&message, &lines)
     }
 }

@@ -92,7 +92,7 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
     let Some(app) = state.router.route(f.host, &norm.path).cloned() else {
         return Verdict::NoApp;
     };
-    let name = session::cookie_name(&state.cookie, f.https);
+    let name = session::cookie_name_for(&state.cookie, f.https, state.cookie_domain);
     let cookies = super::checks::joined_cookie_header(f.headers);
     let id = cookies
         .as_deref()
@@ -156,12 +156,28 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
 /// The login URL for `app`: its authentication flow (or the first one whose policies pass),
 /// with `next=<original>` when `original` (path and query) passes [`safe_next`]; an unsafe
 /// original is left out, so the flow ends on its default. `None` when no flow applies.
+/// On a host that signs in through the portal (`host`, canonical, may carry a port), the
+/// handshake's first step on this host instead (docs/decisions/0012).
 pub(crate) async fn login_url(
     state: &ProxyState,
     app: &App,
     client_ip: Option<IpAddr>,
     original: &str,
+    host: Option<&str>,
 ) -> Option<String> {
+    if !state.portal_hosts.is_empty() {
+        let bare = host.map(|h| match h.rsplit_once(':') {
+            Some((b, p)) if !b.ends_with(']') && p.bytes().all(|c| c.is_ascii_digit()) => b,
+            _ => h,
+        });
+        if bare.is_some_and(|b| state.portal_hosts.contains(b)) {
+            let next = safe_next(original).unwrap_or("/");
+            let q = form_urlencoded::Serializer::new(String::new())
+                .append_pair("next", next)
+                .finish();
+            return Some(format!("{RESERVED_PREFIX}sso/begin?{q}"));
+        }
+    }
     let slug = match &app.authentication_flow {
         Some(s) => s.clone(),
         None => {

@@ -167,7 +167,8 @@ pub(crate) async fn answer(state: &ProxyState, kind: Kind, c: &Caller<'_>) -> An
             }
         }
         Verdict::Login(app) => {
-            let login = match decide::login_url(state, &app, c.client_ip, &original.target).await {
+            let login = match decide::login_url(state, &app, c.client_ip, &original.target, Some(&original.host)).await
+            {
                 Some(url) => Refusal::LoginRequired(url),
                 None => Refusal::NoLoginFlow,
             };

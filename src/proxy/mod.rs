@@ -75,6 +75,10 @@ pub struct ProxyState {
     pub max_form_bytes: usize,
     /// Policies, for app access bindings.
     pub policies: BTreeMap<String, PolicyDef>,
+    /// Whether `session.cookie_domain` is set (the HTTPS cookie name is `__Secure-` then).
+    pub cookie_domain: bool,
+    /// App hosts that sign in through the portal (`portal:`); empty without one.
+    pub portal_hosts: std::collections::BTreeSet<String>,
 }
 
 /// The pingora proxy. The state is swapped whole on reload; each request takes the snapshot
@@ -143,13 +147,19 @@ async fn refuse(session: &mut Session, ctx: &RequestCtx, refusal: Refusal) -> Re
 
 impl GatewayProxy {
     /// A login for `app`, back to this request's path and query afterwards.
-    async fn login(state: &ProxyState, session: &Session, app: &App, client_ip: Option<IpAddr>) -> Refusal {
+    async fn login(
+        state: &ProxyState,
+        session: &Session,
+        app: &App,
+        client_ip: Option<IpAddr>,
+        host: Option<&str>,
+    ) -> Refusal {
         let h = session.req_header();
         let original = match h.uri.query() {
             Some(q) => format!("{}?{q}", h.uri.path()),
             None => h.uri.path().to_string(),
         };
-        match decide::login_url(state, app, client_ip, &original).await {
+        match decide::login_url(state, app, client_ip, &original, host).await {
             Some(url) => Refusal::LoginRequired(url),
             None => Refusal::NoLoginFlow,
         }
@@ -249,7 +259,7 @@ impl GatewayProxy {
             Verdict::BadPath => Some(Refusal::BadPath),
             Verdict::NoApp => Some(Refusal::NoApp),
             Verdict::Login(app) => {
-                let r = Self::login(&ctx.state, session, &app, ctx.client_ip).await;
+                let r = Self::login(&ctx.state, session, &app, ctx.client_ip, ctx.host.as_deref()).await;
                 ctx.set_app(app);
                 Some(r)
             }

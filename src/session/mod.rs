@@ -15,14 +15,15 @@ pub mod local;
 mod names;
 pub mod redis;
 pub mod revoke;
+pub mod sign_on;
 mod store;
 
 pub use backend::{Backend, BackendError, Event};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
 pub use names::NameSet;
 pub use store::{
-    AuthInfo, FlowLoadError, FlowSlot, Identity, Session, SessionStore, UserSource, DEFAULT_MAX_PENDING,
-    NEAR_CACHE_LIFE, PENDING_WEIGHT_UNIT,
+    new_sign_on, AuthInfo, Ended, FlowLoadError, FlowSlot, Identity, Session, SessionStore, UserSource,
+    DEFAULT_MAX_PENDING, NEAR_CACHE_LIFE, PENDING_WEIGHT_UNIT,
 };
 
 use base64::Engine;
@@ -55,12 +56,22 @@ pub fn log_tag(id: &str) -> String {
 
 /// The cookie name for a request: `__Host-` prefixed on HTTPS.
 pub fn cookie_name(base: &str, https: bool) -> String {
-    if https {
-        format!("__Host-{base}")
-    } else {
-        base.to_string()
+    cookie_name_for(base, https, false)
+}
+
+/// The cookie name for a request: on HTTPS `__Host-` prefixed, or `__Secure-` when a cookie
+/// domain is configured (`__Host-` forbids `Domain=`).
+pub fn cookie_name_for(base: &str, https: bool, cookie_domain: bool) -> String {
+    match (https, cookie_domain) {
+        (false, _) => base.to_string(),
+        (true, false) => format!("__Host-{base}"),
+        (true, true) => format!("__Secure-{base}"),
     }
 }
+
+/// What the sign-on handshake's browser-binding cookie adds to the session cookie's base name
+/// (`flowgate_session_sso`); it is one of the gateway's own cookies ([`is_own_cookie_name`]).
+pub const SSO_COOKIE_SUFFIX: &str = "_sso";
 
 /// Finds the session id in a `Cookie` header. Only well-formed ids are returned; if the cookie
 /// appears more than once, the request is treated as having none (ambiguous input is denied).
@@ -93,7 +104,15 @@ pub fn is_own_cookie_name(base: &str, name: &str) -> bool {
             .map(|_| &name[prefix.len()..])
     };
     let bare = strip("__Host-").or_else(|| strip("__Secure-")).unwrap_or(name);
-    bare.eq_ignore_ascii_case(base)
+    if bare.eq_ignore_ascii_case(base) {
+        return true;
+    }
+    // The sign-on binding cookie (`<base>_sso`) is the gateway's too.
+    bare.len() == base.len() + SSO_COOKIE_SUFFIX.len()
+        && bare.get(..base.len()).is_some_and(|b| b.eq_ignore_ascii_case(base))
+        && bare
+            .get(base.len()..)
+            .is_some_and(|s| s.eq_ignore_ascii_case(SSO_COOKIE_SUFFIX))
 }
 
 /// Removes every one of the gateway's session cookies ([`is_own_cookie_name`]) from a `Cookie`
@@ -115,11 +134,25 @@ pub fn strip_cookie(header: &str, base: &str) -> Option<String> {
 /// A `Set-Cookie` value for a session: HttpOnly, SameSite=Lax, Path=/, Secure on HTTPS.
 /// `max_age` of `None` makes a browser-session cookie.
 pub fn set_cookie(name: &str, id: &str, https: bool, max_age: Option<std::time::Duration>) -> String {
+    set_cookie_in(name, id, https, max_age, None)
+}
+
+/// [`set_cookie`] with `Domain=<domain>` when given (`session.cookie_domain`).
+pub fn set_cookie_in(
+    name: &str,
+    id: &str,
+    https: bool,
+    max_age: Option<std::time::Duration>,
+    domain: Option<&str>,
+) -> String {
     let mut c = cookie::Cookie::build((name.to_string(), id.to_string()))
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
         .path("/")
         .secure(https);
+    if let Some(d) = domain {
+        c = c.domain(d.to_string());
+    }
     if let Some(age) = max_age {
         c = c.max_age(cookie::time::Duration::seconds(
             age.as_secs().min(i64::MAX as u64) as i64
@@ -130,14 +163,21 @@ pub fn set_cookie(name: &str, id: &str, https: bool, max_age: Option<std::time::
 
 /// A `Set-Cookie` value that deletes the session cookie.
 pub fn clear_cookie(name: &str, https: bool) -> String {
-    cookie::Cookie::build((name.to_string(), String::new()))
+    clear_cookie_in(name, https, None)
+}
+
+/// [`clear_cookie`] for the cookie set with `Domain=<domain>` when given.
+pub fn clear_cookie_in(name: &str, https: bool, domain: Option<&str>) -> String {
+    let mut c = cookie::Cookie::build((name.to_string(), String::new()))
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
         .path("/")
         .secure(https)
-        .max_age(cookie::time::Duration::ZERO)
-        .build()
-        .to_string()
+        .max_age(cookie::time::Duration::ZERO);
+    if let Some(d) = domain {
+        c = c.domain(d.to_string());
+    }
+    c.build().to_string()
 }
 
 #[cfg(test)]
@@ -177,6 +217,8 @@ mod tests {
             Some("a=1; xfg=1")
         );
         assert!(is_own_cookie_name("fg", "__HOST-fg"));
+        assert!(is_own_cookie_name("fg", "fg_sso") && is_own_cookie_name("fg", "__Secure-FG_SSO"));
+        assert!(!is_own_cookie_name("fg", "fg_ss") && !is_own_cookie_name("fg", "fgx_sso"));
         assert!(!is_own_cookie_name("fg", "__Host-fgx"));
     }
 
@@ -189,5 +231,11 @@ mod tests {
         );
         let c = set_cookie("fg", "abc", false, Some(std::time::Duration::from_secs(60)));
         assert!(!c.contains("Secure") && c.contains("Max-Age=60"), "{c}");
+        let c = set_cookie_in("__Secure-fg", "abc", true, None, Some("example.com"));
+        assert!(c.contains("Domain=example.com") && c.contains("Secure"), "{c}");
+        assert_eq!(cookie_name_for("fg", true, true), "__Secure-fg");
+        assert_eq!(cookie_name_for("fg", true, false), "__Host-fg");
+        assert_eq!(cookie_name_for("fg", false, true), "fg");
+        assert!(clear_cookie_in("fg", false, Some("example.com")).contains("Domain=example.com"));
     }
 }

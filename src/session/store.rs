@@ -17,8 +17,9 @@ mod background;
 mod ending;
 mod session;
 
+pub use ending::Ended;
 use session::{key_bytes, key_from_hex};
-pub use session::{AuthInfo, FlowSlot, Identity, Key, Session};
+pub use session::{new_sign_on, AuthInfo, FlowSlot, Identity, Key, Session};
 
 /// Bytes of parked flow state that weigh as much as one more anonymous session.
 pub const PENDING_WEIGHT_UNIT: u32 = 2048;

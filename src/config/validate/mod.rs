@@ -13,6 +13,7 @@ mod prompt;
 mod secrets;
 mod services;
 mod settings;
+mod sign_on;
 mod stages;
 
 pub(crate) use collector::{known, Collector};
@@ -55,6 +56,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             ("mail", f.mail.is_some()),
             ("ui", f.ui.is_some()),
             ("rate_limits", f.rate_limits.is_some()),
+            ("portal", f.portal.is_some()),
         ];
         for (key, present) in main_only {
             if present {
@@ -212,6 +214,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         }
     }
 
+    let portal = sign_on::check(&mut c, main, &session, &apps);
+
     if !c.errors.is_empty() {
         return Err(ConfigErrors(c.errors));
     }
@@ -233,6 +237,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         mail,
         ui,
         rate_limits,
+        portal,
         notes: Vec::new(),
         texts: sources.iter().map(|s| s.text.clone()).collect(),
         paths: sources

@@ -57,6 +57,7 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
         flow_timeout: None,
         store: None,
         redis: None,
+        cookie_domain: None,
     };
     let s = main.session.as_ref().unwrap_or(&empty);
     let cookie = s.cookie.clone().unwrap_or_else(|| DEFAULT_COOKIE_NAME.to_string());
@@ -94,6 +95,10 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
         c.err(0, "session.max_pending_flows", "must be at least 1");
     }
     let store = session_store(c, s);
+    let cookie_domain = s
+        .cookie_domain
+        .as_deref()
+        .and_then(|d| super::sign_on::cookie_domain(c, d));
     SessionSettings {
         cookie,
         ttl,
@@ -102,6 +107,7 @@ pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings 
         max_pending_flows,
         flow_timeout,
         store,
+        cookie_domain,
     }
 }
 

@@ -90,7 +90,11 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
                 terminate_other_sessions: terminate_other_sessions.unwrap_or(false),
             })
         }
-        RawStage::UserLogout {} => StageDef::UserLogout,
+        RawStage::UserLogout {
+            terminate_other_sessions,
+        } => StageDef::UserLogout {
+            terminate_other_sessions: terminate_other_sessions.unwrap_or(false),
+        },
         RawStage::Deny { deny_message } => StageDef::Deny(DenyDef {
             deny_message: deny_message.clone().unwrap_or_default(),
         }),

@@ -72,6 +72,8 @@ pub struct ExecOutput {
     pub set_session: Option<(Arc<Session>, Option<Duration>)>,
     /// Clear the session cookie.
     pub clear_cookie: bool,
+    /// What a logout in this request ended (the sign-on's sessions), for the page.
+    pub ended: Option<crate::session::Ended>,
 }
 
 /// One executor request.
@@ -90,4 +92,6 @@ pub struct ExecInput {
     pub client_ip: Option<std::net::IpAddr>,
     /// `scheme://host` of the request when it may appear in links (loopback or an app host).
     pub origin: Option<String>,
+    /// The request's canonical host without port (the scope a login's cookie gets).
+    pub host: Option<String>,
 }

@@ -83,12 +83,14 @@ impl Executor {
                 kind: ExecKind::UnknownFlow,
                 set_session: None,
                 clear_cookie: false,
+                ended: None,
             };
         };
         let mut out = ExecOutput {
             kind: ExecKind::StageDone,
             set_session: None,
             clear_cookie: false,
+            ended: None,
         };
         let mut session = match input.session.clone() {
             Some(s) => s,
@@ -332,7 +334,7 @@ impl Executor {
                     terminate_others,
                 } => {
                     let lifetime = duration.unwrap_or(self.settings.ttl);
-                    let auth = self.login_auth(flow, &st.context, session, &user);
+                    let auth = self.login_auth(flow, &st.context, session, &user, input.host.as_deref());
                     let fresh = match self
                         .open_session(Some(Arc::new(identity_of(&user))), auth, lifetime)
                         .await
@@ -354,11 +356,17 @@ impl Executor {
                     out.set_session = Some((fresh, duration));
                     out.clear_cookie = false;
                 }
-                StageOutcome::Logout => {
+                StageOutcome::Logout { other_devices } => {
+                    // The whole sign-on ends: this session, the portal's and every session
+                    // derived from it on other hosts (docs/decisions/0012).
+                    let mut ended = self.sessions.end_sign_on(session).await;
                     if let Some(u) = &session.user {
-                        tracing::info!(user = %u.username, "logout");
+                        if other_devices {
+                            ended.other_devices = self.sessions.end_user_sessions(u.user_id, None).await;
+                        }
+                        tracing::info!(user = %u.username, sessions = ended.sessions, "logout");
+                        out.ended = Some(ended);
                     }
-                    self.sessions.end(session).await;
                     let fresh = match self
                         .open_session(None, Default::default(), self.settings.flow_timeout)
                         .await

@@ -84,16 +84,36 @@ impl Executor {
 
     /// The sign-on record of a login by `flow`: its slug, the methods proved in this plan and
     /// the time; joined with the current session's record when the same user steps up.
-    pub(super) fn login_auth(&self, flow: &Flow, context: &FlowContext, session: &Session, user: &User) -> AuthInfo {
+    /// `host` is the request's canonical host without port: the scope of the new session's
+    /// cookie (`*.<domain>` when it lies in `session.cookie_domain`).
+    pub(super) fn login_auth(
+        &self,
+        flow: &Flow,
+        context: &FlowContext,
+        session: &Session,
+        user: &User,
+        host: Option<&str>,
+    ) -> AuthInfo {
+        let scope = match (host, self.settings.cookie_domain.as_deref()) {
+            (Some(h), Some(d)) if crate::config::host_within(h, d) => format!("*.{d}"),
+            (Some(h), _) => h.to_string(),
+            (None, _) => String::new(),
+        };
         let mut auth = AuthInfo {
             flows: [flow.slug.as_str()].into_iter().collect(),
             methods: context.auth_methods.iter().map(String::as_str).collect(),
             auth_method: context.auth_method.clone().unwrap_or_default(),
             at_ms: self.sessions.clock().now_ms(),
+            sign_on: crate::session::new_sign_on(),
+            scope,
         };
         if session.user.as_ref().is_some_and(|u| u.user_id == user.id) {
             auth.flows.extend(session.auth.flows.iter());
             auth.methods.extend(session.auth.methods.iter());
+            // A step-up stays in the same sign-on: one logout still ends everything.
+            if !session.auth.sign_on.is_empty() {
+                auth.sign_on = session.auth.sign_on.clone();
+            }
         }
         auth
     }

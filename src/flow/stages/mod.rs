@@ -55,8 +55,11 @@ pub enum StageOutcome {
         /// Also delete the user's other sessions.
         terminate_others: bool,
     },
-    /// Log the current user out, then continue.
-    Logout,
+    /// Log the current user out (the whole sign-on), then continue.
+    Logout {
+        /// Also end the user's sessions on other devices.
+        other_devices: bool,
+    },
     /// Stage done; send the browser to this URL (the rest of the plan stays parked).
     Redirect(String),
     /// Stage done; continue in another flow, planned now (redirect stage, flow mode).
@@ -168,7 +171,11 @@ pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Ar
         StageDef::Identification(c) => Arc::new(identification::IdentificationStage::from_config(c, all)),
         StageDef::Password(c) => Arc::new(password::PasswordStage::from_config(c)),
         StageDef::UserLogin(c) => Arc::new(user_login::UserLoginStage::from_config(c)),
-        StageDef::UserLogout => Arc::new(user_logout::UserLogoutStage),
+        StageDef::UserLogout {
+            terminate_other_sessions,
+        } => Arc::new(user_logout::UserLogoutStage {
+            other_devices: *terminate_other_sessions,
+        }),
         StageDef::Deny(c) => Arc::new(deny::DenyStage::from_config(c)),
         StageDef::UserWrite(c) => Arc::new(user_write::UserWriteStage::from_config(c)),
         StageDef::UserDelete => Arc::new(user_delete::UserDeleteStage),

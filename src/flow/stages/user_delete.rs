@@ -20,7 +20,7 @@ impl Stage for UserDeleteStage {
                 tracing::info!(user = %user.username, "user deleted");
                 cx.services.sessions.end_user_sessions(user.id, None).await;
                 cx.context.pending_user = None;
-                StageOutcome::Logout
+                StageOutcome::Logout { other_devices: false }
             }
             Err(e) => store_failure(e),
         }

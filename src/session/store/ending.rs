@@ -3,6 +3,26 @@
 
 use super::*;
 
+/// What a logout ended ([`SessionStore::end_sign_on`]), for the page that says so.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ended {
+    /// Where the ended sessions were valid (hosts, `*.<cookie domain>`), sorted, each once.
+    pub scopes: BTreeSet<String>,
+    /// How many sessions ended.
+    pub sessions: usize,
+    /// How many sessions of the user on other devices ended too (`terminate_other_sessions`).
+    pub other_devices: usize,
+}
+
+impl Ended {
+    fn note(&mut self, scope: &str) {
+        self.sessions += 1;
+        if !scope.is_empty() {
+            self.scopes.insert(scope.to_string());
+        }
+    }
+}
+
 impl SessionStore {
     /// Deletes a session here without waiting for the store (see [`SessionStore::end`]):
     /// with a local store it is deleted there in the next batch and never read back.
@@ -33,6 +53,103 @@ impl SessionStore {
         if d.shared {
             if let Err(e) = d.backend.publish(&Event::Session(s.store_key())).await {
                 tracing::error!(error = %e, "session end not announced to other replicas");
+            }
+        }
+    }
+
+    /// Ends the sign-on `s` belongs to (docs/decisions/0012): `s` and every session of the same
+    /// user with the same sign-on id (the portal session and the sessions derived from it on
+    /// other hosts), here, in the store and (shared store) on every replica. Returns what ended.
+    /// A session without a sign-on id (made before they existed) ends alone.
+    pub async fn end_sign_on(&self, s: &Session) -> Ended {
+        let mut ended = Ended::default();
+        ended.note(&s.auth.scope);
+        self.end(s).await;
+        let (Some(user), false) = (s.user.as_ref(), s.auth.sign_on.is_empty()) else {
+            return ended;
+        };
+        let same = |auth: &AuthInfo| auth.sign_on == s.auth.sign_on;
+        let cached: Vec<(Key, String)> = self
+            .cache
+            .iter()
+            .filter(|(k, c)| {
+                **k != s.key && c.user.as_ref().is_some_and(|u| u.user_id == user.user_id) && same(&c.auth)
+            })
+            .map(|(k, c)| (*k, c.auth.scope.clone()))
+            .collect();
+        let mut done: BTreeSet<Key> = BTreeSet::new();
+        for (k, scope) in cached {
+            self.cache.invalidate(&k);
+            self.bury(&k);
+            done.insert(k);
+            ended.note(&scope);
+        }
+        let Some(d) = &self.durable else { return ended };
+        let listed = match d.backend.list(Some(user.user_id)).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.note_err(&e);
+                tracing::error!(
+                    user_id = user.user_id,
+                    "sessions of the sign-on not read from the store"
+                );
+                return ended;
+            }
+        };
+        for (hex_key, rec) in listed {
+            if hex_key == s.store_key() || !same(&rec.auth) {
+                continue;
+            }
+            if let Err(e) = d.backend.delete(&hex_key).await {
+                self.note_err(&e);
+                tracing::error!("a session of the sign-on was not deleted from the store");
+                continue;
+            }
+            if let Some(k) = key_from_hex(&hex_key) {
+                self.cache.invalidate(&k);
+                if !done.insert(k) {
+                    continue;
+                }
+            }
+            ended.note(&rec.auth.scope);
+            if d.shared {
+                if let Err(e) = d.backend.publish(&Event::Session(hex_key)).await {
+                    tracing::error!(error = %e, "session end not announced to other replicas");
+                }
+            }
+        }
+        ended
+    }
+
+    /// Whether the logged-in session stored under `hex_key` (its store key) is still valid:
+    /// from the cache when it holds a current copy, else from the store. Used when a sign-on
+    /// code is redeemed, so a code issued just before a logout logs nobody in.
+    pub async fn alive_by_key(&self, hex_key: &str) -> Result<bool, BackendError> {
+        let Some(key) = key_from_hex(hex_key) else {
+            return Ok(false);
+        };
+        let now = self.clock.now_ms();
+        let cached = self.cache.get(&key);
+        let Some(d) = &self.durable else {
+            return Ok(cached.is_some_and(|s| !s.expired(now)));
+        };
+        if let Some(s) = cached {
+            if !d.shared || now.saturating_sub(s.cached_ms) < NEAR_CACHE_LIFE.as_millis() as u64 {
+                return Ok(!s.expired(now));
+            }
+        } else if !d.shared && d.evicted.contains_key(&key) {
+            return Ok(false);
+        }
+        match d.backend.load(hex_key).await {
+            Ok(rec) => {
+                self.note_ok();
+                Ok(rec.is_some_and(|r| {
+                    r.user.is_some() && now < r.expires_ms && now.saturating_sub(r.last_seen_ms) < r.idle_ms
+                }))
+            }
+            Err(e) => {
+                self.note_err(&e);
+                Err(e)
             }
         }
     }

@@ -36,6 +36,23 @@ pub struct AuthInfo {
     pub auth_method: String,
     /// When the user last authenticated (the latest login or step-up).
     pub at_ms: Millis,
+    /// The sign-on this session belongs to (random, hex): set at login, kept by step-ups and
+    /// copied into the sessions the portal handshake derives on other hosts; logout ends every
+    /// session of the sign-on (docs/decisions/0012). Empty in sessions made before it existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sign_on: String,
+    /// Where the session's cookie is valid, for the logout page: the host, or `*.<domain>`
+    /// with `session.cookie_domain`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scope: String,
+}
+
+/// A new sign-on id: 128 bits from the OS CSPRNG, hex.
+pub fn new_sign_on() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
 }
 
 /// Opaque per-session state owned by the flow executor.
