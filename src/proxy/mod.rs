@@ -36,6 +36,7 @@ use crate::http::respond::{self, Client, Refusal, TooLarge};
 use crate::http::Ui;
 use crate::routing::Router;
 use crate::session::{self, Identity, SessionStore};
+use crate::telemetry::{AppMetrics, RouteKind};
 use async_trait::async_trait;
 use bytes::Bytes;
 pub use checks::{
@@ -75,6 +76,10 @@ pub struct ProxyState {
     pub max_form_bytes: usize,
     /// Policies, for app access bindings.
     pub policies: BTreeMap<String, PolicyDef>,
+    /// Request metrics of each app, by name (resolved when the config is built).
+    pub app_metrics: std::collections::HashMap<String, Arc<AppMetrics>>,
+    /// Request metrics of requests no app answered.
+    pub no_app_metrics: Arc<AppMetrics>,
 }
 
 /// The pingora proxy. The state is swapped whole on reload; each request takes the snapshot
@@ -110,6 +115,10 @@ pub struct RequestCtx {
     request_id: String,
     /// The request's span, entered in every phase.
     span: tracing::Span,
+    /// Which part of the gateway answers (metrics label).
+    route: RouteKind,
+    /// When the request went to the app (upstream latency).
+    upstream_sent: Option<std::time::Instant>,
 }
 
 // === impl RequestCtx ===
@@ -124,6 +133,14 @@ impl RequestCtx {
         self.span.record("user", who.username.as_str());
         self.identity = Some(who);
     }
+}
+
+/// The metrics of the request's app (or of no app).
+fn app_metrics(ctx: &RequestCtx) -> &AppMetrics {
+    ctx.app
+        .as_ref()
+        .and_then(|a| ctx.state.app_metrics.get(a.name.as_str()))
+        .unwrap_or(&ctx.state.no_app_metrics)
 }
 
 fn is_https(session: &Session) -> bool {
@@ -293,6 +310,8 @@ impl ProxyHttp for GatewayProxy {
             client: Client::App { browser: false },
             request_id: String::new(),
             span: tracing::Span::none(),
+            route: RouteKind::App,
+            upstream_sent: None,
         }
     }
 
@@ -319,6 +338,11 @@ impl ProxyHttp for GatewayProxy {
             .is_some_and(|a| a.contains("text/html"));
         ctx.client = Client::App {
             browser: browser && !h.headers.contains_key("upgrade"),
+        };
+        ctx.route = match route {
+            Route::App => RouteKind::App,
+            Route::Ui => RouteKind::Ui,
+            Route::ForwardAuth(_) => RouteKind::ForwardAuth,
         };
         ctx.span = request_id::span(&ctx.request_id, route);
         let span = ctx.span.clone();
@@ -378,6 +402,7 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let _in = ctx.span.clone().entered();
+        ctx.upstream_sent = Some(session::clock::instant_now());
         forwarding::rewrite(req, ctx)
     }
 
@@ -390,6 +415,9 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let _in = ctx.span.clone().entered();
+        if let Some(sent) = ctx.upstream_sent.take() {
+            app_metrics(ctx).upstream(sent.elapsed());
+        }
         let base = ctx.state.cookie.as_str();
         let own = |v: &http::HeaderValue| {
             let v = String::from_utf8_lossy(v.as_bytes());
@@ -452,6 +480,7 @@ impl ProxyHttp for GatewayProxy {
         let _in = ctx.span.clone().entered();
         crate::listen::request_done(session);
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        app_metrics(ctx).request(ctx.route, status);
         tracing::debug!(
             method = %session.req_header().method,
             path = %session.req_header().uri.path(),

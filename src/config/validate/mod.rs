@@ -55,6 +55,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             ("mail", f.mail.is_some()),
             ("ui", f.ui.is_some()),
             ("rate_limits", f.rate_limits.is_some()),
+            ("admin", f.admin.is_some()),
+            ("events", f.events.is_some()),
         ];
         for (key, present) in main_only {
             if present {
@@ -68,6 +70,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     }
 
     let listen = settings::listen(&mut c, main, &base);
+    let admin = settings::admin(&mut c, main, &listen);
+    let events = settings::events(&mut c, main, &base);
     let data_dir = main
         .data_dir
         .as_deref()
@@ -233,6 +237,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         mail,
         ui,
         rate_limits,
+        admin,
+        events,
         notes: Vec::new(),
         texts: sources.iter().map(|s| s.text.clone()).collect(),
         paths: sources

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod answers;
+mod audit;
 mod io;
 mod links;
 mod state;
@@ -235,7 +236,14 @@ impl Executor {
                 st.plan.remove(0);
             };
             let Some(entry) = entry else {
+                self.report_finished(flow, st, input);
                 return self.done(state);
+            };
+            let stage_name: &str = match &entry.inject {
+                Some(Injected::Stage(name)) => name,
+                Some(Injected::Reauthenticate) => "reauthenticate",
+                Some(_) => "mailed_link",
+                None => &flow.bindings[entry.binding].stage,
             };
             let (stage, action) = match &entry.inject {
                 Some(Injected::ConfirmToken(hash)) => {
@@ -313,11 +321,15 @@ impl Executor {
             };
             match outcome {
                 StageOutcome::Challenge(c) => return self.challenge(flow, st, c),
-                StageOutcome::Invalid(c) => match action {
-                    InvalidResponseAction::Retry => return self.challenge(flow, st, c),
-                    action => return self.replan(flow, input, session, state, Replan::Restart(action)).await,
-                },
+                StageOutcome::Invalid(c) => {
+                    self.report_failed(flow, st, input, stage_name, Some(&c));
+                    match action {
+                        InvalidResponseAction::Retry => return self.challenge(flow, st, c),
+                        action => return self.replan(flow, input, session, state, Replan::Restart(action)).await,
+                    }
+                }
                 StageOutcome::Deny(message) => {
+                    self.report_failed(flow, st, input, stage_name, None);
                     if action != InvalidResponseAction::Retry {
                         return self.replan(flow, input, session, state, Replan::Restart(action)).await;
                     }
@@ -349,6 +361,7 @@ impl Executor {
                         tracing::info!(user = %user.username, ended = n, "other sessions terminated");
                     }
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
+                    self.report_login(flow, st, input, &user.username);
                     self.reputation.record(input.client_ip, &user.username, 1).await;
                     *session = fresh.clone();
                     out.set_session = Some((fresh, duration));
@@ -357,6 +370,7 @@ impl Executor {
                 StageOutcome::Logout => {
                     if let Some(u) = &session.user {
                         tracing::info!(user = %u.username, "logout");
+                        self.report_logout(flow, st, input, &u.username);
                     }
                     self.sessions.end(session).await;
                     let fresh = match self
@@ -395,6 +409,7 @@ impl Executor {
                     };
                 }
                 StageOutcome::RateLimited(retry_after) => {
+                    self.report_lockout(flow, st, input, stage_name);
                     let pending = pending_display(st);
                     return ExecKind::RateLimited {
                         flow_info: flow_info(flow, &st.query, st.app.as_deref(), pending.as_deref()),
@@ -411,6 +426,7 @@ impl Executor {
             }
             st.plan.remove(0);
             if st.plan.is_empty() {
+                self.report_finished(flow, st, input);
                 return self.done(state);
             }
             if submitted {
