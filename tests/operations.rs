@@ -27,11 +27,15 @@ struct Ops {
 
 impl Ops {
     async fn start(extra: &str) -> Self {
+        Self::start_on("127.0.0.1:0", extra).await
+    }
+
+    async fn start_on(admin: &str, extra: &str) -> Self {
         let token_dir = tempfile::tempdir().unwrap();
         let token = token_dir.path().join("admin-token");
         std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
         let extra = format!(
-            "{extra}admin: {{ listen: \"127.0.0.1:0\", token_file: \"{}\" }}\nevents: {{ file: events.jsonl }}\n",
+            "{extra}admin: {{ listen: \"{admin}\", token_file: \"{}\" }}\nevents: {{ file: events.jsonl }}\n",
             token.display()
         );
         let gw = TestGateway::start_with(DEFAULT_APP, &extra).await;
@@ -527,4 +531,68 @@ async fn readiness_turns_false_when_the_session_store_is_unreachable() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     ops.gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_acts_through_the_admin_api_while_the_gateway_runs() {
+    let port = unused_port();
+    let ops = Ops::start_on(&format!("127.0.0.1:{port}"), NO_LIMITS).await;
+    let gw = &ops.gw;
+    // The CLI's config names the same database, session store and admin listener.
+    let cli_cfg = gw.dir.path().join("cli.yaml");
+    std::fs::write(
+        &cli_cfg,
+        format!(
+            "listen: {{ http: \"127.0.0.1:0\" }}\ndata_dir: \"{}\"\nadmin: {{ listen: \"127.0.0.1:{port}\", token_file: \"{}\" }}\n",
+            gw.dir.path().display(),
+            ops._token_dir.path().join("admin-token").display()
+        ),
+    )
+    .unwrap();
+    let cli = move |args: &'static [&'static str]| {
+        let cfg = cli_cfg.to_str().unwrap().to_string();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut all = vec![args[0], "-c", cfg.as_str()];
+                all.extend_from_slice(&args[1..]);
+                run_bin(&all, "")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let alice = session_of(gw, "alice", ALICE_PASSWORD).await;
+    let (code, out, err) = cli(&["session", "list", "--user", "alice"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("through the admin API"), "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("\talice\t") && !out.contains(&alice), "{out}");
+    let (code, out, err) = cli(&["user", "disable", "alice"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("disabled alice; ended 1 session(s)"), "{out}");
+    assert!(
+        !logged_in(gw, &alice).await,
+        "the running gateway dropped the session at once"
+    );
+    let (code, out, _) = cli(&["user", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("alice\talice@example.test\tadmins,staff\tinactive"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&["invitation", "create", "crew", "--expires", "1d"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().len() >= 20 && err.contains("?itoken="), "{err}");
+    let events = ops.events();
+    assert!(events
+        .iter()
+        .any(|e| e["event"] == "user_disabled" && e["user"] == "alice"));
+    let mut ops = ops;
+    ops.gw.running.take().unwrap().shutdown().await;
+
+    // The gateway is gone: the same command works on the database directly.
+    let (code, out, err) = cli(&["user", "enable", "alice"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("through the admin API"), "{err}");
+    assert!(out.contains("enabled alice"), "{out}");
 }

@@ -402,7 +402,9 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let _in = ctx.span.clone().entered();
-        ctx.upstream_sent = Some(session::clock::instant_now());
+        if cfg!(not(feature = "bench-no-request-metrics")) {
+            ctx.upstream_sent = Some(session::clock::instant_now());
+        }
         forwarding::rewrite(req, ctx)
     }
 
@@ -416,7 +418,9 @@ impl ProxyHttp for GatewayProxy {
     ) -> Result<()> {
         let _in = ctx.span.clone().entered();
         if let Some(sent) = ctx.upstream_sent.take() {
-            app_metrics(ctx).upstream(sent.elapsed());
+            if cfg!(not(feature = "bench-no-request-metrics")) {
+                app_metrics(ctx).upstream(sent.elapsed());
+            }
         }
         let base = ctx.state.cookie.as_str();
         let own = |v: &http::HeaderValue| {
@@ -480,7 +484,9 @@ impl ProxyHttp for GatewayProxy {
         let _in = ctx.span.clone().entered();
         crate::listen::request_done(session);
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
-        app_metrics(ctx).request(ctx.route, status);
+        if cfg!(not(feature = "bench-no-request-metrics")) {
+            app_metrics(ctx).request(ctx.route, status);
+        }
         tracing::debug!(
             method = %session.req_header().method,
             path = %session.req_header().uri.path(),
