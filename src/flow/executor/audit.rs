@@ -19,14 +19,15 @@ fn pending_username(st: &FlowState) -> Option<&str> {
         .map(|u| u.username.as_str())
 }
 
-/// The first error code of a refused answer (`invalid` when the stage named none).
-fn reason_of(c: &Challenge) -> &str {
-    c.errors
-        .values()
-        .flat_map(|v| v.iter())
-        .map(|e| e.code.as_str())
-        .next()
-        .unwrap_or("invalid")
+/// The reason code of a refused answer: its first error's code and field, such as
+/// `invalid_password`, `invalid_code` or `required_uid_field` (the code alone for errors not
+/// tied to a field; `invalid` when the stage named none).
+fn reason_of(c: &Challenge) -> String {
+    match c.errors.iter().find_map(|(field, v)| v.first().map(|e| (field, e))) {
+        Some((field, e)) if field == "non_field_errors" => e.code.clone(),
+        Some((field, e)) => format!("{}_{field}", e.code),
+        None => "invalid".into(),
+    }
 }
 
 impl Executor {
@@ -69,7 +70,7 @@ impl Executor {
         }
         let (result, reason) = match refused {
             Some(c) => ("failure", reason_of(c)),
-            None => ("denied", "denied"),
+            None => ("denied", "denied".to_string()),
         };
         self.services.telemetry.metrics.login(&flow.slug, result);
         self.event(
@@ -80,7 +81,7 @@ impl Executor {
                 event: "login_failed",
                 user: pending_username(st),
                 result: "failure",
-                reason: Some(reason),
+                reason: Some(&reason),
                 stage: Some(stage),
                 ..Default::default()
             },
