@@ -1,6 +1,6 @@
 //! Operations (SPEC §14, issue 15): the admin listener's `/metrics` scraped and parsed with a
-//! real Prometheus text parser after a scripted session; readiness with the session store
-//! down (a real redis-server, killed); the admin API without, with a wrong and with the right
+//! real Prometheus text parser after a scripted session; readiness with a store down (a real
+//! redis-server killed, a real PostgreSQL stopped); the admin API without, with a wrong and with the right
 //! token; a user disabled through the API loses its live session at once; audit events for
 //! every action of the session, with no password or code in them or in the log.
 #![allow(clippy::disallowed_methods)]
@@ -18,6 +18,8 @@ const ALICE_PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "violet tangerine expedition 77";
 const TOTP_SETUP: &str = "/.flowgate/flow/default-authenticator-totp-setup/";
 const PASSWORD_CHANGE: &str = "/.flowgate/flow/default-password-change-flow/";
+const RECOVERY: &str = "/.flowgate/flow/default-recovery-flow/";
+const BOB_NEW: &str = "bob's brand new passphrase 9";
 
 /// A gateway with an admin listener (token from a file) and an events file.
 struct Ops {
@@ -198,14 +200,22 @@ async fn a_scripted_session_moves_the_metrics_and_writes_audit_events_without_se
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
     // 4. Logout.
     assert_eq!(c.get(gw.url("/logout")).send().await.unwrap().status(), 302);
-    // 5. bob guesses until the limit locks him out.
+    // 5. bob recovers his account through a mailed link.
+    let rc = client();
+    walk(&rc, &gw.url(RECOVERY), &[("uid_field", "bob")]).await;
+    let link = mailed_link(gw, "bob@example.test");
+    let r = walk(&rc, &link, &[]).await;
+    assert!(r.text().await.unwrap().contains("password_repeat"));
+    let r = walk(&rc, &link, &[("password", BOB_NEW), ("password_repeat", BOB_NEW)]).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    // 6. bob guesses until the limit locks him out.
     let mut statuses = Vec::new();
     for _ in 0..6 {
         let r = html_login(&client(), &gw.url(""), "/", "bob", "a guess").await;
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
-    // 6. The admin removes alice's second factor; 7. a reload.
+    // 7. The admin removes alice's second factor; 8. a reload.
     let (s, _) = ops.api(reqwest::Method::DELETE, "/api/users/alice/mfa", None).await;
     assert_eq!(s, 200);
     let cfg = flowgate::Config::load(&gw.dir.path().join("missing.yaml"));
@@ -245,7 +255,8 @@ async fn a_scripted_session_moves_the_metrics_and_writes_audit_events_without_se
         1.0
     );
     assert_eq!(value(&after, "flowgate_reloads_total", &[("result", "error")]), 1.0);
-    assert_eq!(value(&after, "flowgate_sessions_live", &[]), 0.0);
+    // alice logged out; the recovery logged bob in.
+    assert_eq!(value(&after, "flowgate_sessions_live", &[]), 1.0);
     let ok = [("app", "app"), ("route", "app"), ("status", "200")];
     assert_eq!(value(&after, "flowgate_requests_total", &ok), 1.0);
     assert!(
@@ -298,6 +309,8 @@ async fn a_scripted_session_moves_the_metrics_and_writes_audit_events_without_se
         "mfa_added",
         "password_changed",
         "logout",
+        "password_changed",
+        "recovery",
         "login_failed",
         "lockout",
         "mfa_removed",
@@ -340,10 +353,12 @@ async fn a_scripted_session_moves_the_metrics_and_writes_audit_events_without_se
     let mut secrets = vec![
         ALICE_PASSWORD,
         NEW_PASSWORD,
+        BOB_NEW,
         "not alices password",
         "a guess",
         code.as_str(),
         TOKEN,
+        link.split("flow_token=").nth(1).unwrap(),
     ];
     secrets.extend(recovery_codes.iter().map(String::as_str));
     for secret in secrets {
@@ -609,4 +624,27 @@ async fn the_cli_acts_through_the_admin_api_while_the_gateway_runs() {
     assert_eq!(code, 0, "{err}");
     assert!(!err.contains("through the admin API"), "{err}");
     assert!(out.contains("enabled alice"), "{out}");
+}
+
+#[tokio::test]
+async fn readiness_turns_false_when_the_user_database_is_unreachable() {
+    use crate::common::postgres::{Backend, Fresh};
+    let mut fresh = Fresh::new(Backend::Postgres).await;
+    let ops = Ops::start(&format!("{NO_LIMITS}{}", fresh.identity_yaml())).await;
+    let c = bare_client();
+    let ready = || async {
+        let r = c.get(ops.admin("/health/ready")).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    fresh.pg.as_mut().unwrap().stop();
+    let (s, v) = ready().await;
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["checks"]["user_store"], "unreachable");
+    assert_eq!(v["checks"]["session_store"], "ok");
+    let s = ops.scrape().await;
+    assert!(value(&s, "flowgate_store_errors_total", &[("store", "users")]) >= 1.0);
+    fresh.pg.as_mut().unwrap().start_again();
+    assert_eq!(ready().await.0, 200, "ready again once PostgreSQL is back");
+    ops.gw.stop().await;
 }
