@@ -15,6 +15,7 @@
 #                                    # dir, port+1) as flowgate-base / flowgate-base-skip in the
 #                                    # same run: the no-regression check of a refactor;
 #                                    # FLOWGATE_BASELINE_SED edits its config for keys it predates
+#   SKIP_BUILD=1 benches/load.sh     # times target/release/flowgate and bare_pingora as they are
 # Needs root (the kit installs nginx, apache2, wrk, curl when missing).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,7 +27,7 @@ trap 'kill "${FG_PID:-}" "${BARE_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; rm
 "$KIT/install.sh"
 cd "$ROOT"
 ./dev deps
-cargo build --release --locked --bin flowgate --example bare_pingora >&2
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked --bin flowgate --example bare_pingora >&2
 
 # flowgate in front of the kit's nginx upstream, which the kit's run.sh starts (benches/lib.sh).
 UPSTREAM_PORT=18080

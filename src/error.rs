@@ -39,4 +39,7 @@ pub enum GatewayError {
     /// The session store (`session.store`) could not be opened.
     #[error("session store: {0}")]
     SessionStore(String),
+    /// The audit events file (`events.file`) could not be opened.
+    #[error("events file: {0}")]
+    Events(String),
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms)]
 
+pub mod admin;
 pub mod blueprint;
 pub mod config;
 pub mod demo;
@@ -21,6 +22,7 @@ pub mod outbound;
 pub mod proxy;
 pub mod routing;
 pub mod session;
+pub mod telemetry;
 pub mod tls;
 
 pub use config::Config;
@@ -74,6 +76,10 @@ pub struct Running {
     pub users: UserStore,
     /// The session store.
     pub sessions: SessionStore,
+    /// Bound admin listener address (`admin.listen`).
+    pub admin_addr: Option<SocketAddr>,
+    /// Metrics and audit events.
+    pub telemetry: telemetry::Telemetry,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     app: Arc<ProxyApp>,
@@ -148,10 +154,30 @@ impl Gateway {
         for n in &config.notes {
             tracing::warn!("{n}");
         }
+        let telemetry = {
+            let clock = opts.clock.clone();
+            let ev = &config.events;
+            let metrics = Arc::new(telemetry::Metrics::new());
+            let audit = telemetry::Audit::new(
+                ev.file.as_deref(),
+                ev.max_bytes,
+                ev.keep,
+                Arc::new(move || session::Clock::now_ms(&*clock)),
+            )
+            .map_err(|e| {
+                let file = ev.file.as_deref().unwrap_or(std::path::Path::new("")).display();
+                GatewayError::Events(format!("{file}: {e}"))
+            })?
+            .counted_in(metrics.clone());
+            telemetry::Telemetry { metrics, audit }
+        };
         let s = &config.session;
-        let backend = session::revoke::open_backend(&config)
-            .await
-            .map_err(|e| GatewayError::SessionStore(e.to_string()))?;
+        let backend: Arc<dyn session::Backend> = Arc::new(session::metered::Metered::new(
+            session::revoke::open_backend(&config)
+                .await
+                .map_err(|e| GatewayError::SessionStore(e.to_string()))?,
+            telemetry.metrics.clone(),
+        ));
         let sessions = SessionStore::with_backend(
             s.max_sessions,
             s.max_pending_flows,
@@ -185,6 +211,7 @@ impl Gateway {
             counters,
             mail_queue: outbound::mail_queue::MailQueue::start()
                 .map_err(|e| GatewayError::Mail(format!("mail thread: {e}")))?,
+            telemetry: telemetry.clone(),
         };
         let state = build_state(&config, &shared)?;
         let current = Arc::new(arc_swap::ArcSwap::from_pointee(state));
@@ -239,12 +266,33 @@ impl Gateway {
                 deadlines,
             )));
         }
-        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, http = ?http_addr, https = ?https_addr, "flowgate started");
+        let admin_addr = match &config.admin {
+            Some(a) => {
+                let l = TcpListener::bind(a.listen)
+                    .await
+                    .map_err(|source| GatewayError::Bind { addr: a.listen, source })?;
+                let addr = l.local_addr().ok();
+                let admin = Arc::new(admin::Admin {
+                    token: a.token.clone(),
+                    telemetry: telemetry.clone(),
+                    users: users.clone(),
+                    sessions: sessions.clone(),
+                    clock: opts.clock.clone(),
+                    slots: slots.clone(),
+                });
+                tasks.push(tokio::spawn(admin::serve(l, admin, rx.clone())));
+                addr
+            }
+            None => None,
+        };
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), config = %config.source, http = ?http_addr, https = ?https_addr, admin = ?admin_addr, "flowgate started");
         Ok(Running {
             http_addr,
             https_addr,
             users,
             sessions,
+            admin_addr,
+            telemetry,
             shutdown: tx,
             tasks,
             app,
@@ -288,6 +336,8 @@ struct Shared {
     counters: Option<session::counters::RedisCounters>,
     /// Mail leaves from here, off the request path.
     mail_queue: outbound::mail_queue::MailQueue,
+    /// Metrics and audit events.
+    telemetry: telemetry::Telemetry,
 }
 
 /// Rate-limit settings with the limiters built from them.
@@ -332,6 +382,7 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         title: config.ui.title.clone(),
         limits: shared.limits_for(&config.rate_limits),
         reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
+        telemetry: shared.telemetry.clone(),
     });
     let executor = Executor {
         reg: registry,
@@ -367,6 +418,12 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         policies: config.policies.clone(),
         cookie_domain: config.session.cookie_domain.is_some(),
         portal_hosts: config.portal.as_ref().map(|p| p.app_hosts.clone()).unwrap_or_default(),
+        app_metrics: config
+            .apps
+            .iter()
+            .map(|a| (a.name.clone(), shared.telemetry.metrics.app(&a.name)))
+            .collect(),
+        no_app_metrics: shared.telemetry.metrics.app(telemetry::metrics::NO_APP),
     })
 }
 
@@ -413,6 +470,12 @@ fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
         ("limits.header_timeout", ol.header_timeout != nl.header_timeout),
         ("limits.keepalive_timeout", ol.keepalive_timeout != nl.keepalive_timeout),
         ("limits.shutdown_timeout", ol.shutdown_timeout != nl.shutdown_timeout),
+        (
+            "admin",
+            old.admin.as_ref().map(|a| (a.listen, a.token.clone()))
+                != new.admin.as_ref().map(|a| (a.listen, a.token.clone())),
+        ),
+        ("events", old.events != new.events),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
@@ -435,6 +498,24 @@ impl Running {
     /// on the old one, sessions and the user store are kept. Settings that need a restart
     /// (listeners, the database, session sizing) are kept as they are and logged.
     pub fn reload_with(&self, config: Config) -> Result<(), ReloadError> {
+        let result = self.swap_config(config);
+        self.note_reload(result.is_ok(), result.as_ref().err().map(|_| "build_failed"));
+        result
+    }
+
+    /// Counts a reload and writes its audit event.
+    fn note_reload(&self, ok: bool, reason: Option<&str>) {
+        let t = &self.shared.telemetry;
+        t.metrics.reload(ok);
+        t.audit.emit(telemetry::AuditEvent {
+            event: "reload",
+            result: if ok { "success" } else { "failure" },
+            reason,
+            ..Default::default()
+        });
+    }
+
+    fn swap_config(&self, config: Config) -> Result<(), ReloadError> {
         let state = build_state(&config, &self.shared)?;
         let Ok(mut old) = self.running_config.lock() else {
             return Err(ReloadError::Build(GatewayError::Templates(
@@ -454,9 +535,13 @@ impl Running {
     /// Reads `path` and reloads; on any error the running config stays and every error is
     /// logged and returned.
     pub fn reload(&self, path: &std::path::Path) -> Result<(), ReloadError> {
-        let result = Config::load(path)
-            .map_err(ReloadError::from)
-            .and_then(|c| self.reload_with(c));
+        let result = match Config::load(path) {
+            Ok(c) => self.reload_with(c),
+            Err(e) => {
+                self.note_reload(false, Some("invalid_config"));
+                Err(ReloadError::from(e))
+            }
+        };
         if let Err(e) = &result {
             for line in e.to_string().lines() {
                 tracing::error!("reload refused: {line}");

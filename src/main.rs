@@ -19,8 +19,12 @@ const EXIT_USAGE: u8 = 64;
 
 #[path = "cli/accounts.rs"]
 mod accounts;
+#[path = "cli/admin_client.rs"]
+mod admin_client;
 #[path = "cli/import.rs"]
 mod import;
+#[path = "cli/live.rs"]
+mod live;
 #[path = "cli/sessions.rs"]
 mod sessions;
 use accounts::{invitation_cmd, open_store, read_password, user_cmd, InvitationCmd, UserCmd};
@@ -84,6 +88,8 @@ enum Cmd {
         #[command(subcommand)]
         action: InvitationCmd,
     },
+    /// Print the JSON Schema of the configuration file (for editors; docs/configuration.md).
+    Schema,
     /// Hash a password read from standard input (argon2id PHC string).
     HashPassword,
     /// Show the plan a flow would get for a user, with every policy result and its timing.
@@ -193,6 +199,10 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_USAGE)
             }
         },
+        Cmd::Schema => {
+            print!("{}", flowgate::config::schema::json_schema());
+            ExitCode::SUCCESS
+        }
         Cmd::HashPassword => match read_password("Password: ").and_then(|pw| {
             let h = PasswordHasher::new(HashParams::default());
             h.hash_blocking(&pw).map_err(|e| anyhow::anyhow!("{e}"))
@@ -277,6 +287,10 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         Cmd::Demo { listen } => demo(listen).await,
         Cmd::User { config, action } => {
             let cfg = load_or_usage(&config)?;
+            let is_passwd = matches!(action, UserCmd::Passwd { .. });
+            if let (false, Some(c)) = (is_passwd, admin_client::AdminClient::connect(&cfg).await) {
+                return live::user(&c, action).await;
+            }
             let store = open_store(&cfg).await?;
             let r = user_cmd(&cfg, &store, action).await;
             store.close().await;
@@ -285,6 +299,9 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
         }
         Cmd::Session { config, action } => {
             let cfg = load_or_usage(&config)?;
+            if let Some(c) = admin_client::AdminClient::connect(&cfg).await {
+                return live::session(&c, action).await;
+            }
             let store = open_store(&cfg).await?;
             let r = sessions::session_cmd(&cfg, &store, action).await;
             store.close().await;
@@ -296,6 +313,9 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 if flow_or_usage(&cfg, f).is_none() {
                     return Ok(ExitCode::from(64));
                 }
+            }
+            if let Some(c) = admin_client::AdminClient::connect(&cfg).await {
+                return live::invitation(&c, action).await;
             }
             let store = open_store(&cfg).await?;
             let r = invitation_cmd(&store, action).await;
@@ -397,7 +417,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
         }
         Cmd::Import { files, out, strict } => import_cmd(&files, out.as_deref(), strict),
-        Cmd::Check { .. } | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
+        Cmd::Check { .. } | Cmd::Schema | Cmd::HashPassword | Cmd::Cert { .. } => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -563,7 +563,7 @@ async fn html_login_over_http2_in_chromium() {
     gw.stop().await;
 }
 
-/// SSO-5, SSO-8 (docs/decisions/0012): Chromium reaches four host names on flowgate
+/// SSO-5, SSO-8 (docs/decisions/0013): Chromium reaches four host names on flowgate
 /// (`--host-resolver-rules`): wiki and git under `session.cookie_domain`, other.test through the
 /// portal auth.example.test. One login on the portal opens all three apps; a logout on wiki
 /// ends the sign-on, so the others ask for a login again. The apps never see the code.

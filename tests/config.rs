@@ -72,3 +72,27 @@ fn check_command_exit_codes() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(64));
 }
+
+#[test]
+fn the_shipped_schema_is_what_flowgate_schema_prints() {
+    let generated = flowgate::config::schema::json_schema();
+    let shipped = std::fs::read_to_string("docs/flowgate.schema.json").unwrap_or_default();
+    assert!(
+        shipped == generated,
+        "docs/flowgate.schema.json is stale: run `flowgate schema > docs/flowgate.schema.json`"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_flowgate"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), generated);
+    // It describes the file: top-level keys, closed objects, the stage tag.
+    let v: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    for key in ["listen", "session", "apps", "flows", "stages", "admin", "events"] {
+        assert!(v["properties"].get(key).is_some(), "{key} missing");
+    }
+    assert_eq!(v["additionalProperties"], false);
+    assert!(generated.contains("\"authenticator_validate\""));
+    assert!(v["$defs"]["RawAdmin"]["properties"].get("token_env").is_some());
+}

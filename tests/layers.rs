@@ -12,9 +12,11 @@ use std::path::{Path, PathBuf};
 /// The layer table: a module may import from its own layer and the layers below (smaller
 /// numbers), never from above. Every top-level module of `src/` must be listed.
 const LAYERS: &[(&str, u8)] = &[
-    // 0: leaves with no crate imports: input limits and the expression engine.
+    // 0: leaves with no crate imports: input limits, the expression engine, telemetry (metrics,
+    //    audit events).
     ("input_limits", 0),
     ("expression", 0),
+    ("telemetry", 0),
     // 1: the configuration model and its validation, with its value types (`config::values`).
     ("config", 1),
     // 2: what the engine runs on: users, sessions, outbound calls, TLS, listeners, routing
@@ -34,6 +36,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("error", 4),
     // 5: the library's wiring: loading (blueprint expansion), the demo upstream, `lib.rs`.
     ("loader", 5),
+    ("admin", 5),
     ("demo", 5),
     ("lib", 5),
     // 6: the binary.

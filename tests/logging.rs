@@ -65,10 +65,38 @@ async fn login_logs_no_secrets() {
     )
     .await;
     assert_eq!(all_mail(&gw).len(), 1, "the recovery mail is sent ({})", r.status());
+    // A login with a second factor: the OTP code must not reach the log either.
+    let code = {
+        use flowgate::identity::mfa;
+        use flowgate::session::clock::Clock;
+        let bob = users(&gw).get_by_username("bob").await.unwrap().unwrap();
+        let secret = mfa::new_totp_secret();
+        users(&gw)
+            .add_totp_device(bob.id, "app", &secret, 6, gw.clock.now_ms(), None)
+            .await
+            .unwrap();
+        mfa::totp_code(&secret, mfa::totp_step(gw.clock.now_ms()), 6)
+    };
+    let c = client();
+    let flow = gw.url("/.flowgate/flow/default-authentication-flow/");
+    walk(&c, &flow, &[("uid_field", "bob")]).await;
+    walk(&c, &flow, &[("password", BOB_PASSWORD)]).await;
+    let r = walk(&c, &flow, &[("code", code.as_str())]).await;
+    assert_eq!(r.status(), 302, "the code is accepted: {}", r.text().await.unwrap());
     gw.stop().await;
     let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
     assert!(logs.contains("login"), "the capture works: {logs}");
-    for secret in [planted, ALICE_PASSWORD, id.as_str()] {
+    // The audit events (SPEC §14) are in the log as JSON lines under their own target.
+    let audit: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| l.split_once(" flowgate::audit: "))
+        .map(|(_, json)| serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}")))
+        .collect();
+    let events: Vec<&str> = audit.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["login_failed", "login", "logout", "login"], "{audit:?}");
+    assert_eq!(audit[0]["reason"], "invalid_password");
+    assert_eq!(audit[3]["user"], "bob");
+    for secret in [planted, ALICE_PASSWORD, BOB_PASSWORD, id.as_str(), code.as_str()] {
         if let Some(i) = logs.find(secret) {
             panic!(
                 "{secret:?} appeared in the logs: ...{}...",

@@ -37,6 +37,7 @@ mod inspect;
 mod layers;
 mod login;
 mod mailed_links;
+mod operations;
 mod outbound;
 mod password_policies;
 mod paths_and_hosts;

@@ -34,8 +34,23 @@ pub(crate) enum UserCmd {
     },
     /// List users.
     List,
-    /// Delete a user.
+    /// Delete a user (its sessions end on every replica).
     Delete {
+        /// Username.
+        username: String,
+    },
+    /// Deactivate a user: no login, and its sessions end on every replica.
+    Disable {
+        /// Username.
+        username: String,
+    },
+    /// Reactivate a user.
+    Enable {
+        /// Username.
+        username: String,
+    },
+    /// Remove a user's TOTP devices and recovery codes (it sets up a new second factor).
+    ResetMfa {
         /// Username.
         username: String,
     },
@@ -171,7 +186,10 @@ pub(crate) async fn user_cmd(cfg: &Config, store: &UserStore, action: UserCmd) -
             println!("password changed for {username}");
             // A new password ends every session of the user, on every replica.
             if let Some(u) = store.get_by_username(&username).await? {
-                let n = super::sessions::end_user_sessions(cfg, u.id).await?;
+                let n = match super::admin_client::AdminClient::connect(cfg).await {
+                    Some(c) => super::live::end_sessions(&c, &username).await? as usize,
+                    None => super::sessions::end_user_sessions(cfg, u.id).await?,
+                };
                 println!("ended {n} session(s) of {username}");
             }
         }
@@ -199,8 +217,40 @@ pub(crate) async fn user_cmd(cfg: &Config, store: &UserStore, action: UserCmd) -
                 anyhow::bail!("no user named {username}");
             }
         }
+        UserCmd::Disable { username } => {
+            let u = found(store, &username).await?;
+            let up = flowgate::identity::UserUpdate {
+                is_active: Some(false),
+                ..Default::default()
+            };
+            store.update_user(u.id, up).await?;
+            let n = super::sessions::end_user_sessions(cfg, u.id).await?;
+            println!("disabled {username}; ended {n} session(s)");
+        }
+        UserCmd::Enable { username } => {
+            let u = found(store, &username).await?;
+            let up = flowgate::identity::UserUpdate {
+                is_active: Some(true),
+                ..Default::default()
+            };
+            store.update_user(u.id, up).await?;
+            super::sessions::user_changed(cfg, u.id).await?;
+            println!("enabled {username}");
+        }
+        UserCmd::ResetMfa { username } => {
+            let u = found(store, &username).await?;
+            store.delete_mfa(u.id).await?;
+            println!("removed the second factors of {username}");
+        }
     }
     Ok(())
+}
+
+async fn found(store: &UserStore, username: &str) -> anyhow::Result<flowgate::identity::User> {
+    store
+        .get_by_username(username)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no user named {username}"))
 }
 
 /// Reads one line from standard input (a password; never echoed back or logged).

@@ -95,3 +95,9 @@ pub(crate) async fn end_user_sessions(cfg: &Config, user_id: i64) -> anyhow::Res
     let backend: std::sync::Arc<dyn Backend> = revoke::open_backend(cfg).await?;
     Ok(revoke::revoke_user(backend.as_ref(), user_id).await?)
 }
+
+/// After `flowgate user enable`: every replica drops its cached copy of the user.
+pub(crate) async fn user_changed(cfg: &Config, user_id: i64) -> anyhow::Result<()> {
+    let backend: std::sync::Arc<dyn Backend> = revoke::open_backend(cfg).await?;
+    Ok(revoke::user_changed(backend.as_ref(), user_id).await?)
+}

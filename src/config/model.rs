@@ -91,12 +91,53 @@ pub struct Config {
     pub rate_limits: super::values::ratelimit::RateLimitSettings,
     /// The sign-on portal for apps outside `session.cookie_domain` (`portal:`).
     pub portal: Option<PortalSettings>,
+    /// The admin listener (metrics, health, admin API), when configured.
+    pub admin: Option<AdminSettings>,
+    /// Where audit events go besides the log.
+    pub events: EventSettings,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.
     pub texts: Vec<String>,
     /// The files read from disk (main, included, imported blueprints), for reload watching.
     pub paths: Vec<PathBuf>,
+}
+
+/// Default `events.max_bytes`: the events file is rotated at 10 MiB.
+pub const DEFAULT_EVENTS_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Default `events.keep`: rotated event files kept (`events.jsonl.1` … `.5`).
+pub const DEFAULT_EVENTS_KEEP: u32 = 5;
+/// Shortest admin token accepted, in bytes.
+pub const MIN_ADMIN_TOKEN_BYTES: usize = 16;
+
+/// `admin:`: the admin listener.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Bind address (never a public listener's).
+    pub listen: SocketAddr,
+    /// Bearer token of the admin API; `None`: the API answers 403 (metrics and health stay).
+    pub token: Option<super::values::secret::Secret>,
+}
+
+/// `events:`: the audit events file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventSettings {
+    /// JSON-lines file; `None`: events go to the log only.
+    pub file: Option<PathBuf>,
+    /// Size in bytes at which the file is rotated.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub keep: u32,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            file: None,
+            max_bytes: DEFAULT_EVENTS_MAX_BYTES,
+            keep: DEFAULT_EVENTS_KEEP,
+        }
+    }
 }
 
 /// Listener addresses.
@@ -156,7 +197,7 @@ pub fn host_within(host: &str, domain: &str) -> bool {
 }
 
 /// `portal:`: the host that runs the sign-on for apps outside `session.cookie_domain`
-/// (docs/decisions/0012-sign-on-portal-handshake.md).
+/// (docs/decisions/0013-sign-on-portal-handshake.md).
 #[derive(Debug, Clone)]
 pub struct PortalSettings {
     /// The portal's host name (canonical, without port).

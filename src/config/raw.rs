@@ -3,12 +3,13 @@
 //! keys one to one and are documented in `docs/configuration.md`.
 #![allow(missing_docs)]
 
+use schemars::JsonSchema;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 
 /// `config/flowgate.yaml`, or any included file (includes may only hold flows, stages and policies).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFile {
     pub listen: Option<RawListen>,
@@ -38,10 +39,36 @@ pub struct RawFile {
     pub ui: Option<RawUi>,
     pub rate_limits: Option<RawRateLimits>,
     pub portal: Option<RawPortal>,
+    pub admin: Option<RawAdmin>,
+    pub events: Option<RawEvents>,
+}
+
+/// `admin:`: the admin listener (metrics, health, admin API; docs/configuration.md).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Address of the admin listener (`IP:PORT`); never a public listener's address.
+    pub listen: String,
+    /// Environment variable holding the admin API's bearer token.
+    pub token_env: Option<String>,
+    /// File holding the admin API's bearer token.
+    pub token_file: Option<String>,
+}
+
+/// `events:`: audit events (they also go to the log).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    /// JSON-lines file the events are appended to.
+    pub file: Option<String>,
+    /// Size in bytes at which the file is rotated.
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept (`events.jsonl.1` …).
+    pub keep: Option<u32>,
 }
 
 /// `rate_limits:`: `N/duration` or `off` for each.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimits {
     pub password_per_ip: Option<String>,
@@ -53,14 +80,14 @@ pub struct RawRateLimits {
     pub signup_per_ip: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawListen {
     pub http: Option<String>,
     pub https: Option<RawHttps>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttps {
     pub addr: String,
@@ -68,7 +95,7 @@ pub struct RawHttps {
     pub key: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSession {
     pub cookie: Option<String>,
@@ -83,13 +110,13 @@ pub struct RawSession {
 }
 
 /// `portal:` (single sign-on for apps outside `session.cookie_domain`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPortal {
     pub host: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     pub url: Option<String>,
@@ -98,7 +125,7 @@ pub struct RawRedis {
     pub key_prefix: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
     pub database: Option<String>,
@@ -109,7 +136,7 @@ pub struct RawIdentity {
     pub reserved_usernames: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawArgon2 {
     pub memory_kib: Option<u32>,
@@ -117,14 +144,14 @@ pub struct RawArgon2 {
     pub parallelism: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogout {
     pub path: Option<String>,
     pub flow: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_form_bytes: Option<usize>,
@@ -135,7 +162,7 @@ pub struct RawLimits {
     pub shutdown_timeout: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApp {
     pub name: String,
@@ -162,7 +189,7 @@ pub enum RawHeaders {
     Custom(RawCustomHeaders),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCustomHeaders {
     pub user: Option<String>,
@@ -171,6 +198,21 @@ pub struct RawCustomHeaders {
     pub name: Option<String>,
     pub uid: Option<String>,
     pub groups_separator: Option<String>,
+}
+
+impl JsonSchema for RawHeaders {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RawHeaders".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let custom = generator.subschema_for::<RawCustomHeaders>();
+        let presets: Vec<&str> = super::presets::PRESET_NAMES.to_vec();
+        schemars::json_schema!({
+            "description": "A preset name or a map of custom header names.",
+            "anyOf": [ { "type": "string", "enum": presets }, custom ]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for RawHeaders {
@@ -196,7 +238,7 @@ impl<'de> Deserialize<'de> for RawHeaders {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawFlow {
     pub slug: String,
@@ -213,7 +255,7 @@ pub struct RawFlow {
     pub bindings: Vec<RawBinding>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBinding {
     pub stage: String,
@@ -227,7 +269,7 @@ pub struct RawBinding {
 }
 
 /// A policy binding: exactly one of `policy`, `group` or `user`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPolicyBinding {
     pub policy: Option<String>,
@@ -241,7 +283,7 @@ pub struct RawPolicyBinding {
 }
 
 /// A stage definition, tagged by `type:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawStage {
     Identification {
@@ -333,7 +375,7 @@ pub enum RawStage {
 }
 
 /// One field of a prompt stage.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPromptField {
     pub field_key: String,
@@ -350,7 +392,7 @@ pub struct RawPromptField {
 }
 
 /// `mail:`: how the email stage sends.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMail {
     pub transport: Option<String>,
@@ -367,7 +409,7 @@ pub struct RawMail {
 }
 
 /// `ui:`: page look.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUi {
     pub title: Option<String>,
@@ -375,7 +417,7 @@ pub struct RawUi {
 }
 
 /// A policy definition, tagged by `type:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawPolicy {
     Dummy {

@@ -224,4 +224,6 @@ pub struct Services {
     pub limits: Arc<super::ratelimit::RateLimits>,
     /// Usernames nobody may choose (`identity.reserved_usernames`).
     pub reserved_usernames: crate::identity::names::ReservedNames,
+    /// Metrics and audit events.
+    pub telemetry: crate::telemetry::Telemetry,
 }

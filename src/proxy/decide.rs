@@ -157,7 +157,7 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
 /// with `next=<original>` when `original` (path and query) passes [`safe_next`]; an unsafe
 /// original is left out, so the flow ends on its default. `None` when no flow applies.
 /// On a host that signs in through the portal (`host`, canonical, may carry a port), the
-/// handshake's first step on this host instead (docs/decisions/0012).
+/// handshake's first step on this host instead (docs/decisions/0013).
 pub(crate) async fn login_url(
     state: &ProxyState,
     app: &App,

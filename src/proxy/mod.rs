@@ -36,6 +36,7 @@ use crate::http::respond::{self, Client, Refusal, TooLarge};
 use crate::http::Ui;
 use crate::routing::Router;
 use crate::session::{self, Identity, SessionStore};
+use crate::telemetry::{AppMetrics, RouteKind};
 use async_trait::async_trait;
 use bytes::Bytes;
 pub use checks::{
@@ -79,6 +80,10 @@ pub struct ProxyState {
     pub cookie_domain: bool,
     /// App hosts that sign in through the portal (`portal:`); empty without one.
     pub portal_hosts: std::collections::BTreeSet<String>,
+    /// Request metrics of each app, by name (resolved when the config is built).
+    pub app_metrics: std::collections::HashMap<String, Arc<AppMetrics>>,
+    /// Request metrics of requests no app answered.
+    pub no_app_metrics: Arc<AppMetrics>,
 }
 
 /// The pingora proxy. The state is swapped whole on reload; each request takes the snapshot
@@ -114,6 +119,10 @@ pub struct RequestCtx {
     request_id: String,
     /// The request's span, entered in every phase.
     span: tracing::Span,
+    /// Which part of the gateway answers (metrics label).
+    route: RouteKind,
+    /// When the request went to the app (upstream latency).
+    upstream_sent: Option<std::time::Instant>,
 }
 
 // === impl RequestCtx ===
@@ -128,6 +137,14 @@ impl RequestCtx {
         self.span.record("user", who.username.as_str());
         self.identity = Some(who);
     }
+}
+
+/// The metrics of the request's app (or of no app).
+fn app_metrics(ctx: &RequestCtx) -> &AppMetrics {
+    ctx.app
+        .as_ref()
+        .and_then(|a| ctx.state.app_metrics.get(a.name.as_str()))
+        .unwrap_or(&ctx.state.no_app_metrics)
 }
 
 fn is_https(session: &Session) -> bool {
@@ -303,6 +320,8 @@ impl ProxyHttp for GatewayProxy {
             client: Client::App { browser: false },
             request_id: String::new(),
             span: tracing::Span::none(),
+            route: RouteKind::App,
+            upstream_sent: None,
         }
     }
 
@@ -329,6 +348,11 @@ impl ProxyHttp for GatewayProxy {
             .is_some_and(|a| a.contains("text/html"));
         ctx.client = Client::App {
             browser: browser && !h.headers.contains_key("upgrade"),
+        };
+        ctx.route = match route {
+            Route::App => RouteKind::App,
+            Route::Ui => RouteKind::Ui,
+            Route::ForwardAuth(_) => RouteKind::ForwardAuth,
         };
         ctx.span = request_id::span(&ctx.request_id, route);
         let span = ctx.span.clone();
@@ -388,6 +412,9 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let _in = ctx.span.clone().entered();
+        if cfg!(not(feature = "bench-no-request-metrics")) {
+            ctx.upstream_sent = Some(session::clock::instant_now());
+        }
         forwarding::rewrite(req, ctx)
     }
 
@@ -400,6 +427,11 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let _in = ctx.span.clone().entered();
+        if let Some(sent) = ctx.upstream_sent.take() {
+            if cfg!(not(feature = "bench-no-request-metrics")) {
+                app_metrics(ctx).upstream(sent.elapsed());
+            }
+        }
         let base = ctx.state.cookie.as_str();
         let own = |v: &http::HeaderValue| {
             let v = String::from_utf8_lossy(v.as_bytes());
@@ -462,6 +494,9 @@ impl ProxyHttp for GatewayProxy {
         let _in = ctx.span.clone().entered();
         crate::listen::request_done(session);
         let status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+        if cfg!(not(feature = "bench-no-request-metrics")) {
+            app_metrics(ctx).request(ctx.route, status);
+        }
         tracing::debug!(
             method = %session.req_header().method,
             path = %session.req_header().uri.path(),

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod clock;
 pub mod counters;
 pub mod local;
+pub mod metered;
 mod names;
 pub mod redis;
 pub mod revoke;

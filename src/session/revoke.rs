@@ -61,6 +61,17 @@ pub enum RevokeError {
 /// Ends one session, named by a tag (a hex prefix of its key, at least 8 characters, as
 /// `session list` prints it) or by the full session id. Returns the tag.
 pub async fn revoke_one(backend: &dyn Backend, what: &str, now_ms: u64) -> Result<String, RevokeError> {
+    let (key, _) = revoke_key(backend, what, now_ms).await?;
+    Ok(key.chars().take(TAG_CHARS).collect())
+}
+
+/// [`revoke_one`], returning the ended session's whole store key and its record (for the
+/// admin API, which also drops it from its own process's caches at once and names the user).
+pub async fn revoke_key(
+    backend: &dyn Backend,
+    what: &str,
+    now_ms: u64,
+) -> Result<(String, StoredSession), RevokeError> {
     let what = what.trim();
     let key = if super::is_well_formed_id(what) && !what.bytes().all(|b| b.is_ascii_hexdigit()) {
         super::backend::key_of(what)
@@ -82,12 +93,12 @@ pub async fn revoke_one(backend: &dyn Backend, what: &str, now_ms: u64) -> Resul
         return Err(RevokeError::Malformed);
     };
     let _ = now_ms;
-    if backend.load(&key).await?.is_none() {
+    let Some(record) = backend.load(&key).await? else {
         return Err(RevokeError::NotFound(what.into()));
-    }
+    };
     backend.delete(&key).await?;
     backend.publish(&Event::Session(key.clone())).await?;
-    Ok(key.chars().take(TAG_CHARS).collect())
+    Ok((key, record))
 }
 
 /// Ends every session of a user on every replica; returns how many were in the store.

@@ -1,4 +1,4 @@
-//! Sign-on codes of the portal handshake (docs/decisions/0012): the portal issues one when it
+//! Sign-on codes of the portal handshake (docs/decisions/0013): the portal issues one when it
 //! sends a browser back to an app host, and the app host redeems it, server-side, for a
 //! session of its own.
 //!

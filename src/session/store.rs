@@ -217,6 +217,18 @@ impl SessionStore {
         self.durable.as_ref().is_some_and(|d| d.shared)
     }
 
+    /// The store behind the caches (`None` for the memory-only test store): the admin API
+    /// lists and revokes through it.
+    pub fn backend(&self) -> Option<Arc<dyn Backend>> {
+        self.durable.as_ref().map(|d| d.backend.clone())
+    }
+
+    /// Applies `ev` to this instance's caches at once (an action taken in this process),
+    /// ahead of its delivery on the invalidation channel.
+    pub fn apply_now(&self, ev: Event) {
+        self.apply(Signal::Event(ev));
+    }
+
     /// Whether sessions are written to a store (anything but the memory-only test store).
     pub fn is_durable(&self) -> bool {
         self.durable.is_some()

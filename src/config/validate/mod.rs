@@ -57,6 +57,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
             ("ui", f.ui.is_some()),
             ("rate_limits", f.rate_limits.is_some()),
             ("portal", f.portal.is_some()),
+            ("admin", f.admin.is_some()),
+            ("events", f.events.is_some()),
         ];
         for (key, present) in main_only {
             if present {
@@ -70,6 +72,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     }
 
     let listen = settings::listen(&mut c, main, &base);
+    let admin = settings::admin(&mut c, main, &listen);
+    let events = settings::events(&mut c, main, &base);
     let data_dir = main
         .data_dir
         .as_deref()
@@ -238,6 +242,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         ui,
         rate_limits,
         portal,
+        admin,
+        events,
         notes: Vec::new(),
         texts: sources.iter().map(|s| s.text.clone()).collect(),
         paths: sources

@@ -47,6 +47,81 @@ pub(super) fn listen(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> List
     Listen { http, https }
 }
 
+/// Whether two bind addresses would take the same port on a shared interface (equal, or the
+/// same port with either side on the unspecified address). Port 0 picks a free port: no clash.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `admin:` (listen address apart from the public listeners, token from env or file).
+pub(super) fn admin(c: &mut Collector<'_>, main: &RawFile, listen: &Listen) -> Option<AdminSettings> {
+    let a = main.admin.as_ref()?;
+    let addr = socket_addr(c, "admin.listen", &a.listen)?;
+    let public = listen.http.into_iter().chain(listen.https.as_ref().map(|h| h.addr));
+    for p in public {
+        if same_socket(addr, p) {
+            c.err(
+                0,
+                "admin.listen",
+                format!("{addr} is a public listener's address ({p}); the admin listener needs its own port"),
+            );
+        }
+    }
+    let token = if a.token_env.is_some() || a.token_file.is_some() {
+        let t = super::secrets::secret(
+            c,
+            0,
+            "admin",
+            None,
+            a.token_env.as_ref(),
+            a.token_file.as_ref(),
+            "token",
+        );
+        match t {
+            Some(t) if t.len() < MIN_ADMIN_TOKEN_BYTES => {
+                let key = if a.token_env.is_some() {
+                    "admin.token_env"
+                } else {
+                    "admin.token_file"
+                };
+                c.err(
+                    0,
+                    key,
+                    format!("the admin token is too short (at least {MIN_ADMIN_TOKEN_BYTES} characters)"),
+                );
+                None
+            }
+            t => t.map(Into::into),
+        }
+    } else {
+        None
+    };
+    Some(AdminSettings { listen: addr, token })
+}
+
+/// `events:` (the audit events file and its rotation).
+pub(super) fn events(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> EventSettings {
+    let Some(e) = &main.events else {
+        return EventSettings::default();
+    };
+    let max_bytes = e.max_bytes.unwrap_or(DEFAULT_EVENTS_MAX_BYTES);
+    if max_bytes < 1024 {
+        c.err(0, "events.max_bytes", "must be at least 1024 (bytes)");
+    }
+    let keep = e.keep.unwrap_or(DEFAULT_EVENTS_KEEP);
+    if keep > 100 {
+        c.err(0, "events.keep", "must be at most 100 (rotated files kept)");
+    }
+    if e.file.as_deref().is_some_and(str::is_empty) {
+        c.err(0, "events.file", "must not be empty (leave it out to log events only)");
+    }
+    EventSettings {
+        file: e.file.as_deref().filter(|f| !f.is_empty()).map(|f| base.join(f)),
+        max_bytes,
+        keep,
+    }
+}
+
 pub(super) fn session(c: &mut Collector<'_>, main: &RawFile) -> SessionSettings {
     let empty = RawSession {
         cookie: None,

@@ -1,4 +1,4 @@
-//! Validation of single sign-on across hosts (docs/decisions/0012): `session.cookie_domain`
+//! Validation of single sign-on across hosts (docs/decisions/0013): `session.cookie_domain`
 //! and `portal.host`, checked against the apps' hosts.
 //!
 //! A cookie domain must be a registrable name that is a parent of the apps that use it, never a

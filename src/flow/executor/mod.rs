@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod answers;
+mod audit;
 mod io;
 mod links;
 mod state;
@@ -237,7 +238,14 @@ impl Executor {
                 st.plan.remove(0);
             };
             let Some(entry) = entry else {
+                self.report_finished(flow, st, input);
                 return self.done(state);
+            };
+            let stage_name: &str = match &entry.inject {
+                Some(Injected::Stage(name)) => name,
+                Some(Injected::Reauthenticate) => "reauthenticate",
+                Some(_) => "mailed_link",
+                None => &flow.bindings[entry.binding].stage,
             };
             let (stage, action) = match &entry.inject {
                 Some(Injected::ConfirmToken(hash)) => {
@@ -315,11 +323,15 @@ impl Executor {
             };
             match outcome {
                 StageOutcome::Challenge(c) => return self.challenge(flow, st, c),
-                StageOutcome::Invalid(c) => match action {
-                    InvalidResponseAction::Retry => return self.challenge(flow, st, c),
-                    action => return self.replan(flow, input, session, state, Replan::Restart(action)).await,
-                },
+                StageOutcome::Invalid(c) => {
+                    self.report_failed(flow, st, input, stage_name, Some(&c));
+                    match action {
+                        InvalidResponseAction::Retry => return self.challenge(flow, st, c),
+                        action => return self.replan(flow, input, session, state, Replan::Restart(action)).await,
+                    }
+                }
                 StageOutcome::Deny(message) => {
+                    self.report_failed(flow, st, input, stage_name, None);
                     if action != InvalidResponseAction::Retry {
                         return self.replan(flow, input, session, state, Replan::Restart(action)).await;
                     }
@@ -351,6 +363,7 @@ impl Executor {
                         tracing::info!(user = %user.username, ended = n, "other sessions terminated");
                     }
                     tracing::info!(user = %user.username, session = %crate::session::log_tag(&fresh.id), "login");
+                    self.report_login(flow, st, input, &user.username);
                     self.reputation.record(input.client_ip, &user.username, 1).await;
                     *session = fresh.clone();
                     out.set_session = Some((fresh, duration));
@@ -358,13 +371,14 @@ impl Executor {
                 }
                 StageOutcome::Logout { other_devices } => {
                     // The whole sign-on ends: this session, the portal's and every session
-                    // derived from it on other hosts (docs/decisions/0012).
+                    // derived from it on other hosts (docs/decisions/0013).
                     let mut ended = self.sessions.end_sign_on(session).await;
                     if let Some(u) = &session.user {
                         if other_devices {
                             ended.other_devices = self.sessions.end_user_sessions(u.user_id, None).await;
                         }
                         tracing::info!(user = %u.username, sessions = ended.sessions, "logout");
+                        self.report_logout(flow, st, input, &u.username);
                         out.ended = Some(ended);
                     }
                     let fresh = match self
@@ -403,6 +417,7 @@ impl Executor {
                     };
                 }
                 StageOutcome::RateLimited(retry_after) => {
+                    self.report_lockout(flow, st, input, stage_name);
                     let pending = pending_display(st);
                     return ExecKind::RateLimited {
                         flow_info: flow_info(flow, &st.query, st.app.as_deref(), pending.as_deref()),
@@ -419,6 +434,7 @@ impl Executor {
             }
             st.plan.remove(0);
             if st.plan.is_empty() {
+                self.report_finished(flow, st, input);
                 return self.done(state);
             }
             if submitted {

@@ -46,6 +46,7 @@ pub(super) async fn check_code_limit(cx: &StageCx<'_>, username: &str) -> Result
         Ok(()) => Ok(()),
         Err(Limited::Wait(wait)) => {
             tracing::warn!(user = %username, wait_s = wait.as_secs(), "code attempts rate-limited");
+            cx.services.telemetry.metrics.rate_limited("code");
             Err(StageOutcome::RateLimited(wait))
         }
         Err(Limited::Unavailable) => Err(StageOutcome::Unavailable),
@@ -81,6 +82,7 @@ pub(super) fn finish_setup<T, E: std::fmt::Display>(
     match saved {
         Ok(_) => {
             tracing::info!(user = %username, "{}", texts.done);
+            cx.audit("mfa_added", Some(username));
             cx.context.extra.remove(key);
             StageOutcome::Continue
         }

@@ -157,6 +157,7 @@ impl EmailStage {
             Ok(()) => {}
             Err(Limited::Wait(wait)) => {
                 tracing::warn!(wait_s = wait.as_secs(), "mail rate-limited");
+                cx.services.telemetry.metrics.rate_limited("mail");
                 return Sent::Limited(wait);
             }
             Err(Limited::Unavailable) => return Sent::Unavailable,

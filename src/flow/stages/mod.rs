@@ -116,6 +116,19 @@ pub struct StageCx<'a> {
 }
 
 impl StageCx<'_> {
+    /// Writes the audit event `event` (result `success`) for `user` in this flow.
+    pub fn audit(&self, event: &'static str, user: Option<&str>) {
+        self.services.telemetry.audit.emit(crate::telemetry::AuditEvent {
+            event,
+            user,
+            client: self.client_ip,
+            flow: Some(self.flow_slug),
+            app: self.app,
+            result: "success",
+            ..Default::default()
+        });
+    }
+
     /// The user the stage acts on: the pending user, else the logged-in user (re-read).
     pub async fn acting_user(&self) -> Result<Option<User>, crate::identity::StoreError> {
         if let Some(u) = self.context.pending_user.as_ref().and_then(|p| p.user.as_ref()) {

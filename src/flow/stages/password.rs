@@ -67,6 +67,7 @@ impl PasswordStage {
             Ok(()) => {}
             Err(Limited::Wait(wait)) => {
                 tracing::warn!(user = %who, wait_s = wait.as_secs(), "password attempts rate-limited");
+                cx.services.telemetry.metrics.rate_limited("password");
                 return Check::Limited(wait);
             }
             Err(Limited::Unavailable) => return Check::Unavailable,

@@ -1,5 +1,5 @@
 //! User logout stage: ends the current sign-on server-side (this session, the portal's and
-//! every session derived from it on other hosts, docs/decisions/0012); with
+//! every session derived from it on other hosts, docs/decisions/0013); with
 //! `terminate_other_sessions`, every other session of the user too. No challenge.
 
 use super::{Stage, StageCx, StageOutcome};

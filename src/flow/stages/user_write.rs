@@ -193,6 +193,7 @@ impl Stage for UserWriteStage {
                     Ok(()) => {}
                     Err(Limited::Wait(wait)) => {
                         tracing::warn!(wait_s = wait.as_secs(), "sign-up rate-limited");
+                        cx.services.telemetry.metrics.rate_limited("signup");
                         return StageOutcome::RateLimited(wait);
                     }
                     Err(Limited::Unavailable) => return StageOutcome::Unavailable,
@@ -220,6 +221,7 @@ impl Stage for UserWriteStage {
                 cx.services.sessions.user_changed(user.id).await;
                 if changes_password && self.user_creation_mode != UserCreationMode::AlwaysCreate {
                     end_other_sessions(cx, user.id, &user.username).await;
+                    cx.audit("password_changed", Some(&user.username));
                 }
                 cx.context.pending_user = Some(PendingUser {
                     identifier: user.username.clone(),

@@ -2,6 +2,7 @@
 //! changed elsewhere) and the mailed-link tokens kept in the store.
 
 use super::*;
+use std::collections::BTreeSet;
 
 /// What a logout ended ([`SessionStore::end_sign_on`]), for the page that says so.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +58,7 @@ impl SessionStore {
         }
     }
 
-    /// Ends the sign-on `s` belongs to (docs/decisions/0012): `s` and every session of the same
+    /// Ends the sign-on `s` belongs to (docs/decisions/0013): `s` and every session of the same
     /// user with the same sign-on id (the portal session and the sessions derived from it on
     /// other hosts), here, in the store and (shared store) on every replica. Returns what ended.
     /// A session without a sign-on id (made before they existed) ends alone.

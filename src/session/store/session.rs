@@ -38,7 +38,7 @@ pub struct AuthInfo {
     pub at_ms: Millis,
     /// The sign-on this session belongs to (random, hex): set at login, kept by step-ups and
     /// copied into the sessions the portal handshake derives on other hosts; logout ends every
-    /// session of the sign-on (docs/decisions/0012). Empty in sessions made before it existed.
+    /// session of the sign-on (docs/decisions/0013). Empty in sessions made before it existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sign_on: String,
     /// Where the session's cookie is valid, for the logout page: the host, or `*.<domain>`
