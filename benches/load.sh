@@ -22,7 +22,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 KIT=${PEERS_KIT:-$ROOT/../shared/bench/peers}
 PORT=${FLOWGATE_BENCH_PORT:-18180}
 WORK=$(mktemp -d)
-trap 'kill "${FG_PID:-}" "${BARE_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
+# bare_pingora is killed outright: on SIGTERM pingora drains for minutes, and SIGINT did not stop it either.
+trap 'kill "${FG_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; kill -KILL "${BARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
 
 "$KIT/install.sh"
 cd "$ROOT"

@@ -5,7 +5,8 @@
 # the peer kit's nginx upstream (benches/bench_env.sh). ROUNDS times (benches/http_probe.py
 # revoke): log in on A, use the session on A and B, log out on C while a client on A and one on B
 # send requests with the session back to back; a sample is the time from the end of the logout
-# on C to the first refusal on A (or B). Prints p50/p99/max per replica and overall.
+# on C to the first refusal on A (or B), clamped at 0; the same from the start of the logout's first
+# request is printed as an upper bound. Prints p50/p99/max per replica and overall.
 #
 #   benches/revocation.sh                  # ROUNDS=200
 #   SKIP_BUILD=1 ROUNDS=50 benches/revocation.sh
