@@ -37,6 +37,7 @@ start_flowgate '    headers: default
     skip_auth: ["^/static/"]'
 BARE_PINGORA_ADDR=127.0.0.1:18190 ./target/release/examples/bare_pingora > "$WORK/bare.log" 2>&1 &
 BARE_PID=$!
+disown "$BARE_PID"   # killed at exit without a job notice
 
 SESSION=$(login "$PORT" "$WORK/jar")
 echo "# flowgate $(./target/release/flowgate --version) on 127.0.0.1:$PORT, logged in as bench" >&2

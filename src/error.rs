@@ -42,4 +42,7 @@ pub enum GatewayError {
     /// The audit events file (`events.file`) could not be opened.
     #[error("events file: {0}")]
     Events(String),
+    /// The connection worker threads (`listen.workers`) could not be started.
+    #[error("connection workers: {0}")]
+    Workers(std::io::Error),
 }

@@ -85,6 +85,8 @@ pub struct Running {
     app: Arc<ProxyApp>,
     /// One permit per open connection; all returned means every connection is closed.
     slots: Arc<listen::Slots>,
+    /// The threads connections run on (`listen.workers`).
+    workers: Arc<listen::workers::Workers>,
     max_connections: u32,
     shutdown_timeout: std::time::Duration,
     current: Arc<arc_swap::ArcSwap<proxy::ProxyState>>,
@@ -121,6 +123,7 @@ impl Running {
             // Dropping a connection's future closes its socket; give the tasks a moment to run.
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), self.slots.permits.acquire_many(all)).await;
         }
+        self.workers.stop();
         self.sessions.close();
         self.users.close().await;
     }
@@ -233,6 +236,7 @@ impl Gateway {
             header: config.limits.header_timeout,
             idle: config.limits.keepalive_timeout,
         };
+        let workers = Arc::new(listen::workers::Workers::start(config.listen.workers).map_err(GatewayError::Workers)?);
         let mut tasks = Vec::new();
         let mut http_addr = None;
         let mut https_addr = None;
@@ -248,6 +252,7 @@ impl Gateway {
                 rx.clone(),
                 slots.clone(),
                 deadlines,
+                workers.clone(),
             )));
         }
         if let Some(h) = &config.listen.https {
@@ -264,6 +269,7 @@ impl Gateway {
                 rx.clone(),
                 slots.clone(),
                 deadlines,
+                workers.clone(),
             )));
         }
         let admin_addr = match &config.admin {
@@ -297,6 +303,7 @@ impl Gateway {
             tasks,
             app,
             slots,
+            workers,
             max_connections,
             shutdown_timeout: config.limits.shutdown_timeout,
             current,
@@ -454,7 +461,7 @@ impl ConfigFingerprint {
 /// The settings that change only with a restart and differ between `old` and `new`, by name:
 /// the listeners, the database, session sizing, connection limits and timeouts.
 fn restart_only(old: &Config, new: &Config) -> Vec<&'static str> {
-    let listen = |c: &Config| (c.listen.http, c.listen.https.as_ref().map(|h| h.addr));
+    let listen = |c: &Config| (c.listen.http, c.listen.https.as_ref().map(|h| h.addr), c.listen.workers);
     let (os, ns) = (&old.session, &new.session);
     let (ol, nl) = (&old.limits, &new.limits);
     [

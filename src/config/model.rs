@@ -147,6 +147,9 @@ pub struct Listen {
     pub http: Option<SocketAddr>,
     /// HTTPS listener.
     pub https: Option<HttpsListen>,
+    /// Connection worker threads, each with a single-threaded runtime (`listen.workers`;
+    /// default one per CPU; docs/decisions/0015).
+    pub workers: usize,
 }
 
 /// An HTTPS listener with its certificate and key files.

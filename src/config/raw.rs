@@ -85,6 +85,8 @@ pub struct RawRateLimits {
 pub struct RawListen {
     pub http: Option<String>,
     pub https: Option<RawHttps>,
+    /// Connection worker threads (default: one per CPU).
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

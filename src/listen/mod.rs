@@ -87,6 +87,7 @@ macro_rules! forward_io {
 
 pub mod buffered;
 pub mod guard;
+pub(crate) mod workers;
 
 pub use buffered::WriteBuffered;
 pub use guard::{header_done, request_done, Deadlines, Guarded};
@@ -120,9 +121,9 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Accepts connections until shutdown, serving each on its own task. At most `slots`
-/// connections are open at once: beyond that, accepting waits (the kernel backlog queues new
-/// clients) instead of spawning without bound.
+/// Accepts connections until shutdown, serving each on its own task on one of the `workers`
+/// (in turn). At most `slots` connections are open at once: beyond that, accepting waits (the
+/// kernel backlog queues new clients) instead of spawning without bound.
 pub(crate) async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
     app: Arc<A>,
@@ -130,6 +131,7 @@ pub(crate) async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
     mut shutdown: ShutdownWatch,
     slots: Arc<Slots>,
     deadlines: Deadlines,
+    workers: Arc<workers::Workers>,
 ) {
     loop {
         let permit = tokio::select! {
@@ -143,10 +145,25 @@ pub(crate) async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
             r = listener.accept() => match r {
                 Ok((tcp, _peer)) => {
                     let _ = tcp.set_nodelay(true);
+                    // Taken off this runtime's reactor, registered with the worker's below.
+                    let tcp = match tcp.into_std() {
+                        Ok(s) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accepted connection not handed over");
+                            continue;
+                        }
+                    };
                     let (app, tls, shutdown) = (app.clone(), tls.clone(), shutdown.clone());
                     permit.forget();
                     let slot = ConnectionSlot::taken(slots.clone());
-                    tokio::spawn(async move {
+                    workers.spawn(async move {
+                        let tcp = match tokio::net::TcpStream::from_std(tcp) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "connection not registered on its worker");
+                                return;
+                            }
+                        };
                         let mut abort = slot.0.abort.subscribe();
                         tokio::select! {
                             () = serve_connection(tcp, app, tls, shutdown, deadlines) => {}

@@ -468,6 +468,9 @@ impl ProxyHttp for GatewayProxy {
             },
         };
         if code > 0 && session.response_written().is_none() {
+            // The connection is not reused (`can_reuse_downstream: false` below): say so in the
+            // answer (`Connection: close`), or a client may send its next request into the close.
+            session.set_keepalive(None);
             let refusal = match code {
                 413 => Refusal::TooLarge(TooLarge::Body),
                 504 => Refusal::UpstreamTimeout,

@@ -26,6 +26,7 @@ pub(super) fn listen(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> List
         return Listen {
             http: "127.0.0.1:8080".parse().ok(),
             https: None,
+            workers: default_workers(),
         };
     };
     let http = l.http.as_deref().and_then(|s| socket_addr(c, "listen.http", s));
@@ -44,7 +45,27 @@ pub(super) fn listen(c: &mut Collector<'_>, main: &RawFile, base: &Path) -> List
             "no listener configured (set listen.http, listen.https or both)",
         );
     }
-    Listen { http, https }
+    let workers = match l.workers {
+        None => default_workers(),
+        Some(n @ 1..=MAX_WORKERS) => n,
+        Some(n) => {
+            c.err(
+                0,
+                "listen.workers",
+                format!("{n} worker threads: give 1 to {MAX_WORKERS} (one per CPU is the default)"),
+            );
+            1
+        }
+    };
+    Listen { http, https, workers }
+}
+
+/// Most connection worker threads `listen.workers` accepts.
+const MAX_WORKERS: usize = 1024;
+
+/// One connection worker per CPU the process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Whether two bind addresses would take the same port on a shared interface (equal, or the
