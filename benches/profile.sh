@@ -21,6 +21,7 @@ start_flowgate '    skip_auth: ["^/static/"]'
 SESSION=$($PROBE login "$PORT" bench "$PASSWORD")
 BARE_PINGORA_ADDR=127.0.0.1:18190 ./target/release/examples/bare_pingora > "$WORK/bare.log" 2>&1 &
 BARE_PID=$!
+disown "$BARE_PID"   # killed at exit without a job notice
 EXTRA_PIDS+=("$BARE_PID")
 trap 'kill -KILL "$BARE_PID" 2>/dev/null || true; bench_cleanup' EXIT
 sleep 0.5
