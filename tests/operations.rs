@@ -5,13 +5,12 @@
 //! every action of the session, with no password or code in them or in the log.
 #![allow(clippy::disallowed_methods)]
 
+use crate::common::log_buf::LogBuf;
 use crate::common::redis::Redis;
 use crate::common::*;
 use flowgate::identity::mfa;
 use flowgate::session::clock::Clock;
 use serde_json::Value;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 const TOKEN: &str = "t0ken-for-the-admin-api-4f9c2e";
 const ALICE_PASSWORD: &str = "correct horse battery staple";
@@ -107,25 +106,6 @@ fn histogram_count(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
         .sum()
 }
 
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
-
 /// The TOTP secret shown on a setup page, and its current code.
 fn totp_on(gw: &TestGateway, html: &str) -> String {
     let b32 = regex::Regex::new(r#"<code id="totp-secret">([A-Z2-7]+)</code>"#)
@@ -141,7 +121,7 @@ fn totp_on(gw: &TestGateway, html: &str) -> String {
 // subscriber captures their log lines and no other test's.
 #[tokio::test]
 async fn a_scripted_session_moves_the_metrics_and_writes_audit_events_without_secrets() {
-    let logs = Buf::default();
+    let logs = LogBuf::default();
     let writer = logs.clone();
     let subscriber = {
         use tracing_subscriber::prelude::*;

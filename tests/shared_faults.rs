@@ -7,39 +7,20 @@
 //! on the injected clock.
 #![allow(clippy::disallowed_methods)]
 
+use crate::common::log_buf::LogBuf;
 use crate::common::redis::Redis;
 use crate::common::*;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buf {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).matches(needle).count()
-    }
-}
 
 const STORE_DOWN: &str = "session store failing";
 const STORE_BACK: &str = "session store reachable again";
 
-// A current-thread runtime: every task of both gateways runs on this thread, so the
-// thread-local subscriber sees their log lines and no other test's.
+// A current-thread runtime: the gateways' tasks run on this thread and their connection workers
+// take this thread's subscriber, so it sees their log lines and no other test's.
 #[tokio::test]
 async fn redis_killed_and_restarted_under_two_replicas() {
-    let logs = Buf::default();
+    let logs = LogBuf::default();
     let writer = logs.clone();
     let subscriber = {
         use tracing_subscriber::prelude::*;

@@ -10,10 +10,9 @@
 use crate::common::redis::Redis;
 use crate::common::*;
 use flowgate::config::{Config, Source};
-use flowgate::{Gateway, StartOptions};
+use flowgate::Gateway;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const ALICE_PW: &str = "correct horse battery staple";
@@ -32,24 +31,7 @@ async fn start_in(dir: &Path, extra: &str) -> TestGateway {
         own.path().join("mail").display()
     );
     let cfg = config_in(dir, &format!("{mail}{extra}"), upstream.addr);
-    let clock = flowgate::session::ManualClock::new(1_800_000_000_000);
-    let running = Gateway::start_with(
-        cfg,
-        StartOptions {
-            clock: Arc::new(clock.clone()),
-        },
-    )
-    .await
-    .expect("gateway starts");
-    TestGateway {
-        addr: running.http_addr.unwrap(),
-        https_addr: None,
-        running: Some(running),
-        clock,
-        dir: own,
-        upstream,
-        keep: Vec::new(),
-    }
+    TestGateway::from_config(cfg, own, upstream).await
 }
 
 fn config_in(dir: &Path, extra: &str, upstream: std::net::SocketAddr) -> Config {

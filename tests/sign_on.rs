@@ -8,9 +8,7 @@
 use crate::common::redis::Redis;
 use crate::common::*;
 use flowgate::config::{Config, Source};
-use flowgate::{Gateway, StartOptions};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub(crate) const WIKI: &str = "wiki.example.test";
@@ -421,24 +419,7 @@ pub(crate) async fn replica(dir: &std::path::Path, redis: &Redis, portal: &str, 
     }];
     sources.extend(shipped_flow_sources(dir));
     let cfg = Config::from_sources(sources).unwrap_or_else(|e| panic!("{e}"));
-    let clock = flowgate::session::ManualClock::new(1_800_000_000_000);
-    let running = Gateway::start_with(
-        cfg,
-        StartOptions {
-            clock: Arc::new(clock.clone()),
-        },
-    )
-    .await
-    .expect("gateway starts");
-    TestGateway {
-        addr: running.http_addr.unwrap(),
-        https_addr: None,
-        running: Some(running),
-        clock,
-        dir: own,
-        upstream,
-        keep: Vec::new(),
-    }
+    TestGateway::from_config(cfg, own, upstream).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,7 @@
 //! and a cookie-keeping client with redirects off.
 #![allow(dead_code)]
 
+pub mod log_buf;
 pub mod postgres;
 pub mod redis;
 pub mod siteverify;
@@ -191,6 +192,29 @@ pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::pat
 pub const DEFAULT_APP: &str = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
 
 impl TestGateway {
+    /// Starts a gateway on `cfg` (the injected clock at a fixed time, plain HTTP), owning `dir`
+    /// and `upstream`.
+    pub async fn from_config(cfg: Config, dir: tempfile::TempDir, upstream: Upstream) -> Self {
+        let clock = ManualClock::new(1_800_000_000_000);
+        let running = Gateway::start_with(
+            cfg,
+            StartOptions {
+                clock: Arc::new(clock.clone()),
+            },
+        )
+        .await
+        .expect("gateway starts");
+        TestGateway {
+            addr: running.http_addr.unwrap(),
+            https_addr: None,
+            running: Some(running),
+            clock,
+            dir,
+            upstream,
+            keep: Vec::new(),
+        }
+    }
+
     pub async fn start() -> Self {
         Self::start_with(DEFAULT_APP, "").await
     }
