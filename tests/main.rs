@@ -58,5 +58,6 @@ mod stage_catalogue;
 mod stages;
 mod step_up;
 mod timeouts;
+mod tls_resumption;
 mod user_database_gateway;
 mod user_databases;
