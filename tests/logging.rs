@@ -4,26 +4,12 @@
 //! call's (the recovery mail), the request line, and the id the app received as `X-Request-Id`.
 
 mod common;
+use common::log_buf::LogBuf;
 use common::*;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn login_logs_no_secrets() {
-    let buf = Buf::default();
+    let buf = LogBuf::default();
     let writer = buf.clone();
     {
         use tracing_subscriber::filter::{filter_fn, FilterExt};
@@ -84,7 +70,7 @@ async fn login_logs_no_secrets() {
     let r = walk(&c, &flow, &[("code", code.as_str())]).await;
     assert_eq!(r.status(), 302, "the code is accepted: {}", r.text().await.unwrap());
     gw.stop().await;
-    let logs = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    let logs = buf.text();
     assert!(logs.contains("login"), "the capture works: {logs}");
     // The audit events (SPEC §14) are in the log as JSON lines under their own target.
     let audit: Vec<serde_json::Value> = logs

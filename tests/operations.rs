@@ -121,18 +121,7 @@ fn totp_on(gw: &TestGateway, html: &str) -> String {
 // subscriber captures their log lines and no other test's.
 #[tokio::test]
 async fn a_scripted_session_moves_the_metrics_and_writes_audit_events_without_secrets() {
-    let logs = LogBuf::default();
-    let writer = logs.clone();
-    let subscriber = {
-        use tracing_subscriber::prelude::*;
-        tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_filter(tracing_subscriber::EnvFilter::new("debug")),
-        )
-    };
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = LogBuf::capture("debug");
     // Five password checks per username: alice uses four, bob's sixth guess is refused.
     let ops = Ops::start("rate_limits: { password_per_ip: off, password_per_username: 5/1h }\n").await;
     let gw = &ops.gw;

@@ -20,18 +20,7 @@ const STORE_BACK: &str = "session store reachable again";
 // take this thread's subscriber, so it sees their log lines and no other test's.
 #[tokio::test]
 async fn redis_killed_and_restarted_under_two_replicas() {
-    let logs = LogBuf::default();
-    let writer = logs.clone();
-    let subscriber = {
-        use tracing_subscriber::prelude::*;
-        tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || writer.clone())
-                .with_ansi(false)
-                .with_filter(tracing_subscriber::EnvFilter::new("flowgate=info")),
-        )
-    };
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = LogBuf::capture("flowgate=info");
 
     let mut redis = Redis::start();
     let extra = format!(

@@ -18,6 +18,22 @@ impl Write for LogBuf {
 }
 
 impl LogBuf {
+    /// Captures this thread's log lines at `filter` (an `EnvFilter` directive) until the guard
+    /// is dropped. With a current-thread test runtime that is the gateway's tasks and its
+    /// connection workers (they take the starting thread's subscriber), and no other test's.
+    pub fn capture(filter: &str) -> (Self, tracing::subscriber::DefaultGuard) {
+        use tracing_subscriber::prelude::*;
+        let logs = Self::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .with_filter(tracing_subscriber::EnvFilter::new(filter)),
+        );
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
     /// Everything captured so far.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
