@@ -10,7 +10,6 @@
 use crate::common::log_buf::LogBuf;
 use crate::common::redis::Redis;
 use crate::common::*;
-use std::sync::Arc;
 use std::time::Duration;
 
 const STORE_DOWN: &str = "session store failing";
@@ -151,24 +150,7 @@ async fn a_flow_begun_on_a_replica_killed_with_sigkill_continues_on_another() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as u64;
-        let clock = flowgate::session::ManualClock::new(now);
-        let running = flowgate::Gateway::start_with(
-            cfg,
-            flowgate::StartOptions {
-                clock: Arc::new(clock.clone()),
-            },
-        )
-        .await
-        .unwrap();
-        TestGateway {
-            addr: running.http_addr.unwrap(),
-            https_addr: None,
-            running: Some(running),
-            clock,
-            dir,
-            upstream,
-            keep: Vec::new(),
-        }
+        TestGateway::from_config_at(cfg, dir, upstream, flowgate::session::ManualClock::new(now)).await
     };
 
     // Replica A: the flowgate binary, its own process.

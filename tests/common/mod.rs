@@ -192,10 +192,14 @@ pub fn config_text(apps: &str, extra: &str, upstream: SocketAddr, dir: &std::pat
 pub const DEFAULT_APP: &str = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    skip_auth: [\"^/public/\"]\n";
 
 impl TestGateway {
-    /// Starts a gateway on `cfg` (the injected clock at a fixed time, plain HTTP), owning `dir`
-    /// and `upstream`.
+    /// Starts a gateway on `cfg` with the injected clock at a fixed time, owning `dir` and
+    /// `upstream`.
     pub async fn from_config(cfg: Config, dir: tempfile::TempDir, upstream: Upstream) -> Self {
-        let clock = ManualClock::new(1_800_000_000_000);
+        Self::from_config_at(cfg, dir, upstream, ManualClock::new(1_800_000_000_000)).await
+    }
+
+    /// [`TestGateway::from_config`] with the given clock.
+    pub async fn from_config_at(cfg: Config, dir: tempfile::TempDir, upstream: Upstream, clock: ManualClock) -> Self {
         let running = Gateway::start_with(
             cfg,
             StartOptions {
@@ -206,7 +210,7 @@ impl TestGateway {
         .expect("gateway starts");
         TestGateway {
             addr: running.http_addr.unwrap(),
-            https_addr: None,
+            https_addr: running.https_addr,
             running: Some(running),
             clock,
             dir,
@@ -285,26 +289,7 @@ impl TestGateway {
             });
         }
         let cfg = Config::from_sources(sources).unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let clock = ManualClock::new(1_800_000_000_000);
-        let running = Gateway::start_with(
-            cfg,
-            StartOptions {
-                clock: Arc::new(clock.clone()),
-            },
-        )
-        .await
-        .expect("gateway starts");
-        let addr = running.http_addr.unwrap();
-        let https_addr = running.https_addr;
-        Self {
-            running: Some(running),
-            addr,
-            https_addr,
-            clock,
-            dir,
-            upstream,
-            keep: Vec::new(),
-        }
+        Self::from_config(cfg, dir, upstream).await
     }
 
     pub fn url(&self, path: &str) -> String {
