@@ -72,7 +72,7 @@ async fn login_logs_no_secrets() {
     gw.stop().await;
     let logs = buf.text();
     assert!(logs.contains("login"), "the capture works: {logs}");
-    // The audit events (SPEC §14) are in the log as JSON lines under their own target.
+    // The audit events (docs/operations.md) are in the log as JSON lines under their own target.
     let audit: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| l.split_once(" flowgate::audit: "))

@@ -1,4 +1,4 @@
-//! Single sign-on across hosts and single logout (SPEC §10, docs/decisions/0013, issue 13):
+//! Single sign-on across hosts and single logout (docs/decisions/0013, issue 13):
 //! `session.cookie_domain` and the portal handshake, with several host names on loopback (the
 //! client resolves every test host to the gateway), and one logout ending the sign-on
 //! everywhere, on every replica with a shared store. The attacks on the handshake are in

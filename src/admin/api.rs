@@ -1,4 +1,4 @@
-//! The admin API (SPEC §14), JSON over the admin listener, behind the bearer token:
+//! The admin API (docs/operations.md), JSON over the admin listener, behind the bearer token:
 //!
 //! | method and path | does |
 //! |---|---|

@@ -1,4 +1,4 @@
-//! The admin listener (SPEC §14, `admin.listen`): `/metrics` (Prometheus text), `/health/live`,
+//! The admin listener (docs/operations.md, `admin.listen`): `/metrics` (Prometheus text), `/health/live`,
 //! `/health/ready`, and the admin API under `/api/` ([`api`]). It is a plain hyper HTTP/1.1
 //! server on its own socket, never the public listener (the config check refuses the same
 //! address), so nothing of the proxy path runs here and no public route reaches it.

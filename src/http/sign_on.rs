@@ -1,4 +1,4 @@
-//! The portal handshake (SPEC §10, docs/decisions/0013): apps outside `session.cookie_domain`
+//! The portal handshake (docs/decisions/0013): apps outside `session.cookie_domain`
 //! sign in through `portal.host`.
 //!
 //! ```text

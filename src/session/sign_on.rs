@@ -14,7 +14,7 @@ use super::store::{AuthInfo, Identity, SessionStore};
 use super::Millis;
 use std::time::Duration;
 
-/// How long a code lives (SPEC §10: at most 60 s). The browser follows the redirect at once.
+/// How long a code lives (docs/decisions/0013: at most 60 s). The browser follows the redirect at once.
 pub const CODE_LIFE: Duration = Duration::from_secs(30);
 
 /// Version of [`CodeRecord`]'s JSON form.

@@ -1,4 +1,4 @@
-//! Audit events (SPEC §14): login, login_failed, logout, enrollment, recovery,
+//! Audit events (docs/operations.md): login, login_failed, logout, enrollment, recovery,
 //! password_changed, mfa_added, mfa_removed, session_revoked, lockout, reload. Each is one JSON
 //! line (`time`, `event`, `user`, `client`, `flow`, `app`, `result`, `reason`, and `stage` for
 //! a failed login) written to the log under the target [`AUDIT_TARGET`] and, when

@@ -1,4 +1,4 @@
-//! What the executor reports to operations (SPEC §14): audit events for logins, failed
+//! What the executor reports to operations (docs/operations.md): audit events for logins, failed
 //! logins, lock-outs, logouts, finished enrollments and recoveries, and the login counters of
 //! `flowgate_logins_total`. A failed login names the user only once the identifier resolved
 //! to a real account (never the identifier as typed, which may be a mistyped password) and
