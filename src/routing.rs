@@ -124,7 +124,8 @@ fn canonical_name(h: &str) -> Option<String> {
     Some(h.to_ascii_lowercase())
 }
 
-fn strip_port(h: &str) -> &str {
+/// `host[:port]` without the port (and an IPv6 literal without its brackets).
+pub(crate) fn strip_port(h: &str) -> &str {
     if h.starts_with('[') {
         return h.split_once(']').map(|(a, _)| &a[1..]).unwrap_or(h);
     }

@@ -67,18 +67,6 @@ async fn password_is(gw: &TestGateway, user: &str, password: &str) -> bool {
     users(gw).verify_password(&u, password).await.unwrap()
 }
 
-/// The TOTP secret on a setup page, and the current code for it.
-fn totp_on(gw: &TestGateway, html: &str) -> (Vec<u8>, String) {
-    let b32 = regex::Regex::new(r#"<code id="totp-secret">([A-Z2-7]+)</code>"#)
-        .unwrap()
-        .captures(html)
-        .unwrap_or_else(|| panic!("no TOTP secret in page:\n{html}"))[1]
-        .to_string();
-    let secret = data_encoding::BASE32_NOPAD.decode(b32.as_bytes()).unwrap();
-    let code = mfa::totp_code(&secret, mfa::totp_step(gw.clock.now_ms()), 6);
-    (secret, code)
-}
-
 #[tokio::test]
 async fn a_stolen_session_cannot_change_credentials_without_the_password() {
     // CRED-1 on the shipped flows: each opens with the current password.

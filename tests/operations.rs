@@ -1,4 +1,4 @@
-//! Operations (SPEC §14, issue 15): the admin listener's `/metrics` scraped and parsed with a
+//! Operations (docs/operations.md, issue 15): the admin listener's `/metrics` scraped and parsed with a
 //! real Prometheus text parser after a scripted session; readiness with a store down (a real
 //! redis-server killed, a real PostgreSQL stopped); the admin API without, with a wrong and with the right
 //! token; a user disabled through the API loses its live session at once; audit events for
@@ -8,8 +8,6 @@
 use crate::common::log_buf::LogBuf;
 use crate::common::redis::Redis;
 use crate::common::*;
-use flowgate::identity::mfa;
-use flowgate::session::clock::Clock;
 use serde_json::Value;
 
 const TOKEN: &str = "t0ken-for-the-admin-api-4f9c2e";
@@ -106,17 +104,6 @@ fn histogram_count(s: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &s
         .sum()
 }
 
-/// The TOTP secret shown on a setup page, and its current code.
-fn totp_on(gw: &TestGateway, html: &str) -> String {
-    let b32 = regex::Regex::new(r#"<code id="totp-secret">([A-Z2-7]+)</code>"#)
-        .unwrap()
-        .captures(html)
-        .unwrap_or_else(|| panic!("no TOTP secret in page:\n{html}"))[1]
-        .to_string();
-    let secret = data_encoding::BASE32_NOPAD.decode(b32.as_bytes()).unwrap();
-    mfa::totp_code(&secret, mfa::totp_step(gw.clock.now_ms()), 6)
-}
-
 // A current-thread runtime: the gateway's tasks run on this thread, so the thread-local
 // subscriber captures their log lines and no other test's.
 #[tokio::test]
@@ -146,7 +133,7 @@ async fn a_scripted_session_moves_the_metrics_and_writes_audit_events_without_se
     assert_eq!(value(&live, "flowgate_sessions_live", &[]), 1.0);
     // 2. A second factor.
     let r = reauthenticate(&c, &gw.url(TOTP_SETUP), ALICE_PASSWORD).await;
-    let code = totp_on(gw, &r.text().await.unwrap());
+    let (_, code) = totp_on(gw, &r.text().await.unwrap());
     let r = walk(&c, &gw.url(TOTP_SETUP), &[("code", code.as_str())]).await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();

@@ -114,11 +114,7 @@ impl Ui {
     fn cookie_domain_for(&self, req: &HttpRequest) -> Option<&str> {
         let d = self.cookie_domain.as_deref()?;
         let host = req.header("host")?;
-        let bare = match host.rsplit_once(':') {
-            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
-        };
-        crate::config::host_within(bare, d).then_some(d)
+        crate::config::host_within(crate::routing::strip_port(host), d).then_some(d)
     }
 
     /// A refusal as a page.

@@ -165,18 +165,12 @@ pub(crate) async fn login_url(
     original: &str,
     host: Option<&str>,
 ) -> Option<String> {
-    if !state.portal_hosts.is_empty() {
-        let bare = host.map(|h| match h.rsplit_once(':') {
-            Some((b, p)) if !b.ends_with(']') && p.bytes().all(|c| c.is_ascii_digit()) => b,
-            _ => h,
-        });
-        if bare.is_some_and(|b| state.portal_hosts.contains(b)) {
-            let next = safe_next(original).unwrap_or("/");
-            let q = form_urlencoded::Serializer::new(String::new())
-                .append_pair("next", next)
-                .finish();
-            return Some(format!("{RESERVED_PREFIX}sso/begin?{q}"));
-        }
+    if host.is_some_and(|h| state.portal_hosts.contains(crate::routing::strip_port(h))) {
+        let next = safe_next(original).unwrap_or("/");
+        let q = form_urlencoded::Serializer::new(String::new())
+            .append_pair("next", next)
+            .finish();
+        return Some(format!("{RESERVED_PREFIX}sso/begin?{q}"));
     }
     let slug = match &app.authentication_flow {
         Some(s) => s.clone(),

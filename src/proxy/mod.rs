@@ -123,6 +123,8 @@ pub struct RequestCtx {
     route: RouteKind,
     /// When the request went to the app (upstream latency).
     upstream_sent: Option<std::time::Instant>,
+    /// The metrics of the request's app, looked up once when the app is chosen.
+    metrics: Option<Arc<AppMetrics>>,
 }
 
 // === impl RequestCtx ===
@@ -130,6 +132,9 @@ pub struct RequestCtx {
 impl RequestCtx {
     fn set_app(&mut self, app: Arc<App>) {
         self.span.record("app", app.name.as_str());
+        if cfg!(not(feature = "bench-no-request-metrics")) {
+            self.metrics = self.state.app_metrics.get(app.name.as_str()).cloned();
+        }
         self.app = Some(app);
     }
 
@@ -141,10 +146,7 @@ impl RequestCtx {
 
 /// The metrics of the request's app (or of no app).
 fn app_metrics(ctx: &RequestCtx) -> &AppMetrics {
-    ctx.app
-        .as_ref()
-        .and_then(|a| ctx.state.app_metrics.get(a.name.as_str()))
-        .unwrap_or(&ctx.state.no_app_metrics)
+    ctx.metrics.as_deref().unwrap_or(&ctx.state.no_app_metrics)
 }
 
 fn is_https(session: &Session) -> bool {
@@ -322,6 +324,7 @@ impl ProxyHttp for GatewayProxy {
             span: tracing::Span::none(),
             route: RouteKind::App,
             upstream_sent: None,
+            metrics: None,
         }
     }
 

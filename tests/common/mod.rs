@@ -642,3 +642,19 @@ pub async fn reset_password_via_link(browser: &reqwest::Client, link: &str, pass
     let r = walk(browser, link, &[("password", password), ("password_repeat", password)]).await;
     assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
 }
+
+/// The TOTP secret on a setup page, and the current code for it.
+pub fn totp_on(gw: &TestGateway, html: &str) -> (Vec<u8>, String) {
+    let b32 = regex::Regex::new(r#"<code id="totp-secret">([A-Z2-7]+)</code>"#)
+        .unwrap()
+        .captures(html)
+        .unwrap_or_else(|| panic!("no TOTP secret in page:\n{html}"))[1]
+        .to_string();
+    let secret = data_encoding::BASE32_NOPAD.decode(b32.as_bytes()).unwrap();
+    let code = flowgate::identity::mfa::totp_code(
+        &secret,
+        flowgate::identity::mfa::totp_step(flowgate::session::Clock::now_ms(&gw.clock)),
+        6,
+    );
+    (secret, code)
+}
