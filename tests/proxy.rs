@@ -213,3 +213,19 @@ async fn https_listener_sets_secure_host_prefixed_cookie() {
     assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
     running.shutdown().await;
 }
+
+/// `listen.workers: 3`: connections are spread over three worker threads (ADR 0015); each of
+/// several clients, on its own connection, logs in and reaches the app, which sees every request.
+#[tokio::test]
+async fn connections_on_several_workers_log_in_and_reach_the_app() {
+    let gw = TestGateway::start_with(DEFAULT_APP, "listen: { http: \"127.0.0.1:0\", workers: 3 }\n").await;
+    for _ in 0..6 {
+        let c = client();
+        let done = html_login(&c, &gw.url(""), "/private", "alice", ALICE_PASSWORD).await;
+        assert_eq!(done.status(), 302);
+        let r = c.get(gw.url("/private")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(gw.upstream.count(), 6);
+    gw.stop().await;
+}
