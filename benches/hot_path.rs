@@ -93,7 +93,7 @@ fn benches(c: &mut Criterion) {
     let bg = {
         let store = store.clone();
         let stop = stop.clone();
-        let id = s.id.clone();
+        let id = s.id;
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -19,8 +19,8 @@ pub const DEFAULT_COOKIE_NAME: &str = "flowgate_session";
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Default idle timeout: 1 hour without a request ends a session.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Default bound on the number of logged-in sessions kept in memory.
-pub const DEFAULT_MAX_SESSIONS: u64 = 150_000;
+/// Default bound on the number of logged-in sessions kept in memory (~220 bytes each).
+pub const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
 /// Default bound on unfinished flows started before login (anonymous sessions), kept apart
 /// from logged-in sessions (FLOOD-2); each costs about 1.1 KiB plus its flow state.
 pub const DEFAULT_MAX_PENDING_FLOWS: u64 = 100_000;

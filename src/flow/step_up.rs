@@ -113,11 +113,12 @@ mod tests {
     use super::*;
 
     fn auth(flows: &[&str], methods: &[&str]) -> AuthInfo {
-        AuthInfo {
+        let shape = crate::session::AuthShape {
             flows: flows.iter().map(|s| s.to_string()).collect(),
             methods: methods.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
-        }
+        };
+        AuthInfo::new(shape, 0, Default::default())
     }
 
     fn set(m: &[&str]) -> BTreeSet<String> {

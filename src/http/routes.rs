@@ -304,7 +304,7 @@ impl Ui {
                 };
                 let token = fields.remove("csrf_token");
                 let given = token.as_ref().and_then(Value::as_str).unwrap_or("");
-                if given.len() != s.csrf.len() || !bool::from(given.as_bytes().ct_eq(s.csrf.as_bytes())) {
+                if given.len() != s.csrf().len() || !bool::from(given.as_bytes().ct_eq(s.csrf().as_bytes())) {
                     return self.refuse(mode, Refusal::FormExpired);
                 }
             }
@@ -422,7 +422,8 @@ impl Ui {
                 pending_user,
             } => match mode {
                 Mode::Html => {
-                    let csrf = current.as_ref().map(|s| s.csrf.as_str()).unwrap_or("");
+                    let csrf = current.as_ref().map(|s| s.csrf()).unwrap_or_default();
+                    let csrf = csrf.as_str();
                     // A form shown again with errors is a 400, so no failure reads as success.
                     let status = if challenge.errors.is_empty() { 200 } else { 400 };
                     HttpResponse::html(

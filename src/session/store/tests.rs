@@ -82,3 +82,11 @@ fn remove_deletes() {
     st.remove(&s.id);
     assert!(st.get(&s.id).is_none());
 }
+
+#[test]
+fn a_session_stays_small() {
+    // One allocation per session (docs/decisions/0012): the Arc's two counters and this.
+    let size = std::mem::size_of::<Session>();
+    assert!(size <= 144, "Session is {size} bytes");
+    eprintln!("Session: {size} bytes");
+}
