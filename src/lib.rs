@@ -431,6 +431,8 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
             .map(|a| (a.name.clone(), shared.telemetry.metrics.app(&a.name)))
             .collect(),
         no_app_metrics: shared.telemetry.metrics.app(telemetry::metrics::NO_APP),
+        jwt: proxy::jwt::Tokens::default(),
+        jwks: proxy::jwt::jwks_body(&config.apps),
     })
 }
 

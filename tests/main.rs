@@ -51,6 +51,7 @@ mod sessions;
 mod shared_faults;
 mod shared_limits;
 mod shared_state;
+mod signed_identity;
 mod sign_on;
 mod sign_on_attacks;
 mod signup_identity;

@@ -16,6 +16,7 @@ pub mod model;
 mod policy_model;
 mod presets;
 pub mod raw;
+pub mod raw_clients;
 pub mod schema;
 mod stage_model;
 mod validate;

@@ -356,6 +356,18 @@ pub struct App {
     pub read_timeout: Duration,
     /// Largest request body forwarded to the app (413 above); `None`: no limit.
     pub max_body_bytes: Option<u64>,
+    /// API clients (`basic_auth: true`); `None`: sessions only.
+    pub api_clients: Option<ApiClients>,
+    /// Signed identity (`jwt:`); `None`: no token.
+    pub jwt: Option<std::sync::Arc<super::values::jwt::JwtSettings>>,
+}
+
+/// `apps[].basic_auth`: which credentials API clients may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiClients {
+    /// The user's own password is accepted besides app passwords
+    /// (`basic_auth_user_passwords`).
+    pub user_passwords: bool,
 }
 
 /// Where an app's traffic goes.

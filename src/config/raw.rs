@@ -182,6 +182,12 @@ pub struct RawApp {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub max_body_bytes: Option<u64>,
+    /// API clients (`Authorization: Basic` or `Bearer`) with app passwords.
+    pub basic_auth: Option<bool>,
+    /// With `basic_auth`, the user's own password is accepted too.
+    pub basic_auth_user_passwords: Option<bool>,
+    /// Signed identity (a JWT in a header) on every authenticated request.
+    pub jwt: Option<super::raw_clients::RawJwt>,
 }
 
 /// `headers:` is either a preset name or a map of custom header names.

@@ -77,6 +77,12 @@ pub(super) fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
         for (n, v) in headers::identity_headers(&app.headers, app, who) {
             req.insert_header(n, v)?;
         }
+        if let Some(s) = app.jwt.as_deref() {
+            let now = ctx.state.sessions.clock().now_ms();
+            if let Some(t) = ctx.state.jwt.token(s, app, who, now) {
+                req.insert_header(s.header.clone(), &*t)?;
+            }
+        }
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ mod decide;
 mod forward_auth;
 mod forwarding;
 pub mod headers;
+pub mod jwt;
 pub mod path;
 pub mod request_id;
 mod ui;
@@ -84,6 +85,10 @@ pub struct ProxyState {
     pub app_metrics: std::collections::HashMap<String, Arc<AppMetrics>>,
     /// Request metrics of requests no app answered.
     pub no_app_metrics: Arc<AppMetrics>,
+    /// Signed identity tokens (`apps[].jwt`), cached.
+    pub jwt: jwt::Tokens,
+    /// The body of `/.flowgate/jwks.json`.
+    pub jwks: Bytes,
 }
 
 /// The pingora proxy. The state is swapped whole on reload; each request takes the snapshot

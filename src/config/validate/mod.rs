@@ -8,6 +8,7 @@ mod collector;
 mod database;
 mod flows;
 mod headers;
+mod jwt;
 mod policies;
 mod prompt;
 mod secrets;
