@@ -215,6 +215,7 @@ impl Gateway {
             mail_queue: outbound::mail_queue::MailQueue::start()
                 .map_err(|e| GatewayError::Mail(format!("mail thread: {e}")))?,
             telemetry: telemetry.clone(),
+            api: Arc::new(proxy::ApiAuth::default()),
         };
         let state = build_state(&config, &shared)?;
         let current = Arc::new(arc_swap::ArcSwap::from_pointee(state));
@@ -285,6 +286,7 @@ impl Gateway {
                     sessions: sessions.clone(),
                     clock: opts.clock.clone(),
                     slots: slots.clone(),
+                    api: shared.api.clone(),
                 });
                 tasks.push(tokio::spawn(admin::serve(l, admin, rx.clone())));
                 addr
@@ -345,6 +347,8 @@ struct Shared {
     mail_queue: outbound::mail_queue::MailQueue,
     /// Metrics and audit events.
     telemetry: telemetry::Telemetry,
+    /// API-client checks and their cache (emptied when an app password is revoked).
+    api: Arc<proxy::ApiAuth>,
 }
 
 /// Rate-limit settings with the limiters built from them.
@@ -433,6 +437,7 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         no_app_metrics: shared.telemetry.metrics.app(telemetry::metrics::NO_APP),
         jwt: proxy::jwt::Tokens::default(),
         jwks: proxy::jwt::jwks_body(&config.apps),
+        api: shared.api.clone(),
     })
 }
 

@@ -14,6 +14,7 @@ mod common;
 mod availability;
 mod blueprints;
 mod browser;
+mod api_clients;
 mod bruteforce;
 mod cli;
 mod config;

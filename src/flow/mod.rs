@@ -13,6 +13,7 @@ pub mod reputation;
 pub mod services;
 pub mod stages;
 pub mod step_up;
+mod user_password;
 
 use crate::config::{Config, Designation, Flow, PolicyDef, StageDef};
 use crate::identity::User;

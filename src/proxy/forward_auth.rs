@@ -146,7 +146,11 @@ pub(crate) async fn answer(state: &ProxyState, kind: Kind, c: &Caller<'_>) -> An
             app: Some(app),
             user: None,
         },
-        Verdict::Allow(app, who) => {
+        Verdict::ApiRefused(app, why) => Answer {
+            app: Some(app.clone()),
+            ..refuse(super::api_refusal(&app, why))
+        },
+        Verdict::Allow(app, who) | Verdict::ApiAllow(app, who) => {
             let mut identity = super::headers::identity_headers(&app.headers, &app, &who);
             if let Some(s) = app.jwt.as_deref() {
                 let now = state.sessions.clock().now_ms();

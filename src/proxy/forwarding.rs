@@ -20,6 +20,10 @@ pub(super) fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
         tracing::debug!(header = %n, "stripped client header");
         req.remove_header(&n);
     }
+    // An API client's credentials were flowgate's to check: the app never sees them.
+    if ctx.api_client {
+        req.remove_header("authorization");
+    }
     // Neither scheme's session cookie is ever shown to the app (the other scheme's is a
     // valid session too); the cookie lines are joined into one.
     if req.headers.contains_key("cookie") {
