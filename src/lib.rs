@@ -394,6 +394,9 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         limits: shared.limits_for(&config.rate_limits),
         reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
         telemetry: shared.telemetry.clone(),
+        directories: Arc::new(
+            flow::directories::Directories::from_config(&config.directories).map_err(GatewayError::Directory)?,
+        ),
     });
     let executor = Executor {
         reg: registry,

@@ -11,6 +11,7 @@
 pub mod duration;
 pub mod error;
 mod flow_model;
+pub mod ldap_model;
 pub mod locate;
 pub mod model;
 mod policy_model;

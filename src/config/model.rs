@@ -95,6 +95,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// Where audit events go besides the log.
     pub events: EventSettings,
+    /// Directory sources (`sources:` of `type: ldap`), by key.
+    pub directories: BTreeMap<String, std::sync::Arc<super::ldap_model::LdapSourceDef>>,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.

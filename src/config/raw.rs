@@ -41,6 +41,9 @@ pub struct RawFile {
     pub portal: Option<RawPortal>,
     pub admin: Option<RawAdmin>,
     pub events: Option<RawEvents>,
+    /// `sources:` (external identity; `type: ldap` in `raw_clients.rs`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, super::raw_clients::RawSource>,
 }
 
 /// `admin:`: the admin listener (metrics, health, admin API; docs/configuration.md).
@@ -307,6 +310,9 @@ pub enum RawStage {
     Password {
         failed_attempts_before_cancel: Option<u32>,
         allow_show_password: Option<bool>,
+        /// Where passwords are checked, in order: `local` and `type: ldap` source keys.
+        #[serde(default)]
+        backends: Vec<String>,
     },
     UserLogin {
         session_duration: Option<String>,

@@ -2,6 +2,7 @@
 //! executor and the stages. Transport-neutral: `http` renders what the executor returns as HTML
 //! or authentik-compatible JSON.
 
+pub mod directories;
 pub mod executor;
 pub mod inspect;
 pub use crate::config::values::next;

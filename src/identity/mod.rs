@@ -4,6 +4,7 @@
 
 pub mod app_passwords;
 mod db;
+pub mod directory_users;
 pub mod hash;
 mod hash_pool;
 pub mod mfa;

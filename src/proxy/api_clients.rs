@@ -217,9 +217,12 @@ impl ApiAuth {
             Err(Limited::Unavailable) => return Err(ApiOutcome::Unavailable),
         }
         let result = match &cred {
-            Credential::Bearer(token) => ex.users.check_app_password(token, &app.name, now).await.map(|c| {
-                c.map(|c| (c.user_id, c.expires_ms, Method::AppPassword))
-            }),
+            Credential::Bearer(token) => ex
+                .users
+                .check_app_password(token, &app.name, now)
+                .await
+                .map(|c| c.map(|c| (c.user_id, c.expires_ms, Method::AppPassword)))
+                .map_err(|e| e.to_string()),
             Credential::Basic { user, secret } => self.basic(state, app, opts, user, secret, now).await,
         };
         match result {
@@ -268,13 +271,17 @@ impl ApiAuth {
         user: &str,
         secret: &str,
         now: u64,
-    ) -> Result<Option<(i64, Option<i64>, Method)>, crate::identity::StoreError> {
+    ) -> Result<Option<(i64, Option<i64>, Method)>, String> {
         let users = &state.ui.executor.users;
         if parse_token(secret).is_some() {
-            let Some(c) = users.check_app_password(secret, &app.name, now).await? else {
+            let Some(c) = users
+                .check_app_password(secret, &app.name, now)
+                .await
+                .map_err(|e| e.to_string())?
+            else {
                 return Ok(None);
             };
-            let owner = users.get_by_id(c.user_id).await?;
+            let owner = users.get_by_id(c.user_id).await.map_err(|e| e.to_string())?;
             let same = owner.is_some_and(|u| u.username == user || u.email.eq_ignore_ascii_case(user) && !u.email.is_empty());
             return Ok(same.then_some((c.user_id, c.expires_ms, Method::AppPassword)));
         }
@@ -283,7 +290,7 @@ impl ApiAuth {
             users.hasher().verify_dummy(secret.to_string()).await;
             return Ok(None);
         }
-        let Some(u) = users.get_by_username(user).await? else {
+        let Some(u) = users.get_by_username(user).await.map_err(|e| e.to_string())? else {
             users.hasher().verify_dummy(secret.to_string()).await;
             return Ok(None);
         };
