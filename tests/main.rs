@@ -36,6 +36,7 @@ mod http2;
 mod identity_headers;
 mod inspect;
 mod layers;
+mod ldap;
 mod login;
 mod mailed_links;
 mod operations;
