@@ -15,7 +15,8 @@ struct Gw {
     token_dir: tempfile::TempDir,
 }
 
-const APPS: &str = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n\
+const APPS: &str =
+    "  - name: app\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n\
 \x20 - name: other\n    hosts: [other.test]\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n";
 
 impl Gw {
@@ -46,10 +47,17 @@ impl Gw {
 
     async fn new_token(&self, user: &str, app: &str) -> (String, String) {
         let (s, v) = self
-            .admin(reqwest::Method::POST, "/api/tokens", Some(json!({ "user": user, "app": app })))
+            .admin(
+                reqwest::Method::POST,
+                "/api/tokens",
+                Some(json!({ "user": user, "app": app })),
+            )
             .await;
         assert_eq!(s, 201, "{v}");
-        (v["key"].as_str().unwrap().to_string(), v["token"].as_str().unwrap().to_string())
+        (
+            v["key"].as_str().unwrap().to_string(),
+            v["token"].as_str().unwrap().to_string(),
+        )
     }
 
     fn events(&self) -> String {
@@ -71,13 +79,19 @@ async fn call(gw: &TestGateway, host: Option<&str>, auth: Option<&str>) -> reqwe
 
 fn basic(user: &str, secret: &str) -> String {
     use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"))
+    )
 }
 
 fn challenged(r: &reqwest::Response, realm: &str) {
     assert_eq!(r.status(), 401);
     let c = r.headers()["www-authenticate"].to_str().unwrap();
-    assert!(c.contains(&format!("Basic realm=\"{realm}\"")) && c.contains("Bearer"), "{c}");
+    assert!(
+        c.contains(&format!("Basic realm=\"{realm}\"")) && c.contains("Bearer"),
+        "{c}"
+    );
     assert!(r.headers().get("location").is_none(), "never the login redirect");
 }
 
@@ -91,9 +105,16 @@ async fn basic_and_bearer_clients_reach_the_app_with_app_passwords() {
     let r = call(gw, None, Some(&basic("alice", &token))).await;
     assert_eq!(r.status(), 200);
     let seen = gw.upstream.last();
-    assert_eq!(seen.header("x-forwarded-user"), Some("alice"), "the client's copy is replaced");
+    assert_eq!(
+        seen.header("x-forwarded-user"),
+        Some("alice"),
+        "the client's copy is replaced"
+    );
     assert_eq!(seen.header("x-forwarded-groups"), Some("admins,staff"));
-    assert!(seen.header("authorization").is_none(), "the app never sees the credentials");
+    assert!(
+        seen.header("authorization").is_none(),
+        "the app never sees the credentials"
+    );
     let before = gw.upstream.count();
     // Bearer with the same token.
     let r = call(gw, None, Some(&format!("Bearer {token}"))).await;
@@ -107,15 +128,33 @@ async fn basic_and_bearer_clients_reach_the_app_with_app_passwords() {
     let r = call(gw, Some("other.test"), Some(&basic("alice", ALICE_PASSWORD))).await;
     challenged(&r, "other");
     // The token opens its own app only, and only as its owner.
-    challenged(&call(gw, Some("other.test"), Some(&format!("Bearer {token}"))).await, "other");
+    challenged(
+        &call(gw, Some("other.test"), Some(&format!("Bearer {token}"))).await,
+        "other",
+    );
     challenged(&call(gw, None, Some(&basic("bob", &token))).await, "app");
 
     // Refusals are 401 with a challenge, for curl and for a browser sending credentials.
     let before = gw.upstream.count();
     challenged(&call(gw, None, None).await, "app");
     challenged(&call(gw, None, Some(&basic("alice", "wrong"))).await, "app");
-    challenged(&call(gw, None, Some("Bearer fgp_000000000000_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")).await, "app");
-    for bad in ["Basic !!!", "Basic", "Bearer", "Digest x", "Basic YWxpY2U=", "Basic OnNlY3JldA=="] {
+    challenged(
+        &call(
+            gw,
+            None,
+            Some("Bearer fgp_000000000000_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+        )
+        .await,
+        "app",
+    );
+    for bad in [
+        "Basic !!!",
+        "Basic",
+        "Bearer",
+        "Digest x",
+        "Basic YWxpY2U=",
+        "Basic OnNlY3JldA==",
+    ] {
         challenged(&call(gw, None, Some(bad)).await, "app");
     }
     let r = bare_client()
@@ -158,11 +197,15 @@ async fn basic_and_bearer_clients_reach_the_app_with_app_passwords() {
     // Revocation and disabling take effect at once, although the positive check is cached.
     let (_, bob_token) = g.new_token("bob", "app").await;
     assert_eq!(call(gw, None, Some(&format!("Bearer {bob_token}"))).await.status(), 200);
-    let (s, _) = g.admin(reqwest::Method::DELETE, &format!("/api/tokens/{key}"), None).await;
+    let (s, _) = g
+        .admin(reqwest::Method::DELETE, &format!("/api/tokens/{key}"), None)
+        .await;
     assert_eq!(s, 200);
     challenged(&call(gw, None, Some(&format!("Bearer {token}"))).await, "app");
     challenged(&call(gw, None, Some(&basic("alice", &token))).await, "app");
-    let (s, _) = g.admin(reqwest::Method::DELETE, &format!("/api/tokens/{key}"), None).await;
+    let (s, _) = g
+        .admin(reqwest::Method::DELETE, &format!("/api/tokens/{key}"), None)
+        .await;
     assert_eq!(s, 404);
     let (s, _) = g.admin(reqwest::Method::POST, "/api/users/bob/disable", None).await;
     assert_eq!(s, 200);
@@ -176,11 +219,19 @@ async fn basic_and_bearer_clients_reach_the_app_with_app_passwords() {
 
     // Bad requests to the tokens API.
     let (s, _) = g
-        .admin(reqwest::Method::POST, "/api/tokens", Some(json!({ "user": "nobody", "app": "app" })))
+        .admin(
+            reqwest::Method::POST,
+            "/api/tokens",
+            Some(json!({ "user": "nobody", "app": "app" })),
+        )
         .await;
     assert_eq!(s, 404);
     let (s, _) = g
-        .admin(reqwest::Method::POST, "/api/tokens", Some(json!({ "user": "alice", "app": "app", "expires": "soon" })))
+        .admin(
+            reqwest::Method::POST,
+            "/api/tokens",
+            Some(json!({ "user": "alice", "app": "app", "expires": "soon" })),
+        )
         .await;
     assert_eq!(s, 400);
 
@@ -220,10 +271,16 @@ async fn api_clients_are_rate_limited_like_logins() {
     assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     // The clock moves on: the limit lets attempts through again.
     gw.clock.advance(std::time::Duration::from_secs(61));
-    assert_eq!(call(gw, None, Some(&basic("alice", ALICE_PASSWORD))).await.status(), 200);
+    assert_eq!(
+        call(gw, None, Some(&basic("alice", ALICE_PASSWORD))).await.status(),
+        200
+    );
     // A positive check is cached: repeated requests cost no attempt.
     for _ in 0..5 {
-        assert_eq!(call(gw, None, Some(&basic("alice", ALICE_PASSWORD))).await.status(), 200);
+        assert_eq!(
+            call(gw, None, Some(&basic("alice", ALICE_PASSWORD))).await.status(),
+            200
+        );
     }
     g.gw.stop().await;
 }
@@ -268,7 +325,10 @@ async fn the_token_cli_uses_the_admin_api_while_the_gateway_runs() {
     assert_eq!(call(&g.gw, None, Some(&format!("Bearer {token}"))).await.status(), 200);
     let (code, out, _) = cli(v(&["list"])).await;
     assert_eq!(code, 0);
-    assert!(out.contains("\talice\tapp\texpires_ms=") && !out.contains(&token), "{out}");
+    assert!(
+        out.contains("\talice\tapp\texpires_ms=") && !out.contains(&token),
+        "{out}"
+    );
     let key = out.split('\t').next().unwrap().to_string();
     let (code, _, err) = cli(v(&["create", "--user", "alice", "--app", "nope"])).await;
     assert_eq!(code, 64, "{err}");

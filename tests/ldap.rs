@@ -21,9 +21,18 @@ fn flow_with_backends(backends: &str) -> String {
 }
 
 async fn start(dir: &Slapd, starttls: bool, source_extra: &str, apps: &str) -> TestGateway {
-    let extra = format!("{NO_LIMITS}sources:\n{}", dir.source_yaml("corp", starttls, source_extra));
+    let extra = format!(
+        "{NO_LIMITS}sources:\n{}",
+        dir.source_yaml("corp", starttls, source_extra)
+    );
     let flow = flow_with_backends("[local, corp]");
-    TestGateway::start_full(apps, &extra, Upstream::spawn().await, &[("default-authentication.yaml", &flow)]).await
+    TestGateway::start_full(
+        apps,
+        &extra,
+        Upstream::spawn().await,
+        &[("default-authentication.yaml", &flow)],
+    )
+    .await
 }
 
 /// Logs in through the HTML forms; `Ok(cookie)` or `Err(final page)`.
@@ -65,7 +74,10 @@ async fn directory_logins_over_ldaps() {
     assert_eq!(groups_of(&seen), ["engineers", "ops"]);
     let mirrored = users(&gw).get_by_username("dave").await.unwrap().unwrap();
     assert_eq!(mirrored.attributes["ldap_source"], "corp");
-    assert!(mirrored.password_hash.is_none(), "no password is stored for a directory user");
+    assert!(
+        mirrored.password_hash.is_none(),
+        "no password is stored for a directory user"
+    );
 
     // A local user still logs in (local comes first), and a directory password never opens a
     // local account of the same name.
@@ -74,13 +86,19 @@ async fn directory_logins_over_ldaps() {
     // Wrong password, no groups, disabled in the directory, injection, empty password.
     let page = login(&gw, "dave", "not dave's").await.unwrap_err();
     assert!(page.contains("Invalid password"), "{page}");
-    assert!(login(&gw, "frank", "frank pw").await.is_ok(), "a user without groups logs in");
+    assert!(
+        login(&gw, "frank", "frank pw").await.is_ok(),
+        "a user without groups logs in"
+    );
     assert!(login(&gw, "erin", ERIN_PW).await.is_err(), "disabled in the directory");
     assert!(users(&gw).get_by_username("erin").await.unwrap().is_none());
     for name in ["*)(uid=*", "*", "dave)(|(uid=*", "dave*", "*)(objectClass=*"] {
         assert!(login(&gw, name, DAVE_PW).await.is_err(), "{name:?} must match nobody");
     }
-    assert!(login(&gw, "dave", "").await.is_err(), "an empty password is never a bind");
+    assert!(
+        login(&gw, "dave", "").await.is_err(),
+        "an empty password is never a bind"
+    );
 
     // Disabled in flowgate: the directory's yes is not enough.
     users(&gw)
@@ -112,7 +130,12 @@ async fn directory_logins_over_ldaps() {
     assert!(login(&gw, "alice", ALICE_PASSWORD).await.is_ok());
     dir.start_again();
     let cookie = login(&gw, "dave", DAVE_PW).await.expect("back with the directory");
-    assert_eq!(with_cookie(&gw, reqwest::Method::GET, "/x", &cookie, None).await.status(), 200);
+    assert_eq!(
+        with_cookie(&gw, reqwest::Method::GET, "/x", &cookie, None)
+            .await
+            .status(),
+        200
+    );
     gw.stop().await;
 }
 
@@ -147,17 +170,28 @@ async fn a_directory_with_an_untrusted_certificate_is_unavailable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_clients_with_directory_passwords() {
     let mut dir = Slapd::start();
-    let apps = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n";
+    let apps =
+        "  - name: app\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n";
     let gw = start(&dir, false, "", apps).await;
     // The mirror exists after a first login.
     login(&gw, "dave", DAVE_PW).await.unwrap();
     let basic = |u: &str, p: &str| {
         use base64::Engine;
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
     };
     let get = |auth: String| {
         let url = gw.url("/dav/");
-        async move { bare_client().get(url).header("authorization", auth).send().await.unwrap() }
+        async move {
+            bare_client()
+                .get(url)
+                .header("authorization", auth)
+                .send()
+                .await
+                .unwrap()
+        }
     };
     let r = get(basic("dave", DAVE_PW)).await;
     assert_eq!(r.status(), 200);
@@ -175,6 +209,9 @@ async fn api_clients_with_directory_passwords() {
 fn plain_ldap_to_a_remote_host_is_a_config_error() {
     let text = "listen: { http: \"127.0.0.1:0\" }\nsources:\n  corp:\n    type: ldap\n    server_uri: \"ldap://ldap.example.test\"\n    bind_cn: cn=x\n    bind_password: pw\n    base_dn: dc=example\n    user_object_filter: objectClass=person\napps:\n  - name: app\n    upstream: \"http://127.0.0.1:9\"\n";
     let err = flowgate::Config::from_yaml_str(text, "t.yaml").unwrap_err().to_string();
-    assert!(err.contains("sources.corp.server_uri") && err.contains("in the clear"), "{err}");
+    assert!(
+        err.contains("sources.corp.server_uri") && err.contains("in the clear"),
+        "{err}"
+    );
     assert!(err.contains("sources.corp.user_object_filter"), "{err}");
 }

@@ -11,10 +11,10 @@
 
 mod common;
 
+mod api_clients;
 mod availability;
 mod blueprints;
 mod browser;
-mod api_clients;
 mod bruteforce;
 mod cli;
 mod config;
@@ -53,9 +53,9 @@ mod sessions;
 mod shared_faults;
 mod shared_limits;
 mod shared_state;
-mod signed_identity;
 mod sign_on;
 mod sign_on_attacks;
+mod signed_identity;
 mod signup_identity;
 mod stage_catalogue;
 mod stages;

@@ -70,14 +70,23 @@ async fn the_app_verifies_the_jwt_against_the_published_keys() {
     assert_eq!(claims["sub"], "alice");
     assert_eq!(claims["email"], "alice@example.test");
     assert_eq!(claims["aud"], "app");
-    let mut groups: Vec<&str> = claims["groups"].as_array().unwrap().iter().map(|g| g.as_str().unwrap()).collect();
+    let mut groups: Vec<&str> = claims["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap())
+        .collect();
     groups.sort();
     assert_eq!(groups, ["admins", "staff"]);
     let (iat, exp) = (claims["iat"].as_u64().unwrap(), claims["exp"].as_u64().unwrap());
     assert_eq!(iat, gw.clock.now_ms() / 1000, "on the gateway's clock");
     assert_eq!(exp - iat, 300);
     // The previous key is published but does not sign.
-    let kid_of = |p: &str| flowgate::config::values::jwt::JwtKey::from_pem(&std::fs::read_to_string(p).unwrap()).unwrap().kid;
+    let kid_of = |p: &str| {
+        flowgate::config::values::jwt::JwtKey::from_pem(&std::fs::read_to_string(p).unwrap())
+            .unwrap()
+            .kid
+    };
     let (old_kid, new_kid) = (kid_of(&old), kid_of(&es));
     assert_eq!(decode_header(&token).unwrap().kid.unwrap(), new_kid);
     assert!(set.find(&old_kid).is_some(), "the previous key stays published");
@@ -123,7 +132,10 @@ async fn the_app_verifies_the_jwt_against_the_published_keys() {
     assert_eq!(r.status(), 200);
     let token2 = gw.upstream.last().header("x-flowgate-jwt").unwrap().to_string();
     let claims = verify(&set, &token2, Algorithm::ES256, "app");
-    assert!(claims["groups"].as_array().unwrap().iter().any(|g| g == "editors"), "{claims}");
+    assert!(
+        claims["groups"].as_array().unwrap().iter().any(|g| g == "editors"),
+        "{claims}"
+    );
     gw.stop().await;
 }
 
@@ -151,17 +163,28 @@ async fn bad_jwt_settings_are_config_errors() {
     let p384 = write_key(keys.path(), "p384.pem", &rcgen::PKCS_ECDSA_P384_SHA384);
     let es = write_key(keys.path(), "es.pem", &rcgen::PKCS_ECDSA_P256_SHA256);
     for (jwt, expect) in [
-        (format!("{{ key_file: \"{}\" }}", keys.path().join("junk.pem").display()), "no PEM private key"),
+        (
+            format!("{{ key_file: \"{}\" }}", keys.path().join("junk.pem").display()),
+            "no PEM private key",
+        ),
         (format!("{{ key_file: \"{p384}\" }}"), "unsupported key"),
         (format!("{{ key_file: \"{es}\", ttl: 10m }}"), "between 10s and 5m"),
-        (format!("{{ key_file: \"{es}\", header: \"Cookie\" }}"), "invalid header name"),
+        (
+            format!("{{ key_file: \"{es}\", header: \"Cookie\" }}"),
+            "invalid header name",
+        ),
         ("{ header: X-Jwt }".to_string(), "a signing key is required"),
-        (format!("{{ key_file: \"{es}\", key_env: FLOWGATE_TEST_NO_SUCH_VAR }}"), "set only one of"),
+        (
+            format!("{{ key_file: \"{es}\", key_env: FLOWGATE_TEST_NO_SUCH_VAR }}"),
+            "set only one of",
+        ),
     ] {
         let text = format!(
             "listen: {{ http: \"127.0.0.1:0\" }}\napps:\n  - name: app\n    upstream: \"http://127.0.0.1:9\"\n    authentication_flow: none\n    jwt: {jwt}\n"
         );
-        let err = flowgate::Config::from_yaml_str(&text, "t.yaml").unwrap_err().to_string();
+        let err = flowgate::Config::from_yaml_str(&text, "t.yaml")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(expect), "{jwt}: {err}");
         assert!(err.contains("apps[0].jwt"), "{err}");
     }

@@ -346,13 +346,29 @@ async fn app_passwords(backend: Backend) {
     assert!(token.starts_with("fgp_") && token.contains(&a.key));
     let ok = s.check_app_password(&token, "dav", 4_999).await.unwrap().unwrap();
     assert_eq!((ok.user_id, ok.expires_ms), (alice, Some(5_000)));
-    assert_eq!(s.check_app_password(&token, "dav", 5_000).await.unwrap(), None, "{backend:?}: expired");
-    assert_eq!(s.check_app_password(&token, "wiki", 2_000).await.unwrap(), None, "{backend:?}: other app");
+    assert_eq!(
+        s.check_app_password(&token, "dav", 5_000).await.unwrap(),
+        None,
+        "{backend:?}: expired"
+    );
+    assert_eq!(
+        s.check_app_password(&token, "wiki", 2_000).await.unwrap(),
+        None,
+        "{backend:?}: other app"
+    );
     let mut wrong = token.clone();
     wrong.pop();
     wrong.push(if token.ends_with('A') { 'B' } else { 'A' });
-    assert_eq!(s.check_app_password(&wrong, "dav", 2_000).await.unwrap(), None, "{backend:?}: wrong secret");
-    assert!(s.check_app_password(&forever, "dav", i64::MAX as u64).await.unwrap().is_some());
+    assert_eq!(
+        s.check_app_password(&wrong, "dav", 2_000).await.unwrap(),
+        None,
+        "{backend:?}: wrong secret"
+    );
+    assert!(s
+        .check_app_password(&forever, "dav", i64::MAX as u64)
+        .await
+        .unwrap()
+        .is_some());
     let all = s.list_app_passwords(None).await.unwrap();
     assert_eq!(all.len(), 2);
     assert_eq!(s.list_app_passwords(Some("alice")).await.unwrap(), vec![a.clone()]);
@@ -362,7 +378,11 @@ async fn app_passwords(backend: Backend) {
     ));
     assert!(s.revoke_app_password(&a.key).await.unwrap());
     assert!(!s.revoke_app_password(&a.key).await.unwrap());
-    assert_eq!(s.check_app_password(&token, "dav", 2_000).await.unwrap(), None, "{backend:?}: revoked");
+    assert_eq!(
+        s.check_app_password(&token, "dav", 2_000).await.unwrap(),
+        None,
+        "{backend:?}: revoked"
+    );
     // Deleting the user deletes its app passwords.
     s.delete_user("bob").await.unwrap();
     assert!(s.list_app_passwords(None).await.unwrap().is_empty(), "{backend:?}");

@@ -44,7 +44,10 @@ fn line(t: &Value) -> String {
         s(&t["key"]),
         s(&t["user"]),
         s(&t["app"]),
-        t["expires_ms"].as_i64().map(|e| e.to_string()).unwrap_or_else(|| "never".into())
+        t["expires_ms"]
+            .as_i64()
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "never".into())
     )
 }
 
@@ -67,10 +70,17 @@ pub(crate) async fn live(c: &AdminClient, action: TokenCmd) -> anyhow::Result<Ex
     match action {
         TokenCmd::Create { user, app, expires } => {
             let t = c
-                .ok(Method::POST, "/api/tokens", Some(json!({ "user": user, "app": app, "expires": expires })))
+                .ok(
+                    Method::POST,
+                    "/api/tokens",
+                    Some(json!({ "user": user, "app": app, "expires": expires })),
+                )
                 .await?;
             println!("{}", t["token"].as_str().unwrap_or(""));
-            eprintln!("app password {} for {user} at {app} created; it is not shown again", t["key"].as_str().unwrap_or(""));
+            eprintln!(
+                "app password {} for {user} at {app} created; it is not shown again",
+                t["key"].as_str().unwrap_or("")
+            );
         }
         TokenCmd::List { user } => {
             let path = match user {
@@ -82,7 +92,8 @@ pub(crate) async fn live(c: &AdminClient, action: TokenCmd) -> anyhow::Result<Ex
             }
         }
         TokenCmd::Revoke { key } => {
-            c.ok(Method::DELETE, &format!("/api/tokens/{}", seg(&key)), None).await?;
+            c.ok(Method::DELETE, &format!("/api/tokens/{}", seg(&key)), None)
+                .await?;
             println!("revoked {key}");
         }
     }
@@ -104,7 +115,10 @@ pub(crate) async fn direct(store: &UserStore, action: TokenCmd) -> anyhow::Resul
             };
             let (t, token) = store.create_app_password(&user, &app, expires_ms, now_ms).await?;
             println!("{token}");
-            eprintln!("app password {} for {user} at {app} created; it is not shown again", t.key);
+            eprintln!(
+                "app password {} for {user} at {app} created; it is not shown again",
+                t.key
+            );
         }
         TokenCmd::List { user } => {
             for t in store.list_app_passwords(user.as_deref()).await? {

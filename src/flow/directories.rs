@@ -32,7 +32,10 @@ impl Directories {
     pub fn from_config(sources: &BTreeMap<String, Arc<LdapSourceDef>>) -> Result<Self, String> {
         let mut m = BTreeMap::new();
         for (k, d) in sources {
-            m.insert(k.clone(), Directory::new(d.clone()).map_err(|e| format!("sources.{k}: {e}"))?);
+            m.insert(
+                k.clone(),
+                Directory::new(d.clone()).map_err(|e| format!("sources.{k}: {e}"))?,
+            );
         }
         Ok(Self(m))
     }

@@ -12,7 +12,11 @@ impl Executor {
     /// or the user's directory cannot be asked.
     pub async fn check_user_password(&self, u: &User, password: &str) -> Result<bool, String> {
         let Some(source) = directory_of(u) else {
-            return self.users.verify_password(u, password).await.map_err(|e: StoreError| e.to_string());
+            return self
+                .users
+                .verify_password(u, password)
+                .await
+                .map_err(|e: StoreError| e.to_string());
         };
         let Some(dir) = self.services.directories.get(source) else {
             self.users.hasher().verify_dummy(password.to_string()).await;

@@ -59,7 +59,9 @@ pub fn parse_token(token: &str) -> Option<(&str, &str)> {
     let ok = key.len() == 12
         && key.bytes().all(|b| b.is_ascii_hexdigit())
         && (40..=64).contains(&secret.len())
-        && secret.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     ok.then_some((key, secret))
 }
 
@@ -89,9 +91,7 @@ impl UserStore {
     ) -> Result<(AppPassword, String), StoreError> {
         use base64::Engine;
         use rand::RngCore;
-        if app.is_empty()
-            || app.len() > 64
-            || !app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        if app.is_empty() || app.len() > 64 || !app.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
             return Err(StoreError::Invalid(format!("invalid app name {app:?}")));
         }

@@ -168,13 +168,11 @@ impl Directory {
         if self.def.tls == LdapTls::StartTls {
             s = s.set_starttls(true);
         }
-        let (conn, ldap) = tokio::time::timeout(
-            self.def.timeout,
-            LdapConnAsync::with_settings(s, &self.def.server_uri),
-        )
-        .await
-        .map_err(|_| self.unavailable("connect timed out"))?
-        .map_err(|e| self.unavailable(format!("connect: {e}")))?;
+        let (conn, ldap) =
+            tokio::time::timeout(self.def.timeout, LdapConnAsync::with_settings(s, &self.def.server_uri))
+                .await
+                .map_err(|_| self.unavailable("connect timed out"))?
+                .map_err(|e| self.unavailable(format!("connect: {e}")))?;
         ldap3::drive!(conn);
         Ok(ldap)
     }
@@ -193,7 +191,12 @@ impl Directory {
         r
     }
 
-    async fn authenticate_on(&self, ldap: &mut Ldap, username: &str, password: &str) -> Result<Authenticated, DirectoryError> {
+    async fn authenticate_on(
+        &self,
+        ldap: &mut Ldap,
+        username: &str,
+        password: &str,
+    ) -> Result<Authenticated, DirectoryError> {
         let d = &self.def;
         let t = d.timeout;
         ldap.with_timeout(t)
@@ -240,7 +243,9 @@ impl Directory {
             return Ok(Authenticated::Disabled);
         }
         let mut groups: Vec<String> = if d.lookup_groups_from_user {
-            all(&entry, MEMBER_OF_ATTRIBUTE).filter_map(|dn| first_rdn_value(dn)).collect()
+            all(&entry, MEMBER_OF_ATTRIBUTE)
+                .filter_map(|dn| first_rdn_value(dn))
+                .collect()
         } else {
             let filter = format!(
                 "(&{}({}={}))",
@@ -250,7 +255,12 @@ impl Directory {
             );
             let (gs, _) = ldap
                 .with_timeout(t)
-                .search(&d.group_base, Scope::Subtree, &filter, vec![d.group_name_attribute.as_str()])
+                .search(
+                    &d.group_base,
+                    Scope::Subtree,
+                    &filter,
+                    vec![d.group_name_attribute.as_str()],
+                )
                 .await
                 .and_then(|r| r.success())
                 .map_err(|e| self.unavailable(format!("group search: {e}")))?;
@@ -285,8 +295,14 @@ mod tests {
 
     #[test]
     fn group_names_from_dns() {
-        assert_eq!(first_rdn_value("cn=staff,ou=groups,dc=example").as_deref(), Some("staff"));
-        assert_eq!(first_rdn_value("CN=Domain Users,CN=Users,DC=corp").as_deref(), Some("Domain Users"));
+        assert_eq!(
+            first_rdn_value("cn=staff,ou=groups,dc=example").as_deref(),
+            Some("staff")
+        );
+        assert_eq!(
+            first_rdn_value("CN=Domain Users,CN=Users,DC=corp").as_deref(),
+            Some("Domain Users")
+        );
         assert_eq!(first_rdn_value("cn=a\\,b,ou=g").as_deref(), Some("a,b"));
         assert_eq!(first_rdn_value("cn=caf\\c3\\a9,ou=g").as_deref().map(str::len), Some(5));
         assert_eq!(first_rdn_value("nonsense"), None);

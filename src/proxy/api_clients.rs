@@ -282,7 +282,8 @@ impl ApiAuth {
                 return Ok(None);
             };
             let owner = users.get_by_id(c.user_id).await.map_err(|e| e.to_string())?;
-            let same = owner.is_some_and(|u| u.username == user || u.email.eq_ignore_ascii_case(user) && !u.email.is_empty());
+            let same =
+                owner.is_some_and(|u| u.username == user || u.email.eq_ignore_ascii_case(user) && !u.email.is_empty());
             return Ok(same.then_some((c.user_id, c.expires_ms, Method::AppPassword)));
         }
         // A user's own password never opens an app that asks for its own (stronger) flow.

@@ -154,7 +154,13 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
 
 /// An API client's credentials, then the app's policies (which see `auth_method`
 /// `app_password` or `password`).
-async fn api_client(state: &ProxyState, f: &Facts<'_>, app: Arc<App>, opts: crate::config::ApiClients, path: String) -> Verdict {
+async fn api_client(
+    state: &ProxyState,
+    f: &Facts<'_>,
+    app: Arc<App>,
+    opts: crate::config::ApiClients,
+    path: String,
+) -> Verdict {
     use api_clients::ApiOutcome;
     match state.api.check(state, &app, opts, f.headers, f.client_ip).await {
         ApiOutcome::Ok(who, method) => {

@@ -39,9 +39,9 @@ use crate::http::Ui;
 use crate::routing::Router;
 use crate::session::{self, Identity, SessionStore};
 use crate::telemetry::{AppMetrics, RouteKind};
+pub use api_clients::ApiAuth;
 use async_trait::async_trait;
 use bytes::Bytes;
-pub use api_clients::ApiAuth;
 pub use checks::{
     effective_client_ip, forwarded_https, framing_problem, raw_has_content_length, MAX_HEADER_BYTES, MAX_URI_BYTES,
 };

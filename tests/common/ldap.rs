@@ -3,6 +3,8 @@
 //! StartTLS) and LDAPS on free loopback ports, TLS with a test CA made by rcgen, users and
 //! groups loaded with `ldapadd`. Only authenticated binds may read; `userPassword` is for binds
 //! only. Stopped (and its files removed) when dropped.
+// Waiting for a real daemon to start reads the real clock.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -81,18 +83,34 @@ access to attrs=userPassword by self write by anonymous auth by * none\naccess t
         };
         s.start_again();
         let out = Command::new("ldapadd")
-            .args(["-x", "-H", &format!("ldap://127.0.0.1:{}", s.ldap_port), "-D", ADMIN_DN, "-w", ADMIN_PW, "-f"])
+            .args([
+                "-x",
+                "-H",
+                &format!("ldap://127.0.0.1:{}", s.ldap_port),
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PW,
+                "-f",
+            ])
             .arg(s.dir.path().join("data.ldif"))
             .output()
             .expect("ldapadd runs (./dev deps installs ldap-utils)");
-        assert!(out.status.success(), "ldapadd failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ldapadd failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         s
     }
 
     /// Starts the (stopped) server again on the same ports and data.
     pub fn start_again(&mut self) {
         let d = self.dir.path();
-        let urls = format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/", self.ldap_port, self.ldaps_port);
+        let urls = format!(
+            "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
+            self.ldap_port, self.ldaps_port
+        );
         let child = Command::new("/usr/sbin/slapd")
             .arg("-f")
             .arg(d.join("slapd.conf"))
@@ -111,7 +129,10 @@ access to attrs=userPassword by self write by anonymous auth by * none\naccess t
                 break;
             }
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("slapd exited ({st}): {}", std::fs::read_to_string(d.join("slapd.log")).unwrap_or_default());
+                panic!(
+                    "slapd exited ({st}): {}",
+                    std::fs::read_to_string(d.join("slapd.log")).unwrap_or_default()
+                );
             }
             assert!(Instant::now() < deadline, "slapd did not start");
             std::thread::sleep(Duration::from_millis(50));

@@ -60,10 +60,18 @@ pub(crate) fn jwt(c: &mut Collector<'_>, p: &str, raw: &RawJwt, headers: &Header
     }
     let issuer = raw.issuer.clone().unwrap_or_else(|| DEFAULT_JWT_ISSUER.to_string());
     if issuer.is_empty() || issuer.chars().any(char::is_control) {
-        c.err(0, format!("{p}.issuer"), "must be a non-empty string without control characters");
+        c.err(
+            0,
+            format!("{p}.issuer"),
+            "must be a non-empty string without control characters",
+        );
     }
     if raw.key_file.is_none() && raw.key_env.is_none() {
-        c.err(0, format!("{p}.key_file"), "a signing key is required: set key_file or key_env");
+        c.err(
+            0,
+            format!("{p}.key_file"),
+            "a signing key is required: set key_file or key_env",
+        );
         return None;
     }
     let signing = key(c, p, raw.key_env.as_ref(), raw.key_file.as_ref(), "key");

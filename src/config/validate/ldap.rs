@@ -89,7 +89,11 @@ fn ldap(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawLdapSource
     let loopback = host_only == "localhost" || host_only.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     let tls = if uri.starts_with("ldaps://") {
         if start_tls {
-            c.err(fi, format!("{p}.start_tls"), "an ldaps:// connection is TLS already; StartTLS is for ldap://");
+            c.err(
+                fi,
+                format!("{p}.start_tls"),
+                "an ldaps:// connection is TLS already; StartTLS is for ldap://",
+            );
         }
         Some(LdapTls::Ldaps)
     } else if uri.starts_with("ldap://") {
@@ -114,7 +118,11 @@ fn ldap(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawLdapSource
         None
     };
     if host.is_empty() || host.contains(['/', '?', '@', ' ']) {
-        c.err(fi, format!("{p}.server_uri"), format!("invalid server URI {uri:?} (expected a host and optional port, no path)"));
+        c.err(
+            fi,
+            format!("{p}.server_uri"),
+            format!("invalid server URI {uri:?} (expected a host and optional port, no path)"),
+        );
     }
     let ca_pem = match &r.ca_file {
         None => None,
@@ -125,12 +133,20 @@ fn ldap(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawLdapSource
                 Ok(pem) => {
                     let certs = rustls_pemfile::certs(&mut pem.as_bytes()).filter(|c| c.is_ok()).count();
                     if certs == 0 {
-                        c.err(fi, format!("{p}.ca_file"), format!("{} holds no PEM certificate", full.display()));
+                        c.err(
+                            fi,
+                            format!("{p}.ca_file"),
+                            format!("{} holds no PEM certificate", full.display()),
+                        );
                     }
                     Some(pem)
                 }
                 Err(e) => {
-                    c.err(fi, format!("{p}.ca_file"), format!("cannot read {}: {e}", full.display()));
+                    c.err(
+                        fi,
+                        format!("{p}.ca_file"),
+                        format!("cannot read {}: {e}", full.display()),
+                    );
                     None
                 }
             }
@@ -146,7 +162,11 @@ fn ldap(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawLdapSource
         "bind_password",
     );
     if r.bind_password.is_none() && r.bind_password_env.is_none() && r.bind_password_file.is_none() {
-        c.err(fi, format!("{p}.bind_password_env"), "the service account needs a password: set bind_password_env or bind_password_file");
+        c.err(
+            fi,
+            format!("{p}.bind_password_env"),
+            "the service account needs a password: set bind_password_env or bind_password_file",
+        );
     }
     if r.bind_cn.trim().is_empty() {
         c.err(fi, format!("{p}.bind_cn"), "the service account's DN is required");
@@ -157,12 +177,20 @@ fn ldap(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawLdapSource
     let mut filter = |key: &str, v: &Option<String>, default: &str| -> String {
         let f = v.clone().unwrap_or_else(|| default.to_string());
         if !filter_ok(&f) {
-            c.err(fi, format!("{p}.{key}"), format!("invalid LDAP filter {f:?} (expected one parenthesised filter such as {default})"));
+            c.err(
+                fi,
+                format!("{p}.{key}"),
+                format!("invalid LDAP filter {f:?} (expected one parenthesised filter such as {default})"),
+            );
         }
         f
     };
     let user_object_filter = filter("user_object_filter", &r.user_object_filter, DEFAULT_USER_OBJECT_FILTER);
-    let group_object_filter = filter("group_object_filter", &r.group_object_filter, DEFAULT_GROUP_OBJECT_FILTER);
+    let group_object_filter = filter(
+        "group_object_filter",
+        &r.group_object_filter,
+        DEFAULT_GROUP_OBJECT_FILTER,
+    );
     let mut attr = |key: &str, v: &Option<String>, default: &str| -> String {
         let a = v.clone().unwrap_or_else(|| default.to_string());
         if !attr_ok(&a) {
@@ -170,11 +198,19 @@ fn ldap(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawLdapSource
         }
         a
     };
-    let group_membership_field = attr("group_membership_field", &r.group_membership_field, DEFAULT_GROUP_MEMBERSHIP_FIELD);
+    let group_membership_field = attr(
+        "group_membership_field",
+        &r.group_membership_field,
+        DEFAULT_GROUP_MEMBERSHIP_FIELD,
+    );
     let username_attribute = attr("username_attribute", &r.username_attribute, DEFAULT_USERNAME_ATTRIBUTE);
     let email_attribute = attr("email_attribute", &r.email_attribute, DEFAULT_EMAIL_ATTRIBUTE);
     let name_attribute = attr("name_attribute", &r.name_attribute, DEFAULT_NAME_ATTRIBUTE);
-    let group_name_attribute = attr("group_name_attribute", &r.group_name_attribute, DEFAULT_GROUP_NAME_ATTRIBUTE);
+    let group_name_attribute = attr(
+        "group_name_attribute",
+        &r.group_name_attribute,
+        DEFAULT_GROUP_NAME_ATTRIBUTE,
+    );
     let timeout = c.duration(fi, format!("{p}.timeout"), &r.timeout, DEFAULT_LDAP_TIMEOUT);
     if timeout.is_zero() {
         c.err(fi, format!("{p}.timeout"), "must be longer than 0s");
@@ -215,7 +251,11 @@ pub(crate) fn backends(c: &mut Collector<'_>, fi: usize, p: &str, raw: &[String]
             PasswordBackend::Ldap(b.clone())
         };
         if out.contains(&be) {
-            c.err(fi, format!("{p}.backends[{i}]"), format!("backend {b:?} is listed twice"));
+            c.err(
+                fi,
+                format!("{p}.backends[{i}]"),
+                format!("backend {b:?} is listed twice"),
+            );
         }
         out.push(be);
     }
@@ -223,7 +263,11 @@ pub(crate) fn backends(c: &mut Collector<'_>, fi: usize, p: &str, raw: &[String]
 }
 
 /// Every password stage's backends name `local` or a `type: ldap` source.
-pub(crate) fn check_backend_refs(c: &mut Collector<'_>, files: &[RawFile], dirs: &BTreeMap<String, Arc<LdapSourceDef>>) {
+pub(crate) fn check_backend_refs(
+    c: &mut Collector<'_>,
+    files: &[RawFile],
+    dirs: &BTreeMap<String, Arc<LdapSourceDef>>,
+) {
     for (fi, f) in files.iter().enumerate() {
         for (name, raw) in &f.stages {
             let RawStage::Password { backends, .. } = raw else {
@@ -251,7 +295,10 @@ mod tests {
 
     #[test]
     fn filters() {
-        for ok in ["(objectClass=person)", "(&(objectClass=person)(!(employeeType=disabled)))"] {
+        for ok in [
+            "(objectClass=person)",
+            "(&(objectClass=person)(!(employeeType=disabled)))",
+        ] {
             assert!(filter_ok(ok), "{ok}");
         }
         for bad in ["objectClass=person", "(a=b))(", "(a=b)(c=d)", "((a=b)", "", "(a=\nb)"] {

@@ -69,7 +69,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             StageDef::Password(PasswordDef {
                 failed_attempts_before_cancel: n,
                 allow_show_password: allow_show_password.unwrap_or(false),
-                backends: super::ldap::backends(c, fi, &p, backends),
+                backends: super::ldap::backends(c, fi, p, backends),
             })
         }
         RawStage::UserLogin {

@@ -78,7 +78,9 @@ impl JwtKey {
         let der = match rustls_pemfile::read_one(&mut pem.as_bytes()) {
             Ok(Some(rustls_pemfile::Item::Pkcs8Key(k))) => k.secret_pkcs8_der().to_vec(),
             Ok(Some(rustls_pemfile::Item::Sec1Key(_))) => {
-                return Err("an EC PRIVATE KEY (SEC1) is not PKCS#8: convert it with `openssl pkcs8 -topk8 -nocrypt`".into())
+                return Err(
+                    "an EC PRIVATE KEY (SEC1) is not PKCS#8: convert it with `openssl pkcs8 -topk8 -nocrypt`".into(),
+                )
             }
             Ok(Some(_)) => return Err("not a PKCS#8 private key (expected -----BEGIN PRIVATE KEY-----)".into()),
             Ok(None) | Err(_) => return Err("no PEM private key found".into()),
@@ -119,11 +121,7 @@ impl JwtKey {
     /// A compact JWS of `claims` signed with this key (`typ: JWT`, `kid` in the header).
     pub fn sign(&self, claims: &Value) -> Result<String, String> {
         let header = json!({ "alg": self.alg.as_str(), "typ": "JWT", "kid": self.kid });
-        let input = format!(
-            "{}.{}",
-            B64.encode(header.to_string()),
-            B64.encode(claims.to_string())
-        );
+        let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
         let sig = match &*self.pair {
             Pair::Ec(k) => k
                 .sign(&ring::rand::SystemRandom::new(), input.as_bytes())
@@ -206,6 +204,8 @@ mod tests {
         let rsa_like = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(JwtKey::from_pem(rsa_like).is_err());
         let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        assert!(JwtKey::from_pem(&p384.serialize_pem()).unwrap_err().contains("unsupported"));
+        assert!(JwtKey::from_pem(&p384.serialize_pem())
+            .unwrap_err()
+            .contains("unsupported"));
     }
 }

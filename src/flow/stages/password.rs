@@ -10,9 +10,9 @@ use super::{Stage, StageCx, StageOutcome};
 use crate::config::ldap_model::PasswordBackend;
 use crate::config::PasswordDef;
 use crate::flow::directories::{self, DirectoryLogin};
-use crate::identity::directory_users::directory_of;
 use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::{response_str, Challenge, PendingUser};
+use crate::identity::directory_users::directory_of;
 use serde_json::{json, Map, Value};
 
 /// Component name.
@@ -109,7 +109,9 @@ impl PasswordStage {
                         DirectoryLogin::Ok(u) => return Verdict::Ok(Some(u)),
                         DirectoryLogin::Failed => {}
                         DirectoryLogin::Down(_) => down = true,
-                        DirectoryLogin::StoreFailed => return Verdict::Error("mirroring a directory user failed".into()),
+                        DirectoryLogin::StoreFailed => {
+                            return Verdict::Error("mirroring a directory user failed".into())
+                        }
                     }
                 }
             }
@@ -243,13 +245,13 @@ impl Stage for PasswordStage {
                 }
                 StageOutcome::Continue
             }
-            Check::DirectoryDown => StageOutcome::Invalid(
-                Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
+            Check::DirectoryDown => {
+                StageOutcome::Invalid(Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
                     "password",
                     DIRECTORY_DOWN,
                     "directory_unavailable",
-                ),
-            ),
+                ))
+            }
             Check::Wrong => StageOutcome::Invalid(Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
                 "password",
                 "Invalid password",
