@@ -189,3 +189,42 @@ async fn bad_jwt_settings_are_config_errors() {
         assert!(err.contains("apps[0].jwt"), "{err}");
     }
 }
+
+/// nginx `auth_request`: the 200 carries the JWT for nginx to copy to the app, and an API
+/// client's Basic credentials are checked there too (401 with the challenge otherwise).
+#[tokio::test]
+async fn forward_auth_answers_carry_the_jwt_and_check_api_clients() {
+    let keys = tempfile::tempdir().unwrap();
+    let es = write_key(keys.path(), "es.pem", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let apps = format!(
+        "  - name: app\n    hosts: [app.test]\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n    jwt: {{ key_file: \"{es}\" }}\n"
+    );
+    let gw = TestGateway::start_with(&apps, &format!("trusted_proxies: [127.0.0.1/32]\n{NO_LIMITS}")).await;
+    let set = jwks(&gw).await;
+    let basic = |p: &str| {
+        use base64::Engine;
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("alice:{p}")))
+    };
+    let r = bare_client()
+        .get(gw.url("/.flowgate/auth/nginx"))
+        .header("x-original-url", "http://app.test/files/")
+        .header("authorization", basic(ALICE_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-forwarded-user"], "alice");
+    let token = r.headers()["x-flowgate-jwt"].to_str().unwrap().to_string();
+    let claims = verify(&set, &token, Algorithm::ES256, "app");
+    assert_eq!(claims["sub"], "alice");
+    let r = bare_client()
+        .get(gw.url("/.flowgate/auth/nginx"))
+        .header("x-original-url", "http://app.test/files/")
+        .header("authorization", basic("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().get("x-flowgate-jwt").is_none());
+    gw.stop().await;
+}
