@@ -203,7 +203,10 @@ async fn forward_auth_answers_carry_the_jwt_and_check_api_clients() {
     let set = jwks(&gw).await;
     let basic = |p: &str| {
         use base64::Engine;
-        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("alice:{p}")))
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("alice:{p}"))
+        )
     };
     let r = bare_client()
         .get(gw.url("/.flowgate/auth/nginx"))
