@@ -91,7 +91,7 @@ fn all<'a>(e: &'a SearchEntry, attr: &'a str) -> impl Iterator<Item = &'a String
 /// The value of a DN's first RDN (`cn=staff,ou=groups,…` → `staff`), unescaped for the common
 /// `\,` `\+` and hex forms.
 pub fn first_rdn_value(dn: &str) -> Option<String> {
-    let mut out = String::new();
+    let mut out: Vec<u8> = Vec::new();
     let mut chars = dn.split_once('=')?.1.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
@@ -99,17 +99,20 @@ pub fn first_rdn_value(dn: &str) -> Option<String> {
                 let a = chars.next()?;
                 if a.is_ascii_hexdigit() && chars.peek().is_some_and(|b| b.is_ascii_hexdigit()) {
                     let b = chars.next()?;
-                    let byte = u8::from_str_radix(&format!("{a}{b}"), 16).ok()?;
-                    out.push(byte as char);
+                    out.push(u8::from_str_radix(&format!("{a}{b}"), 16).ok()?);
                 } else {
-                    out.push(a);
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(a.encode_utf8(&mut buf).as_bytes());
                 }
             }
             ',' | '+' => break,
-            c => out.push(c),
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
         }
     }
-    let v = out.trim().to_string();
+    let v = String::from_utf8_lossy(&out).trim().to_string();
     (!v.is_empty()).then_some(v)
 }
 
@@ -304,7 +307,7 @@ mod tests {
             Some("Domain Users")
         );
         assert_eq!(first_rdn_value("cn=a\\,b,ou=g").as_deref(), Some("a,b"));
-        assert_eq!(first_rdn_value("cn=caf\\c3\\a9,ou=g").as_deref().map(str::len), Some(5));
+        assert_eq!(first_rdn_value("cn=caf\\c3\\a9,ou=g").as_deref(), Some("café"));
         assert_eq!(first_rdn_value("nonsense"), None);
         assert_eq!(first_rdn_value("cn=,ou=g"), None);
     }

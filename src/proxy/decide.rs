@@ -8,6 +8,7 @@
 //! path ─ normalise ─┬─ refused / disguised reserved path ─▶ BadPath
 //!                   ├─ no app for host + path ─▶ NoApp
 //!                   ├─ no session, skip-auth rule matches, path unambiguous, no upgrade ─▶ Anonymous
+//!                   ├─ no session, app with basic_auth, Authorization sent ─▶ ApiAllow | ApiRefused | Deny
 //!                   ├─ no session ─▶ Login
 //!                   ├─ session not authenticated through the app's own flow (or as strongly) ─▶ Login (step-up)
 //!                   └─ session ─▶ app policies ─▶ Allow | Deny
@@ -144,7 +145,7 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
             return Verdict::Login(app);
         }
     }
-    let (passing, messages) = app_policies(state, f, &app, &who, norm.path, auth_context(&sess.auth)).await;
+    let (passing, messages) = app_policies(state, f, &app, &who, norm.path, &sess.auth).await;
     if passing {
         Verdict::Allow(app, who)
     } else {
@@ -169,7 +170,7 @@ async fn api_client(
                 at_ms: state.sessions.clock().now_ms(),
                 ..Default::default()
             };
-            let (passing, messages) = app_policies(state, f, &app, &who, path, auth_context(&auth)).await;
+            let (passing, messages) = app_policies(state, f, &app, &who, path, &auth).await;
             if passing {
                 Verdict::ApiAllow(app, who)
             } else {
@@ -189,7 +190,7 @@ async fn app_policies(
     app: &App,
     who: &Identity,
     path: String,
-    context: serde_json::Map<String, serde_json::Value>,
+    auth: &session::AuthInfo,
 ) -> (bool, Vec<String>) {
     if app.policies.is_empty() {
         return (true, Vec::new());
@@ -209,7 +210,7 @@ async fn app_policies(
                     .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
                     .collect(),
                 now_ms: state.sessions.clock().now_ms(),
-                context,
+                context: auth_context(auth),
                 ..Default::default()
             };
             let r = policies::evaluate(&app.policies, app.policy_engine_mode, &state.policies, &input).await;
