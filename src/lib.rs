@@ -40,9 +40,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Whether a log record may be written. pingora's TRACE records print whole request headers
-/// (cookies, `Authorization`), so they are dropped whatever `RUST_LOG` asks for.
+/// (cookies, `Authorization`), and so do pingora-proxy's DEBUG ones (the header sent upstream,
+/// with the identity JWT and a client's `Authorization`), so they are dropped whatever
+/// `RUST_LOG` asks for.
 pub fn log_record_allowed(meta: &tracing::Metadata<'_>) -> bool {
-    !(*meta.level() == tracing::Level::TRACE && meta.target().starts_with("pingora"))
+    let target = meta.target();
+    let level = *meta.level();
+    !((level == tracing::Level::TRACE && target.starts_with("pingora"))
+        || (level == tracing::Level::DEBUG && target.starts_with("pingora_proxy")))
 }
 
 /// Options that tests change; production uses the defaults.
