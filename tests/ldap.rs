@@ -148,6 +148,17 @@ async fn directory_logins_over_starttls_with_member_of() {
     assert_eq!(r.status(), 200);
     assert_eq!(groups_of(&gw.upstream.last()), ["engineers", "ops"]);
     assert!(login(&gw, "dave", "wrong").await.is_err());
+    // The directory changes: the next login mirrors the new groups and email.
+    dir.modify(&format!(
+        "dn: cn=ops,ou=groups,{BASE_DN}\nchangetype: modify\ndelete: member\nmember: uid=dave,ou=people,{BASE_DN}\n\n\
+dn: uid=dave,ou=people,{BASE_DN}\nchangetype: modify\nreplace: mail\nmail: dave@new.example.test\n"
+    ));
+    let cookie = login(&gw, "dave", DAVE_PW).await.expect("dave logs in again");
+    let r = with_cookie(&gw, reqwest::Method::GET, "/", &cookie, None).await;
+    assert_eq!(r.status(), 200);
+    let seen = gw.upstream.last();
+    assert_eq!(groups_of(&seen), ["engineers"]);
+    assert_eq!(seen.header("x-forwarded-email"), Some("dave@new.example.test"));
     gw.stop().await;
 }
 

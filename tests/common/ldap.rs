@@ -147,6 +147,31 @@ access to attrs=userPassword by self write by anonymous auth by * none\naccess t
         }
     }
 
+    /// Applies an LDIF of changes (`changetype: modify` …) as the directory's admin.
+    pub fn modify(&self, ldif: &str) {
+        let path = self.dir.path().join("change.ldif");
+        std::fs::write(&path, ldif).unwrap();
+        let out = Command::new("ldapmodify")
+            .args([
+                "-x",
+                "-H",
+                &format!("ldap://127.0.0.1:{}", self.ldap_port),
+                "-D",
+                ADMIN_DN,
+                "-w",
+                ADMIN_PW,
+                "-f",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
