@@ -29,6 +29,8 @@ fn app() -> App {
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         max_body_bytes: None,
+        api_clients: None,
+        jwt: None,
     }
 }
 

@@ -11,6 +11,7 @@
 
 mod common;
 
+mod api_clients;
 mod availability;
 mod blueprints;
 mod browser;
@@ -35,6 +36,7 @@ mod http2;
 mod identity_headers;
 mod inspect;
 mod layers;
+mod ldap;
 mod login;
 mod mailed_links;
 mod operations;
@@ -53,6 +55,7 @@ mod shared_limits;
 mod shared_state;
 mod sign_on;
 mod sign_on_attacks;
+mod signed_identity;
 mod signup_identity;
 mod stage_catalogue;
 mod stages;

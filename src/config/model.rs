@@ -95,6 +95,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// Where audit events go besides the log.
     pub events: EventSettings,
+    /// Directory sources (`sources:` of `type: ldap`), by key.
+    pub directories: BTreeMap<String, std::sync::Arc<super::ldap_model::LdapSourceDef>>,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.
@@ -356,6 +358,18 @@ pub struct App {
     pub read_timeout: Duration,
     /// Largest request body forwarded to the app (413 above); `None`: no limit.
     pub max_body_bytes: Option<u64>,
+    /// API clients (`basic_auth: true`); `None`: sessions only.
+    pub api_clients: Option<ApiClients>,
+    /// Signed identity (`jwt:`); `None`: no token.
+    pub jwt: Option<std::sync::Arc<super::values::jwt::JwtSettings>>,
+}
+
+/// `apps[].basic_auth`: which credentials API clients may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiClients {
+    /// The user's own password is accepted besides app passwords
+    /// (`basic_auth_user_passwords`).
+    pub user_passwords: bool,
 }
 
 /// Where an app's traffic goes.

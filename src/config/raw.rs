@@ -41,6 +41,9 @@ pub struct RawFile {
     pub portal: Option<RawPortal>,
     pub admin: Option<RawAdmin>,
     pub events: Option<RawEvents>,
+    /// `sources:` (external identity; `type: ldap` in `raw_clients.rs`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, super::raw_clients::RawSource>,
 }
 
 /// `admin:`: the admin listener (metrics, health, admin API; docs/configuration.md).
@@ -182,6 +185,12 @@ pub struct RawApp {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub max_body_bytes: Option<u64>,
+    /// API clients (`Authorization: Basic` or `Bearer`) with app passwords.
+    pub basic_auth: Option<bool>,
+    /// With `basic_auth`, the user's own password is accepted too.
+    pub basic_auth_user_passwords: Option<bool>,
+    /// Signed identity (a JWT in a header) on every authenticated request.
+    pub jwt: Option<super::raw_clients::RawJwt>,
 }
 
 /// `headers:` is either a preset name or a map of custom header names.
@@ -301,6 +310,9 @@ pub enum RawStage {
     Password {
         failed_attempts_before_cancel: Option<u32>,
         allow_show_password: Option<bool>,
+        /// Where passwords are checked, in order: `local` and `type: ldap` source keys.
+        #[serde(default)]
+        backends: Vec<String>,
     },
     UserLogin {
         session_duration: Option<String>,

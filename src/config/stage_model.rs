@@ -102,6 +102,8 @@ pub struct PasswordDef {
     pub failed_attempts_before_cancel: u32,
     /// Offer a show-password toggle.
     pub allow_show_password: bool,
+    /// Where the password is checked, in order (default: `local` only).
+    pub backends: Vec<super::ldap_model::PasswordBackend>,
 }
 
 /// `user_login` settings.

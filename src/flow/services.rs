@@ -226,4 +226,6 @@ pub struct Services {
     pub reserved_usernames: crate::identity::names::ReservedNames,
     /// Metrics and audit events.
     pub telemetry: crate::telemetry::Telemetry,
+    /// Directory sources the password checks may use (`sources:` of `type: ldap`).
+    pub directories: Arc<super::directories::Directories>,
 }

@@ -2,7 +2,9 @@
 //! queries and migrations for both: `db.rs` is the seam), argon2id hashing off the event loop,
 //! and seeding from YAML. No HTTP types, no sessions.
 
+pub mod app_passwords;
 mod db;
+pub mod directory_users;
 pub mod hash;
 mod hash_pool;
 pub mod mfa;

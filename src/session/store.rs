@@ -471,6 +471,28 @@ impl SessionStore {
         }
     }
 
+    /// The current identity of user `user_id`, for a request without a session (an API
+    /// client): from the user cache (which the invalidation channel empties when the user
+    /// changes), else from the user source. `Ok(None)` when the user was deleted or disabled;
+    /// an error when there is no user source or it cannot be read (the caller refuses).
+    pub async fn identity_of_user(&self, user_id: i64) -> Result<Option<Arc<Identity>>, String> {
+        let Some(d) = &self.durable else {
+            return Err("no user source".into());
+        };
+        let Some(src) = d.source.get() else {
+            return Err("no user source".into());
+        };
+        let now = self.clock.now_ms();
+        if let Some((who, at)) = d.users.get(&user_id) {
+            if now.saturating_sub(at) < NEAR_CACHE_LIFE.as_millis() as u64 {
+                return Ok(who);
+            }
+        }
+        let who = src.identity(user_id).await?.map(Arc::new);
+        d.users.insert(user_id, (who.clone(), now));
+        Ok(who)
+    }
+
     /// Records the estimated size of the flow state parked in `s`; an anonymous session is
     /// weighed again, so large unfinished flows make room sooner (FLOOD-2). The entry is
     /// removed and inserted anew: moka evicts an entry whose weight grows in place instead of

@@ -8,6 +8,8 @@ mod collector;
 mod database;
 mod flows;
 mod headers;
+mod jwt;
+mod ldap;
 mod policies;
 mod prompt;
 mod secrets;
@@ -186,6 +188,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let ui = services::ui(&mut c, main, &base);
     let rate_limits = services::rate_limits(&mut c, main);
     stages::check_refs(&mut c, &parsed.files, &stages, &policies, &flow_slugs, mail.is_some());
+    let directories = ldap::sources(&mut c, &parsed.files);
+    ldap::check_backend_refs(&mut c, &parsed.files, &directories);
     let default_flows = default_flows(&mut c, main, &flows);
     let logout = logout(&mut c, main, &flows, &default_flows);
     let mut apps = Vec::new();
@@ -244,6 +248,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         portal,
         admin,
         events,
+        directories,
         notes: Vec::new(),
         texts: sources.iter().map(|s| s.text.clone()).collect(),
         paths: sources

@@ -60,6 +60,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
         RawStage::Password {
             failed_attempts_before_cancel,
             allow_show_password,
+            backends,
         } => {
             let n = failed_attempts_before_cancel.unwrap_or(DEFAULT_FAILED_ATTEMPTS_BEFORE_CANCEL);
             if n == 0 {
@@ -68,6 +69,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             StageDef::Password(PasswordDef {
                 failed_attempts_before_cancel: n,
                 allow_show_password: allow_show_password.unwrap_or(false),
+                backends: super::ldap::backends(c, fi, p, backends),
             })
         }
         RawStage::UserLogin {

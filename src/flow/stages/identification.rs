@@ -138,7 +138,7 @@ impl Stage for IdentificationStage {
             tracing::debug!("identification: unknown identifier");
             cx.reputation.record(cx.client_ip, uid, -1).await;
         }
-        let pending = PendingUser {
+        let mut pending = PendingUser {
             user: found,
             identifier: uid.to_string(),
         };
@@ -147,7 +147,7 @@ impl Stage for IdentificationStage {
         }
         if let Some(pw_stage) = &self.password {
             let password = response_str(response, "password").unwrap_or("");
-            match pw_stage.check(cx, &pending, password).await {
+            match pw_stage.check(cx, &mut pending, password).await {
                 Check::Ok => {
                     cx.context.pending_user = Some(pending);
                     return StageOutcome::Continue;
@@ -157,6 +157,7 @@ impl Stage for IdentificationStage {
                 Check::Error => return StageOutcome::Deny("Login is unavailable right now.".into()),
                 Check::Limited(wait) => return StageOutcome::RateLimited(wait),
                 Check::Unavailable => return StageOutcome::Unavailable,
+                Check::DirectoryDown => return invalid(super::password::DIRECTORY_DOWN, "directory_unavailable"),
             }
         }
         cx.context.pending_user = Some(pending);
