@@ -438,6 +438,8 @@ impl UserStore {
             .await?;
         tx.execute("DELETE FROM static_codes WHERE user_id = $1", args![user_id])
             .await?;
+        tx.execute("DELETE FROM webauthn_devices WHERE user_id = $1", args![user_id])
+            .await?;
         tx.commit().await
     }
 }

@@ -9,11 +9,13 @@ pub mod mfa;
 pub mod names;
 mod open;
 mod passwords;
+pub mod passkeys;
 pub mod records;
 pub mod seed;
 mod store;
 mod store_keys;
 mod user;
+pub mod webauthn;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};
 pub use open::PG_ACQUIRE_TIMEOUT;
