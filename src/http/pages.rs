@@ -61,10 +61,18 @@ const TEMPLATES: &[(&str, &str)] = &[
         "ak-stage-authenticator-validate.html",
         include_str!("../../templates/ak-stage-authenticator-validate.html"),
     ),
+    (
+        "ak-stage-authenticator-webauthn.html",
+        include_str!("../../templates/ak-stage-authenticator-webauthn.html"),
+    ),
 ];
 
 /// The stylesheet.
 pub const STYLESHEET: &str = include_str!("../../static/flowgate.css");
+/// The one script of the UI: hands WebAuthn options to `navigator.credentials`.
+pub const WEBAUTHN_SCRIPT: &str = include_str!("../../static/webauthn.js");
+/// Where [`WEBAUTHN_SCRIPT`] is served; the pages' CSP allows this path and no other script.
+pub const WEBAUTHN_SCRIPT_PATH: &str = "/.flowgate/static/webauthn.js";
 
 /// The template environment.
 pub struct Pages {
