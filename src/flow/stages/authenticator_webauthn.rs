@@ -78,7 +78,7 @@ impl WebauthnSetupStage {
         });
         let list: Vec<Value> = devices
             .iter()
-            .map(|d| json!({"pk": d.id, "name": d.name, "created": d.created_ms, "last_used": d.last_used_ms}))
+            .map(|d| json!({"pk": d.id.to_string(), "name": d.name, "created": d.created_ms, "last_used": d.last_used_ms}))
             .collect();
         let mut m = Map::new();
         m.insert("registration".into(), registration);
