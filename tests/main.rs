@@ -39,6 +39,7 @@ mod login;
 mod mailed_links;
 mod operations;
 mod outbound;
+mod passkey_store;
 mod passkeys;
 mod password_policies;
 mod paths_and_hosts;
