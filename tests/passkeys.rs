@@ -497,3 +497,18 @@ async fn authentiks_webauthn_setup_and_default_login_import_and_run() {
     assert_eq!(api.who(&gw).await.as_deref(), Some("alice"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn adding_a_passkey_needs_the_password_once_the_login_is_not_fresh() {
+    let gw = TestGateway::start_with(DEFAULT_APP, NO_LIMITS).await;
+    let api = Api::new(&gw);
+    api.password_login("alice", ALICE_PW).await;
+    gw.clock.advance(std::time::Duration::from_secs(6 * 60));
+    let c = api.get(SETUP).await;
+    assert_eq!(c["component"], "ak-stage-password", "a stolen session cannot add a passkey: {c}");
+    let c = api.post(SETUP, json!({"password": "wrong"})).await;
+    assert_eq!(c["component"], "ak-stage-password");
+    let c = api.post(SETUP, json!({"password": ALICE_PW})).await;
+    assert_eq!(c["component"], "ak-stage-authenticator-webauthn", "{c}");
+    gw.stop().await;
+}
