@@ -45,7 +45,10 @@ async fn passkeys(backend: Backend) {
     ));
     let list = s.passkeys(alice).await.unwrap();
     assert_eq!(list.len(), 1, "{backend:?}");
-    assert_eq!((list[0].name.as_str(), list[0].public_key.as_slice()), ("Laptop", &b"\xa5\x01\x02"[..]));
+    assert_eq!(
+        (list[0].name.as_str(), list[0].public_key.as_slice()),
+        ("Laptop", &b"\xa5\x01\x02"[..])
+    );
     let found = s.passkey_by_credential("cred-b1").await.unwrap().unwrap();
     assert_eq!((found.id, found.user_id), (b1, bob));
     assert!(s.passkey_by_credential("nope").await.unwrap().is_none());

@@ -64,7 +64,8 @@ impl SoftKey {
     }
 
     fn client_data(kind: &str, challenge: &str, origin: &str) -> Vec<u8> {
-        serde_json::to_vec(&json!({"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": false})).unwrap()
+        serde_json::to_vec(&json!({"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": false}))
+            .unwrap()
     }
 
     /// `navigator.credentials.create()` for these creation options, as JSON.
@@ -170,18 +171,16 @@ impl Api {
 
     /// The upstream's view of this client: who it is logged in as (`None`: sent to log in).
     async fn who(&self, gw: &TestGateway) -> Option<String> {
-        let r = self
-            .c
-            .get(format!("{}/private", self.origin))
-            .send()
-            .await
-            .unwrap();
+        let r = self.c.get(format!("{}/private", self.origin)).send().await.unwrap();
         if r.status() != 200 {
             return None;
         }
         gw.upstream.last().header("x-forwarded-user").map(str::to_string)
     }
 }
+
+/// Makes a forged assertion for a challenge.
+type Forge = Box<dyn Fn(&mut SoftKey, &str) -> Value>;
 
 fn rejected(c: &Value) -> bool {
     c["response_errors"].is_object()
@@ -287,13 +286,22 @@ async fn the_verifier_refuses_every_forgery() {
     let c = api.get(PASSWORDLESS).await;
     let ch = webauthn_challenge(&c)["challenge"].as_str().unwrap().to_string();
     let a = alice_key.assertion(&ch, &origin, "localhost", 5);
-    assert_eq!(api.post(PASSWORDLESS, json!({"webauthn": a})).await["component"], "xak-flow-redirect");
+    assert_eq!(
+        api.post(PASSWORDLESS, json!({"webauthn": a})).await["component"],
+        "xak-flow-redirect"
+    );
 
     // Each forged assertion in the passwordless flow, each in a fresh challenge.
     let api = Api::new(&gw);
-    let cases: Vec<(&str, Box<dyn Fn(&mut SoftKey, &str) -> Value>)> = vec![
-        ("wrong origin", Box::new(|k: &mut SoftKey, ch: &str| k.sign(ch, "http://evil.test", "localhost"))),
-        ("origin on another port", Box::new(|k: &mut SoftKey, ch: &str| k.sign(ch, "http://localhost:1", "localhost"))),
+    let cases: Vec<(&str, Forge)> = vec![
+        (
+            "wrong origin",
+            Box::new(|k: &mut SoftKey, ch: &str| k.sign(ch, "http://evil.test", "localhost")),
+        ),
+        (
+            "origin on another port",
+            Box::new(|k: &mut SoftKey, ch: &str| k.sign(ch, "http://localhost:1", "localhost")),
+        ),
         ("wrong rp id hash", {
             let o = origin.clone();
             Box::new(move |k: &mut SoftKey, ch: &str| k.sign(ch, &o, "evil.test"))
@@ -337,7 +345,10 @@ async fn the_verifier_refuses_every_forgery() {
     let bad = alice_key.sign(&ch, "http://evil.test", "localhost");
     assert!(rejected(&api.post(PASSWORDLESS, json!({"webauthn": bad})).await));
     let late = alice_key.sign(&ch, &origin, "localhost");
-    assert!(rejected(&api.post(PASSWORDLESS, json!({"webauthn": late})).await), "used-up challenge");
+    assert!(
+        rejected(&api.post(PASSWORDLESS, json!({"webauthn": late})).await),
+        "used-up challenge"
+    );
     let c = api.get(PASSWORDLESS).await;
     let ch = webauthn_challenge(&c)["challenge"].as_str().unwrap().to_string();
     let good = alice_key.sign(&ch, &origin, "localhost");
@@ -345,7 +356,10 @@ async fn the_verifier_refuses_every_forgery() {
     assert_eq!(done["component"], "xak-flow-redirect", "{done}");
     let other = Api::new(&gw);
     other.get(PASSWORDLESS).await;
-    assert!(rejected(&other.post(PASSWORDLESS, json!({"webauthn": good})).await), "replayed assertion");
+    assert!(
+        rejected(&other.post(PASSWORDLESS, json!({"webauthn": good})).await),
+        "replayed assertion"
+    );
     assert_eq!(other.who(&gw).await, None);
 
     // The challenge is bound to the pre-authentication session: another browser's challenge
@@ -404,7 +418,10 @@ async fn owners_rename_and_remove_their_own_passkeys_only() {
     let c = alice.get(SETUP).await;
     assert_eq!(c["devices"][0]["name"], "Laptop");
     let c = alice
-        .post(SETUP, json!({"action": "rename", "device": device.to_string(), "name": "Phone"}))
+        .post(
+            SETUP,
+            json!({"action": "rename", "device": device.to_string(), "name": "Phone"}),
+        )
         .await;
     assert_eq!(c["devices"][0]["name"], "Phone", "{c}");
     // A challenge issued before the removal, answered after it: refused at once.
@@ -505,7 +522,10 @@ async fn adding_a_passkey_needs_the_password_once_the_login_is_not_fresh() {
     api.password_login("alice", ALICE_PW).await;
     gw.clock.advance(std::time::Duration::from_secs(6 * 60));
     let c = api.get(SETUP).await;
-    assert_eq!(c["component"], "ak-stage-password", "a stolen session cannot add a passkey: {c}");
+    assert_eq!(
+        c["component"], "ak-stage-password",
+        "a stolen session cannot add a passkey: {c}"
+    );
     let c = api.post(SETUP, json!({"password": "wrong"})).await;
     assert_eq!(c["component"], "ak-stage-password");
     let c = api.post(SETUP, json!({"password": ALICE_PW})).await;

@@ -135,7 +135,11 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     assert_eq!(held.len(), 1);
     assert_eq!(held[0]["isResidentCredential"], true);
     assert_eq!(held[0]["rpId"], "localhost");
-    let held_id = held[0]["credentialId"].as_str().unwrap().trim_end_matches('=').to_string();
+    let held_id = held[0]["credentialId"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches('=')
+        .to_string();
     assert_eq!(stored[0].credential_id, held_id.replace('+', "-").replace('/', "_"));
     // The management page lists it.
     b.goto(&format!("{base}{SETUP}")).await;
@@ -188,7 +192,11 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     b.click(&format!("#delete-{}", used[0].id)).await;
     let mut left = -1;
     for _ in 0..100 {
-        left = b.execute("return document.querySelectorAll('ul#passkeys li').length;").await.as_i64().unwrap_or(-1);
+        left = b
+            .execute("return document.querySelectorAll('ul#passkeys li').length;")
+            .await
+            .as_i64()
+            .unwrap_or(-1);
         if left == 0 {
             break;
         }
@@ -250,7 +258,10 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
         "passkey-removed.png",
         "passkey-other-user.png",
     ] {
-        assert!(std::fs::metadata(shots.join(name)).map(|m| m.len()).unwrap_or(0) > 0, "{name}");
+        assert!(
+            std::fs::metadata(shots.join(name)).map(|m| m.len()).unwrap_or(0) > 0,
+            "{name}"
+        );
     }
     drop(driver);
     gw.stop().await;

@@ -81,7 +81,11 @@ fn unwrap_numbers(v: &mut serde_json::Value) {
     match v {
         serde_json::Value::Object(m) => {
             if m.len() == 1 {
-                if let Some(n) = m.get(KEY).and_then(|n| n.as_str()).and_then(|n| n.parse::<serde_json::Number>().ok()) {
+                if let Some(n) = m
+                    .get(KEY)
+                    .and_then(|n| n.as_str())
+                    .and_then(|n| n.parse::<serde_json::Number>().ok())
+                {
                     *v = serde_json::Value::Number(n);
                     return;
                 }

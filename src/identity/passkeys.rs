@@ -72,8 +72,7 @@ pub struct NewPasskey<'a> {
 /// A name of 1-64 characters without control characters, trimmed.
 pub fn valid_passkey_name(name: &str) -> Option<String> {
     let name = name.trim();
-    let ok =
-        !name.is_empty() && name.chars().count() <= MAX_PASSKEY_NAME_CHARS && !name.chars().any(char::is_control);
+    let ok = !name.is_empty() && name.chars().count() <= MAX_PASSKEY_NAME_CHARS && !name.chars().any(char::is_control);
     ok.then(|| name.to_string())
 }
 
@@ -97,8 +96,7 @@ fn passkey_of(r: &super::db::DbRow) -> Result<Passkey, StoreError> {
     })
 }
 
-const COLUMNS: &str =
-    "id, user_id, name, credential_id, public_key, sign_count, aaguid, created_ms, last_used_ms";
+const COLUMNS: &str = "id, user_id, name, credential_id, public_key, sign_count, aaguid, created_ms, last_used_ms";
 
 // === impl UserStore ===
 
@@ -196,8 +194,9 @@ impl UserStore {
 
     /// Renames one of the user's credentials; false when the user has no such credential.
     pub async fn rename_passkey(&self, user_id: i64, id: i64, name: &str) -> Result<bool, StoreError> {
-        let name = valid_passkey_name(name)
-            .ok_or_else(|| StoreError::Invalid(format!("invalid device name (1-{MAX_PASSKEY_NAME_CHARS} characters)")))?;
+        let name = valid_passkey_name(name).ok_or_else(|| {
+            StoreError::Invalid(format!("invalid device name (1-{MAX_PASSKEY_NAME_CHARS} characters)"))
+        })?;
         let n = self
             .db()
             .execute(

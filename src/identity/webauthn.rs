@@ -437,7 +437,9 @@ impl CoseKey {
             Self::Es256(point) => UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_ASN1, point)
                 .verify(message, sig)
                 .is_ok(),
-            Self::EdDsa(x) => UnparsedPublicKey::new(&signature::ED25519, x).verify(message, sig).is_ok(),
+            Self::EdDsa(x) => UnparsedPublicKey::new(&signature::ED25519, x)
+                .verify(message, sig)
+                .is_ok(),
             Self::Rs256 { n, e } => signature::RsaPublicKeyComponents { n, e }
                 .verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
                 .is_ok(),

@@ -107,7 +107,13 @@ impl WebauthnSetupStage {
     }
 
     /// Rename or delete one of the user's own devices.
-    async fn manage(&self, cx: &mut StageCx<'_>, user: &User, action: &str, response: &Map<String, Value>) -> StageOutcome {
+    async fn manage(
+        &self,
+        cx: &mut StageCx<'_>,
+        user: &User,
+        action: &str,
+        response: &Map<String, Value>,
+    ) -> StageOutcome {
         let device = response_str(response, "device").and_then(|d| d.trim().parse::<i64>().ok());
         let Some(device) = device else {
             return self.show(cx, user, Some(("non_field_errors", "Unknown device."))).await;
@@ -165,7 +171,9 @@ impl Stage for WebauthnSetupStage {
             _ => {}
         }
         let Some(credential) = credential_field(response, "response") else {
-            return self.show(cx, &user, Some(("response", "No passkey was received."))).await;
+            return self
+                .show(cx, &user, Some(("response", "No passkey was received.")))
+                .await;
         };
         let challenge = take_challenge(cx);
         let Some((rp_id, origin)) = relying_party(cx) else {
@@ -184,7 +192,11 @@ impl Stage for WebauthnSetupStage {
             Err(e) => {
                 tracing::warn!(user = %user.username, reason = %e, "WebAuthn registration refused");
                 return self
-                    .show(cx, &user, Some(("response", "The passkey could not be registered. Please try again.")))
+                    .show(
+                        cx,
+                        &user,
+                        Some(("response", "The passkey could not be registered. Please try again.")),
+                    )
                     .await;
             }
         };

@@ -10,7 +10,9 @@
 
 use super::authenticator_validate::ValidateStage;
 use super::password::{Check, PasswordStage};
-use super::webauthn::{check_assertion, credential_field, new_challenge, passwordless_login, relying_party, request_options};
+use super::webauthn::{
+    check_assertion, credential_field, new_challenge, passwordless_login, relying_party, request_options,
+};
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::Designation;
 use crate::config::{IdentificationDef, StageDef};
@@ -119,8 +121,10 @@ impl IdentificationStage {
     fn with_passkey(&self, cx: &mut StageCx<'_>, mut c: Challenge) -> Challenge {
         if let (Some(w), Some((rp_id, _))) = (&self.webauthn, relying_party(cx)) {
             let challenge = new_challenge(cx);
-            c.fields
-                .insert("passkey_challenge".into(), request_options(&challenge, &rp_id, &[], w.webauthn_uv()));
+            c.fields.insert(
+                "passkey_challenge".into(),
+                request_options(&challenge, &rp_id, &[], w.webauthn_uv()),
+            );
         }
         c
     }
@@ -132,10 +136,11 @@ impl IdentificationStage {
                 passwordless_login(cx, user, &device);
                 StageOutcome::Continue
             }
-            Err(message) => StageOutcome::Invalid(
-                self.challenge(cx.designation, None, cx.query)
-                    .with_error("non_field_errors", message, "invalid"),
-            ),
+            Err(message) => StageOutcome::Invalid(self.challenge(cx.designation, None, cx.query).with_error(
+                "non_field_errors",
+                message,
+                "invalid",
+            )),
         }
     }
 }
@@ -148,13 +153,15 @@ impl Stage for IdentificationStage {
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
-        let outcome = match (&self.webauthn, credential_field(response, "passkey")) {
+        match (&self.webauthn, credential_field(response, "passkey")) {
+            // A refused passkey: the page comes back without a new autofill request (the
+            // browser would otherwise offer the same passkey again at once); reloading the
+            // page asks again.
             (Some(w), Some(credential)) => self.submit_passkey(cx, w, credential).await,
-            _ => self.submit_identifier(cx, response).await,
-        };
-        match outcome {
-            StageOutcome::Invalid(c) => StageOutcome::Invalid(self.with_passkey(cx, c)),
-            other => other,
+            _ => match self.submit_identifier(cx, response).await {
+                StageOutcome::Invalid(c) => StageOutcome::Invalid(self.with_passkey(cx, c)),
+                other => other,
+            },
         }
     }
 }

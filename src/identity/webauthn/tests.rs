@@ -33,14 +33,22 @@ impl Soft {
         let rng = SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).unwrap();
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).unwrap();
-        Self { key: Key::Es(key), id: vec![7; 16], count: 0 }
+        Self {
+            key: Key::Es(key),
+            id: vec![7; 16],
+            count: 0,
+        }
     }
 
     fn ed25519() -> Self {
         let rng = SystemRandom::new();
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
         let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        Self { key: Key::Ed(key), id: vec![9; 20], count: 0 }
+        Self {
+            key: Key::Ed(key),
+            id: vec![9; 20],
+            count: 0,
+        }
     }
 
     fn cose(&self) -> Vec<u8> {
@@ -138,34 +146,103 @@ fn each_check_refuses() {
     let reg = soft.register(&ch, RP.origin, RP.id, UP_UV);
     let cred = verify_registration(&RP, &ch, UserVerification::Preferred, &reg).unwrap();
     let reg_err = |v: &Value, uv| verify_registration(&RP, &ch, uv, v).unwrap_err();
-    assert_eq!(reg_err(&soft.register(&[4; 32], RP.origin, RP.id, UP_UV), UserVerification::Preferred), WebauthnError::Challenge);
-    assert_eq!(reg_err(&soft.register(&ch, "http://evil.test", RP.id, UP_UV), UserVerification::Preferred), WebauthnError::Origin);
-    assert_eq!(reg_err(&soft.register(&ch, RP.origin, "evil.test", UP_UV), UserVerification::Preferred), WebauthnError::RpId);
-    assert_eq!(reg_err(&soft.register(&ch, RP.origin, RP.id, 0), UserVerification::Preferred), WebauthnError::UserPresence);
-    assert_eq!(reg_err(&soft.register(&ch, RP.origin, RP.id, FLAG_UP), UserVerification::Required), WebauthnError::UserVerification);
-    assert!(verify_registration(&RP, &ch, UserVerification::Preferred, &soft.register(&ch, RP.origin, RP.id, FLAG_UP)).is_ok());
+    assert_eq!(
+        reg_err(
+            &soft.register(&[4; 32], RP.origin, RP.id, UP_UV),
+            UserVerification::Preferred
+        ),
+        WebauthnError::Challenge
+    );
+    assert_eq!(
+        reg_err(
+            &soft.register(&ch, "http://evil.test", RP.id, UP_UV),
+            UserVerification::Preferred
+        ),
+        WebauthnError::Origin
+    );
+    assert_eq!(
+        reg_err(
+            &soft.register(&ch, RP.origin, "evil.test", UP_UV),
+            UserVerification::Preferred
+        ),
+        WebauthnError::RpId
+    );
+    assert_eq!(
+        reg_err(&soft.register(&ch, RP.origin, RP.id, 0), UserVerification::Preferred),
+        WebauthnError::UserPresence
+    );
+    assert_eq!(
+        reg_err(
+            &soft.register(&ch, RP.origin, RP.id, FLAG_UP),
+            UserVerification::Required
+        ),
+        WebauthnError::UserVerification
+    );
+    assert!(verify_registration(
+        &RP,
+        &ch,
+        UserVerification::Preferred,
+        &soft.register(&ch, RP.origin, RP.id, FLAG_UP)
+    )
+    .is_ok());
 
     let check = |a: &Value, stored: u32, key: &[u8]| {
         let a = parse_assertion(a).unwrap();
         verify_assertion(&RP, &ch, UserVerification::Preferred, &a, key, stored)
     };
     assert!(check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 10), 9, &cred.public_key).is_ok());
-    assert_eq!(check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 10), 10, &cred.public_key), Err(WebauthnError::Counter));
-    assert_eq!(check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 3), 10, &cred.public_key), Err(WebauthnError::Counter));
+    assert_eq!(
+        check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 10), 10, &cred.public_key),
+        Err(WebauthnError::Counter)
+    );
+    assert_eq!(
+        check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 3), 10, &cred.public_key),
+        Err(WebauthnError::Counter)
+    );
     assert!(check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 0), 0, &cred.public_key).is_ok());
-    assert_eq!(check(&soft.assert(&[5; 32], RP.origin, RP.id, UP_UV, 11), 10, &cred.public_key), Err(WebauthnError::Challenge));
-    assert_eq!(check(&soft.assert(&ch, "https://localhost:8080", RP.id, UP_UV, 11), 10, &cred.public_key), Err(WebauthnError::Origin));
-    assert_eq!(check(&soft.assert(&ch, RP.origin, "example.com", UP_UV, 11), 10, &cred.public_key), Err(WebauthnError::RpId));
+    assert_eq!(
+        check(
+            &soft.assert(&[5; 32], RP.origin, RP.id, UP_UV, 11),
+            10,
+            &cred.public_key
+        ),
+        Err(WebauthnError::Challenge)
+    );
+    assert_eq!(
+        check(
+            &soft.assert(&ch, "https://localhost:8080", RP.id, UP_UV, 11),
+            10,
+            &cred.public_key
+        ),
+        Err(WebauthnError::Origin)
+    );
+    assert_eq!(
+        check(
+            &soft.assert(&ch, RP.origin, "example.com", UP_UV, 11),
+            10,
+            &cred.public_key
+        ),
+        Err(WebauthnError::RpId)
+    );
     // Another key's signature.
     let other = Soft::es256();
-    assert_eq!(check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 11), 10, &other.cose()), Err(WebauthnError::Signature));
+    assert_eq!(
+        check(&soft.assert(&ch, RP.origin, RP.id, UP_UV, 11), 10, &other.cose()),
+        Err(WebauthnError::Signature)
+    );
     // A registration response is not an assertion.
     assert!(parse_assertion(&reg).is_err());
 }
 
 #[test]
 fn hostile_input_is_an_error() {
-    for v in [json!(null), json!("x"), json!({}), json!({"id": "!!", "response": {}}), json!({"id": "AA", "response": {"clientDataJSON": "AA"}})] {
+    for v in [
+        json!(null),
+        json!("x"),
+        json!({}),
+        json!({"id": "!!", "response": {}}),
+        json!({"id": "AA", "response": {"clientDataJSON": "AA"}}),
+    ] {
         assert!(parse_assertion(&v).is_err());
         assert!(verify_registration(&RP, &[1; 32], UserVerification::Preferred, &v).is_err());
     }
