@@ -69,7 +69,8 @@ impl Browser {
             .await;
     }
 
-    /// The identification and password steps of the default login.
+    /// The identification and password steps of the default login (the caller waits for
+    /// the page that follows).
     async fn password_steps(&self, gw: &TestGateway, base: &str, user: &str, password: &str) {
         let _ = gw;
         self.goto(&format!("{base}/private")).await;
@@ -220,6 +221,7 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     let bob = driver.session().await;
     let bob_auth = bob.add_virtual_authenticator().await;
     bob.password_steps(&gw, &base, "bob", "bob's secret 42").await;
+    assert_eq!(upstream_user(&bob, &gw).await.as_deref(), Some("bob"));
     bob.goto(&format!("{base}{SETUP}")).await;
     bob.click("#register-passkey").await;
     assert_eq!(upstream_user(&bob, &gw).await.as_deref(), Some("bob"));
@@ -232,6 +234,7 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     let a2 = driver.session().await;
     a2.add_virtual_authenticator().await;
     a2.password_steps(&gw, &base, "alice", ALICE_PASSWORD).await;
+    assert_eq!(upstream_user(&a2, &gw).await.as_deref(), Some("alice"));
     a2.goto(&format!("{base}{SETUP}")).await;
     a2.click("#register-passkey").await;
     assert_eq!(upstream_user(&a2, &gw).await.as_deref(), Some("alice"));
