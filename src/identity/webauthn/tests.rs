@@ -249,3 +249,60 @@ fn hostile_input_is_an_error() {
     let a = parse_assertion(&json!({"id": "AAAA", "response": {"clientDataJSON": b64(b"{}"), "authenticatorData": "AA", "signature": "AA"}})).unwrap();
     assert!(verify_assertion(&RP, &[1; 32], UserVerification::Preferred, &a, b"\xff", 0).is_err());
 }
+
+#[test]
+fn random_and_truncated_bytes_never_panic() {
+    use rand::{Rng, RngCore};
+    let mut rng = rand::thread_rng();
+    let soft = Soft::es256();
+    let real = match soft.register(&[1; 32], RP.origin, RP.id, UP_UV)["response"]["attestationObject"].as_str() {
+        Some(s) => unb64(s).unwrap(),
+        None => unreachable!(),
+    };
+    for i in 0..2000 {
+        // Random bytes, or the real attestation object cut short or with one byte flipped.
+        let bytes = match i % 3 {
+            0 => {
+                let mut b = vec![0u8; rng.gen_range(0..300)];
+                rng.fill_bytes(&mut b);
+                b
+            }
+            1 => real[..rng.gen_range(0..real.len())].to_vec(),
+            _ => {
+                let mut b = real.clone();
+                let at = rng.gen_range(0..b.len());
+                b[at] ^= 1 << rng.gen_range(0..8);
+                b
+            }
+        };
+        let cd = b64(&Soft::client_data("webauthn.create", &[1; 32], RP.origin));
+        let v = json!({"id": b64(&soft.id), "response": {"clientDataJSON": cd, "attestationObject": b64(&bytes)}});
+        let _ = verify_registration(&RP, &[1; 32], UserVerification::Preferred, &v);
+        let a = json!({"id": "AAAA", "response": {"clientDataJSON": b64(&Soft::client_data("webauthn.get", &[1; 32], RP.origin)),
+            "authenticatorData": b64(&bytes), "signature": b64(&bytes)}});
+        if let Ok(a) = parse_assertion(&a) {
+            let _ = verify_assertion(&RP, &[1; 32], UserVerification::Preferred, &a, &bytes, 0);
+            let _ = verify_assertion(&RP, &[1; 32], UserVerification::Preferred, &a, &soft.cose(), 0);
+        }
+    }
+}
+
+#[test]
+fn huge_declared_cbor_lengths_are_errors_not_allocations() {
+    for header in [
+        &[0x5b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        &[0x9b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        &[0xbb, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        &[0x7b, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+        &[0x5a, 0xff, 0xff, 0xff, 0xff][..],
+    ] {
+        let cd = b64(&Soft::client_data("webauthn.create", &[1; 32], RP.origin));
+        let v = json!({"id": "AAAA", "response": {"clientDataJSON": cd, "attestationObject": b64(header)}});
+        assert!(verify_registration(&RP, &[1; 32], UserVerification::Preferred, &v).is_err());
+    }
+    // Deep nesting (arrays of arrays) stops at ciborium's recursion limit, not the stack.
+    let deep = vec![0x81u8; 40_000];
+    let cd = b64(&Soft::client_data("webauthn.create", &[1; 32], RP.origin));
+    let v = json!({"id": "AAAA", "response": {"clientDataJSON": cd, "attestationObject": b64(&deep)}});
+    assert!(verify_registration(&RP, &[1; 32], UserVerification::Preferred, &v).is_err());
+}
