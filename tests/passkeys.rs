@@ -456,6 +456,14 @@ async fn no_passkeys_on_an_ip_address_host() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["component"], "ak-stage-identification");
     assert_eq!(v["passkey_challenge"], Value::Null);
+    let r = c
+        .get(gw.url("/.flowgate/api/v3/flows/executor/default-passwordless-flow/"))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["component"], "ak-stage-access-denied", "{v}");
+    assert!(v["error_message"].as_str().unwrap().contains("IP address"), "{v}");
     gw.stop().await;
 }
 

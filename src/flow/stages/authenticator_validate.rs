@@ -27,6 +27,9 @@ pub(super) struct ValidateStage {
     webauthn_uv: UserVerification,
 }
 
+/// Shown when a passwordless login is asked for where passkeys cannot work.
+const NO_RP: &str = "Passkeys can only be used on a configured host name, not on an IP address.";
+
 /// A user's devices: code-based entries of `device_challenges`, and passkeys (whose entries
 /// carry a challenge made when the page is shown).
 struct Devices {
@@ -114,6 +117,12 @@ impl ValidateStage {
         cx.designation == Designation::Authentication && self.takes_webauthn() && relying_party(cx).is_some()
     }
 
+    /// A passwordless login asked for on a host that cannot be a relying party (an IP
+    /// address, a host not configured): refused rather than skipped.
+    fn passwordless_elsewhere(&self, cx: &StageCx<'_>) -> bool {
+        cx.designation == Designation::Authentication && self.takes_webauthn() && relying_party(cx).is_none()
+    }
+
     /// The passwordless page: one WebAuthn challenge for any discoverable credential.
     fn passwordless_page(&self, cx: &mut StageCx<'_>) -> Challenge {
         let rp_id = relying_party(cx).map(|r| r.0).unwrap_or_default();
@@ -179,6 +188,7 @@ impl Stage for ValidateStage {
             Ok(Some(u)) => u,
             Ok(None) if pretend => return self.not_configured(),
             Ok(None) if self.passwordless(cx) => return StageOutcome::Challenge(self.passwordless_page(cx)),
+            Ok(None) if self.passwordless_elsewhere(cx) => return StageOutcome::Deny(NO_RP.into()),
             Ok(None) => return StageOutcome::Continue,
             Err(o) => return o,
         };
