@@ -540,3 +540,47 @@ async fn adding_a_passkey_needs_the_password_once_the_login_is_not_fresh() {
     assert_eq!(c["component"], "ak-stage-authenticator-webauthn", "{c}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn pages_may_run_the_one_script_and_nothing_else() {
+    let gw = TestGateway::start_with(DEFAULT_APP, NO_LIMITS).await;
+    let api = Api::new(&gw);
+    let r = api
+        .c
+        .get(format!("{}/.flowgate/flow/{LOGIN}/", api.origin))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    let script_src: Vec<&str> = csp
+        .split(';')
+        .map(str::trim)
+        .filter(|d| d.starts_with("script-src"))
+        .collect();
+    assert_eq!(
+        script_src,
+        [format!("script-src {}/.flowgate/static/webauthn.js", api.origin).as_str()],
+        "{csp}"
+    );
+    assert!(csp.contains("default-src 'none'"), "{csp}");
+    let html = r.text().await.unwrap();
+    // The options reach the script as data, never as inline code.
+    assert!(html.contains("data-webauthn-autofill="), "{html}");
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    assert!(html.contains(r#"<script src="/.flowgate/static/webauthn.js"></script>"#));
+    let js = api
+        .c
+        .get(format!("{}/.flowgate/static/webauthn.js", api.origin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(js.text().await.unwrap().contains("navigator.credentials"));
+    gw.stop().await;
+}
