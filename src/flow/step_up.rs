@@ -148,5 +148,25 @@ mod tests {
             "a flow that asks for no factor is satisfied only by itself"
         );
         assert!(!satisfies(&auth(&["plain"], &["password"]), "gone", None));
+        // A passkey as second factor counts for a stage that accepts webauthn; a passwordless
+        // sign-on (no password proved) does not satisfy a flow that asks for the password.
+        let passkey = FlowFactors {
+            required: vec![
+                set(&["password"]),
+                methods_of(&[DeviceClass::Totp, DeviceClass::Webauthn]),
+            ],
+            enrols: false,
+        };
+        assert!(satisfies(
+            &auth(&["plain"], &["password", "webauthn"]),
+            "pk",
+            Some(&passkey)
+        ));
+        assert!(!satisfies(&auth(&["pwl"], &["webauthn"]), "pk", Some(&passkey)));
+        assert!(!satisfies(
+            &auth(&["plain"], &["password", "static"]),
+            "pk",
+            Some(&passkey)
+        ));
     }
 }
