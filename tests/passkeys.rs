@@ -31,6 +31,8 @@ pub(crate) struct SoftKey {
     pub(crate) id: Vec<u8>,
     user_handle: Vec<u8>,
     count: u32,
+    /// Whether assertions carry the user-verified flag (PIN, biometrics).
+    pub(crate) verified: bool,
 }
 
 impl SoftKey {
@@ -45,6 +47,7 @@ impl SoftKey {
             id,
             user_handle: Vec::new(),
             count: 0,
+            verified: true,
         }
     }
 
@@ -97,7 +100,7 @@ impl SoftKey {
         self.count = count;
         let cd = Self::client_data("webauthn.get", challenge, origin);
         let mut ad = Sha256::digest(rp_id.as_bytes()).to_vec();
-        ad.push(0x01 | 0x04);
+        ad.push(if self.verified { 0x01 | 0x04 } else { 0x01 });
         ad.extend_from_slice(&count.to_be_bytes());
         let mut msg = ad.clone();
         msg.extend_from_slice(&Sha256::digest(&cd));
@@ -259,12 +262,23 @@ async fn register_then_second_factor_passwordless_and_autofill() {
     assert_eq!(c["passwordless_url"], "/.flowgate/flow/default-passwordless-flow/");
     let options = c["passkey_challenge"].clone();
     assert_eq!(options["allowCredentials"], json!([]));
+    // Autofill asks for user verification: a passkey answer without it is refused, and the
+    // page then offers no new autofill request.
+    key.verified = false;
+    let unverified = key.sign(options["challenge"].as_str().unwrap(), &api.origin, "localhost");
+    key.verified = true;
+    let c = api.post(LOGIN, json!({"passkey": unverified})).await;
+    assert!(rejected(&c), "{c}");
+    assert_eq!(c["passkey_challenge"], Value::Null);
+    let c = api.get(LOGIN).await;
+    let options = c["passkey_challenge"].clone();
+    assert_eq!(options["userVerification"], "required");
     let a = key.sign(options["challenge"].as_str().unwrap(), &api.origin, "localhost");
     let done = api.post(LOGIN, json!({"passkey": a})).await;
     assert_eq!(done["component"], "xak-flow-redirect", "{done}");
     assert_eq!(api.who(&gw).await.as_deref(), Some("alice"));
     // The counter moved with every use.
-    assert_eq!(users(&gw).passkeys(alice.id).await.unwrap()[0].sign_count, 3);
+    assert_eq!(users(&gw).passkeys(alice.id).await.unwrap()[0].sign_count, 4);
     gw.stop().await;
 }
 
@@ -313,6 +327,15 @@ async fn the_verifier_refuses_every_forgery() {
         ("counter standing still", {
             let o = origin.clone();
             Box::new(move |k: &mut SoftKey, ch: &str| k.assertion(ch, &o, "localhost", 5))
+        }),
+        ("no user verification (required)", {
+            let o = origin.clone();
+            Box::new(move |k: &mut SoftKey, ch: &str| {
+                k.verified = false;
+                let a = k.sign(ch, &o, "localhost");
+                k.verified = true;
+                a
+            })
         }),
         ("another challenge", {
             let o = origin.clone();
