@@ -136,11 +136,14 @@ impl IdentificationStage {
                 passwordless_login(cx, user, &device);
                 StageOutcome::Continue
             }
-            Err(message) => StageOutcome::Invalid(self.challenge(cx.designation, None, cx.query).with_error(
-                "non_field_errors",
-                message,
-                "invalid",
-            )),
+            Err(message) => {
+                cx.reputation.record(cx.client_ip, "", -1).await;
+                StageOutcome::Invalid(self.challenge(cx.designation, None, cx.query).with_error(
+                    "non_field_errors",
+                    message,
+                    "invalid",
+                ))
+            }
         }
     }
 }
