@@ -660,3 +660,6 @@ async fn single_sign_on_and_single_logout_across_hosts_in_chromium() {
     drop(driver);
     gw.stop().await;
 }
+
+#[path = "passkeys_browser.rs"]
+mod passkeys_browser;

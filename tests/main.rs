@@ -41,6 +41,8 @@ mod login;
 mod mailed_links;
 mod operations;
 mod outbound;
+mod passkey_store;
+mod passkeys;
 mod password_policies;
 mod paths_and_hosts;
 mod proxy;

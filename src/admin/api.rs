@@ -7,7 +7,7 @@
 //! | `POST /api/users/{username}/disable` | deactivates the user and ends its sessions on every replica |
 //! | `POST /api/users/{username}/enable` | reactivates the user |
 //! | `DELETE /api/users/{username}` | deletes the user and ends its sessions |
-//! | `DELETE /api/users/{username}/mfa` | removes the user's TOTP devices and recovery codes |
+//! | `DELETE /api/users/{username}/mfa` | removes the user's TOTP devices, passkeys and recovery codes |
 //! | `GET /api/sessions?user={username}` | lists live sessions (tags, never ids) |
 //! | `DELETE /api/sessions/{tag}` | ends one session (tag from the list, or its id) |
 //! | `DELETE /api/sessions?user={username}` | ends every session of the user |

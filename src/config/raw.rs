@@ -306,6 +306,8 @@ pub enum RawStage {
         password_stage: Option<String>,
         enrollment_flow: Option<String>,
         recovery_flow: Option<String>,
+        webauthn_stage: Option<String>,
+        passwordless_flow: Option<String>,
     },
     Password {
         failed_attempts_before_cancel: Option<u32>,
@@ -385,6 +387,13 @@ pub enum RawStage {
         not_configured_action: Option<String>,
         #[serde(default)]
         configuration_stages: Vec<String>,
+        webauthn_user_verification: Option<String>,
+    },
+    AuthenticatorWebauthn {
+        user_verification: Option<String>,
+        resident_key_requirement: Option<String>,
+        authenticator_attachment: Option<String>,
+        friendly_name: Option<String>,
     },
 }
 

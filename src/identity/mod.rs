@@ -10,12 +10,14 @@ mod hash_pool;
 pub mod mfa;
 pub mod names;
 mod open;
+pub mod passkeys;
 mod passwords;
 pub mod records;
 pub mod seed;
 mod store;
 mod store_keys;
 mod user;
+pub mod webauthn;
 
 pub use hash::{HashError, HashParams, PasswordHasher, Verified};
 pub use open::PG_ACQUIRE_TIMEOUT;

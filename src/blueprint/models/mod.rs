@@ -84,10 +84,6 @@ pub const QUIET: &[&str] = &["name", "flow_set", "component", "verbose_name", "m
 /// Models flowgate knows but does not import, with the reason given to the user.
 pub const UNSUPPORTED: &[(&str, &str)] = &[
     (
-        "authentik_stages_authenticator_webauthn.",
-        "WebAuthn authenticators are not implemented",
-    ),
-    (
         "authentik_stages_authenticator_duo.",
         "Duo authenticators are not implemented",
     ),

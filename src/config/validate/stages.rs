@@ -30,6 +30,8 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             password_stage,
             enrollment_flow,
             recovery_flow,
+            webauthn_stage,
+            passwordless_flow,
         } => {
             for (i, f) in user_fields.iter().enumerate() {
                 if !USER_FIELDS.contains(&f.as_str()) {
@@ -55,6 +57,8 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
                 password_stage: password_stage.clone(),
                 enrollment_flow: enrollment_flow.clone(),
                 recovery_flow: recovery_flow.clone(),
+                webauthn_stage: webauthn_stage.clone(),
+                passwordless_flow: passwordless_flow.clone(),
             })
         }
         RawStage::Password {
@@ -233,6 +237,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             device_classes,
             not_configured_action,
             configuration_stages,
+            webauthn_user_verification,
         } => StageDef::AuthenticatorValidate(super::authenticators::validate(
             c,
             fi,
@@ -240,6 +245,21 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             device_classes,
             not_configured_action,
             configuration_stages,
+            webauthn_user_verification,
+        )),
+        RawStage::AuthenticatorWebauthn {
+            user_verification,
+            resident_key_requirement,
+            authenticator_attachment,
+            friendly_name,
+        } => StageDef::AuthenticatorWebauthn(super::authenticators::webauthn(
+            c,
+            fi,
+            p,
+            user_verification,
+            resident_key_requirement,
+            authenticator_attachment,
+            friendly_name,
         )),
     })
 }
@@ -410,9 +430,34 @@ pub(crate) fn check_refs(
                 RawStage::Identification {
                     enrollment_flow,
                     recovery_flow,
+                    webauthn_stage,
+                    passwordless_flow,
                     ..
                 } => {
-                    for (key, v) in [("enrollment_flow", enrollment_flow), ("recovery_flow", recovery_flow)] {
+                    if let Some(w) = webauthn_stage {
+                        match stages.get(w) {
+                            Some(StageDef::AuthenticatorValidate(v))
+                                if v.device_classes.contains(&DeviceClass::Webauthn) => {}
+                            Some(other) => c.err(
+                                fi,
+                                format!("{p}.webauthn_stage"),
+                                format!(
+                                    "stage {w:?} is a {} stage, not an authenticator_validate stage with the webauthn device class",
+                                    other.kind()
+                                ),
+                            ),
+                            None => c.err(
+                                fi,
+                                format!("{p}.webauthn_stage"),
+                                format!("unknown stage {w:?} (known: {})", known(stages.keys())),
+                            ),
+                        }
+                    }
+                    for (key, v) in [
+                        ("enrollment_flow", enrollment_flow),
+                        ("recovery_flow", recovery_flow),
+                        ("passwordless_flow", passwordless_flow),
+                    ] {
                         if let Some(t) = v.as_ref().filter(|t| !flow_slugs.contains(t)) {
                             c.err(
                                 fi,
@@ -427,7 +472,11 @@ pub(crate) fn check_refs(
                 } => {
                     for (i, s) in configuration_stages.iter().enumerate() {
                         match stages.get(s) {
-                            Some(StageDef::AuthenticatorTotp(_) | StageDef::AuthenticatorStatic(_)) => {}
+                            Some(
+                                StageDef::AuthenticatorTotp(_)
+                                | StageDef::AuthenticatorStatic(_)
+                                | StageDef::AuthenticatorWebauthn(_),
+                            ) => {}
                             Some(other) => c.err(
                                 fi,
                                 format!("{p}.configuration_stages[{i}]"),
