@@ -355,3 +355,36 @@ async fn the_token_cli_uses_the_admin_api_while_the_gateway_runs() {
     assert_eq!(code, 0);
     assert!(out.trim().is_empty(), "{out}");
 }
+
+/// A browser that answered the `Basic` challenge keeps sending `Authorization` after it logged
+/// in with a session: the app still never sees the credentials (the session decides, the
+/// header is flowgate's on an app with `basic_auth`).
+#[tokio::test]
+async fn credentials_beside_a_session_never_reach_the_app() {
+    let g = Gw::start_on("127.0.0.1:0", NO_LIMITS).await;
+    let gw = &g.gw;
+    let (_, token) = g.new_token("alice", "app").await;
+    let sid = session_of(gw, "alice", ALICE_PASSWORD).await;
+    for auth in [
+        basic("alice", ALICE_PASSWORD),
+        basic("alice", &token),
+        format!("Bearer {token}"),
+        "Basic !!!".to_string(),
+    ] {
+        let r = bare_client()
+            .get(gw.url("/dav/file.txt"))
+            .header("cookie", format!("flowgate_session={sid}"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{auth}");
+        let seen = gw.upstream.last();
+        assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+        assert!(
+            seen.header("authorization").is_none(),
+            "the app saw the client's credentials {auth:?}"
+        );
+    }
+    g.gw.stop().await;
+}
