@@ -226,3 +226,36 @@ fn plain_ldap_to_a_remote_host_is_a_config_error() {
     );
     assert!(err.contains("sources.corp.user_object_filter"), "{err}");
 }
+
+/// A directory user's password is the directory's alone: a local password written for the
+/// mirror (by a recovery or password-change flow) never logs in, so an account the
+/// directory disabled, or whose directory password changed, stays out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_password_never_opens_a_directory_user() {
+    let dir = Slapd::start();
+    let gw = start(&dir, false, "", DEFAULT_APP).await;
+    login(&gw, "dave", DAVE_PW).await.expect("dave logs in");
+    let mirrored = users(&gw).get_by_username("dave").await.unwrap().unwrap();
+    const LOCAL: &str = "a local password for the mirror 42";
+    users(&gw)
+        .update_user(
+            mirrored.id,
+            flowgate::identity::UserUpdate {
+                password: Some(LOCAL.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let before = gw.upstream.count();
+    assert!(
+        login(&gw, "dave", LOCAL).await.is_err(),
+        "the local password opened a directory user"
+    );
+    assert_eq!(gw.upstream.count(), before);
+    assert!(
+        login(&gw, "dave", DAVE_PW).await.is_ok(),
+        "the directory's password still does"
+    );
+    gw.stop().await;
+}
