@@ -167,7 +167,14 @@ impl ApiAuth {
     ) -> ApiOutcome {
         let now = state.sessions.clock().now_ms();
         let key = self.cache_key(&app.name, headers);
-        if let Some(c) = self.cache.get(&key).filter(|c| c.until_ms > now) {
+        // A remembered check of the user's own password counts only while the app (as
+        // configured now: the cache outlives reloads) still takes user passwords.
+        let passwords_ok = opts.user_passwords && app.requires_flow.is_none();
+        if let Some(c) = self
+            .cache
+            .get(&key)
+            .filter(|c| c.until_ms > now && (c.method != Method::Password || passwords_ok))
+        {
             match state.sessions.identity_of_user(c.user_id).await {
                 Ok(Some(who)) if c.who.as_ref().is_some_and(|w| Arc::ptr_eq(w, &who)) => {
                     return ApiOutcome::Ok(who, c.method);
