@@ -143,6 +143,11 @@ async fn directory_logins_over_ldaps() {
 async fn directory_logins_over_starttls_with_member_of() {
     let dir = Slapd::start();
     let gw = start(&dir, true, "    lookup_groups_from_user: true\n", DEFAULT_APP).await;
+    // A group outside the group base (anyone allowed to make entries somewhere in the tree
+    // can make one) is not one of the user's groups.
+    dir.modify(&format!(
+        "dn: cn=admins,ou=services,{BASE_DN}\nchangetype: add\nobjectClass: groupOfNames\ncn: admins\nmember: uid=dave,ou=people,{BASE_DN}\n"
+    ));
     let cookie = login(&gw, "dave", DAVE_PW).await.expect("dave logs in over StartTLS");
     let r = with_cookie(&gw, reqwest::Method::GET, "/", &cookie, None).await;
     assert_eq!(r.status(), 200);
