@@ -3,8 +3,7 @@
 //! the service account, find the user by `(&user_object_filter(username_attribute=NAME))` with
 //! NAME escaped per RFC 4515 (so `*)(uid=*` is a literal that matches nobody), read the groups
 //! (`memberOf` on the user, only groups under the group base, or a group search by member DN,
-//! also escaped), then bind as the
-//! user's DN with the password.
+//! also escaped), then bind as the user's DN with the password.
 //!
 //! Safety rules: an empty password is refused before any connection (an LDAP "unauthenticated
 //! bind" with a DN and no password succeeds on many servers); exactly one entry must match;
