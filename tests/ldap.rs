@@ -264,3 +264,44 @@ async fn a_local_password_never_opens_a_directory_user() {
     );
     gw.stop().await;
 }
+
+/// Two API clients of one directory user (the same password at two apps) keep their
+/// remembered checks: a directory login that changed nothing does not announce the user as
+/// changed, so neither client is sent to the directory (and the login limits) on every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_directory_password_clients_keep_their_remembered_checks() {
+    let dir = Slapd::start();
+    let apps = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n\
+\x20 - name: other\n    hosts: [other.test]\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n";
+    let extra = format!(
+        "rate_limits: {{ password_per_ip: off, password_per_username: 4/1m }}\nsources:\n{}",
+        dir.source_yaml("corp", false, "")
+    );
+    let flow = flow_with_backends("[local, corp]");
+    let gw = TestGateway::start_full(
+        apps,
+        &extra,
+        Upstream::spawn().await,
+        &[("default-authentication.yaml", &flow)],
+    )
+    .await;
+    login(&gw, "dave", DAVE_PW).await.unwrap();
+    let auth = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("dave:{DAVE_PW}"))
+        )
+    };
+    for i in 0..6 {
+        for host in [None, Some("other.test")] {
+            let mut rb = bare_client().get(gw.url("/dav/")).header("authorization", &auth);
+            if let Some(h) = host {
+                rb = rb.header("host", h);
+            }
+            let r = rb.send().await.unwrap();
+            assert_eq!(r.status(), 200, "request {i} at {host:?}");
+        }
+    }
+    gw.stop().await;
+}
