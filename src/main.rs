@@ -342,7 +342,7 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
                 return tokens::live(&c, action).await;
             }
             let store = open_store(&cfg).await?;
-            let r = tokens::direct(&store, action).await;
+            let r = tokens::direct(&cfg, &store, action).await;
             store.close().await;
             r
         }

@@ -355,3 +355,114 @@ async fn the_token_cli_uses_the_admin_api_while_the_gateway_runs() {
     assert_eq!(code, 0);
     assert!(out.trim().is_empty(), "{out}");
 }
+
+/// A browser that answered the `Basic` challenge keeps sending `Authorization` after it logged
+/// in with a session: the app still never sees the credentials (the session decides, the
+/// header is flowgate's on an app with `basic_auth`).
+#[tokio::test]
+async fn credentials_beside_a_session_never_reach_the_app() {
+    let g = Gw::start_on("127.0.0.1:0", NO_LIMITS).await;
+    let gw = &g.gw;
+    let (_, token) = g.new_token("alice", "app").await;
+    let sid = session_of(gw, "alice", ALICE_PASSWORD).await;
+    for auth in [
+        basic("alice", ALICE_PASSWORD),
+        basic("alice", &token),
+        format!("Bearer {token}"),
+        "Basic !!!".to_string(),
+    ] {
+        let r = bare_client()
+            .get(gw.url("/dav/file.txt"))
+            .header("cookie", format!("flowgate_session={sid}"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{auth}");
+        let seen = gw.upstream.last();
+        assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+        assert!(
+            seen.header("authorization").is_none(),
+            "the app saw the client's credentials {auth:?}"
+        );
+    }
+    g.gw.stop().await;
+}
+
+/// A positive check of the user's own password is not reused once the password changed: the
+/// old password is refused on the next request although it was checked seconds before.
+#[tokio::test]
+async fn a_changed_password_is_refused_at_once_although_checked_before() {
+    let g = Gw::start_on("127.0.0.1:0", NO_LIMITS).await;
+    let gw = &g.gw;
+    const NEW: &str = "violet tangerine expedition 77";
+    assert_eq!(
+        call(gw, None, Some(&basic("alice", ALICE_PASSWORD))).await.status(),
+        200
+    );
+    assert_eq!(
+        call(gw, None, Some(&basic("alice", ALICE_PASSWORD))).await.status(),
+        200
+    );
+    let owner = client();
+    html_login(&owner, &gw.url(""), "/", "alice", ALICE_PASSWORD).await;
+    let url = gw.url("/.flowgate/flow/default-password-change-flow/");
+    reauthenticate(&owner, &url, ALICE_PASSWORD).await;
+    let r = walk(&owner, &url, &[("password", NEW), ("password_repeat", NEW)]).await;
+    assert_eq!(r.status(), 302, "{}", r.text().await.unwrap());
+    let before = gw.upstream.count();
+    challenged(&call(gw, None, Some(&basic("alice", ALICE_PASSWORD))).await, "app");
+    assert_eq!(gw.upstream.count(), before, "the old password did not reach the app");
+    assert_eq!(call(gw, None, Some(&basic("alice", NEW))).await.status(), 200);
+    g.gw.stop().await;
+}
+
+/// `flowgate token revoke` on the database while the gateway runs without reaching its admin
+/// API: the gateway's cached positive check of that token is dropped too.
+#[tokio::test]
+async fn a_token_revoked_on_the_database_is_refused_by_a_running_gateway() {
+    let g = Gw::start_on("127.0.0.1:0", NO_LIMITS).await;
+    let (_, token) = g.new_token("alice", "app").await;
+    assert_eq!(call(&g.gw, None, Some(&format!("Bearer {token}"))).await.status(), 200);
+    assert_eq!(call(&g.gw, None, Some(&format!("Bearer {token}"))).await.status(), 200);
+    // The CLI's config names no admin API it can reach: it works on the database.
+    let cli_cfg = g.gw.dir.path().join("cli.yaml");
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/flows/*.yaml");
+    std::fs::write(
+        &cli_cfg,
+        format!(
+            "include: [\"{}\"]\nlisten: {{ http: \"127.0.0.1:0\" }}\nmail: {{ transport: file, dir: mail }}\ndata_dir: \"{}\"\napps:\n{}",
+            shipped.display(),
+            g.gw.dir.path().display(),
+            APPS.replace("UPSTREAM", "127.0.0.1:9")
+        ),
+    )
+    .unwrap();
+    let cfg = cli_cfg.to_str().unwrap().to_string();
+    let list = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || run_bin(&["token", "-c", &cfg, "list"], ""))
+            .await
+            .unwrap()
+    };
+    assert_eq!(list.0, 0, "{}", list.2);
+    assert!(!list.2.contains("through the admin API"), "{}", list.2);
+    let key = list.1.split('\t').next().unwrap().to_string();
+    let (code, out, err) = tokio::task::spawn_blocking(move || run_bin(&["token", "-c", &cfg, "revoke", &key], ""))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("revoked"), "{out}");
+    let mut refused = false;
+    // The announcement travels through the session store's channel: allow it a moment.
+    for _ in 0..50 {
+        let r = call(&g.gw, None, Some(&format!("Bearer {token}"))).await;
+        if r.status() == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the revoked token was still accepted from the cache");
+    g.gw.stop().await;
+}

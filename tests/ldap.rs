@@ -143,6 +143,11 @@ async fn directory_logins_over_ldaps() {
 async fn directory_logins_over_starttls_with_member_of() {
     let dir = Slapd::start();
     let gw = start(&dir, true, "    lookup_groups_from_user: true\n", DEFAULT_APP).await;
+    // A group outside the group base (anyone allowed to make entries somewhere in the tree
+    // can make one) is not one of the user's groups.
+    dir.modify(&format!(
+        "dn: cn=admins,ou=services,{BASE_DN}\nchangetype: add\nobjectClass: groupOfNames\ncn: admins\nmember: uid=dave,ou=people,{BASE_DN}\n"
+    ));
     let cookie = login(&gw, "dave", DAVE_PW).await.expect("dave logs in over StartTLS");
     let r = with_cookie(&gw, reqwest::Method::GET, "/", &cookie, None).await;
     assert_eq!(r.status(), 200);
@@ -225,4 +230,78 @@ fn plain_ldap_to_a_remote_host_is_a_config_error() {
         "{err}"
     );
     assert!(err.contains("sources.corp.user_object_filter"), "{err}");
+}
+
+/// A directory user's password is the directory's alone: a local password written for the
+/// mirror (by a recovery or password-change flow) never logs in, so an account the
+/// directory disabled, or whose directory password changed, stays out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_password_never_opens_a_directory_user() {
+    let dir = Slapd::start();
+    let gw = start(&dir, false, "", DEFAULT_APP).await;
+    login(&gw, "dave", DAVE_PW).await.expect("dave logs in");
+    let mirrored = users(&gw).get_by_username("dave").await.unwrap().unwrap();
+    const LOCAL: &str = "a local password for the mirror 42";
+    users(&gw)
+        .update_user(
+            mirrored.id,
+            flowgate::identity::UserUpdate {
+                password: Some(LOCAL.into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let before = gw.upstream.count();
+    assert!(
+        login(&gw, "dave", LOCAL).await.is_err(),
+        "the local password opened a directory user"
+    );
+    assert_eq!(gw.upstream.count(), before);
+    assert!(
+        login(&gw, "dave", DAVE_PW).await.is_ok(),
+        "the directory's password still does"
+    );
+    gw.stop().await;
+}
+
+/// Two API clients of one directory user (the same password at two apps) keep their
+/// remembered checks: a directory login that changed nothing does not announce the user as
+/// changed, so neither client is sent to the directory (and the login limits) on every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_directory_password_clients_keep_their_remembered_checks() {
+    let dir = Slapd::start();
+    let apps = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n\
+\x20 - name: other\n    hosts: [other.test]\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n    basic_auth_user_passwords: true\n";
+    let extra = format!(
+        "rate_limits: {{ password_per_ip: off, password_per_username: 4/1m }}\nsources:\n{}",
+        dir.source_yaml("corp", false, "")
+    );
+    let flow = flow_with_backends("[local, corp]");
+    let gw = TestGateway::start_full(
+        apps,
+        &extra,
+        Upstream::spawn().await,
+        &[("default-authentication.yaml", &flow)],
+    )
+    .await;
+    login(&gw, "dave", DAVE_PW).await.unwrap();
+    let auth = {
+        use base64::Engine;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("dave:{DAVE_PW}"))
+        )
+    };
+    for i in 0..6 {
+        for host in [None, Some("other.test")] {
+            let mut rb = bare_client().get(gw.url("/dav/")).header("authorization", &auth);
+            if let Some(h) = host {
+                rb = rb.header("host", h);
+            }
+            let r = rb.send().await.unwrap();
+            assert_eq!(r.status(), 200, "request {i} at {host:?}");
+        }
+    }
+    gw.stop().await;
 }

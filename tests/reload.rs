@@ -161,3 +161,57 @@ fn sighup_reloads_the_running_binary() {
         "still running after the bad reload, then stopped cleanly: {status}"
     );
 }
+
+/// A reload that withdraws `basic_auth_user_passwords` (or gives the app its own
+/// `authentication_flow`) refuses the user's password at once, although a check of it was
+/// remembered just before; app passwords keep working.
+#[tokio::test]
+async fn a_reload_withdrawing_user_passwords_refuses_a_remembered_check() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::spawn().await;
+    let running = start(dir.path(), &upstream).await;
+    let main = dir.path().join("main.yaml");
+    let with = |extra: &str| {
+        config_file(dir.path(), upstream.addr, "default").replace(
+            "    headers: default\n",
+            &format!("    headers: default\n    basic_auth: true\n{extra}"),
+        )
+    };
+    std::fs::write(&main, with("    basic_auth_user_passwords: true\n")).unwrap();
+    running.reload(&main).unwrap();
+    let base = format!("http://{}", running.http_addr.unwrap());
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:correct horse battery staple")
+    );
+    let call = || async {
+        bare_client()
+            .get(format!("{base}/x"))
+            .header("authorization", &auth)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(call().await, 200);
+    assert_eq!(call().await, 200);
+    std::fs::write(&main, with("")).unwrap();
+    running.reload(&main).unwrap();
+    assert_eq!(call().await, 401, "the user's password is no longer an API credential");
+    std::fs::write(&main, with("    basic_auth_user_passwords: true\n")).unwrap();
+    running.reload(&main).unwrap();
+    assert_eq!(call().await, 200);
+    std::fs::write(
+        &main,
+        with("    basic_auth_user_passwords: true\n    authentication_flow: default-authentication-flow\n"),
+    )
+    .unwrap();
+    running.reload(&main).unwrap();
+    assert_eq!(
+        call().await,
+        401,
+        "an app with its own flow never takes the user's password"
+    );
+    running.shutdown().await;
+}

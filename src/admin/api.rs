@@ -213,13 +213,17 @@ impl Admin {
 
     async fn revoke_token(&self, key: &str) -> Resp {
         let owner = match self.users.list_app_passwords(None).await {
-            Ok(list) => list.into_iter().find(|t| t.key == key).map(|t| t.username),
+            Ok(list) => list.into_iter().find(|t| t.key == key).map(|t| (t.username, t.user_id)),
             Err(e) => return store_error(&e),
         };
         match self.users.revoke_app_password(key).await {
             Ok(true) => {
                 self.api.forget_all();
-                self.audit("token_revoked", owner.as_deref());
+                // Other replicas drop their positive checks of the owner's credentials.
+                if let Some((_, id)) = &owner {
+                    self.sessions.user_changed(*id).await;
+                }
+                self.audit("token_revoked", owner.as_ref().map(|o| o.0.as_str()));
                 json(StatusCode::OK, &json!({ "revoked": key }))
             }
             Ok(false) => error(StatusCode::NOT_FOUND, "no such token"),

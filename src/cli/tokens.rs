@@ -100,7 +100,7 @@ pub(crate) async fn live(c: &AdminClient, action: TokenCmd) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) async fn direct(store: &UserStore, action: TokenCmd) -> anyhow::Result<ExitCode> {
+pub(crate) async fn direct(cfg: &Config, store: &UserStore, action: TokenCmd) -> anyhow::Result<ExitCode> {
     use flowgate::session::clock::Clock;
     let now_ms = flowgate::session::clock::SystemClock.now_ms();
     match action {
@@ -127,7 +127,19 @@ pub(crate) async fn direct(store: &UserStore, action: TokenCmd) -> anyhow::Resul
             }
         }
         TokenCmd::Revoke { key } => {
+            let owner = store
+                .list_app_passwords(None)
+                .await?
+                .into_iter()
+                .find(|t| t.key == key)
+                .map(|t| t.user_id);
             if store.revoke_app_password(&key).await? {
+                // Running gateways drop their positive checks of the owner's credentials.
+                if let Some(id) = owner {
+                    if let Err(e) = super::sessions::user_changed(cfg, id).await {
+                        eprintln!("running gateways were not told (they forget it within 30 seconds): {e}");
+                    }
+                }
                 println!("revoked {key}");
             } else {
                 eprintln!("no app password {key:?}");

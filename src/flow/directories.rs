@@ -77,9 +77,15 @@ pub(crate) async fn login(
         name: &du.name,
         groups: &du.groups,
     };
+    // The mirror as it was, to announce the user as changed only when the directory changed
+    // it (an announcement makes every replica re-read the user and re-check API clients'
+    // remembered credentials).
+    let before = users.get_by_username(&du.username).await.ok().flatten();
     match users.mirror_directory_user(&entry).await {
         Ok(Some(u)) => {
-            sessions.user_changed(u.id).await;
+            if before.as_ref() != Some(&u) {
+                sessions.user_changed(u.id).await;
+            }
             if u.is_active {
                 DirectoryLogin::Ok(u)
             } else {

@@ -2,8 +2,8 @@
 //! connect (LDAPS, or StartTLS before anything else is sent, with the configured CA), bind as
 //! the service account, find the user by `(&user_object_filter(username_attribute=NAME))` with
 //! NAME escaped per RFC 4515 (so `*)(uid=*` is a literal that matches nobody), read the groups
-//! (`memberOf` on the user, or a group search by member DN, also escaped), then bind as the
-//! user's DN with the password.
+//! (`memberOf` on the user, only groups under the group base, or a group search by member DN,
+//! also escaped), then bind as the user's DN with the password.
 //!
 //! Safety rules: an empty password is refused before any connection (an LDAP "unauthenticated
 //! bind" with a DN and no password succeeds on many servers); exactly one entry must match;
@@ -114,6 +114,36 @@ pub fn first_rdn_value(dn: &str) -> Option<String> {
     }
     let v = String::from_utf8_lossy(&out).trim().to_string();
     (!v.is_empty()).then_some(v)
+}
+
+/// A DN compared loosely: lowercase, without spaces around `,` and `=`.
+fn dn_key(dn: &str) -> String {
+    let mut out = String::with_capacity(dn.len());
+    for part in dn.split(',') {
+        if !out.is_empty() {
+            out.push(',');
+        }
+        let (a, v) = part.split_once('=').unwrap_or((part, ""));
+        out.push_str(a.trim());
+        out.push('=');
+        out.push_str(v.trim());
+    }
+    out.to_lowercase()
+}
+
+/// Whether `dn` is strictly below `base` (an escaped `,` in a value never counts as a
+/// boundary, so `cn=x\,ou=groups` is not under `ou=groups`).
+pub fn dn_within(dn: &str, base: &str) -> bool {
+    let (dn, base) = (dn_key(dn), dn_key(base));
+    if base.is_empty() || dn.len() <= base.len() + 1 || !dn.ends_with(&base) {
+        return false;
+    }
+    let head = &dn[..dn.len() - base.len()];
+    let Some(head) = head.strip_suffix(',') else {
+        return false;
+    };
+    // The comma must not be escaped: count the backslashes before it.
+    head.bytes().rev().take_while(|b| *b == b'\\').count() % 2 == 0
 }
 
 fn construct(re: ldap3::ResultEntry) -> Option<SearchEntry> {
@@ -246,7 +276,10 @@ impl Directory {
             return Ok(Authenticated::Disabled);
         }
         let mut groups: Vec<String> = if d.lookup_groups_from_user {
+            // Only groups under the group base count, as with a group search: a group made
+            // elsewhere in the tree (where others may create entries) is not the operator's.
             all(&entry, MEMBER_OF_ATTRIBUTE)
+                .filter(|dn| dn_within(dn, &d.group_base))
                 .filter_map(|dn| first_rdn_value(dn))
                 .collect()
         } else {
@@ -310,6 +343,20 @@ mod tests {
         assert_eq!(first_rdn_value("cn=caf\\c3\\a9,ou=g").as_deref(), Some("café"));
         assert_eq!(first_rdn_value("nonsense"), None);
         assert_eq!(first_rdn_value("cn=,ou=g"), None);
+    }
+
+    #[test]
+    fn groups_under_the_base_only() {
+        use super::dn_within;
+        let base = "ou=groups,dc=example";
+        assert!(dn_within("cn=staff,ou=groups,dc=example", base));
+        assert!(dn_within("CN=Staff, OU=Groups, DC=Example", base));
+        assert!(dn_within("cn=a,ou=team,ou=groups,dc=example", base));
+        assert!(!dn_within("cn=admins,ou=services,dc=example", base));
+        assert!(!dn_within("ou=groups,dc=example", base));
+        assert!(!dn_within("cn=x,ou=evilgroups,dc=example", base));
+        assert!(!dn_within("cn=x\\,ou=groups,dc=example", base));
+        assert!(!dn_within("cn=x,ou=groups,dc=example", ""));
     }
 
     #[test]

@@ -11,7 +11,10 @@
 //!   the cache ([`ApiAuth::forget_all`], called by the admin API).
 //! - The user is resolved on every request through the session store's user cache, which the
 //!   invalidation channel empties when the user changes: a disabled or deleted user is
-//!   refused at once.
+//!   refused at once. A positive check holds the identity it was made with and counts only
+//!   while the user cache still holds that same identity: a password change, a revocation
+//!   (which announces the owner as changed) or any other change of the user on any replica
+//!   drops it, so the credential is checked again.
 //! - Anything wrong answers 401 with `WWW-Authenticate` (never the login redirect); a
 //!   malformed header is the same 401.
 
@@ -52,11 +55,14 @@ impl Method {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Cached {
     user_id: i64,
     until_ms: u64,
     method: Method,
+    /// The identity the check was made with (compared by pointer: a reloaded user is a new
+    /// one).
+    who: Option<Arc<Identity>>,
 }
 
 /// The outcome of an API client's credentials.
@@ -161,23 +167,38 @@ impl ApiAuth {
     ) -> ApiOutcome {
         let now = state.sessions.clock().now_ms();
         let key = self.cache_key(&app.name, headers);
-        let cached = self.cache.get(&key).filter(|c| c.until_ms > now);
-        let (user_id, method) = match cached {
-            Some(c) => (c.user_id, c.method),
-            None => match self.verify(state, app, opts, headers, client_ip, now).await {
-                Ok((c, method)) => {
-                    self.cache.insert(key, c);
-                    (c.user_id, method)
+        // A remembered check of the user's own password counts only while the app (as
+        // configured now: the cache outlives reloads) still takes user passwords.
+        let passwords_ok = opts.user_passwords && app.requires_flow.is_none();
+        if let Some(c) = self
+            .cache
+            .get(&key)
+            .filter(|c| c.until_ms > now && (c.method != Method::Password || passwords_ok))
+        {
+            match state.sessions.identity_of_user(c.user_id).await {
+                Ok(Some(who)) if c.who.as_ref().is_some_and(|w| Arc::ptr_eq(w, &who)) => {
+                    return ApiOutcome::Ok(who, c.method);
                 }
-                Err(o) => return o,
-            },
-        };
-        match state.sessions.identity_of_user(user_id).await {
-            Ok(Some(who)) => ApiOutcome::Ok(who, method),
-            Ok(None) => {
-                self.cache.invalidate(&key);
-                ApiOutcome::Unauthorized
+                // The user changed (password, groups, flags, app passwords) since the check,
+                // or is gone: check the credential again.
+                Ok(_) => self.cache.invalidate(&key),
+                Err(e) => {
+                    tracing::warn!(error = %e, "user store unreadable for an API client");
+                    return ApiOutcome::Unavailable;
+                }
             }
+        }
+        let (mut c, method) = match self.verify(state, app, opts, headers, client_ip, now).await {
+            Ok(v) => v,
+            Err(o) => return o,
+        };
+        match state.sessions.identity_of_user(c.user_id).await {
+            Ok(Some(who)) => {
+                c.who = Some(who.clone());
+                self.cache.insert(key, c);
+                ApiOutcome::Ok(who, method)
+            }
+            Ok(None) => ApiOutcome::Unauthorized,
             Err(e) => {
                 tracing::warn!(error = %e, "user store unreadable for an API client");
                 ApiOutcome::Unavailable
@@ -236,6 +257,7 @@ impl ApiAuth {
                         user_id,
                         until_ms,
                         method,
+                        who: None,
                     },
                     method,
                 ))

@@ -20,8 +20,11 @@ pub(super) fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
         tracing::debug!(header = %n, "stripped client header");
         req.remove_header(&n);
     }
-    // An API client's credentials were flowgate's to check: the app never sees them.
-    if ctx.api_client {
+    // An API client's credentials were flowgate's to check: the app never sees them. On an
+    // app with `basic_auth` the header is flowgate's whatever decided the request: a browser
+    // that answered the `Basic` challenge keeps sending the password beside its session
+    // cookie and on skip-auth paths.
+    if ctx.api_client || ctx.app.as_ref().is_some_and(|a| a.api_clients.is_some()) {
         req.remove_header("authorization");
     }
     // Neither scheme's session cookie is ever shown to the app (the other scheme's is a

@@ -75,7 +75,8 @@ impl PasswordStage {
 
     /// Asks the backends in order until one accepts `password` (see `backends`). A directory
     /// is asked about a user that is unknown here or was mirrored from it, never about a local
-    /// user; an empty password is never sent to a directory.
+    /// user, and a mirrored user's local hash is never checked; an empty password is never
+    /// sent to a directory.
     async fn verify(&self, cx: &StageCx<'_>, pending: &PendingUser, password: &str) -> Verdict {
         let mut down = false;
         let mut local_done = false;
@@ -84,8 +85,10 @@ impl PasswordStage {
                 PasswordBackend::Local => {
                     local_done = true;
                     let r = match &pending.user {
-                        Some(u) => cx.users.verify_password(u, password).await,
-                        None => {
+                        // A directory user's password is its directory's alone (a local hash
+                        // written by a recovery or password-change flow never logs it in).
+                        Some(u) if directory_of(u).is_none() => cx.users.verify_password(u, password).await,
+                        _ => {
                             cx.users.hasher().verify_dummy(password.to_string()).await;
                             Ok(false)
                         }
