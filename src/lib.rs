@@ -390,6 +390,7 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         limits: shared.limits_for(&config.rate_limits),
         reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
         telemetry: shared.telemetry.clone(),
+        sources: Arc::new(identity::sources::clients(&config.sources)),
     });
     let executor = Executor {
         reg: registry,

@@ -16,13 +16,16 @@ pub mod model;
 mod policy_model;
 mod presets;
 pub mod raw;
+pub mod raw_sources;
 pub mod schema;
+mod source_model;
 mod stage_model;
 mod validate;
 pub mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use source_model::*;
 pub use presets::{preset, PRESET_NAMES};
 
 use std::path::{Path, PathBuf};

@@ -34,6 +34,9 @@ pub struct RawFile {
     pub stages: BTreeMap<String, RawStage>,
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
+    /// `sources:` (external identity, `raw_sources.rs`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, super::raw_sources::RawSource>,
     pub limits: Option<RawLimits>,
     pub mail: Option<RawMail>,
     pub ui: Option<RawUi>,
@@ -297,6 +300,10 @@ pub enum RawStage {
         password_stage: Option<String>,
         enrollment_flow: Option<String>,
         recovery_flow: Option<String>,
+        /// Sources shown as login buttons.
+        #[serde(default)]
+        sources: Vec<String>,
+        show_source_labels: Option<bool>,
     },
     Password {
         failed_attempts_before_cancel: Option<u32>,

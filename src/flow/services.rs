@@ -226,4 +226,6 @@ pub struct Services {
     pub reserved_usernames: crate::identity::names::ReservedNames,
     /// Metrics and audit events.
     pub telemetry: crate::telemetry::Telemetry,
+    /// The OAuth sources' clients by key (`sources:`), built once per config.
+    pub sources: Arc<std::collections::BTreeMap<String, Arc<crate::identity::sources::OAuthClient>>>,
 }

@@ -11,6 +11,7 @@ mod open;
 mod passwords;
 pub mod records;
 pub mod seed;
+pub mod sources;
 mod store;
 mod store_keys;
 mod user;
