@@ -37,6 +37,7 @@ mod inspect;
 mod layers;
 mod login;
 mod mailed_links;
+mod oauth_sources;
 mod operations;
 mod outbound;
 mod password_policies;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod log_buf;
+pub mod oidc;
 pub mod postgres;
 pub mod redis;
 pub mod siteverify;

@@ -61,6 +61,17 @@ fn payload(jwt: &str) -> Option<Map<String, Value>> {
     serde_json::from_slice(&bytes).ok()
 }
 
+/// The `alg` of a compact JWT's header, unverified (for the pin check and the log).
+fn header_alg(jwt: &str) -> Option<String> {
+    use base64::Engine;
+    let first = jwt.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(first.trim_end_matches('='))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg").and_then(Value::as_str).map(str::to_string)
+}
+
 /// Verifies `jwt` and returns all its claims.
 pub(super) fn verify(
     jwt: &str,
@@ -72,6 +83,16 @@ pub(super) fn verify(
     now_ms: u64,
 ) -> Result<Map<String, Value>, TokenError> {
     let invalid = |s: String| TokenError::Invalid(s);
+    // The algorithm is pinned before anything else: `none` and HMACs never get further.
+    let alg = header_alg(jwt).unwrap_or_default();
+    let pinned = algs
+        .iter()
+        .any(|a| serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_string)) == Some(alg.clone()));
+    if !pinned {
+        return Err(invalid(format!(
+            "ID token algorithm {alg:?} is not one the provider announces and flowgate accepts"
+        )));
+    }
     let token = CoreIdToken::from_str(jwt).map_err(|e| invalid(format!("ID token does not parse: {e}")))?;
     let issuer = IssuerUrl::new(issuer.to_string()).map_err(|e| invalid(format!("issuer: {e}")))?;
     let now_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);

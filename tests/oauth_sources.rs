@@ -1,0 +1,407 @@
+//! Logins through an OpenID Connect source (issue 16): the authorization code flow with PKCE
+//! against a provider the test starts (`common/oidc.rs`), the source's enrollment and
+//! authentication flows, the user-source connection, `user_matching_mode`, and every forged
+//! or faulty answer the gateway must refuse with a clear page, no session, no user and a log
+//! line. Assertions are on what the app behind the gateway received.
+
+use crate::common::log_buf::LogBuf;
+use crate::common::oidc::{Forge, TestProvider, CLIENT_ID, CLIENT_SECRET};
+use crate::common::*;
+use serde_json::json;
+use std::time::Duration;
+
+/// The login flow with the source's button, and authentik's source flows in native form.
+pub const SOURCE_FLOWS: &str = r#"
+flows:
+  - slug: default-authentication-flow
+    name: Welcome
+    title: Welcome
+    designation: authentication
+    authentication: require_unauthenticated
+    bindings:
+      - { stage: ident, order: 10 }
+      - { stage: pw, order: 20 }
+      - { stage: login, order: 100 }
+  - slug: default-source-authentication
+    name: Welcome
+    title: Welcome
+    designation: authentication
+    authentication: require_unauthenticated
+    policies: [{ policy: source-if-sso }]
+    bindings:
+      - { stage: source-login, order: 0 }
+  - slug: default-source-enrollment
+    name: Pick a username
+    title: Pick a username
+    designation: enrollment
+    authentication: none
+    policies: [{ policy: source-if-sso }]
+    bindings:
+      - { stage: source-prompt, order: 0, re_evaluate_policies: true, policies: [{ policy: source-if-no-username }] }
+      - { stage: source-write, order: 1 }
+      - { stage: source-login, order: 2 }
+stages:
+  ident: { type: identification, user_fields: [username, email], sources: [corp] }
+  pw: { type: password }
+  login: { type: user_login }
+  source-login: { type: user_login }
+  source-prompt:
+    type: prompt
+    fields: [{ field_key: username, label: Username, type: username, order: 0 }]
+  source-write: { type: user_write, user_creation_mode: always_create }
+policies:
+  source-if-sso: { type: expression, expression: "return ak_is_sso_flow" }
+  source-if-no-username: { type: expression, expression: "return 'username' not in context.get('prompt_data', {})" }
+"#;
+
+/// The `sources:` block for `provider` with `mode`.
+pub fn source_yaml(well_known: &str, mode: &str, provider_type: &str) -> String {
+    format!(
+        "sources:\n  corp:\n    type: oauth\n    name: Corp SSO\n    provider_type: {provider_type}\n    oidc_well_known_url: \"{well_known}\"\n    consumer_key: {CLIENT_ID}\n    consumer_secret_file: client-secret\n    additional_scopes: [groups]\n    user_matching_mode: {mode}\n    authentication_flow: default-source-authentication\n    enrollment_flow: default-source-enrollment\n    timeout: 2s\n"
+    )
+}
+
+/// A gateway whose `corp` source is `provider`'s (or any well-known URL).
+async fn gateway(well_known: &str, mode: &str, provider_type: &str) -> TestGateway {
+    gateway_with(well_known, mode, provider_type, SOURCE_FLOWS).await
+}
+
+/// [`gateway`] with other source flows.
+async fn gateway_with(well_known: &str, mode: &str, provider_type: &str, flows: &str) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
+    std::fs::write(dir.path().join("client-secret"), format!("{CLIENT_SECRET}\n")).unwrap();
+    let upstream = Upstream::spawn().await;
+    let mut sources = vec![flowgate::config::Source {
+        name: "test.yaml".into(),
+        text: config_text(
+            DEFAULT_APP,
+            &format!("{NO_LIMITS}{}", source_yaml(well_known, mode, provider_type)),
+            upstream.addr,
+            dir.path(),
+        ),
+        base_dir: dir.path().to_path_buf(),
+    }];
+    for (name, text) in flowgate::demo::SHIPPED_FLOWS {
+        if *name == "default-invalidation.yaml" {
+            sources.push(flowgate::config::Source {
+                name: name.to_string(),
+                text: text.to_string(),
+                base_dir: dir.path().to_path_buf(),
+            });
+        }
+    }
+    sources.push(flowgate::config::Source {
+        name: "source-flows.yaml".into(),
+        text: flows.into(),
+        base_dir: dir.path().to_path_buf(),
+    });
+    let cfg = flowgate::config::Config::from_sources(sources).unwrap_or_else(|e| panic!("config:\n{e}"));
+    TestGateway::from_config(cfg, dir, upstream).await
+}
+
+fn alice_claims() -> serde_json::Value {
+    json!({ "sub": "corp-0001", "preferred_username": "ann", "email": "ann@corp.example", "email_verified": true, "name": "Ann Corp", "groups": ["engineering"] })
+}
+
+/// How a walk through the source ended.
+struct Outcome {
+    /// The last answer's status (the callback's refusal page, or the app).
+    status: u16,
+    /// Its body.
+    body: String,
+}
+
+/// Walks a browser from a protected path through the button, the provider and the callback,
+/// following flowgate's redirects, and returns the first answer that is not a redirect.
+async fn walk_source(gw: &TestGateway, c: &reqwest::Client, path: &str) -> Outcome {
+    let r = c.get(gw.url(path)).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let flow = gw.url(&location(&r));
+    let page = c.get(&flow).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Log in with Corp SSO"), "button missing:\n{html}");
+    let start = html
+        .split("href=\"")
+        .map(|s| {
+            s.split('"')
+                .next()
+                .unwrap_or("")
+                .replace("&#x2f;", "/")
+                .replace("&#x3d;", "=")
+                .replace("&#x3f;", "?")
+                .replace("&amp;", "&")
+        })
+        .find(|h| h.starts_with("/.flowgate/source/oauth/login/corp/"))
+        .expect("source link");
+    let mut url = gw.url(&start);
+    for _ in 0..12 {
+        let r = c.get(&url).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+        if r.status() != 302 {
+            let status = r.status().as_u16();
+            return Outcome {
+                status,
+                body: r.text().await.unwrap(),
+            };
+        }
+        let to = location(&r);
+        url = if to.starts_with('/') { gw.url(&to) } else { to };
+    }
+    panic!("too many redirects");
+}
+
+/// Whether the browser `c` has a logged-in session at the gateway (the app is reached).
+async fn reaches_app(gw: &TestGateway, c: &reqwest::Client) -> bool {
+    let before = gw.upstream.count();
+    let r = c.get(gw.url("/private/check")).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    r.status() == 200 && gw.upstream.count() == before + 1
+}
+
+#[tokio::test]
+async fn first_login_enrolls_then_the_subject_finds_the_same_user() {
+    let (provider, gw) = pair("identifier", alice_claims()).await;
+
+    let users_before = users(&gw).list_users().await.unwrap().len();
+    let c = client();
+    let out = walk_source(&gw, &c, "/private/reports?x=1").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let seen = gw.upstream.last();
+    assert_eq!(seen.uri, "/private/reports?x=1", "back where the user started");
+    assert_eq!(seen.header("x-forwarded-user"), Some("ann"));
+    assert_eq!(seen.header("x-forwarded-email"), Some("ann@corp.example"));
+    assert!(seen.header("x-forwarded-groups").unwrap_or("").contains("engineering"));
+
+    // What the provider was sent: PKCE S256, state, nonce, our client and callback.
+    let auth = &provider.authorized()[0].params;
+    assert_eq!(auth["client_id"], CLIENT_ID);
+    assert_eq!(auth["code_challenge_method"], "S256");
+    assert!(auth["state"].len() >= 40 && auth["nonce"].len() >= 40);
+    assert_eq!(
+        auth["redirect_uri"],
+        gw.url("/.flowgate/source/oauth/callback/corp/")
+    );
+    assert!(auth["scope"].split(' ').any(|s| s == "groups"));
+
+    let ann = users(&gw).get_by_username("ann").await.unwrap().expect("enrolled");
+    assert!(ann.email_verified, "the provider verified the address");
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), users_before + 1);
+    let links = users(&gw).source_connections_of(ann.id).await.unwrap();
+    assert_eq!(links.len(), 1);
+    assert_eq!((links[0].source.as_str(), links[0].identifier.as_str()), ("corp", "corp-0001"));
+
+    // The email changes at the provider: the subject still finds ann, no second user.
+    provider.set_user(json!({ "sub": "corp-0001", "preferred_username": "ann", "email": "ann.new@corp.example", "email_verified": true }));
+    let c2 = client();
+    let out = walk_source(&gw, &c2, "/private/again").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("ann"));
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), users_before + 1);
+
+    // The JSON executor lists the source the way authentik's UI expects.
+    let j: serde_json::Value = client()
+        .get(gw.url("/.flowgate/api/v3/flows/executor/default-authentication-flow/?query=next%3D%252Fx"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let s = &j["sources"][0];
+    assert_eq!(s["name"], "Corp SSO");
+    assert_eq!(s["challenge"]["component"], "xak-flow-redirect");
+    assert!(s["challenge"]["to"]
+        .as_str()
+        .unwrap()
+        .starts_with("/.flowgate/source/oauth/login/corp/?"));
+    gw.stop().await;
+}
+
+/// A provider at the gateway's clock and a gateway pointed at it.
+async fn pair(mode: &str, claims: serde_json::Value) -> (TestProvider, TestGateway) {
+    // TestGateway::from_config's clock, in seconds: the provider issues tokens at it.
+    let provider = TestProvider::spawn(1_800_000_000, claims).await;
+    let gw = gateway(&provider.well_known(), mode, "openidconnect").await;
+    (provider, gw)
+}
+
+#[tokio::test]
+async fn email_link_links_a_verified_address_and_refuses_an_unverified_one() {
+    // alice exists (seed) with alice@example.test.
+    let (provider, gw) = pair(
+        "email_link",
+        json!({ "sub": "x-1", "preferred_username": "alice-corp", "email": "alice@example.test", "email_verified": false }),
+    )
+    .await;
+    let n = users(&gw).list_users().await.unwrap().len();
+    let out = walk_source(&gw, &client(), "/private").await;
+    assert_eq!(out.status, 403);
+    assert!(out.body.contains("already exists"), "{}", out.body);
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n, "no user created");
+
+    provider.set_user(json!({ "sub": "x-1", "preferred_username": "alice-corp", "email": "ALICE@example.test", "email_verified": true }));
+    let c = client();
+    let out = walk_source(&gw, &c, "/private").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("alice"));
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn email_deny_and_a_missing_email_are_refused_with_nothing_created() {
+    // Captured from before the gateway starts: its tasks take this thread's subscriber.
+    let (logs, _guard) = LogBuf::capture("flowgate=info");
+    let (provider, gw) = pair(
+        "email_deny",
+        json!({ "sub": "x-2", "preferred_username": "someone", "email": "bob@example.test", "email_verified": true }),
+    )
+    .await;
+    let n = users(&gw).list_users().await.unwrap().len();
+    let c = client();
+    let out = walk_source(&gw, &c, "/private").await;
+    assert_eq!(out.status, 403);
+    assert!(out.body.contains("A user with this email address already exists."));
+    assert!(!reaches_app(&gw, &c).await, "no session");
+
+    provider.set_user(json!({ "sub": "x-3", "preferred_username": "noemail" }));
+    let out = walk_source(&gw, &c, "/private").await;
+    assert_eq!(out.status, 403);
+    assert!(out.body.contains("did not return an email address"), "{}", out.body);
+    assert!(!reaches_app(&gw, &c).await);
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n, "no user created");
+    let text = logs.text();
+    assert!(text.contains("email_deny: the email is taken"), "{text}");
+    assert!(text.contains("no email claim under an email matching mode"), "{text}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn forged_tokens_are_refused_with_a_reason_in_the_log() {
+    let (logs, _guard) = LogBuf::capture("flowgate=info");
+    let (provider, gw) = pair("identifier", alice_claims()).await;
+    let n = users(&gw).list_users().await.unwrap().len();
+    let cases = [
+        (Forge::OtherAudience, "Invalid audiences"),
+        (Forge::OtherAzp, "azp"),
+        (Forge::Expired, "expired"),
+        (Forge::Future, "issued in the future"),
+        (Forge::UnknownKey, "key the provider does not publish"),
+        (Forge::AlgNone, "algorithm \\\"none\\\" is not one"),
+        (Forge::Hs256PublicKey, "algorithm \\\"HS256\\\" is not one"),
+        (Forge::WrongNonce, "nonce mismatch"),
+        (Forge::WrongIssuer, "expected"),
+        (Forge::Tampered, "ID token refused"),
+    ];
+    for (forge, reason) in cases {
+        provider.set_forge(forge);
+        let c = client();
+        let out = walk_source(&gw, &c, "/private").await;
+        assert_eq!(out.status, 403, "{forge:?}: {}", out.body);
+        assert!(
+            out.body.contains("could not be verified"),
+            "{forge:?}: {}",
+            out.body
+        );
+        assert!(!reaches_app(&gw, &c).await, "{forge:?}: no session");
+        let text = logs.text();
+        let last = text.lines().filter(|l| l.contains("source login refused")).last().unwrap_or("");
+        assert!(last.contains(reason), "{forge:?}: expected {reason:?} in {last}");
+    }
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n, "no user created");
+    assert_eq!(gw.upstream.count(), 0, "the app saw nothing");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_again_and_a_reused_state_or_code_is_refused() {
+    let (provider, gw) = pair("identifier", alice_claims()).await;
+    let out = walk_source(&gw, &client(), "/private").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(provider.jwks_fetches(), 1);
+    // The cached key set is used for the next login.
+    let out = walk_source(&gw, &client(), "/private").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(provider.jwks_fetches(), 1, "key set cached");
+    provider.rotate();
+    let out = walk_source(&gw, &client(), "/private").await;
+    assert_eq!(out.status, 200, "after rotation: {}", out.body);
+    assert_eq!(provider.jwks_fetches(), 2, "unknown kid: key set fetched again");
+
+    // Replay: the same callback URL (state and code) a second time in the same browser.
+    let c = client();
+    let r = c.get(gw.url("/private")).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    let flow = gw.url(&location(&r));
+    let _ = c.get(&flow).send().await.unwrap();
+    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate")).send().await.unwrap();
+    let r = c.get(location(&r)).send().await.unwrap();
+    let callback = location(&r);
+    let first = c.get(&callback).send().await.unwrap();
+    assert_eq!(first.status(), 302);
+    let again = c.get(&callback).send().await.unwrap();
+    assert_eq!(again.status(), 400);
+    assert!(again.text().await.unwrap().contains("not valid any more"));
+
+    // A callback whose state is not the session's (another browser's, or made up).
+    let c = client();
+    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/")).send().await.unwrap();
+    let r = c.get(location(&r)).send().await.unwrap();
+    let cb = location(&r);
+    let forged = cb.replace("state=", "state=x");
+    let r = c.get(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // The started login is used up by the failed attempt too.
+    let r = c.get(&cb).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Without the session cookie at all.
+    let r = client().get(&cb).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("expired or was started in another browser"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn provider_down_or_slow_gives_a_clear_page_and_nothing_else() {
+    let (logs, _guard) = LogBuf::capture("flowgate=info");
+    // Down: nothing listens at the discovery address.
+    let port = unused_port();
+    let gw = gateway(
+        &format!("http://127.0.0.1:{port}/.well-known/openid-configuration"),
+        "identifier",
+        "openidconnect",
+    )
+    .await;
+    let c = client();
+    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("not reachable right now"));
+    assert!(logs.text().contains("source login not started"));
+    assert!(!reaches_app(&gw, &c).await);
+    gw.stop().await;
+
+    // Slow: every answer takes longer than the source's 2 s timeout.
+    let (provider, gw) = pair("identifier", alice_claims()).await;
+    provider.set_delay(Duration::from_secs(4));
+    let started = std::time::Instant::now();
+    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(started.elapsed() < Duration::from_secs(4), "the timeout cut the wait");
+    assert!(logs.text().contains("timed out"), "{}", logs.text());
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_identification_stage_may_offer_only_sources() {
+    let provider = TestProvider::spawn(1_800_000_000, alice_claims()).await;
+    let flows = SOURCE_FLOWS.replace(
+        "ident: { type: identification, user_fields: [username, email], sources: [corp] }",
+        "ident: { type: identification, sources: [corp] }",
+    );
+    let gw = gateway_with(&provider.well_known(), "identifier", "openidconnect", &flows).await;
+    let (status, html) = page(&client(), &gw.url("/.flowgate/flow/default-authentication-flow/")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Log in with Corp SSO"));
+    assert!(!html.contains("uid_field"), "no identifier field:\n{html}");
+    gw.stop().await;
+}
