@@ -405,3 +405,26 @@ async fn an_identification_stage_may_offer_only_sources() {
     assert!(!html.contains("uid_field"), "no identifier field:\n{html}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn username_link_and_username_deny() {
+    // bob exists (seed); the provider calls its user bob too.
+    let claims = json!({ "sub": "u-9", "preferred_username": "bob", "email": "bob@corp.example", "email_verified": true });
+    let (_provider, gw) = pair("username_link", claims.clone()).await;
+    let out = walk_source(&gw, &client(), "/private").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("bob"));
+    let bob = users(&gw).get_by_username("bob").await.unwrap().unwrap();
+    assert_eq!(users(&gw).source_connections_of(bob.id).await.unwrap().len(), 1);
+    gw.stop().await;
+
+    let (_provider, gw) = pair("username_deny", claims).await;
+    let n = users(&gw).list_users().await.unwrap().len();
+    let c = client();
+    let out = walk_source(&gw, &c, "/private").await;
+    assert_eq!(out.status, 403);
+    assert!(out.body.contains("A user with this username already exists."));
+    assert!(!reaches_app(&gw, &c).await);
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n);
+    gw.stop().await;
+}
