@@ -68,6 +68,11 @@ async fn gateway(well_known: &str, mode: &str, provider_type: &str) -> TestGatew
 
 /// [`gateway`] with other source flows.
 async fn gateway_with(well_known: &str, mode: &str, provider_type: &str, flows: &str) -> TestGateway {
+    gateway_at(well_known, mode, provider_type, flows, 1_800_000_000_000).await
+}
+
+/// [`gateway_with`] with the injected clock at `clock_ms`.
+async fn gateway_at(well_known: &str, mode: &str, provider_type: &str, flows: &str, clock_ms: u64) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
     std::fs::write(dir.path().join("client-secret"), format!("{CLIENT_SECRET}\n")).unwrap();
@@ -97,7 +102,7 @@ async fn gateway_with(well_known: &str, mode: &str, provider_type: &str, flows: 
         base_dir: dir.path().to_path_buf(),
     });
     let cfg = flowgate::config::Config::from_sources(sources).unwrap_or_else(|e| panic!("config:\n{e}"));
-    TestGateway::from_config(cfg, dir, upstream).await
+    TestGateway::from_config_at(cfg, dir, upstream, flowgate::session::ManualClock::new(clock_ms)).await
 }
 
 fn alice_claims() -> serde_json::Value {
@@ -426,5 +431,96 @@ async fn username_link_and_username_deny() {
     assert!(out.body.contains("A user with this username already exists."));
     assert!(!reaches_app(&gw, &c).await);
     assert_eq!(users(&gw).list_users().await.unwrap().len(), n);
+    gw.stop().await;
+}
+
+// === against npm's oidc-provider ===
+
+/// Follows a browser through redirects from `url`; the identity provider's login form is filled
+/// with `login`/`password`. Returns the first answer that is neither a redirect nor that form.
+async fn follow_with_login(gw: &TestGateway, c: &reqwest::Client, url: &str, login: &str, password: &str) -> Outcome {
+    let mut url = url.to_string();
+    let mut logged_in = false;
+    for _ in 0..20 {
+        let r = c.get(&url).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+        let status = r.status().as_u16();
+        if (300..400).contains(&status) {
+            let to = location(&r);
+            url = if to.starts_with('/') {
+                // Relative to whichever server answered.
+                let origin = url.splitn(4, '/').take(3).collect::<Vec<_>>().join("/");
+                format!("{origin}{to}")
+            } else {
+                to
+            };
+            continue;
+        }
+        let body = r.text().await.unwrap();
+        if body.contains("Test IdP login") && !logged_in {
+            logged_in = true;
+            let r = c
+                .post(&url)
+                .form(&[("login", login), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_redirection(), "IdP login refused: {}", r.status());
+            url = location(&r);
+            continue;
+        }
+        return Outcome { status, body };
+    }
+    let _ = gw;
+    panic!("too many redirects");
+}
+
+#[allow(clippy::disallowed_methods)]
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test]
+async fn login_through_oidc_provider_with_a_key_rotation() {
+    use crate::common::oidc::NodeProvider;
+    let (logs, _guard) = LogBuf::capture("flowgate=info");
+    let port = unused_port();
+    let well_known = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
+    // Tokens carry the real time: the gateway's clock starts at it.
+    // Tokens carry the real time: the gateway's clock starts at it.
+    let gw = gateway_at(&well_known, "identifier", "openidconnect", SOURCE_FLOWS, wall_clock_ms()).await;
+    let user = json!({ "sub": "idp-42", "preferred_username": "dora", "email": "dora@idp.example", "email_verified": true, "name": "Dora", "groups": ["ops"] });
+    let callback = gw.url("/.flowgate/source/oauth/callback/corp/");
+    let idp = NodeProvider::start(port, "k1", &callback, &user, "dora's pw");
+
+    let c = client();
+    let r = c.get(gw.url("/private/dash")).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    let flow = gw.url(&location(&r));
+    let html = c.get(&flow).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("Log in with Corp SSO"));
+    let start = gw.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate%2Fdash");
+    let out = follow_with_login(&gw, &c, &start, "dora", "dora's pw").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let seen = gw.upstream.last();
+    assert_eq!(seen.uri, "/private/dash");
+    assert_eq!(seen.header("x-forwarded-user"), Some("dora"));
+    assert_eq!(seen.header("x-forwarded-email"), Some("dora@idp.example"));
+    assert!(seen.header("x-forwarded-groups").unwrap_or("").contains("ops"), "{:?}", seen.headers);
+
+    // Key rotation: the provider restarts with a new key; the next login still works and the
+    // gateway fetched the key set again for the unknown kid.
+    drop(idp);
+    let _idp = NodeProvider::start(port, "k2", &callback, &user, "dora's pw");
+    let c = client();
+    let out = follow_with_login(&gw, &c, &start, "dora", "dora's pw").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("dora"));
+    assert!(logs.text().contains("fetching the key set again"), "{}", logs.text());
+    assert_eq!(
+        users(&gw).list_users().await.unwrap().iter().filter(|u| u.username == "dora").count(),
+        1
+    );
     gw.stop().await;
 }

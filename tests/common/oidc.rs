@@ -383,3 +383,68 @@ fn forge(s: &State, issuer: &str, nonce: &str) -> String {
     }
     s.key.sign(&header, &Value::Object(claims))
 }
+
+/// npm's `oidc-provider` run by node (`common/oidc_provider.mjs`; `./dev deps` installs the
+/// package outside the repository). Killed when dropped.
+pub struct NodeProvider {
+    pub port: u16,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for NodeProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where `./dev deps` put the npm packages.
+pub fn npm_dir() -> std::path::PathBuf {
+    if let Ok(d) = std::env::var("FLOWGATE_NPM_DIR") {
+        return d.into();
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("flowgate").join("npm")
+}
+
+impl NodeProvider {
+    /// Starts the provider on `port` with signing key `kid`, a client whose callback is
+    /// `redirect_uri`, and `user` (claims with `sub` and `preferred_username`) whose password is
+    /// `password`.
+    pub fn start(port: u16, kid: &str, redirect_uri: &str, user: &Value, password: &str) -> Self {
+        let npm = npm_dir();
+        assert!(
+            npm.join("node_modules/oidc-provider/package.json").exists(),
+            "oidc-provider is not installed in {} (run ./dev deps)",
+            npm.display()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("provider.mjs");
+        std::fs::write(&script, include_str!("oidc_provider.mjs")).unwrap();
+        let cfg = json!({
+            "npm_dir": npm, "port": port, "kid": kid, "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET,
+            "redirect_uri": redirect_uri, "user": user, "password": password,
+        });
+        let mut child = std::process::Command::new("node")
+            .arg(&script)
+            .arg(cfg.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("node runs");
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "oidc-provider did not start");
+        // Keep reading its notices: a closed pipe would kill it at the next line it prints.
+        std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        Self { port, child, _dir: dir }
+    }
+
+    pub fn well_known(&self) -> String {
+        format!("http://127.0.0.1:{}/.well-known/openid-configuration", self.port)
+    }
+}
