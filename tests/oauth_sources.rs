@@ -11,7 +11,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// The login flow with the source's button, and authentik's source flows in native form.
-pub const SOURCE_FLOWS: &str = r#"
+pub(crate) const SOURCE_FLOWS: &str = r#"
 flows:
   - slug: default-authentication-flow
     name: Welcome
@@ -72,7 +72,7 @@ async fn gateway_with(well_known: &str, mode: &str, provider_type: &str, flows: 
 }
 
 /// [`gateway_with`] with the injected clock at `clock_ms`.
-async fn gateway_at(well_known: &str, mode: &str, provider_type: &str, flows: &str, clock_ms: u64) -> TestGateway {
+pub(crate) async fn gateway_at(well_known: &str, mode: &str, provider_type: &str, flows: &str, clock_ms: u64) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
     std::fs::write(dir.path().join("client-secret"), format!("{CLIENT_SECRET}\n")).unwrap();
@@ -475,7 +475,7 @@ async fn follow_with_login(gw: &TestGateway, c: &reqwest::Client, url: &str, log
 }
 
 #[allow(clippy::disallowed_methods)]
-fn wall_clock_ms() -> u64 {
+pub(crate) fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
