@@ -73,18 +73,22 @@ async fn gateway_with(well_known: &str, mode: &str, provider_type: &str, flows: 
 
 /// [`gateway_with`] with the injected clock at `clock_ms`.
 pub(crate) async fn gateway_at(well_known: &str, mode: &str, provider_type: &str, flows: &str, clock_ms: u64) -> TestGateway {
+    let main = source_yaml(well_known, mode, provider_type);
+    gateway_from(&main, &[("source-flows.yaml", flows.to_string())], clock_ms).await
+}
+
+/// A gateway with `main` in its main file and `files` as included sources, in a directory
+/// holding the seed and the client secret (as `client-secret` and `secrets/source-corp.secret`).
+async fn gateway_from(main: &str, files: &[(&str, String)], clock_ms: u64) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
     std::fs::write(dir.path().join("client-secret"), format!("{CLIENT_SECRET}\n")).unwrap();
+    std::fs::create_dir(dir.path().join("secrets")).unwrap();
+    std::fs::write(dir.path().join("secrets/source-corp.secret"), CLIENT_SECRET).unwrap();
     let upstream = Upstream::spawn().await;
     let mut sources = vec![flowgate::config::Source {
         name: "test.yaml".into(),
-        text: config_text(
-            DEFAULT_APP,
-            &format!("{NO_LIMITS}{}", source_yaml(well_known, mode, provider_type)),
-            upstream.addr,
-            dir.path(),
-        ),
+        text: config_text(DEFAULT_APP, &format!("{NO_LIMITS}{main}"), upstream.addr, dir.path()),
         base_dir: dir.path().to_path_buf(),
     }];
     for (name, text) in flowgate::demo::SHIPPED_FLOWS {
@@ -96,11 +100,13 @@ pub(crate) async fn gateway_at(well_known: &str, mode: &str, provider_type: &str
             });
         }
     }
-    sources.push(flowgate::config::Source {
-        name: "source-flows.yaml".into(),
-        text: flows.into(),
-        base_dir: dir.path().to_path_buf(),
-    });
+    for (name, text) in files {
+        sources.push(flowgate::config::Source {
+            name: name.to_string(),
+            text: text.clone(),
+            base_dir: dir.path().to_path_buf(),
+        });
+    }
     let cfg = flowgate::config::Config::from_sources(sources).unwrap_or_else(|e| panic!("config:\n{e}"));
     TestGateway::from_config_at(cfg, dir, upstream, flowgate::session::ManualClock::new(clock_ms)).await
 }
@@ -522,5 +528,97 @@ async fn login_through_oidc_provider_with_a_key_rotation() {
         users(&gw).list_users().await.unwrap().iter().filter(|u| u.username == "dora").count(),
         1
     );
+    gw.stop().await;
+}
+
+// === import of authentik's sources and source flows ===
+
+/// An authentik blueprint with an OAuth source (its flows are authentik's default source
+/// flows, imported with it) and a login flow whose identification stage offers it.
+fn authentik_source_blueprint(well_known: &str) -> String {
+    format!(
+        r#"version: 1
+metadata: {{ name: OAuth source for the tests }}
+entries:
+- model: authentik_sources_oauth.oauthsource
+  id: corp
+  identifiers: {{ slug: corp }}
+  attrs:
+    name: Corp SSO
+    provider_type: openidconnect
+    oidc_well_known_url: "{well_known}"
+    consumer_key: {CLIENT_ID}
+    consumer_secret: never-written-into-the-config
+    additional_scopes: "groups offline_access"
+    user_matching_mode: identifier
+    authentication_flow: !Find [authentik_flows.flow, [slug, default-source-authentication]]
+    enrollment_flow: !Find [authentik_flows.flow, [slug, default-source-enrollment]]
+    pre_authentication_flow: !Find [authentik_flows.flow, [slug, default-source-pre-authentication]]
+    user_path_template: goauthentik.io/sources/%(slug)s
+    oidc_jwks: {{ keys: [] }}
+    group_matching_mode: name_link
+- model: authentik_flows.flow
+  id: login
+  identifiers: {{ slug: default-authentication-flow }}
+  attrs: {{ name: Login, title: Login, designation: authentication, authentication: require_unauthenticated }}
+- model: authentik_stages_identification.identificationstage
+  id: ident
+  identifiers: {{ name: login-identification }}
+  attrs: {{ user_fields: [username], sources: [!KeyOf corp], show_source_labels: true }}
+- model: authentik_stages_user_login.userloginstage
+  id: login-stage
+  identifiers: {{ name: login-login }}
+- model: authentik_flows.flowstagebinding
+  identifiers: {{ order: 10, stage: !KeyOf ident, target: !KeyOf login }}
+- model: authentik_flows.flowstagebinding
+  identifiers: {{ order: 20, stage: !KeyOf login-stage, target: !KeyOf login }}
+- model: authentik_sources_oauth.useroauthsourceconnection
+  identifiers: {{ identifier: "1" }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn authentik_source_flows_and_oauth_source_import_and_run() {
+    use flowgate::blueprint::import;
+    let provider = TestProvider::spawn(1_800_000_000, alice_claims()).await;
+    let fixture = |rel: &str| {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/authentik/default").join(rel);
+        (p.display().to_string(), std::fs::read_to_string(&p).unwrap())
+    };
+    let files = vec![
+        fixture("flow-default-source-authentication.yaml"),
+        fixture("flow-default-source-enrollment.yaml"),
+        fixture("flow-default-source-pre-authentication.yaml"),
+        ("source.yaml".to_string(), authentik_source_blueprint(&provider.well_known())),
+    ];
+    let imp = import::import(&files, &Default::default()).unwrap_or_else(|e| panic!("{e:?}"));
+    let reasons: Vec<String> = imp.unsupported.iter().map(|u| u.to_string()).collect();
+    for want in ["secrets/source-corp.secret", "oidc_jwks", "group_matching_mode", "useroauthsourceconnection"] {
+        assert!(reasons.iter().any(|r| r.contains(want)), "{want} not reported: {reasons:#?}");
+    }
+    let yaml = import::to_yaml(&imp.doc, &[]);
+    assert!(!yaml.contains("never-written-into-the-config"), "the secret is not written:\n{yaml}");
+    flowgate::loader::check_import(&yaml).ok();
+    let src = &imp.doc["sources"]["corp"];
+    assert_eq!(src["provider_type"], "openidconnect");
+    assert_eq!(src["additional_scopes"], json!(["groups", "offline_access"]));
+    assert_eq!(src["authentication_flow"], "default-source-authentication");
+    assert_eq!(imp.doc["stages"]["login-identification"]["sources"], json!(["corp"]));
+
+    let gw = gateway_from("", &[("imported.yaml", yaml)], 1_800_000_000_000).await;
+    let n = users(&gw).list_users().await.unwrap().len();
+    let c = client();
+    let out = walk_source(&gw, &c, "/private/imported").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("ann"));
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n + 1, "enrolled by the imported flow");
+    // Second time: the imported authentication flow (the connection finds ann).
+    let out = walk_source(&gw, &client(), "/private/imported").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n + 1);
+    // The source flows refuse to run outside a source login (their ak_is_sso_flow policy).
+    let (status, body) = page(&client(), &gw.url("/.flowgate/flow/default-source-enrollment/")).await;
+    assert_ne!(status, 200, "{body}");
     gw.stop().await;
 }
