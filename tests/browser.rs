@@ -672,9 +672,22 @@ async fn login_through_an_openid_provider_in_chromium() {
     let shots = screenshot_dir();
     let port = unused_port();
     let well_known = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
-    let gw = gateway_at(&well_known, "identifier", "openidconnect", SOURCE_FLOWS, wall_clock_ms()).await;
+    let gw = gateway_at(
+        &well_known,
+        "identifier",
+        "openidconnect",
+        SOURCE_FLOWS,
+        wall_clock_ms(),
+    )
+    .await;
     let user = json!({ "sub": "idp-7", "preferred_username": "erin", "email": "erin@idp.example", "email_verified": true, "name": "Erin" });
-    let _idp = NodeProvider::start(port, "k1", &gw.url("/.flowgate/source/oauth/callback/corp/"), &user, "erin's pw");
+    let _idp = NodeProvider::start(
+        port,
+        "k1",
+        &gw.url("/.flowgate/source/oauth/callback/corp/"),
+        &user,
+        "erin's pw",
+    );
     let driver = ChromeDriver::start().await;
     let b = driver.session().await;
     b.goto(&gw.url("/private/board")).await;

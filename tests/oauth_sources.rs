@@ -72,7 +72,13 @@ async fn gateway_with(well_known: &str, mode: &str, provider_type: &str, flows: 
 }
 
 /// [`gateway_with`] with the injected clock at `clock_ms`.
-pub(crate) async fn gateway_at(well_known: &str, mode: &str, provider_type: &str, flows: &str, clock_ms: u64) -> TestGateway {
+pub(crate) async fn gateway_at(
+    well_known: &str,
+    mode: &str,
+    provider_type: &str,
+    flows: &str,
+    clock_ms: u64,
+) -> TestGateway {
     let main = source_yaml(well_known, mode, provider_type);
     gateway_from(&main, &[("source-flows.yaml", flows.to_string())], clock_ms).await
 }
@@ -126,7 +132,12 @@ struct Outcome {
 /// Walks a browser from a protected path through the button, the provider and the callback,
 /// following flowgate's redirects, and returns the first answer that is not a redirect.
 async fn walk_source(gw: &TestGateway, c: &reqwest::Client, path: &str) -> Outcome {
-    let r = c.get(gw.url(path)).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    let r = c
+        .get(gw.url(path))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     let flow = gw.url(&location(&r));
     let page = c.get(&flow).send().await.unwrap();
@@ -165,7 +176,12 @@ async fn walk_source(gw: &TestGateway, c: &reqwest::Client, path: &str) -> Outco
 /// Whether the browser `c` has a logged-in session at the gateway (the app is reached).
 async fn reaches_app(gw: &TestGateway, c: &reqwest::Client) -> bool {
     let before = gw.upstream.count();
-    let r = c.get(gw.url("/private/check")).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    let r = c
+        .get(gw.url("/private/check"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     r.status() == 200 && gw.upstream.count() == before + 1
 }
 
@@ -188,10 +204,7 @@ async fn first_login_enrolls_then_the_subject_finds_the_same_user() {
     assert_eq!(auth["client_id"], CLIENT_ID);
     assert_eq!(auth["code_challenge_method"], "S256");
     assert!(auth["state"].len() >= 40 && auth["nonce"].len() >= 40);
-    assert_eq!(
-        auth["redirect_uri"],
-        gw.url("/.flowgate/source/oauth/callback/corp/")
-    );
+    assert_eq!(auth["redirect_uri"], gw.url("/.flowgate/source/oauth/callback/corp/"));
     assert!(auth["scope"].split(' ').any(|s| s == "groups"));
 
     let ann = users(&gw).get_by_username("ann").await.unwrap().expect("enrolled");
@@ -199,7 +212,10 @@ async fn first_login_enrolls_then_the_subject_finds_the_same_user() {
     assert_eq!(users(&gw).list_users().await.unwrap().len(), users_before + 1);
     let links = users(&gw).source_connections_of(ann.id).await.unwrap();
     assert_eq!(links.len(), 1);
-    assert_eq!((links[0].source.as_str(), links[0].identifier.as_str()), ("corp", "corp-0001"));
+    assert_eq!(
+        (links[0].source.as_str(), links[0].identifier.as_str()),
+        ("corp", "corp-0001")
+    );
 
     // The email changes at the provider: the subject still finds ann, no second user.
     provider.set_user(json!({ "sub": "corp-0001", "preferred_username": "ann", "email": "ann.new@corp.example", "email_verified": true }));
@@ -309,14 +325,10 @@ async fn forged_tokens_are_refused_with_a_reason_in_the_log() {
         let c = client();
         let out = walk_source(&gw, &c, "/private").await;
         assert_eq!(out.status, 403, "{forge:?}: {}", out.body);
-        assert!(
-            out.body.contains("could not be verified"),
-            "{forge:?}: {}",
-            out.body
-        );
+        assert!(out.body.contains("could not be verified"), "{forge:?}: {}", out.body);
         assert!(!reaches_app(&gw, &c).await, "{forge:?}: no session");
         let text = logs.text();
-        let last = text.lines().filter(|l| l.contains("source login refused")).last().unwrap_or("");
+        let last = text.lines().rfind(|l| l.contains("source login refused")).unwrap_or("");
         assert!(last.contains(reason), "{forge:?}: expected {reason:?} in {last}");
     }
     assert_eq!(users(&gw).list_users().await.unwrap().len(), n, "no user created");
@@ -341,10 +353,19 @@ async fn a_rotated_key_is_fetched_again_and_a_reused_state_or_code_is_refused() 
 
     // Replay: the same callback URL (state and code) a second time in the same browser.
     let c = client();
-    let r = c.get(gw.url("/private")).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    let r = c
+        .get(gw.url("/private"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     let flow = gw.url(&location(&r));
     let _ = c.get(&flow).send().await.unwrap();
-    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate")).send().await.unwrap();
+    let r = c
+        .get(gw.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate"))
+        .send()
+        .await
+        .unwrap();
     let r = c.get(location(&r)).send().await.unwrap();
     let callback = location(&r);
     let first = c.get(&callback).send().await.unwrap();
@@ -355,7 +376,11 @@ async fn a_rotated_key_is_fetched_again_and_a_reused_state_or_code_is_refused() 
 
     // A callback whose state is not the session's (another browser's, or made up).
     let c = client();
-    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/")).send().await.unwrap();
+    let r = c
+        .get(gw.url("/.flowgate/source/oauth/login/corp/"))
+        .send()
+        .await
+        .unwrap();
     let r = c.get(location(&r)).send().await.unwrap();
     let cb = location(&r);
     let forged = cb.replace("state=", "state=x");
@@ -367,10 +392,16 @@ async fn a_rotated_key_is_fetched_again_and_a_reused_state_or_code_is_refused() 
     // Without the session cookie at all.
     let r = client().get(&cb).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert!(r.text().await.unwrap().contains("expired or was started in another browser"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("expired or was started in another browser"));
     gw.stop().await;
 }
 
+// Wall-clock time only bounds the wait for the provider's timeout.
+#[allow(clippy::disallowed_methods)]
 #[tokio::test]
 async fn provider_down_or_slow_gives_a_clear_page_and_nothing_else() {
     let (logs, _guard) = LogBuf::capture("flowgate=info");
@@ -383,7 +414,11 @@ async fn provider_down_or_slow_gives_a_clear_page_and_nothing_else() {
     )
     .await;
     let c = client();
-    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate")).send().await.unwrap();
+    let r = c
+        .get(gw.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("not reachable right now"));
     assert!(logs.text().contains("source login not started"));
@@ -394,7 +429,11 @@ async fn provider_down_or_slow_gives_a_clear_page_and_nothing_else() {
     let (provider, gw) = pair("identifier", alice_claims()).await;
     provider.set_delay(Duration::from_secs(4));
     let started = std::time::Instant::now();
-    let r = c.get(gw.url("/.flowgate/source/oauth/login/corp/")).send().await.unwrap();
+    let r = c
+        .get(gw.url("/.flowgate/source/oauth/login/corp/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     assert!(started.elapsed() < Duration::from_secs(4), "the timeout cut the wait");
     assert!(logs.text().contains("timed out"), "{}", logs.text());
@@ -420,7 +459,8 @@ async fn an_identification_stage_may_offer_only_sources() {
 #[tokio::test]
 async fn username_link_and_username_deny() {
     // bob exists (seed); the provider calls its user bob too.
-    let claims = json!({ "sub": "u-9", "preferred_username": "bob", "email": "bob@corp.example", "email_verified": true });
+    let claims =
+        json!({ "sub": "u-9", "preferred_username": "bob", "email": "bob@corp.example", "email_verified": true });
     let (_provider, gw) = pair("username_link", claims.clone()).await;
     let out = walk_source(&gw, &client(), "/private").await;
     assert_eq!(out.status, 200, "{}", out.body);
@@ -496,13 +536,25 @@ async fn login_through_oidc_provider_with_a_key_rotation() {
     let well_known = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
     // Tokens carry the real time: the gateway's clock starts at it.
     // Tokens carry the real time: the gateway's clock starts at it.
-    let gw = gateway_at(&well_known, "identifier", "openidconnect", SOURCE_FLOWS, wall_clock_ms()).await;
+    let gw = gateway_at(
+        &well_known,
+        "identifier",
+        "openidconnect",
+        SOURCE_FLOWS,
+        wall_clock_ms(),
+    )
+    .await;
     let user = json!({ "sub": "idp-42", "preferred_username": "dora", "email": "dora@idp.example", "email_verified": true, "name": "Dora", "groups": ["ops"] });
     let callback = gw.url("/.flowgate/source/oauth/callback/corp/");
     let idp = NodeProvider::start(port, "k1", &callback, &user, "dora's pw");
 
     let c = client();
-    let r = c.get(gw.url("/private/dash")).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+    let r = c
+        .get(gw.url("/private/dash"))
+        .header("accept", BROWSER_ACCEPT)
+        .send()
+        .await
+        .unwrap();
     let flow = gw.url(&location(&r));
     let html = c.get(&flow).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Log in with Corp SSO"));
@@ -513,7 +565,11 @@ async fn login_through_oidc_provider_with_a_key_rotation() {
     assert_eq!(seen.uri, "/private/dash");
     assert_eq!(seen.header("x-forwarded-user"), Some("dora"));
     assert_eq!(seen.header("x-forwarded-email"), Some("dora@idp.example"));
-    assert!(seen.header("x-forwarded-groups").unwrap_or("").contains("ops"), "{:?}", seen.headers);
+    assert!(
+        seen.header("x-forwarded-groups").unwrap_or("").contains("ops"),
+        "{:?}",
+        seen.headers
+    );
 
     // Key rotation: the provider restarts with a new key; the next login still works and the
     // gateway fetched the key set again for the unknown kid.
@@ -525,7 +581,13 @@ async fn login_through_oidc_provider_with_a_key_rotation() {
     assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("dora"));
     assert!(logs.text().contains("fetching the key set again"), "{}", logs.text());
     assert_eq!(
-        users(&gw).list_users().await.unwrap().iter().filter(|u| u.username == "dora").count(),
+        users(&gw)
+            .list_users()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|u| u.username == "dora")
+            .count(),
         1
     );
     gw.stop().await;
@@ -583,22 +645,38 @@ async fn authentik_source_flows_and_oauth_source_import_and_run() {
     use flowgate::blueprint::import;
     let provider = TestProvider::spawn(1_800_000_000, alice_claims()).await;
     let fixture = |rel: &str| {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/authentik/default").join(rel);
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/authentik/default")
+            .join(rel);
         (p.display().to_string(), std::fs::read_to_string(&p).unwrap())
     };
     let files = vec![
         fixture("flow-default-source-authentication.yaml"),
         fixture("flow-default-source-enrollment.yaml"),
         fixture("flow-default-source-pre-authentication.yaml"),
-        ("source.yaml".to_string(), authentik_source_blueprint(&provider.well_known())),
+        (
+            "source.yaml".to_string(),
+            authentik_source_blueprint(&provider.well_known()),
+        ),
     ];
     let imp = import::import(&files, &Default::default()).unwrap_or_else(|e| panic!("{e:?}"));
     let reasons: Vec<String> = imp.unsupported.iter().map(|u| u.to_string()).collect();
-    for want in ["secrets/source-corp.secret", "oidc_jwks", "group_matching_mode", "useroauthsourceconnection"] {
-        assert!(reasons.iter().any(|r| r.contains(want)), "{want} not reported: {reasons:#?}");
+    for want in [
+        "secrets/source-corp.secret",
+        "oidc_jwks",
+        "group_matching_mode",
+        "useroauthsourceconnection",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(want)),
+            "{want} not reported: {reasons:#?}"
+        );
     }
     let yaml = import::to_yaml(&imp.doc, &[]);
-    assert!(!yaml.contains("never-written-into-the-config"), "the secret is not written:\n{yaml}");
+    assert!(
+        !yaml.contains("never-written-into-the-config"),
+        "the secret is not written:\n{yaml}"
+    );
     flowgate::loader::check_import(&yaml).ok();
     let src = &imp.doc["sources"]["corp"];
     assert_eq!(src["provider_type"], "openidconnect");
@@ -612,7 +690,11 @@ async fn authentik_source_flows_and_oauth_source_import_and_run() {
     let out = walk_source(&gw, &c, "/private/imported").await;
     assert_eq!(out.status, 200, "{}", out.body);
     assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("ann"));
-    assert_eq!(users(&gw).list_users().await.unwrap().len(), n + 1, "enrolled by the imported flow");
+    assert_eq!(
+        users(&gw).list_users().await.unwrap().len(),
+        n + 1,
+        "enrolled by the imported flow"
+    );
     // Second time: the imported authentication flow (the connection finds ann).
     let out = walk_source(&gw, &client(), "/private/imported").await;
     assert_eq!(out.status, 200, "{}", out.body);
@@ -620,5 +702,74 @@ async fn authentik_source_flows_and_oauth_source_import_and_run() {
     // The source flows refuse to run outside a source login (their ak_is_sso_flow policy).
     let (status, body) = page(&client(), &gw.url("/.flowgate/flow/default-source-enrollment/")).await;
     assert_ne!(status, 200, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn github_preset_uses_the_verified_primary_address() {
+    let provider = TestProvider::spawn(
+        1_800_000_000,
+        json!({ "id": 583231, "login": "octo", "name": "Octo Cat",
+                "emails": [ { "email": "octo@old.example", "primary": false, "verified": true },
+                            { "email": "octo@github.example", "primary": true, "verified": true } ] }),
+    )
+    .await;
+    let base = provider.issuer();
+    let main = format!(
+        "sources:\n  corp:\n    type: oauth\n    name: Corp SSO\n    provider_type: github\n    authorization_url: \"{base}/authorize\"\n    access_token_url: \"{base}/token\"\n    profile_url: \"{base}/user\"\n    consumer_key: {CLIENT_ID}\n    consumer_secret_file: client-secret\n    user_matching_mode: email_link\n    authentication_flow: default-source-authentication\n    enrollment_flow: default-source-enrollment\n"
+    );
+    let gw = gateway_from(
+        &main,
+        &[("source-flows.yaml", SOURCE_FLOWS.to_string())],
+        1_800_000_000_000,
+    )
+    .await;
+    let out = walk_source(&gw, &client(), "/private/gh").await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    let seen = gw.upstream.last();
+    assert_eq!(seen.header("x-forwarded-user"), Some("octo"));
+    assert_eq!(seen.header("x-forwarded-email"), Some("octo@github.example"));
+    let auth = &provider.authorized()[0].params;
+    assert_eq!(auth["scope"], "read:user user:email");
+    assert!(!auth.contains_key("nonce"), "GitHub is not OpenID Connect");
+    assert_eq!(auth["code_challenge_method"], "S256");
+    let token = &provider.token_requests()[0];
+    assert!(
+        token.iter().any(|(k, v)| k == "client_secret" && v == CLIENT_SECRET),
+        "client_secret_post"
+    );
+    let octo = users(&gw).get_by_username("octo").await.unwrap().unwrap();
+    let links = users(&gw).source_connections_of(octo.id).await.unwrap();
+    assert_eq!(links[0].identifier, "583231", "GitHub's numeric id is the subject");
+
+    // An unverified primary address does not link to the existing user with that address.
+    provider.set_user(json!({ "id": 99, "login": "mallory", "emails": [ { "email": "alice@example.test", "primary": true, "verified": false } ] }));
+    let n = users(&gw).list_users().await.unwrap().len();
+    let c = client();
+    let out = walk_source(&gw, &c, "/private/gh").await;
+    assert_eq!(out.status, 403, "{}", out.body);
+    assert!(!reaches_app(&gw, &c).await);
+    assert_eq!(users(&gw).list_users().await.unwrap().len(), n);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_callback_after_the_login_expired_is_refused() {
+    let (_provider, gw) = pair("identifier", alice_claims()).await;
+    let c = client();
+    let r = c
+        .get(gw.url("/.flowgate/source/oauth/login/corp/"))
+        .send()
+        .await
+        .unwrap();
+    let r = c.get(location(&r)).send().await.unwrap();
+    let callback = location(&r);
+    gw.clock.advance(std::time::Duration::from_secs(11 * 60));
+    let r = c.get(&callback).send().await.unwrap();
+    // The flow session itself may have ended with the clock: either way a clear refusal.
+    assert!(r.status() == 400 || r.status() == 403, "{}", r.status());
+    let body = r.text().await.unwrap();
+    assert!(body.contains("took too long") || body.contains("has expired"), "{body}");
+    assert!(!reaches_app(&gw, &c).await);
     gw.stop().await;
 }

@@ -341,14 +341,25 @@ async fn invitations_and_consents(backend: Backend) {
 async fn source_connections(backend: Backend) {
     let fresh = Fresh::new(backend).await;
     let s = fresh.open().await;
-    let a = s.create_user(new_user("a", "a@example.test", None, &[])).await.unwrap().id;
-    let b = s.create_user(new_user("b", "b@example.test", None, &[])).await.unwrap().id;
+    let a = s
+        .create_user(new_user("a", "a@example.test", None, &[]))
+        .await
+        .unwrap()
+        .id;
+    let b = s
+        .create_user(new_user("b", "b@example.test", None, &[]))
+        .await
+        .unwrap()
+        .id;
     assert_eq!(s.source_user("corp", "sub-1").await.unwrap(), None);
     s.link_source("corp", "sub-1", a, 1_000).await.unwrap();
     s.link_source("corp", "sub-1", a, 2_000).await.unwrap();
     assert_eq!(s.source_user("corp", "sub-1").await.unwrap().map(|u| u.id), Some(a));
     assert!(
-        matches!(s.link_source("corp", "sub-1", b, 3_000).await, Err(StoreError::Duplicate { .. })),
+        matches!(
+            s.link_source("corp", "sub-1", b, 3_000).await,
+            Err(StoreError::Duplicate { .. })
+        ),
         "{backend:?}: a subject is never moved to another user"
     );
     s.link_source("hub", "sub-1", b, 3_000).await.unwrap();
@@ -362,7 +373,11 @@ async fn source_connections(backend: Backend) {
         .collect();
     assert_eq!(links, [("corp".into(), "sub-2".into()), ("hub".into(), "sub-1".into())]);
     assert!(s.delete_user_by_id(b).await.unwrap());
-    assert_eq!(s.source_user("hub", "sub-1").await.unwrap(), None, "{backend:?}: gone with the user");
+    assert_eq!(
+        s.source_user("hub", "sub-1").await.unwrap(),
+        None,
+        "{backend:?}: gone with the user"
+    );
     s.close().await;
 }
 

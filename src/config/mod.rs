@@ -25,8 +25,8 @@ pub mod values;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
-pub use source_model::*;
 pub use presets::{preset, PRESET_NAMES};
+pub use source_model::*;
 
 use std::path::{Path, PathBuf};
 

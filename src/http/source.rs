@@ -55,7 +55,10 @@ impl super::Ui {
             return self.refuse_page(Refusal::BadHost);
         };
         let scheme = if req.https { "https" } else { "http" };
-        let redirect_uri = format!("{scheme}://{host}{}source/oauth/callback/{slug}/", crate::config::RESERVED_PREFIX);
+        let redirect_uri = format!(
+            "{scheme}://{host}{}source/oauth/callback/{slug}/",
+            crate::config::RESERVED_PREFIX
+        );
         let now = self.sessions.clock().now_ms();
         let (to, pending) = match client.begin(&redirect_uri, now).await {
             Ok(x) => x,
@@ -132,7 +135,11 @@ impl super::Ui {
             );
         }
         let Some(code) = param("code").filter(|c| !c.is_empty()) else {
-            return fail(400, "The identity provider sent no authorization code.", "callback without code");
+            return fail(
+                400,
+                "The identity provider sent no authorization code.",
+                "callback without code",
+            );
         };
         let now = self.sessions.clock().now_ms();
         let who = match client.finish(&pending, &code, now).await {

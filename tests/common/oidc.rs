@@ -75,7 +75,11 @@ impl Key {
     }
 
     fn sign(&self, header: &Value, claims: &Value) -> String {
-        let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
         let sig = self.pair.sign(&SystemRandom::new(), input.as_bytes()).unwrap();
         format!("{input}.{}", b64(sig.as_ref()))
     }
@@ -144,7 +148,9 @@ impl TestProvider {
         let st = state.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
                 let st = st.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -224,7 +230,12 @@ async fn answer(addr: SocketAddr, st: Arc<Mutex<State>>, req: Request<hyper::bod
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     match path.as_str() {
         "/.well-known/openid-configuration" => json_resp(
             200,
@@ -279,7 +290,10 @@ async fn answer(addr: SocketAddr, st: Arc<Mutex<State>>, req: Request<hyper::bod
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{CLIENT_ID}:{CLIENT_SECRET}"))
             );
-            if auth != expected {
+            // client_secret_basic, or client_secret_post as GitHub takes it.
+            let posted = f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+                && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET);
+            if auth != expected && !posted {
                 return json_resp(401, &json!({ "error": "invalid_client" }));
             }
             let Some(grant) = f.get("code").and_then(|c| s.grants.remove(c)) else {
@@ -295,7 +309,25 @@ async fn answer(addr: SocketAddr, st: Arc<Mutex<State>>, req: Request<hyper::bod
             let access = format!("access-{}", s.tokens.len() + 1);
             let user = s.user.clone();
             s.tokens.insert(access.clone(), user);
-            json_resp(200, &json!({ "access_token": access, "token_type": "Bearer", "expires_in": 300, "id_token": id_token }))
+            json_resp(
+                200,
+                &json!({ "access_token": access, "token_type": "Bearer", "expires_in": 300, "id_token": id_token }),
+            )
+        }
+        // GitHub's user API: the user (its public `email` is not vouched for) and the address list.
+        "/user" | "/user/emails" => {
+            let s = st.lock().unwrap();
+            let Some(u) = auth.strip_prefix("Bearer ").and_then(|t| s.tokens.get(t)) else {
+                return json_resp(401, &json!({ "message": "Bad credentials" }));
+            };
+            if path == "/user" {
+                json_resp(
+                    200,
+                    &json!({ "id": u.get("id"), "login": u.get("login"), "name": u.get("name"), "email": "public@elsewhere.example" }),
+                )
+            } else {
+                json_resp(200, u.get("emails").unwrap_or(&json!([])))
+            }
         }
         "/userinfo" => {
             let s = st.lock().unwrap();
@@ -432,13 +464,18 @@ impl NodeProvider {
             .arg(&script)
             .arg(cfg.to_string())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
             .spawn()
             .expect("node runs");
         let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
         std::io::BufRead::read_line(&mut out, &mut line).unwrap();
-        assert_eq!(line.trim(), "ready", "oidc-provider did not start");
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "oidc-provider did not start:\n{}",
+            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+        );
         // Keep reading its notices: a closed pipe would kill it at the next line it prints.
         std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
         Self { port, child, _dir: dir }

@@ -18,19 +18,34 @@ const PROVIDERS: &[(&str, &str)] = &[
 
 /// Attributes that carry no behaviour in flowgate and are dropped quietly (the slug is the key;
 /// the path template and policy mode concern authentik's own directory and policies).
-const QUIET: &[&str] = &["slug", "name", "user_path_template", "policy_engine_mode", "consumer_secret"];
+const QUIET: &[&str] = &[
+    "slug",
+    "name",
+    "user_path_template",
+    "policy_engine_mode",
+    "consumer_secret",
+];
 
 /// The file (relative to the config) an imported source reads its client secret from.
 pub(super) fn secret_file(slug: &str) -> String {
     let s: String = slug
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("secrets/source-{s}.secret")
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    v.and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 impl Importer {
@@ -57,18 +72,28 @@ impl Importer {
             s.insert("enabled".into(), json!(e));
         }
         s.insert("provider_type".into(), json!(native_type));
-        for k in ["oidc_well_known_url", "authorization_url", "access_token_url", "profile_url"] {
+        for k in [
+            "oidc_well_known_url",
+            "authorization_url",
+            "access_token_url",
+            "profile_url",
+        ] {
             if let Some(u) = text(d.get(k)) {
                 s.insert(k.into(), json!(u));
             }
         }
-        s.insert("consumer_key".into(), json!(text(d.get("consumer_key")).unwrap_or_default()));
+        s.insert(
+            "consumer_key".into(),
+            json!(text(d.get("consumer_key")).unwrap_or_default()),
+        );
         let file = secret_file(&o.key);
         s.insert("consumer_secret_file".into(), json!(file));
         self.note(
             &o.at,
             &o.model,
-            format!("consumer_secret is not written into the config: put the client secret in {file} (beside the config)"),
+            format!(
+                "consumer_secret is not written into the config: put the client secret in {file} (beside the config)"
+            ),
         );
         let scopes: Vec<Value> = text(d.get("additional_scopes"))
             .unwrap_or_default()

@@ -118,7 +118,8 @@ fn oauth(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawOAuthSour
         r.consumer_secret_file.as_ref(),
         "consumer_secret",
     );
-    let given_secret = r.consumer_secret.is_some() || r.consumer_secret_env.is_some() || r.consumer_secret_file.is_some();
+    let given_secret =
+        r.consumer_secret.is_some() || r.consumer_secret_env.is_some() || r.consumer_secret_file.is_some();
     if !given_secret {
         c.err(
             fi,
@@ -163,7 +164,10 @@ fn oauth(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawOAuthSour
             c.err(
                 fi,
                 format!("{p}.oidc_well_known_url"),
-                format!("{:?} is not a discovery document address (expected …/.well-known/openid-configuration)", r.oidc_well_known_url.as_deref().unwrap_or_default()),
+                format!(
+                    "{:?} is not a discovery document address (expected …/.well-known/openid-configuration)",
+                    r.oidc_well_known_url.as_deref().unwrap_or_default()
+                ),
             );
         }
     }
@@ -175,7 +179,11 @@ fn oauth(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawOAuthSour
         // authentik stores them space-separated in one string; accept both.
         for s in s.split_whitespace() {
             if s.bytes().any(|b| b <= 0x20 || b == b'"' || b == b'\\' || b >= 0x7f) {
-                c.err(fi, format!("{p}.additional_scopes[{i}]"), format!("invalid scope {s:?}"));
+                c.err(
+                    fi,
+                    format!("{p}.additional_scopes[{i}]"),
+                    format!("invalid scope {s:?}"),
+                );
             } else if !scopes.iter().any(|x| x == s) {
                 scopes.push(s.to_string());
             }
@@ -183,7 +191,12 @@ fn oauth(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawOAuthSour
     }
     let claims = claims(r, provider);
     if let Some(m) = &r.claims {
-        for (k, v) in [("username", &m.username), ("email", &m.email), ("name", &m.name), ("groups", &m.groups)] {
+        for (k, v) in [
+            ("username", &m.username),
+            ("email", &m.email),
+            ("name", &m.name),
+            ("groups", &m.groups),
+        ] {
             if v.as_deref().is_some_and(str::is_empty) {
                 c.err(fi, format!("{p}.claims.{k}"), "must not be empty");
             }
@@ -199,7 +212,11 @@ fn oauth(c: &mut Collector<'_>, fi: usize, p: &str, slug: &str, r: &RawOAuthSour
     }
     if let Some(i) = &r.icon_url {
         if !(i.starts_with("https://") || i.starts_with('/')) || i.chars().any(|ch| ch.is_whitespace() || ch == '"') {
-            c.err(fi, format!("{p}.icon_url"), "expected an https:// URL or an absolute path");
+            c.err(
+                fi,
+                format!("{p}.icon_url"),
+                "expected an https:// URL or an absolute path",
+            );
         }
     }
     Some(OAuthSourceDef {
@@ -260,9 +277,17 @@ pub(crate) fn check_refs(
             let RawSource::Oauth(r) = raw;
             let p = format!("sources.{slug}");
             for (key, v, want) in [
-                ("authentication_flow", &r.authentication_flow, Designation::Authentication),
+                (
+                    "authentication_flow",
+                    &r.authentication_flow,
+                    Designation::Authentication,
+                ),
                 ("enrollment_flow", &r.enrollment_flow, Designation::Enrollment),
-                ("pre_authentication_flow", &r.pre_authentication_flow, Designation::StageConfiguration),
+                (
+                    "pre_authentication_flow",
+                    &r.pre_authentication_flow,
+                    Designation::StageConfiguration,
+                ),
             ] {
                 let Some(v) = v else { continue };
                 match flows.get(v) {

@@ -31,12 +31,18 @@ impl Executor {
     ) -> Result<(Arc<Session>, bool), SourceFlowError> {
         let (session, fresh) = match session {
             Some(s) => (s, false),
-            None => match self.open_session(None, Default::default(), self.settings.flow_timeout).await {
+            None => match self
+                .open_session(None, Default::default(), self.settings.flow_timeout)
+                .await
+            {
                 Ok(s) => (s, true),
                 Err(_) => return Err(SourceFlowError::Unavailable),
             },
         };
-        let (state, _) = self.take_state(&session).await.map_err(|_| SourceFlowError::Unavailable)?;
+        let (state, _) = self
+            .take_state(&session)
+            .await
+            .map_err(|_| SourceFlowError::Unavailable)?;
         let mut st = state.unwrap_or_else(|| FlowState {
             flow: String::new(),
             plan: Vec::new(),
@@ -54,8 +60,14 @@ impl Executor {
 
     /// Takes the started login out of `session` (single use: a second callback finds none),
     /// with the query its flow runs with.
-    pub async fn take_source_login(&self, session: &Session) -> Result<Option<(PendingLogin, String)>, SourceFlowError> {
-        let (state, _) = self.take_state(session).await.map_err(|_| SourceFlowError::Unavailable)?;
+    pub async fn take_source_login(
+        &self,
+        session: &Session,
+    ) -> Result<Option<(PendingLogin, String)>, SourceFlowError> {
+        let (state, _) = self
+            .take_state(session)
+            .await
+            .map_err(|_| SourceFlowError::Unavailable)?;
         let Some(mut st) = state else { return Ok(None) };
         let pending = st.context.source_login.take();
         let query = st.query.clone();
@@ -119,10 +131,9 @@ impl Executor {
             return Err("This identity provider account is linked to another user.".into());
         }
         let verified_same = who.email_verified
-            && who
-                .email
-                .as_deref()
-                .is_some_and(|e| crate::identity::names::email_key(e) == crate::identity::names::email_key(&user.email));
+            && who.email.as_deref().is_some_and(|e| {
+                crate::identity::names::email_key(e) == crate::identity::names::email_key(&user.email)
+            });
         if (verified_same && !user.email_verified) || !who.groups.is_empty() {
             let up = crate::identity::UserUpdate {
                 email_verified: verified_same.then_some(true),
@@ -228,7 +239,11 @@ impl Executor {
         );
         self.start_source_flow(session, &slug, context, query, client_ip)
             .await?;
-        let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
         Ok(format!("{}flow/{slug}/{q}", crate::config::RESERVED_PREFIX))
     }
 }

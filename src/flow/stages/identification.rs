@@ -64,7 +64,11 @@ pub(super) fn flow_link(slug: &str, query: &str) -> String {
 
 /// authentik's `sources` list: each button's challenge redirects to the source's login.
 fn source_list(sources: &[crate::config::SourceButton], query: &str) -> Value {
-    let q = if query.is_empty() { String::new() } else { format!("?{query}") };
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
     Value::Array(
         sources
             .iter()

@@ -46,7 +46,13 @@ impl UserStore {
 
     /// Links `identifier` at `source` to user `user_id`. A subject already linked to another
     /// user is never moved: that is a `Duplicate` error.
-    pub async fn link_source(&self, source: &str, identifier: &str, user_id: i64, now_ms: u64) -> Result<(), StoreError> {
+    pub async fn link_source(
+        &self,
+        source: &str,
+        identifier: &str,
+        user_id: i64,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
         self.db()
             .execute(
                 "INSERT INTO source_connections (source, identifier, user_id, created_ms) VALUES ($1, $2, $3, $4)

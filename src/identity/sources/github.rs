@@ -12,10 +12,7 @@ use std::time::Duration;
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 async fn get(url: &HttpUrl, bearer: &str, timeout: Duration, what: &str) -> Result<Value, OAuthFailure> {
-    let headers = [
-        ("authorization", bearer),
-        ("accept", "application/vnd.github+json"),
-    ];
+    let headers = [("authorization", bearer), ("accept", "application/vnd.github+json")];
     let (status, body) = http::call(url, &headers, None, timeout, MAX_ANSWER_BYTES)
         .await
         .map_err(|e| OAuthFailure {
@@ -57,12 +54,11 @@ pub(super) async fn claims(
             })
         }
     };
-    let emails_url = HttpUrl::parse(&format!("{}/emails", profile.to_string().trim_end_matches('/'))).map_err(|e| {
-        OAuthFailure {
+    let emails_url =
+        HttpUrl::parse(&format!("{}/emails", profile.to_string().trim_end_matches('/'))).map_err(|e| OAuthFailure {
             message: PROVIDER_UNAVAILABLE,
             reason: e,
-        }
-    })?;
+        })?;
     // The profile's own `email` is the public one, which GitHub does not vouch for.
     user.remove("email");
     user.remove("email_verified");

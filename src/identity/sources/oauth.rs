@@ -140,7 +140,9 @@ impl OAuthClient {
         let Some(url) = &self.def.well_known else {
             return Err(fail(PROVIDER_UNAVAILABLE, "no discovery document configured"));
         };
-        let v = self.get_json(url, &[("accept", "application/json")], "discovery").await?;
+        let v = self
+            .get_json(url, &[("accept", "application/json")], "discovery")
+            .await?;
         let d: Discovery =
             serde_json::from_value(v).map_err(|e| fail(PROVIDER_UNAVAILABLE, format!("discovery document: {e}")))?;
         // OpenID Connect Discovery 1.0 §4.3: the issuer is the document's address less the suffix.
@@ -177,7 +179,9 @@ impl OAuthClient {
             }
         }
         let url = provider_url(&d.jwks_uri, "jwks_uri")?;
-        let v = self.get_json(&url, &[("accept", "application/json")], "key set").await?;
+        let v = self
+            .get_json(&url, &[("accept", "application/json")], "key set")
+            .await?;
         let keys: CoreJsonWebKeySet =
             serde_json::from_value(v).map_err(|e| fail(PROVIDER_UNAVAILABLE, format!("key set: {e}")))?;
         let keys = Arc::new(keys);
@@ -189,8 +193,11 @@ impl OAuthClient {
     pub async fn begin(&self, redirect_uri: &str, now_ms: u64) -> Result<(String, PendingLogin), OAuthFailure> {
         let endpoint = match (&self.def.authorization_url, self.def.provider.is_oidc()) {
             (Some(u), _) => u.to_string(),
-            (None, true) => provider_url(&self.discovery(now_ms).await?.authorization_endpoint, "authorization_endpoint")?
-                .to_string(),
+            (None, true) => provider_url(
+                &self.discovery(now_ms).await?.authorization_endpoint,
+                "authorization_endpoint",
+            )?
+            .to_string(),
             (None, false) => return Err(fail(PROVIDER_UNAVAILABLE, "no authorization_url")),
         };
         let (challenge, verifier) = openidconnect::PkceCodeChallenge::new_random_sha256();
@@ -219,7 +226,12 @@ impl OAuthClient {
     }
 
     /// Finishes a login: `code` exchanged, everything checked, claims mapped.
-    pub async fn finish(&self, pending: &PendingLogin, code: &str, now_ms: u64) -> Result<SourceIdentity, OAuthFailure> {
+    pub async fn finish(
+        &self,
+        pending: &PendingLogin,
+        code: &str,
+        now_ms: u64,
+    ) -> Result<SourceIdentity, OAuthFailure> {
         if now_ms.saturating_sub(pending.created_ms) > PENDING_LOGIN_LIFETIME_MS {
             return Err(fail(
                 "The login took too long. Please start again.",
@@ -266,7 +278,9 @@ impl OAuthClient {
         code: &str,
     ) -> Result<Map<String, Value>, OAuthFailure> {
         use base64::Engine;
-        let methods = d.map(|d| d.token_endpoint_auth_methods_supported.as_slice()).unwrap_or(&[]);
+        let methods = d
+            .map(|d| d.token_endpoint_auth_methods_supported.as_slice())
+            .unwrap_or(&[]);
         let basic = d.is_some() && (methods.is_empty() || methods.iter().any(|m| m == "client_secret_basic"));
         let secret = self.def.client_secret.expose();
         let mut form = vec![
@@ -300,7 +314,10 @@ impl OAuthClient {
                     m.get("error").and_then(Value::as_str).unwrap_or("no error code")
                 ),
             )),
-            (_, None) => Err(fail(PROVIDER_UNAVAILABLE, format!("token request: status {status}, not JSON"))),
+            (_, None) => Err(fail(
+                PROVIDER_UNAVAILABLE,
+                format!("token request: status {status}, not JSON"),
+            )),
         }
     }
 
@@ -330,7 +347,10 @@ impl OAuthClient {
                 match check(&keys) {
                     Ok(c) => c,
                     Err(TokenError::UnknownKey) => {
-                        return Err(fail(LOGIN_REFUSED, "ID token signed with a key the provider does not publish"))
+                        return Err(fail(
+                            LOGIN_REFUSED,
+                            "ID token signed with a key the provider does not publish",
+                        ))
                     }
                     Err(TokenError::Invalid(r)) => return Err(fail(LOGIN_REFUSED, r)),
                 }
@@ -351,7 +371,11 @@ impl OAuthClient {
         if let Some(url) = userinfo {
             let bearer = format!("Bearer {access_token}");
             let v = self
-                .get_json(&url, &[("authorization", bearer.as_str()), ("accept", "application/json")], "userinfo")
+                .get_json(
+                    &url,
+                    &[("authorization", bearer.as_str()), ("accept", "application/json")],
+                    "userinfo",
+                )
                 .await?;
             let Value::Object(info) = v else {
                 return Err(fail(LOGIN_REFUSED, "userinfo is not a JSON object"));

@@ -85,9 +85,12 @@ pub(super) fn verify(
     let invalid = |s: String| TokenError::Invalid(s);
     // The algorithm is pinned before anything else: `none` and HMACs never get further.
     let alg = header_alg(jwt).unwrap_or_default();
-    let pinned = algs
-        .iter()
-        .any(|a| serde_json::to_value(a).ok().and_then(|v| v.as_str().map(str::to_string)) == Some(alg.clone()));
+    let pinned = algs.iter().any(|a| {
+        serde_json::to_value(a)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            == Some(alg.clone())
+    });
     if !pinned {
         return Err(invalid(format!(
             "ID token algorithm {alg:?} is not one the provider announces and flowgate accepts"
@@ -119,7 +122,10 @@ pub(super) fn verify(
     };
     if let Some(azp) = claims.authorized_party() {
         if azp.as_str() != client_id {
-            return Err(invalid(format!("ID token refused: azp {:?} is not this client", azp.as_str())));
+            return Err(invalid(format!(
+                "ID token refused: azp {:?} is not this client",
+                azp.as_str()
+            )));
         }
     }
     payload(jwt).ok_or_else(|| invalid("ID token payload is not a JSON object".into()))
