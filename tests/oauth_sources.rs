@@ -333,6 +333,11 @@ async fn forged_tokens_are_refused_with_a_reason_in_the_log() {
     }
     assert_eq!(users(&gw).list_users().await.unwrap().len(), n, "no user created");
     assert_eq!(gw.upstream.count(), 0, "the app saw nothing");
+    // Neither the client secret nor a code or token reaches the log.
+    let text = logs.text();
+    for secret in [CLIENT_SECRET, "code-1", "access-1", "eyJ"] {
+        assert!(!text.contains(secret), "{secret:?} logged:\n{text}");
+    }
     gw.stop().await;
 }
 
@@ -467,6 +472,19 @@ async fn username_link_and_username_deny() {
     assert_eq!(gw.upstream.last().header("x-forwarded-user"), Some("bob"));
     let bob = users(&gw).get_by_username("bob").await.unwrap().unwrap();
     assert_eq!(users(&gw).source_connections_of(bob.id).await.unwrap().len(), 1);
+    gw.stop().await;
+
+    // A deactivated user (carol) matched by username is refused (CVE-2025-53942's lesson).
+    let (_provider, gw) = pair(
+        "username_link",
+        json!({ "sub": "u-10", "preferred_username": "carol", "email": "carol@corp.example" }),
+    )
+    .await;
+    let c = client();
+    let out = walk_source(&gw, &c, "/private").await;
+    assert_eq!(out.status, 403);
+    assert!(out.body.contains("User is not active."), "{}", out.body);
+    assert!(!reaches_app(&gw, &c).await);
     gw.stop().await;
 
     let (_provider, gw) = pair("username_deny", claims).await;
@@ -771,5 +789,27 @@ async fn a_callback_after_the_login_expired_is_refused() {
     let body = r.text().await.unwrap();
     assert!(body.contains("took too long") || body.contains("has expired"), "{body}");
     assert!(!reaches_app(&gw, &c).await);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_logged_in_browser_keeps_its_session_at_the_login_link() {
+    let (_provider, gw) = pair("identifier", alice_claims()).await;
+    let cookie = session_of(&gw, "alice", ALICE_PASSWORD).await;
+    let r = with_cookie(
+        &gw,
+        reqwest::Method::GET,
+        "/.flowgate/source/oauth/login/corp/?next=%2Fprivate",
+        &cookie,
+        None,
+    )
+    .await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(location(&r), "/private");
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "the session cookie is left alone"
+    );
+    assert!(logged_in(&gw, &cookie).await);
     gw.stop().await;
 }

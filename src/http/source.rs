@@ -67,7 +67,13 @@ impl super::Ui {
                 return self.refuse_page(refused(502, f.message));
             }
         };
-        let session = self.session_of(req).await.filter(|s| s.user.is_none());
+        let session = self.session_of(req).await;
+        if session.as_ref().is_some_and(|s| s.user.is_some()) {
+            // Already logged in: nothing to start, and the session cookie stays as it is (a
+            // cross-site link here must not swap it for a pre-login one).
+            let to = crate::flow::next::next_from_query(&req.query).unwrap_or_else(|| "/".into());
+            return HttpResponse::redirect(&to);
+        }
         match self.executor.park_source_login(session, pending, &req.query).await {
             Ok((s, fresh)) => {
                 let mut resp = HttpResponse::redirect(&to);
