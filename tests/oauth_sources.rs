@@ -300,6 +300,11 @@ async fn email_deny_and_a_missing_email_are_refused_with_nothing_created() {
     let text = logs.text();
     assert!(text.contains("email_deny: the email is taken"), "{text}");
     assert!(text.contains("no email claim under an email matching mode"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("login_failed") && l.contains("source_refused")),
+        "an audit event per refusal: {text}"
+    );
     gw.stop().await;
 }
 

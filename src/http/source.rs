@@ -23,6 +23,23 @@ fn refused(status: u16, message: &str) -> Refusal {
 }
 
 impl super::Ui {
+    /// The audit event of a refused source login (`login_failed`, reason `source_refused`, the
+    /// source's key as the stage).
+    fn audit_source_failure(&self, req: &HttpRequest, slug: &str) {
+        self.executor
+            .services()
+            .telemetry
+            .audit
+            .emit(crate::telemetry::AuditEvent {
+                event: "login_failed",
+                client: Some(req.client_ip),
+                result: "failure",
+                reason: Some("source_refused"),
+                stage: Some(slug),
+                ..Default::default()
+            });
+    }
+
     pub(super) async fn source_oauth(&self, req: &HttpRequest, step: &str, slug: &str) -> HttpResponse {
         if req.method != http::Method::GET {
             return self.refuse_page(Refusal::MethodNotAllowed);
@@ -101,6 +118,7 @@ impl super::Ui {
         };
         let fail = |status: u16, message: &str, reason: &str| {
             tracing::warn!(source = %slug, reason, "source login refused");
+            self.audit_source_failure(req, slug);
             self.refuse_page(refused(status, message))
         };
         let Some(session) = self.session_of(req).await.filter(|s| s.user.is_none()) else {
@@ -166,7 +184,10 @@ impl super::Ui {
             .await
         {
             Ok(to) => HttpResponse::redirect(&to),
-            Err(SourceFlowError::Denied(m)) => self.refuse_page(refused(403, &m)),
+            Err(SourceFlowError::Denied(m)) => {
+                self.audit_source_failure(req, slug);
+                self.refuse_page(refused(403, &m))
+            }
             Err(SourceFlowError::Unavailable) if self.users.unavailable_count() != outages => {
                 self.refuse_page(Refusal::UserStoreDown)
             }
