@@ -94,7 +94,12 @@ async fn gateway_from(main: &str, files: &[(&str, String)], clock_ms: u64) -> Te
     let upstream = Upstream::spawn().await;
     let mut sources = vec![flowgate::config::Source {
         name: "test.yaml".into(),
-        text: config_text(DEFAULT_APP, &format!("{NO_LIMITS}{main}"), upstream.addr, dir.path()),
+        text: config_text(
+            DEFAULT_APP,
+            &format!("{NO_LIMITS}events: {{ file: events.jsonl }}\n{main}"),
+            upstream.addr,
+            dir.path(),
+        ),
         base_dir: dir.path().to_path_buf(),
     }];
     for (name, text) in flowgate::demo::SHIPPED_FLOWS {
@@ -300,11 +305,12 @@ async fn email_deny_and_a_missing_email_are_refused_with_nothing_created() {
     let text = logs.text();
     assert!(text.contains("email_deny: the email is taken"), "{text}");
     assert!(text.contains("no email claim under an email matching mode"), "{text}");
-    assert!(
-        text.lines()
-            .any(|l| l.contains("login_failed") && l.contains("source_refused")),
-        "an audit event per refusal: {text}"
-    );
+    let events = std::fs::read_to_string(gw.dir.path().join("events.jsonl")).unwrap_or_default();
+    let refused = events
+        .lines()
+        .filter(|l| l.contains("\"login_failed\"") && l.contains("\"source_refused\""))
+        .count();
+    assert_eq!(refused, 2, "an audit event per refusal:\n{events}");
     gw.stop().await;
 }
 

@@ -63,11 +63,16 @@ impl super::Ui {
 
     async fn source_login(&self, req: &HttpRequest, client: &crate::identity::sources::OAuthClient) -> HttpResponse {
         let slug = &client.def().slug;
-        // The callback address is built from the request's host only when it is one of ours.
-        let Some(host) = req
-            .header("host")
-            .filter(|h| crate::routing::trusted_link_host(&self.router, h))
-        else {
+        // The callback address is built from the request's host only when it is one of ours:
+        // an app's host, the portal's, loopback, or any host when an app serves every host.
+        // (The provider also refuses a `redirect_uri` it does not have registered.)
+        let ours = |h: &&str| {
+            let bare = crate::routing::strip_port(h).to_ascii_lowercase();
+            crate::routing::trusted_link_host(&self.router, h)
+                || self.portal.as_ref().is_some_and(|p| p.host == bare)
+                || (self.router.serves_any_host() && crate::routing::canonical_host(h).is_some())
+        };
+        let Some(host) = req.header("host").filter(ours) else {
             tracing::warn!(source = %slug, "source login from an untrusted host name refused");
             return self.refuse_page(Refusal::BadHost);
         };
