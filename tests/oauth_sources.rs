@@ -824,3 +824,49 @@ async fn a_logged_in_browser_keeps_its_session_at_the_login_link() {
     assert!(logged_in(&gw, &cookie).await);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_login_started_on_one_replica_finishes_on_another() {
+    let redis = crate::common::redis::Redis::start();
+    let provider = TestProvider::spawn(1_800_000_000, alice_claims()).await;
+    let shared = tempfile::tempdir().unwrap();
+    let main = format!(
+        "{}session: {{ ttl: 2h, idle_timeout: 30m, store: redis, redis: {{ url: \"{}\", key_prefix: \"t:\" }} }}\nidentity: {{ database: \"{}\", seed: seed.yaml }}\n",
+        source_yaml(&provider.well_known(), "identifier", "openidconnect"),
+        redis.url(),
+        shared.path().join("flowgate.db").display()
+    );
+    let files = [("source-flows.yaml", SOURCE_FLOWS.to_string())];
+    let a = gateway_from(&main, &files, 1_800_000_000_000).await;
+    let b = gateway_from(&main, &files, 1_800_000_000_000).await;
+    let c = client();
+    let r = c
+        .get(a.url("/.flowgate/source/oauth/login/corp/?next=%2Fprivate%2Fb"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let r = c.get(location(&r)).send().await.unwrap();
+    let callback = location(&r);
+    assert!(callback.starts_with(&a.url("/.flowgate/source/oauth/callback/corp/")));
+    // The browser's next request lands on replica B (same cookie: it ignores ports).
+    let on_b = callback.replace(&a.addr.to_string(), &b.addr.to_string());
+    let mut url = on_b;
+    let mut last = None;
+    for _ in 0..8 {
+        let r = c.get(&url).header("accept", BROWSER_ACCEPT).send().await.unwrap();
+        if r.status() != 302 {
+            last = Some(r.status().as_u16());
+            break;
+        }
+        url = b.url(&location(&r));
+    }
+    assert_eq!(last, Some(200));
+    assert_eq!(b.upstream.last().uri, "/private/b");
+    assert_eq!(b.upstream.last().header("x-forwarded-user"), Some("ann"));
+    // Used up on A too: the same callback there finds nothing.
+    let r = c.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    a.stop().await;
+    b.stop().await;
+}
