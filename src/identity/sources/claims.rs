@@ -60,3 +60,47 @@ pub(super) fn map(source: &str, subject: String, claims: &Map<String, Value>, m:
         attributes,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mapping() -> ClaimMapping {
+        ClaimMapping {
+            username: vec!["preferred_username".into(), "nickname".into()],
+            email: "email".into(),
+            name: "name".into(),
+            groups: Some("groups".into()),
+            attributes: [("dept".to_string(), "department".to_string())].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn claims_map_with_fallbacks_and_bounds() {
+        let c = json!({ "nickname": "ann", "email": " ann@x.example ", "email_verified": "true",
+                        "groups": ["a", 7, "", "b\u{0}c", "b"], "department": {"id": 3} });
+        let who = map("corp", "s1".into(), c.as_object().unwrap(), &mapping());
+        assert_eq!(who.username.as_deref(), Some("ann"), "falls back to nickname");
+        assert_eq!(who.email.as_deref(), Some("ann@x.example"));
+        assert!(who.email_verified);
+        assert_eq!(
+            who.groups,
+            ["a", "b"],
+            "non-strings, empty and control characters dropped"
+        );
+        assert_eq!(who.attributes["dept"], json!({"id": 3}));
+        assert_eq!(who.name, None);
+    }
+
+    #[test]
+    fn email_verified_must_be_true() {
+        for v in [json!(false), json!("yes"), json!(1), json!(null)] {
+            let c = json!({ "email_verified": v });
+            assert!(!verified(c.as_object().unwrap()), "{v}");
+        }
+        let long = "x".repeat(MAX_CLAIM_LEN + 1);
+        let c = json!({ "preferred_username": long });
+        assert_eq!(map("s", "1".into(), c.as_object().unwrap(), &mapping()).username, None);
+    }
+}

@@ -130,3 +130,42 @@ pub(super) fn verify(
     }
     payload(jwt).ok_or_else(|| invalid("ID token payload is not a JSON object".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_announced_asymmetric_algorithms_are_allowed() {
+        let announced: Vec<String> = ["none", "HS256", "RS256", "ES256", "XX999"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let algs: Vec<String> = allowed_algs(&announced)
+            .iter()
+            .filter_map(|a| serde_json::to_value(a).ok())
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        assert_eq!(algs, ["RS256", "ES256"]);
+        assert!(allowed_algs(&["HS256".to_string()]).is_empty());
+    }
+
+    #[test]
+    fn garbage_tokens_are_refused_without_panicking() {
+        let keys: CoreJsonWebKeySet = serde_json::from_str(r#"{"keys":[]}"#).unwrap();
+        let algs = allowed_algs(&["RS256".to_string()]);
+        for jwt in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "eyJhbGciOiJSUzI1NiJ9.e30.",
+            "eyJhbGciOiJub25lIn0.e30.",
+        ] {
+            assert!(
+                verify(jwt, "c", "https://i.example", &keys, &algs, "n", 0).is_err(),
+                "{jwt}"
+            );
+        }
+    }
+}
