@@ -870,3 +870,53 @@ async fn a_login_started_on_one_replica_finishes_on_another() {
     a.stop().await;
     b.stop().await;
 }
+
+#[test]
+fn presets_fill_endpoints_scopes_and_claims() {
+    use flowgate::config::{ProviderType, SourceDef};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("s"), "secret\n").unwrap();
+    let yaml = r#"
+sources:
+  g: { type: oauth, provider_type: google, consumer_key: k, consumer_secret_file: s }
+  l: { type: oauth, provider_type: gitlab, consumer_key: k, consumer_secret_file: s, additional_scopes: ["read_user  groups"] }
+  h: { type: oauth, provider_type: github, consumer_key: k, consumer_secret_file: s, user_matching_mode: email_link }
+  e: { type: oauth, provider_type: azuread, consumer_key: k, consumer_secret_file: s, user_matching_mode: email_deny,
+       oidc_well_known_url: "https://login.microsoftonline.com/t1/v2.0/.well-known/openid-configuration" }
+"#;
+    let cfg = flowgate::config::Config::from_sources(vec![flowgate::config::Source {
+        name: "presets.yaml".into(),
+        text: yaml.into(),
+        base_dir: dir.path().to_path_buf(),
+    }])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let get = |k: &str| match &cfg.sources[k] {
+        SourceDef::OAuth(o) => o.clone(),
+    };
+    let g = get("g");
+    assert_eq!(g.provider, ProviderType::Google);
+    assert_eq!(
+        g.well_known.as_ref().unwrap().to_string(),
+        "https://accounts.google.com/.well-known/openid-configuration"
+    );
+    assert_eq!(g.claims.username, ["email"]);
+    assert_eq!(g.client_secret.expose(), "secret", "trailing newline removed");
+    let l = get("l");
+    assert_eq!(l.scopes, ["openid", "email", "profile", "read_user", "groups"]);
+    assert!(l
+        .well_known
+        .as_ref()
+        .unwrap()
+        .to_string()
+        .starts_with("https://gitlab.com/"));
+    let h = get("h");
+    assert_eq!(h.scopes, ["read:user", "user:email"]);
+    assert_eq!(
+        h.profile_url.as_ref().unwrap().to_string(),
+        "https://api.github.com/user"
+    );
+    assert_eq!(h.claims.username, ["login"]);
+    assert!(h.well_known.is_none());
+    assert_eq!(get("e").provider, ProviderType::EntraId, "azuread is entraid");
+    assert_eq!(format!("{:?}", g.client_secret), "***");
+}
