@@ -86,6 +86,11 @@ pub(crate) async fn gateway_at(
 /// A gateway with `main` in its main file and `files` as included sources, in a directory
 /// holding the seed and the client secret (as `client-secret` and `secrets/source-corp.secret`).
 async fn gateway_from(main: &str, files: &[(&str, String)], clock_ms: u64) -> TestGateway {
+    gateway_with_apps(DEFAULT_APP, main, files, clock_ms).await
+}
+
+/// [`gateway_from`] with `apps` as the `apps:` list.
+async fn gateway_with_apps(apps: &str, main: &str, files: &[(&str, String)], clock_ms: u64) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("seed.yaml"), SEED).unwrap();
     std::fs::write(dir.path().join("client-secret"), format!("{CLIENT_SECRET}\n")).unwrap();
@@ -95,7 +100,7 @@ async fn gateway_from(main: &str, files: &[(&str, String)], clock_ms: u64) -> Te
     let mut sources = vec![flowgate::config::Source {
         name: "test.yaml".into(),
         text: config_text(
-            DEFAULT_APP,
+            apps,
             &format!("{NO_LIMITS}events: {{ file: events.jsonl }}\n{main}"),
             upstream.addr,
             dir.path(),
@@ -389,6 +394,34 @@ async fn a_rotated_key_is_fetched_again_and_a_reused_state_or_code_is_refused() 
     let again = c.get(&callback).send().await.unwrap();
     assert_eq!(again.status(), 400);
     assert!(again.text().await.unwrap().contains("not valid any more"));
+
+    // A replayed code with a fresh state of this browser: the provider refuses the code (used,
+    // and bound to another PKCE verifier), so nobody is logged in.
+    let old_code = callback
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap()
+        .to_string();
+    let c2 = client();
+    let r = c2
+        .get(gw.url("/.flowgate/source/oauth/login/corp/"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = location(&r);
+    let fresh_state = authorize
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("state="))
+        .unwrap()
+        .to_string();
+    let forged = format!(
+        "{}?code={old_code}&state={fresh_state}",
+        gw.url("/.flowgate/source/oauth/callback/corp/")
+    );
+    let r = c2.get(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("could not be verified"));
+    assert!(!reaches_app(&gw, &c2).await);
 
     // A callback whose state is not the session's (another browser's, or made up).
     let c = client();
@@ -919,4 +952,38 @@ sources:
     assert!(h.well_known.is_none());
     assert_eq!(get("e").provider, ProviderType::EntraId, "azuread is entraid");
     assert_eq!(format!("{:?}", g.client_secret), "***");
+}
+
+#[tokio::test]
+async fn the_callback_address_is_built_only_from_our_own_hosts() {
+    let provider = TestProvider::spawn(1_800_000_000, alice_claims()).await;
+    let apps = "  - name: app\n    hosts: [app.test]\n    upstream: \"http://UPSTREAM\"\n";
+    let main = source_yaml(&provider.well_known(), "identifier", "openidconnect");
+    let gw = gateway_with_apps(
+        apps,
+        &main,
+        &[("source-flows.yaml", SOURCE_FLOWS.to_string())],
+        1_800_000_000_000,
+    )
+    .await;
+    let login = gw.url("/.flowgate/source/oauth/login/corp/");
+    let r = client()
+        .get(&login)
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a Host that is not ours");
+    assert!(provider.authorized().is_empty());
+    let r = client().get(&login).header("host", "app.test").send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let to = location(&r);
+    let q: std::collections::HashMap<String, String> = form_urlencoded::parse(to.split_once('?').unwrap().1.as_bytes())
+        .into_owned()
+        .collect();
+    assert_eq!(
+        q["redirect_uri"],
+        "http://app.test/.flowgate/source/oauth/callback/corp/"
+    );
+    gw.stop().await;
 }
