@@ -29,6 +29,8 @@ fn app() -> App {
         connect_timeout: Duration::from_secs(1),
         read_timeout: Duration::from_secs(1),
         max_body_bytes: None,
+        api_clients: None,
+        jwt: None,
     }
 }
 
@@ -93,7 +95,7 @@ fn benches(c: &mut Criterion) {
     let bg = {
         let store = store.clone();
         let stop = stop.clone();
-        let id = s.id.clone();
+        let id = s.id;
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -44,6 +44,14 @@ pub const SHIPPED_FLOWS: &[(&str, &str)] = &[
         include_str!("../config/flows/default-authenticator-setup.yaml"),
     ),
     (
+        "default-passwordless.yaml",
+        include_str!("../config/flows/default-passwordless.yaml"),
+    ),
+    (
+        "default-authenticator-webauthn-setup.yaml",
+        include_str!("../config/flows/default-authenticator-webauthn-setup.yaml"),
+    ),
+    (
         "reputation-captcha-authentication.yaml",
         include_str!("../config/flows/reputation-captcha-authentication.yaml"),
     ),

@@ -19,6 +19,9 @@ pub enum GatewayError {
     /// TLS setup failed.
     #[error("tls: {0}")]
     Tls(#[from] TlsError),
+    /// A directory source could not be set up (its TLS settings).
+    #[error("directory: {0}")]
+    Directory(String),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

@@ -40,9 +40,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Whether a log record may be written. pingora's TRACE records print whole request headers
-/// (cookies, `Authorization`), so they are dropped whatever `RUST_LOG` asks for.
+/// (cookies, `Authorization`), and so do pingora-proxy's DEBUG ones (the header sent upstream,
+/// with the identity JWT and a client's `Authorization`), so they are dropped whatever
+/// `RUST_LOG` asks for.
 pub fn log_record_allowed(meta: &tracing::Metadata<'_>) -> bool {
-    !(*meta.level() == tracing::Level::TRACE && meta.target().starts_with("pingora"))
+    let target = meta.target();
+    let level = *meta.level();
+    !((level == tracing::Level::TRACE && target.starts_with("pingora"))
+        || (level == tracing::Level::DEBUG && target.starts_with("pingora_proxy")))
 }
 
 /// Options that tests change; production uses the defaults.
@@ -215,6 +220,7 @@ impl Gateway {
             mail_queue: outbound::mail_queue::MailQueue::start()
                 .map_err(|e| GatewayError::Mail(format!("mail thread: {e}")))?,
             telemetry: telemetry.clone(),
+            api: Arc::new(proxy::ApiAuth::default()),
         };
         let state = build_state(&config, &shared)?;
         let current = Arc::new(arc_swap::ArcSwap::from_pointee(state));
@@ -285,6 +291,7 @@ impl Gateway {
                     sessions: sessions.clone(),
                     clock: opts.clock.clone(),
                     slots: slots.clone(),
+                    api: shared.api.clone(),
                 });
                 tasks.push(tokio::spawn(admin::serve(l, admin, rx.clone())));
                 addr
@@ -345,6 +352,8 @@ struct Shared {
     mail_queue: outbound::mail_queue::MailQueue,
     /// Metrics and audit events.
     telemetry: telemetry::Telemetry,
+    /// API-client checks and their cache (emptied when an app password is revoked).
+    api: Arc<proxy::ApiAuth>,
 }
 
 /// Rate-limit settings with the limiters built from them.
@@ -391,6 +400,9 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
         telemetry: shared.telemetry.clone(),
         sources: Arc::new(identity::sources::clients(&config.sources)),
+        directories: Arc::new(
+            flow::directories::Directories::from_config(&config.directories).map_err(GatewayError::Directory)?,
+        ),
     });
     let executor = Executor {
         reg: registry,
@@ -432,6 +444,9 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
             .map(|a| (a.name.clone(), shared.telemetry.metrics.app(&a.name)))
             .collect(),
         no_app_metrics: shared.telemetry.metrics.app(telemetry::metrics::NO_APP),
+        jwt: proxy::jwt::Tokens::default(),
+        jwks: proxy::jwt::jwks_body(&config.apps),
+        api: shared.api.clone(),
     })
 }
 

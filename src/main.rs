@@ -27,6 +27,8 @@ mod import;
 mod live;
 #[path = "cli/sessions.rs"]
 mod sessions;
+#[path = "cli/tokens.rs"]
+mod tokens;
 use accounts::{invitation_cmd, open_store, read_password, user_cmd, InvitationCmd, UserCmd};
 use import::import_cmd;
 
@@ -87,6 +89,14 @@ enum Cmd {
         config: PathBuf,
         #[command(subcommand)]
         action: InvitationCmd,
+    },
+    /// App passwords for API clients of apps with `basic_auth: true`.
+    Token {
+        /// Main config file (for the database location and the apps).
+        #[arg(short, long, default_value = "config/flowgate.yaml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: tokens::TokenCmd,
     },
     /// Print the JSON Schema of the configuration file (for editors; docs/configuration.md).
     Schema,
@@ -319,6 +329,20 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
             }
             let store = open_store(&cfg).await?;
             let r = invitation_cmd(&store, action).await;
+            store.close().await;
+            r
+        }
+        Cmd::Token { config, action } => {
+            let cfg = load_or_usage(&config)?;
+            if let Err(e) = tokens::check_app(&cfg, &action) {
+                eprintln!("{e}");
+                return Ok(ExitCode::from(EXIT_USAGE));
+            }
+            if let Some(c) = admin_client::AdminClient::connect(&cfg).await {
+                return tokens::live(&c, action).await;
+            }
+            let store = open_store(&cfg).await?;
+            let r = tokens::direct(&store, action).await;
             store.close().await;
             r
         }

@@ -79,12 +79,12 @@ fn every_fixture_is_read() {
 
 #[test]
 fn unsupported_entries_are_listed_one_by_one() {
-    let imp = import_one(&fixtures().join("default/flow-default-authenticator-webauthn-setup.yaml")).unwrap();
+    let imp = import_one(&fixtures().join("example/flows-authenticator-email-setup.yaml")).unwrap();
     let reasons: Vec<String> = imp.unsupported.iter().map(|u| u.to_string()).collect();
     assert!(
         reasons
             .iter()
-            .any(|r| r.contains("authenticatorwebauthnstage") && r.contains("WebAuthn")),
+            .any(|r| r.contains("authenticatoremailstage") && r.contains("email authenticators")),
         "{reasons:#?}"
     );
     let imp = import_one(&fixtures().join("default/flow-default-authentication-flow.yaml")).unwrap();
@@ -93,7 +93,7 @@ fn unsupported_entries_are_listed_one_by_one() {
     assert!(
         reasons
             .iter()
-            .any(|r| r.contains("device_classes") && r.contains("webauthn")),
+            .any(|r| r.contains("device_classes") && r.contains("duo, sms and email")),
         "{reasons:#?}"
     );
 }
@@ -318,12 +318,12 @@ fn the_cli_reports_errors_and_leaves_the_output_untouched() {
     assert!(err.contains("bad.yaml:3: entries[0]"), "{err}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "# existing config\n");
     // --strict refuses a file with unsupported entries; without it the file is written.
-    let webauthn = fixtures().join("default/flow-default-authenticator-webauthn-setup.yaml");
+    let email = fixtures().join("example/flows-authenticator-email-setup.yaml");
     let (code, _, err) = run_bin(
         &[
             "import",
             "--strict",
-            webauthn.to_str().unwrap(),
+            email.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
         ],

@@ -710,3 +710,6 @@ async fn login_through_an_openid_provider_in_chromium() {
     drop(driver);
     gw.stop().await;
 }
+
+#[path = "passkeys_browser.rs"]
+mod passkeys_browser;

@@ -27,7 +27,15 @@ async fn login_logs_no_secrets() {
             .init();
     }
     let _ = tracing_log::LogTracer::init();
-    let gw = TestGateway::start().await;
+    // The app also takes API clients (app passwords, the user's password) and gets a JWT.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("jwt.pem");
+    std::fs::write(&key, rcgen::KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    let apps = format!(
+        "{DEFAULT_APP}    basic_auth: true\n    basic_auth_user_passwords: true\n    jwt: {{ key_file: \"{}\" }}\n",
+        key.display()
+    );
+    let gw = TestGateway::start_with(&apps, "").await;
     let c = client();
     // A failed attempt with a planted secret, then the real login.
     let planted = "PLANTED-secret-Zx9!";
@@ -69,6 +77,33 @@ async fn login_logs_no_secrets() {
     walk(&c, &flow, &[("password", BOB_PASSWORD)]).await;
     let r = walk(&c, &flow, &[("code", code.as_str())]).await;
     assert_eq!(r.status(), 302, "the code is accepted: {}", r.text().await.unwrap());
+    // API clients: a planted Basic password (refused), an app password as Bearer and as Basic.
+    let planted_api = "PLANTED-api-secret-Qw7";
+    let (_, token) = {
+        use flowgate::session::clock::Clock;
+        users(&gw)
+            .create_app_password("alice", "app", None, gw.clock.now_ms())
+            .await
+            .unwrap()
+    };
+    let basic = |u: &str, p: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+    };
+    let api = |auth: String| bare_client().get(gw.url("/api/x")).header("authorization", auth).send();
+    assert_eq!(
+        api(format!("Basic {}", basic("alice", planted_api)))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(api(format!("Bearer {token}")).await.unwrap().status(), 200);
+    let jwt = gw.upstream.last().header("x-flowgate-jwt").unwrap().to_string();
+    assert_eq!(
+        api(format!("Basic {}", basic("alice", &token))).await.unwrap().status(),
+        200
+    );
     gw.stop().await;
     let logs = buf.text();
     assert!(logs.contains("login"), "the capture works: {logs}");
@@ -79,10 +114,29 @@ async fn login_logs_no_secrets() {
         .map(|(_, json)| serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}")))
         .collect();
     let events: Vec<&str> = audit.iter().map(|e| e["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["login_failed", "login", "logout", "login"], "{audit:?}");
+    assert_eq!(
+        events,
+        ["login_failed", "login", "logout", "login", "login_failed"],
+        "{audit:?}"
+    );
+    assert_eq!(audit[4]["reason"], "invalid_api_credentials");
     assert_eq!(audit[0]["reason"], "invalid_password");
     assert_eq!(audit[3]["user"], "bob");
-    for secret in [planted, ALICE_PASSWORD, BOB_PASSWORD, id.as_str(), code.as_str()] {
+    let basic_planted = basic("alice", planted_api);
+    let basic_token = basic("alice", &token);
+    let token_secret = token.rsplit('_').next().unwrap();
+    for secret in [
+        planted,
+        ALICE_PASSWORD,
+        BOB_PASSWORD,
+        id.as_str(),
+        code.as_str(),
+        planted_api,
+        token_secret,
+        basic_planted.as_str(),
+        basic_token.as_str(),
+        jwt.as_str(),
+    ] {
         if let Some(i) = logs.find(secret) {
             panic!(
                 "{secret:?} appeared in the logs: ...{}...",

@@ -11,6 +11,7 @@
 
 mod common;
 
+mod api_clients;
 mod availability;
 mod blueprints;
 mod browser;
@@ -35,11 +36,14 @@ mod http2;
 mod identity_headers;
 mod inspect;
 mod layers;
+mod ldap;
 mod login;
 mod mailed_links;
 mod oauth_sources;
 mod operations;
 mod outbound;
+mod passkey_store;
+mod passkeys;
 mod password_policies;
 mod paths_and_hosts;
 mod proxy;
@@ -54,6 +58,7 @@ mod shared_limits;
 mod shared_state;
 mod sign_on;
 mod sign_on_attacks;
+mod signed_identity;
 mod signup_identity;
 mod stage_catalogue;
 mod stages;

@@ -79,7 +79,7 @@ async fn ten_thousand_session_ids_are_unique_and_random() {
     let mut counts = [0u64; 256];
     for _ in 0..10_000 {
         let s = store.create(None, Duration::from_secs(60), Duration::from_secs(60));
-        for id in [s.id.clone(), s.csrf.clone()] {
+        for id in [s.id.to_string(), s.csrf()] {
             let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(&id)
                 .expect("ids are base64url");

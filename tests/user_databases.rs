@@ -381,6 +381,59 @@ async fn source_connections(backend: Backend) {
     s.close().await;
 }
 
+async fn app_passwords(backend: Backend) {
+    let fresh = Fresh::new(backend).await;
+    let s = fresh.open().await;
+    let alice = s.create_user(new_user("alice", "", None, &[])).await.unwrap().id;
+    s.create_user(new_user("bob", "", None, &[])).await.unwrap();
+    let (a, token) = s.create_app_password("alice", "dav", Some(5_000), 1_000).await.unwrap();
+    let (_, forever) = s.create_app_password("bob", "dav", None, 1_000).await.unwrap();
+    assert!(token.starts_with("fgp_") && token.contains(&a.key));
+    let ok = s.check_app_password(&token, "dav", 4_999).await.unwrap().unwrap();
+    assert_eq!((ok.user_id, ok.expires_ms), (alice, Some(5_000)));
+    assert_eq!(
+        s.check_app_password(&token, "dav", 5_000).await.unwrap(),
+        None,
+        "{backend:?}: expired"
+    );
+    assert_eq!(
+        s.check_app_password(&token, "wiki", 2_000).await.unwrap(),
+        None,
+        "{backend:?}: other app"
+    );
+    let mut wrong = token.clone();
+    wrong.pop();
+    wrong.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert_eq!(
+        s.check_app_password(&wrong, "dav", 2_000).await.unwrap(),
+        None,
+        "{backend:?}: wrong secret"
+    );
+    assert!(s
+        .check_app_password(&forever, "dav", i64::MAX as u64)
+        .await
+        .unwrap()
+        .is_some());
+    let all = s.list_app_passwords(None).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(s.list_app_passwords(Some("alice")).await.unwrap(), vec![a.clone()]);
+    assert!(matches!(
+        s.create_app_password("nobody", "dav", None, 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(s.revoke_app_password(&a.key).await.unwrap());
+    assert!(!s.revoke_app_password(&a.key).await.unwrap());
+    assert_eq!(
+        s.check_app_password(&token, "dav", 2_000).await.unwrap(),
+        None,
+        "{backend:?}: revoked"
+    );
+    // Deleting the user deletes its app passwords.
+    s.delete_user("bob").await.unwrap();
+    assert!(s.list_app_passwords(None).await.unwrap().is_empty(), "{backend:?}");
+    s.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn identity_operations_sqlite() {
     users_groups_and_passwords(Backend::Sqlite).await;
@@ -388,6 +441,7 @@ async fn identity_operations_sqlite() {
     second_factors(Backend::Sqlite).await;
     invitations_and_consents(Backend::Sqlite).await;
     source_connections(Backend::Sqlite).await;
+    app_passwords(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -397,6 +451,7 @@ async fn identity_operations_postgres() {
     second_factors(Backend::Postgres).await;
     invitations_and_consents(Backend::Postgres).await;
     source_connections(Backend::Postgres).await;
+    app_passwords(Backend::Postgres).await;
 }
 
 /// Replicas starting together on one new PostgreSQL database: the migrations run one at a time

@@ -7,12 +7,14 @@
 //! | `POST /api/users/{username}/disable` | deactivates the user and ends its sessions on every replica |
 //! | `POST /api/users/{username}/enable` | reactivates the user |
 //! | `DELETE /api/users/{username}` | deletes the user and ends its sessions |
-//! | `DELETE /api/users/{username}/mfa` | removes the user's TOTP devices and recovery codes |
+//! | `DELETE /api/users/{username}/mfa` | removes the user's TOTP devices, passkeys and recovery codes |
 //! | `GET /api/sessions?user={username}` | lists live sessions (tags, never ids) |
 //! | `DELETE /api/sessions/{tag}` | ends one session (tag from the list, or its id) |
 //! | `DELETE /api/sessions?user={username}` | ends every session of the user |
 //! | `GET /api/invitations`, `POST /api/invitations`, `DELETE /api/invitations/{name}` | invitations |
-//! | `GET/POST/DELETE /api/tokens` | 501: flowgate has no API tokens yet |
+//! | `GET /api/tokens[?user={username}]` | lists app passwords (handles, never secrets) |
+//! | `POST /api/tokens` | creates an app password (`user`, `app`, `expires`); the token is in this answer only |
+//! | `DELETE /api/tokens/{key}` | revokes an app password; cached checks of every token are dropped |
 //!
 //! Session revocation goes through the session store and its invalidation channel
 //! (`session::revoke`, docs/decisions/0010), so every replica drops the session, and is applied
@@ -56,6 +58,25 @@ struct NewInvitationBody {
     single_use: bool,
     #[serde(default)]
     fixed_data: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTokenBody {
+    user: String,
+    app: String,
+    /// Lifetime such as `90d`; never expires when absent.
+    expires: Option<String>,
+}
+
+fn token_json(t: &crate::identity::app_passwords::AppPassword) -> Value {
+    json!({
+        "key": t.key,
+        "user": t.username,
+        "app": t.app,
+        "created_ms": t.created_ms,
+        "expires_ms": t.expires_ms,
+    })
 }
 
 fn user_json(u: &User) -> Value {
@@ -156,10 +177,15 @@ pub(super) async fn route(admin: &Admin, req: Request<hyper::body::Incoming>) ->
             Ok(false) => error(StatusCode::NOT_FOUND, "no such invitation"),
             Err(e) => store_error(&e),
         },
-        (_, ["tokens", ..]) => error(
-            StatusCode::NOT_IMPLEMENTED,
-            "API tokens are not supported yet: flowgate has no API tokens",
-        ),
+        (&Method::GET, ["tokens"]) => match admin.users.list_app_passwords(query_param(&req, "user").as_deref()).await {
+            Ok(list) => json(StatusCode::OK, &Value::Array(list.iter().map(token_json).collect())),
+            Err(e) => store_error(&e),
+        },
+        (&Method::POST, ["tokens"]) => match body_json::<NewTokenBody>(req).await {
+            Ok(b) => admin.create_token(b).await,
+            Err(r) => r,
+        },
+        (&Method::DELETE, ["tokens", key]) => admin.revoke_token(&decode(key)).await,
         _ => error(StatusCode::NOT_FOUND, "no such admin API route"),
     }
 }
@@ -167,6 +193,40 @@ pub(super) async fn route(admin: &Admin, req: Request<hyper::body::Incoming>) ->
 // === impl Admin ===
 
 impl Admin {
+    async fn create_token(&self, b: NewTokenBody) -> Resp {
+        let now = self.clock.now_ms();
+        let expires_ms = match b.expires.as_deref().map(crate::config::duration::parse_duration) {
+            None => None,
+            Some(Ok(d)) => Some(now.saturating_add(d.as_millis() as u64) as i64),
+            Some(Err(e)) => return error(StatusCode::BAD_REQUEST, &format!("expires: {e}")),
+        };
+        match self.users.create_app_password(&b.user, &b.app, expires_ms, now).await {
+            Ok((t, token)) => {
+                self.audit("token_created", Some(&t.username));
+                let mut v = token_json(&t);
+                v["token"] = Value::String(token);
+                json(StatusCode::CREATED, &v)
+            }
+            Err(e) => store_error(&e),
+        }
+    }
+
+    async fn revoke_token(&self, key: &str) -> Resp {
+        let owner = match self.users.list_app_passwords(None).await {
+            Ok(list) => list.into_iter().find(|t| t.key == key).map(|t| t.username),
+            Err(e) => return store_error(&e),
+        };
+        match self.users.revoke_app_password(key).await {
+            Ok(true) => {
+                self.api.forget_all();
+                self.audit("token_revoked", owner.as_deref());
+                json(StatusCode::OK, &json!({ "revoked": key }))
+            }
+            Ok(false) => error(StatusCode::NOT_FOUND, "no such token"),
+            Err(e) => store_error(&e),
+        }
+    }
+
     fn audit(&self, event: &'static str, user: Option<&str>) {
         self.telemetry.audit.emit(AuditEvent {
             event,

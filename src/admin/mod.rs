@@ -40,6 +40,8 @@ pub(crate) struct Admin {
     pub(crate) sessions: SessionStore,
     pub(crate) clock: SharedClock,
     pub(crate) slots: Arc<crate::listen::Slots>,
+    /// API-client checks: their cache is emptied when an app password is revoked.
+    pub(crate) api: Arc<crate::proxy::ApiAuth>,
 }
 
 /// A response.

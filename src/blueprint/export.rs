@@ -66,8 +66,10 @@ pub fn native_doc(texts: &[String], slugs: Option<&[String]>) -> Result<Value, S
     while let Some(s) = queue.pop() {
         let Some(def) = stages.get(&s) else { continue };
         let mut refs: Vec<String> = Vec::new();
-        if let Some(p) = def.get("password_stage").and_then(Value::as_str) {
-            refs.push(p.to_string());
+        for key in ["password_stage", "webauthn_stage"] {
+            if let Some(p) = def.get(key).and_then(Value::as_str) {
+                refs.push(p.to_string());
+            }
         }
         refs.extend(names(def, "configuration_stages").map(String::from));
         want_policies.extend(names(def, "validation_policies").map(String::from));
@@ -319,10 +321,19 @@ pub fn blueprint(doc: &Value, name: &str) -> Result<String, String> {
         let kind = models::policy_by_native(t).ok_or_else(|| format!("policy {name}: unknown type {t:?}"))?;
         w.object(kind, "policy", name, def)?;
     }
-    // Stages that refer to other stages come after them.
-    let refers = |def: &Value| def.get("password_stage").is_some() || def.get("configuration_stages").is_some();
-    for pass in [false, true] {
-        for (name, def) in stages.iter().filter(|(_, d)| refers(d) == pass) {
+    // Stages that refer to other stages come after them: an identification stage's
+    // `webauthn_stage` is a validate stage, which may name configuration stages itself.
+    let rank = |def: &Value| {
+        if def.get("webauthn_stage").is_some() {
+            2
+        } else if def.get("password_stage").is_some() || def.get("configuration_stages").is_some() {
+            1
+        } else {
+            0
+        }
+    };
+    for pass in [0, 1, 2] {
+        for (name, def) in stages.iter().filter(|(_, d)| rank(d) == pass) {
             let t = def.get("type").and_then(Value::as_str).unwrap_or("");
             let kind = models::stage_by_native(t).ok_or_else(|| format!("stage {name}: unknown type {t:?}"))?;
             w.object(kind, "stage", name, def)?;

@@ -49,7 +49,7 @@ pub(crate) enum UserCmd {
         /// Username.
         username: String,
     },
-    /// Remove a user's TOTP devices and recovery codes (it sets up a new second factor).
+    /// Remove a user's TOTP devices, passkeys and recovery codes (it sets up a new second factor).
     ResetMfa {
         /// Username.
         username: String,

@@ -11,11 +11,13 @@
 pub mod duration;
 pub mod error;
 mod flow_model;
+pub mod ldap_model;
 pub mod locate;
 pub mod model;
 mod policy_model;
 mod presets;
 pub mod raw;
+pub mod raw_clients;
 pub mod raw_sources;
 pub mod schema;
 mod source_model;

@@ -19,8 +19,8 @@ pub const DEFAULT_COOKIE_NAME: &str = "flowgate_session";
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Default idle timeout: 1 hour without a request ends a session.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// Default bound on the number of logged-in sessions kept in memory.
-pub const DEFAULT_MAX_SESSIONS: u64 = 150_000;
+/// Default bound on the number of logged-in sessions kept in memory (~220 bytes each).
+pub const DEFAULT_MAX_SESSIONS: u64 = 1_000_000;
 /// Default bound on unfinished flows started before login (anonymous sessions), kept apart
 /// from logged-in sessions (FLOOD-2); each costs about 1.1 KiB plus its flow state.
 pub const DEFAULT_MAX_PENDING_FLOWS: u64 = 100_000;
@@ -97,6 +97,8 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// Where audit events go besides the log.
     pub events: EventSettings,
+    /// Directory sources (`sources:` of `type: ldap`), by key.
+    pub directories: BTreeMap<String, std::sync::Arc<super::ldap_model::LdapSourceDef>>,
     /// What imported blueprints could not express (shown by `check`, logged at start).
     pub notes: Vec<String>,
     /// The text of every file read (main, included, imported), for export.
@@ -358,6 +360,18 @@ pub struct App {
     pub read_timeout: Duration,
     /// Largest request body forwarded to the app (413 above); `None`: no limit.
     pub max_body_bytes: Option<u64>,
+    /// API clients (`basic_auth: true`); `None`: sessions only.
+    pub api_clients: Option<ApiClients>,
+    /// Signed identity (`jwt:`); `None`: no token.
+    pub jwt: Option<std::sync::Arc<super::values::jwt::JwtSettings>>,
+}
+
+/// `apps[].basic_auth`: which credentials API clients may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiClients {
+    /// The user's own password is accepted besides app passwords
+    /// (`basic_auth_user_passwords`).
+    pub user_passwords: bool,
 }
 
 /// Where an app's traffic goes.

@@ -34,9 +34,6 @@ pub struct RawFile {
     pub stages: BTreeMap<String, RawStage>,
     #[serde(default)]
     pub policies: BTreeMap<String, RawPolicy>,
-    /// `sources:` (external identity, `raw_sources.rs`).
-    #[serde(default)]
-    pub sources: BTreeMap<String, super::raw_sources::RawSource>,
     pub limits: Option<RawLimits>,
     pub mail: Option<RawMail>,
     pub ui: Option<RawUi>,
@@ -44,6 +41,10 @@ pub struct RawFile {
     pub portal: Option<RawPortal>,
     pub admin: Option<RawAdmin>,
     pub events: Option<RawEvents>,
+    /// `sources:` (external identity; `type: ldap` in `raw_clients.rs`, `type: oauth` in
+    /// `raw_sources.rs`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, super::raw_clients::RawSource>,
 }
 
 /// `admin:`: the admin listener (metrics, health, admin API; docs/configuration.md).
@@ -185,6 +186,12 @@ pub struct RawApp {
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub max_body_bytes: Option<u64>,
+    /// API clients (`Authorization: Basic` or `Bearer`) with app passwords.
+    pub basic_auth: Option<bool>,
+    /// With `basic_auth`, the user's own password is accepted too.
+    pub basic_auth_user_passwords: Option<bool>,
+    /// Signed identity (a JWT in a header) on every authenticated request.
+    pub jwt: Option<super::raw_clients::RawJwt>,
 }
 
 /// `headers:` is either a preset name or a map of custom header names.
@@ -304,10 +311,15 @@ pub enum RawStage {
         #[serde(default)]
         sources: Vec<String>,
         show_source_labels: Option<bool>,
+        webauthn_stage: Option<String>,
+        passwordless_flow: Option<String>,
     },
     Password {
         failed_attempts_before_cancel: Option<u32>,
         allow_show_password: Option<bool>,
+        /// Where passwords are checked, in order: `local` and `type: ldap` source keys.
+        #[serde(default)]
+        backends: Vec<String>,
     },
     UserLogin {
         session_duration: Option<String>,
@@ -380,6 +392,13 @@ pub enum RawStage {
         not_configured_action: Option<String>,
         #[serde(default)]
         configuration_stages: Vec<String>,
+        webauthn_user_verification: Option<String>,
+    },
+    AuthenticatorWebauthn {
+        user_verification: Option<String>,
+        resident_key_requirement: Option<String>,
+        authenticator_attachment: Option<String>,
+        friendly_name: Option<String>,
     },
 }
 

@@ -1,19 +1,11 @@
-//! Serde mirror of `sources:` (external identity, authentik's source model), field for field.
-//! Validated by `validate/sources.rs` into [`crate::config::SourceDef`]. One variant per
-//! `type:`; `oauth` lives here, other kinds (`ldap`) sit beside it.
+//! Serde mirror of `sources:` entries of `type: oauth` (authentik's source model), field for
+//! field; the `RawSource` enum with every kind is in `raw_clients.rs`. Validated by
+//! `validate/sources.rs` into [`crate::config::SourceDef`].
 #![allow(missing_docs)]
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-
-/// A source definition, tagged by `type:`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum RawSource {
-    /// OAuth 2 / OpenID Connect login through an upstream provider.
-    Oauth(RawOAuthSource),
-}
 
 /// `type: oauth` (authentik's `authentik_sources_oauth.oauthsource`).
 #[derive(Debug, Deserialize, JsonSchema)]

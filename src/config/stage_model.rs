@@ -17,7 +17,7 @@ pub const DEFAULT_REDIRECT_MODE: &str = "static";
 /// Default `authenticator_totp.friendly_name`.
 pub const DEFAULT_TOTP_FRIENDLY_NAME: &str = "TOTP";
 /// Default `authenticator_validate.device_classes`.
-pub const DEFAULT_DEVICE_CLASSES: &[&str] = &["totp", "static"];
+pub const DEFAULT_DEVICE_CLASSES: &[&str] = &["totp", "static", "webauthn"];
 /// Default `email.token_expiry`: 30 minutes.
 pub const DEFAULT_EMAIL_TOKEN_EXPIRY: Duration = Duration::from_secs(30 * 60);
 /// Default `captcha.score_min_threshold` (score, 0 to 1).
@@ -30,6 +30,8 @@ pub const DEFAULT_CAPTCHA_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_CONSENT_EXPIRE_IN: Duration = Duration::from_secs(4 * 7 * 86_400);
 /// Default `authenticator_totp.digits`.
 pub const DEFAULT_TOTP_DIGITS: u32 = 6;
+/// Default `authenticator_webauthn.friendly_name`.
+pub const DEFAULT_WEBAUTHN_FRIENDLY_NAME: &str = "Passkey";
 /// Default `authenticator_static.token_count`.
 pub const DEFAULT_STATIC_TOKEN_COUNT: u32 = 6;
 
@@ -74,6 +76,8 @@ pub enum StageDef {
     AuthenticatorStatic(AuthenticatorStaticDef),
     /// Checks a second factor.
     AuthenticatorValidate(AuthenticatorValidateDef),
+    /// Registers and manages passkeys and security keys (WebAuthn).
+    AuthenticatorWebauthn(AuthenticatorWebauthnDef),
 }
 
 /// `identification` settings.
@@ -99,6 +103,10 @@ pub struct IdentificationDef {
     pub show_source_labels: bool,
     /// The enabled ones of `sources`, resolved against `sources:` (filled by validation).
     pub source_buttons: Vec<SourceButton>,
+    /// An `authenticator_validate` stage whose WebAuthn settings drive passkey autofill.
+    pub webauthn_stage: Option<String>,
+    /// Flow linked as "Use a passkey".
+    pub passwordless_flow: Option<String>,
 }
 
 /// A source as the identification stage shows it.
@@ -119,6 +127,8 @@ pub struct PasswordDef {
     pub failed_attempts_before_cancel: u32,
     /// Offer a show-password toggle.
     pub allow_show_password: bool,
+    /// Where the password is checked, in order (default: `local` only).
+    pub backends: Vec<super::ldap_model::PasswordBackend>,
 }
 
 /// `user_login` settings.
@@ -229,6 +239,75 @@ pub struct AuthenticatorValidateDef {
     pub not_configured_action: NotConfiguredAction,
     /// Setup stages offered by `configure`.
     pub configuration_stages: Vec<String>,
+    /// `webauthn_user_verification`.
+    pub webauthn_user_verification: WebauthnRequirement,
+}
+
+/// `authenticator_webauthn` settings.
+#[derive(Debug, Clone)]
+pub struct AuthenticatorWebauthnDef {
+    /// `user_verification`.
+    pub user_verification: WebauthnRequirement,
+    /// `resident_key_requirement` (discoverable credential).
+    pub resident_key_requirement: WebauthnRequirement,
+    /// `authenticator_attachment`: `platform` or `cross-platform`; `None` allows both.
+    pub authenticator_attachment: Option<AuthenticatorAttachment>,
+    /// Name of a new device (numbered when the user has several).
+    pub friendly_name: String,
+}
+
+/// WebAuthn `required`/`preferred`/`discouraged` (user verification, resident keys).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebauthnRequirement {
+    /// Must.
+    Required,
+    /// Ask for it.
+    Preferred,
+    /// Do not ask.
+    Discouraged,
+}
+
+impl WebauthnRequirement {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, WebauthnRequirement)] = &[
+        ("required", WebauthnRequirement::Required),
+        ("preferred", WebauthnRequirement::Preferred),
+        ("discouraged", WebauthnRequirement::Discouraged),
+    ];
+
+    /// The spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "required",
+            Self::Preferred => "preferred",
+            Self::Discouraged => "discouraged",
+        }
+    }
+}
+
+/// `authenticator_webauthn.authenticator_attachment`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthenticatorAttachment {
+    /// Built into the device (a platform passkey).
+    Platform,
+    /// Roaming (a USB/NFC security key, a phone).
+    CrossPlatform,
+}
+
+impl AuthenticatorAttachment {
+    /// The config spellings, as accepted in the YAML.
+    pub const ALL: &'static [(&'static str, AuthenticatorAttachment)] = &[
+        ("platform", AuthenticatorAttachment::Platform),
+        ("cross-platform", AuthenticatorAttachment::CrossPlatform),
+    ];
+
+    /// The spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Platform => "platform",
+            Self::CrossPlatform => "cross-platform",
+        }
+    }
 }
 
 /// `user_write.user_creation_mode`.
@@ -426,6 +505,8 @@ pub enum DeviceClass {
     Totp,
     /// Recovery codes.
     Static,
+    /// Passkeys and security keys.
+    Webauthn,
 }
 
 /// What authenticator_validate does for a user without a device.
@@ -469,6 +550,7 @@ impl StageDef {
             StageDef::AuthenticatorTotp(_) => "authenticator_totp",
             StageDef::AuthenticatorStatic(_) => "authenticator_static",
             StageDef::AuthenticatorValidate(_) => "authenticator_validate",
+            StageDef::AuthenticatorWebauthn(_) => "authenticator_webauthn",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! executor and the stages. Transport-neutral: `http` renders what the executor returns as HTML
 //! or authentik-compatible JSON.
 
+pub mod directories;
 pub mod executor;
 pub mod inspect;
 pub use crate::config::values::next;
@@ -13,6 +14,7 @@ pub mod reputation;
 pub mod services;
 pub mod stages;
 pub mod step_up;
+mod user_password;
 
 use crate::config::{Config, Designation, Flow, PolicyDef, StageDef};
 use crate::identity::User;

@@ -228,4 +228,6 @@ pub struct Services {
     pub telemetry: crate::telemetry::Telemetry,
     /// The OAuth sources' clients by key (`sources:`), built once per config.
     pub sources: Arc<std::collections::BTreeMap<String, Arc<crate::identity::sources::OAuthClient>>>,
+    /// Directory sources the password checks may use (`sources:` of `type: ldap`).
+    pub directories: Arc<super::directories::Directories>,
 }

@@ -5,7 +5,7 @@
 //! 1. `F` logged this user in during this sign-on (the first login or a step-up), or
 //! 2. `F` asks for at least one factor, and the session proved, for every factor stage of `F`,
 //!    one of the methods that stage accepts (a `password` stage: `password`; an
-//!    `authenticator_validate` stage: one of its device classes, `totp` or `static`).
+//!    `authenticator_validate` stage: one of its device classes, `totp`, `static` or `webauthn`).
 //!
 //! Factor stages count whatever their binding policies or `not_configured_action` would do
 //! for this user: the rule is decided from the flow's shape, not by re-running it, so it can
@@ -49,6 +49,7 @@ fn methods_of(classes: &[DeviceClass]) -> BTreeSet<String> {
         .map(|c| match c {
             DeviceClass::Totp => "totp".to_string(),
             DeviceClass::Static => "static".to_string(),
+            DeviceClass::Webauthn => "webauthn".to_string(),
         })
         .collect()
 }
@@ -64,7 +65,9 @@ pub fn factor_of(def: &StageDef) -> Factor {
             }
             Factor::SecondFactor(methods_of(&d.device_classes))
         }
-        StageDef::AuthenticatorTotp(_) | StageDef::AuthenticatorStatic(_) => Factor::Enrol,
+        StageDef::AuthenticatorTotp(_) | StageDef::AuthenticatorStatic(_) | StageDef::AuthenticatorWebauthn(_) => {
+            Factor::Enrol
+        }
         _ => Factor::Other,
     }
 }
@@ -113,11 +116,12 @@ mod tests {
     use super::*;
 
     fn auth(flows: &[&str], methods: &[&str]) -> AuthInfo {
-        AuthInfo {
+        let shape = crate::session::AuthShape {
             flows: flows.iter().map(|s| s.to_string()).collect(),
             methods: methods.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
-        }
+        };
+        AuthInfo::new(shape, 0, Default::default())
     }
 
     fn set(m: &[&str]) -> BTreeSet<String> {
@@ -145,5 +149,25 @@ mod tests {
             "a flow that asks for no factor is satisfied only by itself"
         );
         assert!(!satisfies(&auth(&["plain"], &["password"]), "gone", None));
+        // A passkey as second factor counts for a stage that accepts webauthn; a passwordless
+        // sign-on (no password proved) does not satisfy a flow that asks for the password.
+        let passkey = FlowFactors {
+            required: vec![
+                set(&["password"]),
+                methods_of(&[DeviceClass::Totp, DeviceClass::Webauthn]),
+            ],
+            enrols: false,
+        };
+        assert!(satisfies(
+            &auth(&["plain"], &["password", "webauthn"]),
+            "pk",
+            Some(&passkey)
+        ));
+        assert!(!satisfies(&auth(&["pwl"], &["webauthn"]), "pk", Some(&passkey)));
+        assert!(!satisfies(
+            &auth(&["plain"], &["password", "static"]),
+            "pk",
+            Some(&passkey)
+        ));
     }
 }

@@ -61,10 +61,41 @@ const TEMPLATES: &[(&str, &str)] = &[
         "ak-stage-authenticator-validate.html",
         include_str!("../../templates/ak-stage-authenticator-validate.html"),
     ),
+    (
+        "ak-stage-authenticator-webauthn.html",
+        include_str!("../../templates/ak-stage-authenticator-webauthn.html"),
+    ),
 ];
 
 /// The stylesheet.
 pub const STYLESHEET: &str = include_str!("../../static/flowgate.css");
+/// The one script of the UI: hands WebAuthn options to `navigator.credentials`.
+pub const WEBAUTHN_SCRIPT: &str = include_str!("../../static/webauthn.js");
+/// Where [`WEBAUTHN_SCRIPT`] is served; the pages' CSP allows this path and no other script.
+pub const WEBAUTHN_SCRIPT_PATH: &str = "/.flowgate/static/webauthn.js";
+
+/// serde_json's arbitrary-precision numbers (a feature another crate turns on) pass through
+/// minijinja as `{"$serde_json::private::Number": "12"}`: turn them back into numbers.
+fn unwrap_numbers(v: &mut serde_json::Value) {
+    const KEY: &str = "$serde_json::private::Number";
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.len() == 1 {
+                if let Some(n) = m
+                    .get(KEY)
+                    .and_then(|n| n.as_str())
+                    .and_then(|n| n.parse::<serde_json::Number>().ok())
+                {
+                    *v = serde_json::Value::Number(n);
+                    return;
+                }
+            }
+            m.values_mut().for_each(unwrap_numbers);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(unwrap_numbers),
+        _ => {}
+    }
+}
 
 /// The template environment.
 pub struct Pages {
@@ -77,6 +108,14 @@ impl Pages {
     /// naming the file.
     pub fn new(dir: Option<&Path>) -> Result<Self, String> {
         let mut env = Environment::new();
+        // JSON of a value (the WebAuthn options handed to the page's script), autoescaped like
+        // any other text where it is used.
+        env.add_filter("tojson", |v: minijinja::Value| {
+            let mut json = serde_json::to_value(&v)
+                .map_err(|e| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string()))?;
+            unwrap_numbers(&mut json);
+            Ok(json.to_string())
+        });
         for (name, builtin) in TEMPLATES {
             let src = match dir.map(|d| d.join(name)).filter(|p| p.is_file()) {
                 Some(p) => {

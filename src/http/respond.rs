@@ -115,6 +115,13 @@ pub enum Refusal {
     /// No login flow applies to the request.
     #[error("No login flow applies to this request.")]
     NoLoginFlow,
+    /// An API client of an app with `basic_auth` without valid credentials: 401 with
+    /// `WWW-Authenticate` for the realm (the app's name), never a login redirect.
+    #[error("Valid credentials are required.")]
+    ApiUnauthorized(String),
+    /// An API client over the login rate limits: 429 after this many seconds.
+    #[error("Too many attempts. Please wait {0} seconds and try again.")]
+    ApiRateLimited(u64),
     /// The app's policies deny the session's user; their messages.
     #[error("You do not have access to this application.")]
     Denied(Vec<String>),
@@ -211,7 +218,8 @@ impl Refusal {
             Self::BadRequest(_) | Self::BadHost | Self::BadPath | Self::BadOriginal(_) | Self::BadOriginalPath => 400,
             Self::MalformedBody(_) => 400,
             Self::NoApp | Self::NoLoginFlow | Self::NotFound | Self::NoFlow(_) => 404,
-            Self::LoginRequired(_) => 401,
+            Self::LoginRequired(_) | Self::ApiUnauthorized(_) => 401,
+            Self::ApiRateLimited(_) => 429,
             Self::Denied(_) | Self::UntrustedPeer | Self::CrossOrigin | Self::SessionExpired | Self::FormExpired => 403,
             Self::UpstreamDown => 502,
             Self::Unavailable => 503,
@@ -231,7 +239,8 @@ impl Refusal {
             Self::TooLarge(_) => "Request too large",
             Self::BadRequest(_) | Self::BadHost | Self::BadPath => "Bad request",
             Self::NoApp | Self::NotFound => "Not found",
-            Self::LoginRequired(_) => "Authentication required",
+            Self::LoginRequired(_) | Self::ApiUnauthorized(_) => "Authentication required",
+            Self::ApiRateLimited(_) => "Too many attempts",
             Self::NoLoginFlow => "No login available",
             Self::Denied(_) => "Access denied",
             Self::UpstreamDown => "Bad gateway",
@@ -267,6 +276,20 @@ impl Refusal {
 pub fn render(pages: &Pages, client: Client, refusal: &Refusal) -> HttpResponse {
     if let Refusal::LoginRequired(login_url) = refusal {
         return login(client, refusal, login_url);
+    }
+    match refusal {
+        Refusal::ApiUnauthorized(realm) => {
+            let realm = realm.replace(['"', '\\'], "");
+            return HttpResponse::json(401, &json!({ "error": refusal.to_string() })).with_header(
+                "www-authenticate",
+                format!("Basic realm=\"{realm}\", charset=\"UTF-8\", Bearer realm=\"{realm}\""),
+            );
+        }
+        Refusal::ApiRateLimited(secs) => {
+            return HttpResponse::json(429, &json!({ "error": refusal.to_string(), "retry_after": secs }))
+                .with_header("retry-after", secs.to_string());
+        }
+        _ => {}
     }
     let retry_after = match refusal {
         Refusal::RateLimited { retry_after, .. } => Some(retry_after.to_string()),

@@ -2,7 +2,7 @@
 //! JSON executor, default-flow and cancel redirects, health and the stylesheet.
 
 use super::forms::{parse_form, parse_json, BodyError};
-use super::pages::{Pages, STYLESHEET};
+use super::pages::{Pages, STYLESHEET, WEBAUTHN_SCRIPT, WEBAUTHN_SCRIPT_PATH};
 use super::respond::{self, Client, NoFlowFor, Refusal};
 use super::{HttpRequest, HttpResponse};
 use crate::config::{Designation, RESERVED_PREFIX};
@@ -53,6 +53,21 @@ fn hide_token(req: &HttpRequest, mode: Mode, mut resp: HttpResponse) -> HttpResp
         }
     }
     resp
+}
+
+/// Lets a stage page load the WebAuthn script and nothing else: its CSP gets a `script-src`
+/// naming exactly that file on this origin (a path-exact source), so no inline script and no
+/// other file may run.
+fn allow_webauthn_script(req: &HttpRequest, resp: &mut HttpResponse) {
+    let Some(host) = req.header("host").and_then(crate::routing::canonical_host) else {
+        return;
+    };
+    let scheme = if req.https { "https" } else { "http" };
+    for (name, value) in resp.headers.iter_mut() {
+        if *name == "content-security-policy" {
+            value.push_str(&format!("; script-src {scheme}://{host}{WEBAUTHN_SCRIPT_PATH}"));
+        }
+    }
 }
 
 /// Names the session's user on the request's span (`proxy::request_id`): the username, never
@@ -175,6 +190,13 @@ impl Ui {
                 body: STYLESHEET.into(),
             }
             .with_header("content-type", "text/css; charset=utf-8".into())
+            .with_header("x-content-type-options", "nosniff".into()),
+            ["static", "webauthn.js"] => HttpResponse {
+                status: 200,
+                headers: vec![("cache-control", "public, max-age=3600".into())],
+                body: WEBAUTHN_SCRIPT.into(),
+            }
+            .with_header("content-type", "text/javascript; charset=utf-8".into())
             .with_header("x-content-type-options", "nosniff".into()),
             ["flow", slug, ""] => self.execute(req, slug, Mode::Html, false).await,
             ["api", "v3", "flows", "executor", slug, ""] => self.execute(req, slug, Mode::Json, false).await,
@@ -305,7 +327,7 @@ impl Ui {
                 };
                 let token = fields.remove("csrf_token");
                 let given = token.as_ref().and_then(Value::as_str).unwrap_or("");
-                if given.len() != s.csrf.len() || !bool::from(given.as_bytes().ct_eq(s.csrf.as_bytes())) {
+                if given.len() != s.csrf().len() || !bool::from(given.as_bytes().ct_eq(s.csrf().as_bytes())) {
                     return self.refuse(mode, Refusal::FormExpired);
                 }
             }
@@ -423,14 +445,17 @@ impl Ui {
                 pending_user,
             } => match mode {
                 Mode::Html => {
-                    let csrf = current.as_ref().map(|s| s.csrf.as_str()).unwrap_or("");
+                    let csrf = current.as_ref().map(|s| s.csrf()).unwrap_or_default();
+                    let csrf = csrf.as_str();
                     // A form shown again with errors is a 400, so no failure reads as success.
                     let status = if challenge.errors.is_empty() { 200 } else { 400 };
-                    HttpResponse::html(
+                    let mut page = HttpResponse::html(
                         status,
                         self.pages
                             .challenge(&flow_info, &challenge, pending_user.as_deref(), csrf),
-                    )
+                    );
+                    allow_webauthn_script(req, &mut page);
+                    page
                 }
                 Mode::Json => {
                     let mut m = challenge.fields.clone();

@@ -285,7 +285,7 @@ impl Ui {
         let now = self.sessions.clock().now_ms();
         let lifetime = std::time::Duration::from_millis(rec.root_expires_ms.saturating_sub(now));
         let mut auth = rec.auth;
-        auth.scope = bare.to_string();
+        auth.shape_mut().scope = bare.to_string();
         let user = rec.user;
         let username = user.username.clone();
         let fresh = match self

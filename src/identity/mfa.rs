@@ -431,12 +431,14 @@ impl UserStore {
         usize::try_from(n).map_err(|_| StoreError::Invalid(format!("recovery code count {n} out of range")))
     }
 
-    /// Deletes all of the user's devices and codes.
+    /// Deletes all of the user's devices and codes (passkeys included).
     pub async fn delete_mfa(&self, user_id: i64) -> Result<(), StoreError> {
         let mut tx = self.db().begin().await?;
         tx.execute("DELETE FROM totp_devices WHERE user_id = $1", args![user_id])
             .await?;
         tx.execute("DELETE FROM static_codes WHERE user_id = $1", args![user_id])
+            .await?;
+        tx.execute("DELETE FROM webauthn_devices WHERE user_id = $1", args![user_id])
             .await?;
         tx.commit().await
     }

@@ -6,5 +6,6 @@
 
 pub mod captcha;
 pub mod http;
+pub mod ldap;
 pub mod mail;
 pub mod mail_queue;

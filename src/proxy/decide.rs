@@ -8,6 +8,7 @@
 //! path ─ normalise ─┬─ refused / disguised reserved path ─▶ BadPath
 //!                   ├─ no app for host + path ─▶ NoApp
 //!                   ├─ no session, skip-auth rule matches, path unambiguous, no upgrade ─▶ Anonymous
+//!                   ├─ no session, app with basic_auth, Authorization sent ─▶ ApiAllow | ApiRefused | Deny
 //!                   ├─ no session ─▶ Login
 //!                   ├─ session not authenticated through the app's own flow (or as strongly) ─▶ Login (step-up)
 //!                   └─ session ─▶ app policies ─▶ Allow | Deny
@@ -20,7 +21,7 @@
 //! forward-auth endpoints alike. App policies see the sign-on as `context.auth_method` and
 //! `context.auth_method_args`.
 
-use super::{path, ProxyState};
+use super::{api_clients, path, ProxyState};
 use crate::config::{App, Designation, RESERVED_PREFIX};
 use crate::flow::executor::subject_of_identity;
 use crate::flow::next::safe_next;
@@ -63,6 +64,22 @@ pub(crate) enum Verdict {
     Deny(Arc<App>, Arc<Identity>, Vec<String>),
     /// A session cookie the session store cannot look up now (unreachable): 503, fail closed.
     Unavailable(Arc<App>),
+    /// An API client (`basic_auth`) whose credentials name a user the app's policies accept;
+    /// its `Authorization` header is not forwarded.
+    ApiAllow(Arc<App>, Arc<Identity>),
+    /// An API client refused: 401 with `WWW-Authenticate`, 429 or 503, never a login redirect.
+    ApiRefused(Arc<App>, ApiRefusal),
+}
+
+/// Why an API client is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ApiRefusal {
+    /// No, wrong or malformed credentials, or a disabled or deleted user: 401.
+    Unauthorized,
+    /// Too many attempts: 429 after this many seconds.
+    Limited(u64),
+    /// The user store or the shared limits are unreachable: 503.
+    Unavailable,
 }
 
 impl Verdict {
@@ -76,6 +93,8 @@ impl Verdict {
             Self::Login(_) => "login",
             Self::Deny(..) => "deny",
             Self::Unavailable(_) => "unavailable",
+            Self::ApiAllow(..) => "api_allow",
+            Self::ApiRefused(..) => "api_refused",
         }
     }
 }
@@ -113,6 +132,11 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
         if !upgrade && !norm.ambiguous && app.skip_auth.iter().any(|r| r.is_match(&norm.path)) {
             return Verdict::Anonymous(app);
         }
+        if let Some(opts) = app.api_clients {
+            if api_clients::has_credentials(f.headers) {
+                return api_client(state, f, app, opts, norm.path).await;
+            }
+        }
         return Verdict::Login(app);
     };
     if let Some(flow) = &app.requires_flow {
@@ -121,16 +145,63 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
             return Verdict::Login(app);
         }
     }
-    if app.policies.is_empty() {
-        return Verdict::Allow(app, who);
+    let (passing, messages) = app_policies(state, f, &app, &who, norm.path, &sess.auth).await;
+    if passing {
+        Verdict::Allow(app, who)
+    } else {
+        Verdict::Deny(app, who, messages)
     }
-    let subject = subject_of_identity(&who);
-    let (passing, messages) = match policies::evaluate_static(&app.policies, app.policy_engine_mode, &subject) {
+}
+
+/// An API client's credentials, then the app's policies (which see `auth_method`
+/// `app_password` or `password`).
+async fn api_client(
+    state: &ProxyState,
+    f: &Facts<'_>,
+    app: Arc<App>,
+    opts: crate::config::ApiClients,
+    path: String,
+) -> Verdict {
+    use api_clients::ApiOutcome;
+    match state.api.check(state, &app, opts, f.headers, f.client_ip).await {
+        ApiOutcome::Ok(who, method) => {
+            let shape = session::AuthShape {
+                auth_method: method.as_str().into(),
+                ..Default::default()
+            };
+            let auth = session::AuthInfo::new(shape, state.sessions.clock().now_ms(), Default::default());
+            let (passing, messages) = app_policies(state, f, &app, &who, path, &auth).await;
+            if passing {
+                Verdict::ApiAllow(app, who)
+            } else {
+                Verdict::Deny(app, who, messages)
+            }
+        }
+        ApiOutcome::Unauthorized => Verdict::ApiRefused(app, ApiRefusal::Unauthorized),
+        ApiOutcome::Limited(w) => Verdict::ApiRefused(app, ApiRefusal::Limited(w.as_secs().max(1))),
+        ApiOutcome::Unavailable => Verdict::ApiRefused(app, ApiRefusal::Unavailable),
+    }
+}
+
+/// The app's access policies for `who`: whether they pass, and their messages.
+async fn app_policies(
+    state: &ProxyState,
+    f: &Facts<'_>,
+    app: &App,
+    who: &Identity,
+    path: String,
+    auth: &session::AuthInfo,
+) -> (bool, Vec<String>) {
+    if app.policies.is_empty() {
+        return (true, Vec::new());
+    }
+    let subject = subject_of_identity(who);
+    match policies::evaluate_static(&app.policies, app.policy_engine_mode, &subject) {
         Some(p) => (p, Vec::new()),
         None => {
             let input = PolicyInput {
                 user: Some(subject),
-                path: norm.path,
+                path,
                 method: f.method.to_string(),
                 client_ip: f.client_ip,
                 headers: f
@@ -139,17 +210,12 @@ pub(crate) async fn decide(state: &ProxyState, f: &Facts<'_>) -> Verdict {
                     .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
                     .collect(),
                 now_ms: state.sessions.clock().now_ms(),
-                context: auth_context(&sess.auth),
+                context: auth_context(auth),
                 ..Default::default()
             };
             let r = policies::evaluate(&app.policies, app.policy_engine_mode, &state.policies, &input).await;
             (r.passing, r.messages)
         }
-    };
-    if passing {
-        Verdict::Allow(app, who)
-    } else {
-        Verdict::Deny(app, who, messages)
     }
 }
 

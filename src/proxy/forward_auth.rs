@@ -146,12 +146,25 @@ pub(crate) async fn answer(state: &ProxyState, kind: Kind, c: &Caller<'_>) -> An
             app: Some(app),
             user: None,
         },
-        Verdict::Allow(app, who) => Answer {
-            response: respond::forward_auth_pass(),
-            identity: super::headers::identity_headers(&app.headers, &app, &who),
-            app: Some(app),
-            user: Some(who),
+        Verdict::ApiRefused(app, why) => Answer {
+            app: Some(app.clone()),
+            ..refuse(super::api_refusal(&app, why))
         },
+        Verdict::Allow(app, who) | Verdict::ApiAllow(app, who) => {
+            let mut identity = super::headers::identity_headers(&app.headers, &app, &who);
+            if let Some(s) = app.jwt.as_deref() {
+                let now = state.sessions.clock().now_ms();
+                if let Some(t) = state.jwt.token(s, &app, &who, now) {
+                    identity.push((s.header.clone(), t.to_string()));
+                }
+            }
+            Answer {
+                response: respond::forward_auth_pass(),
+                identity,
+                app: Some(app),
+                user: Some(who),
+            }
+        }
         Verdict::BadPath => refuse(Refusal::BadOriginalPath),
         Verdict::NoApp => refuse(Refusal::NoApp),
         Verdict::Unavailable(app) => Answer {

@@ -20,6 +20,10 @@ pub(super) fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
         tracing::debug!(header = %n, "stripped client header");
         req.remove_header(&n);
     }
+    // An API client's credentials were flowgate's to check: the app never sees them.
+    if ctx.api_client {
+        req.remove_header("authorization");
+    }
     // Neither scheme's session cookie is ever shown to the app (the other scheme's is a
     // valid session too); the cookie lines are joined into one.
     if req.headers.contains_key("cookie") {
@@ -76,6 +80,12 @@ pub(super) fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {
     if let (Some(app), Some(who)) = (ctx.app.as_ref(), ctx.identity.as_ref()) {
         for (n, v) in headers::identity_headers(&app.headers, app, who) {
             req.insert_header(n, v)?;
+        }
+        if let Some(s) = app.jwt.as_deref() {
+            let now = ctx.state.sessions.clock().now_ms();
+            if let Some(t) = ctx.state.jwt.token(s, app, who, now) {
+                req.insert_header(s.header.clone(), &*t)?;
+            }
         }
     }
     Ok(())

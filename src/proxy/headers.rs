@@ -128,7 +128,13 @@ impl StripSet {
                 names.insert(normalise_name(n), Strip::Always);
             }
         }
+        for a in apps {
+            if let Some(j) = &a.jwt {
+                names.insert(normalise_name(&j.header), Strip::Always);
+            }
+        }
         for extra in [
+            "x-flowgate-jwt",
             "remote-user",
             "x-remote-user",
             "x-forwarded-preferred-username",

@@ -21,11 +21,13 @@
 //! Every phase runs inside the request's span ([`request_id`]), so the flow executor, the
 //! stages and the outbound calls they make log with the request's id.
 
+mod api_clients;
 mod checks;
 mod decide;
 mod forward_auth;
 mod forwarding;
 pub mod headers;
+pub mod jwt;
 pub mod path;
 pub mod request_id;
 mod ui;
@@ -37,6 +39,7 @@ use crate::http::Ui;
 use crate::routing::Router;
 use crate::session::{self, Identity, SessionStore};
 use crate::telemetry::{AppMetrics, RouteKind};
+pub use api_clients::ApiAuth;
 use async_trait::async_trait;
 use bytes::Bytes;
 pub use checks::{
@@ -84,6 +87,12 @@ pub struct ProxyState {
     pub app_metrics: std::collections::HashMap<String, Arc<AppMetrics>>,
     /// Request metrics of requests no app answered.
     pub no_app_metrics: Arc<AppMetrics>,
+    /// Signed identity tokens (`apps[].jwt`), cached.
+    pub jwt: jwt::Tokens,
+    /// The body of `/.flowgate/jwks.json`.
+    pub jwks: Bytes,
+    /// API-client checks (`basic_auth`) and their cache, kept across reloads.
+    pub api: Arc<api_clients::ApiAuth>,
 }
 
 /// The pingora proxy. The state is swapped whole on reload; each request takes the snapshot
@@ -125,6 +134,8 @@ pub struct RequestCtx {
     upstream_sent: Option<std::time::Instant>,
     /// The metrics of the request's app, looked up once when the app is chosen.
     metrics: Option<Arc<AppMetrics>>,
+    /// The identity came from an API client's `Authorization` (not forwarded to the app).
+    api_client: bool,
 }
 
 // === impl RequestCtx ===
@@ -141,6 +152,15 @@ impl RequestCtx {
     fn set_user(&mut self, who: Arc<Identity>) {
         self.span.record("user", who.username.as_str());
         self.identity = Some(who);
+    }
+}
+
+/// The refusal of an API client of `app`.
+fn api_refusal(app: &App, why: decide::ApiRefusal) -> Refusal {
+    match why {
+        decide::ApiRefusal::Unauthorized => Refusal::ApiUnauthorized(app.name.clone()),
+        decide::ApiRefusal::Limited(secs) => Refusal::ApiRateLimited(secs),
+        decide::ApiRefusal::Unavailable => Refusal::Unavailable,
     }
 }
 
@@ -277,6 +297,12 @@ impl GatewayProxy {
             }
             Verdict::BadPath => Some(Refusal::BadPath),
             Verdict::NoApp => Some(Refusal::NoApp),
+            // An app that takes API clients answers a non-browser 401 with its challenge.
+            Verdict::Login(app) if app.api_clients.is_some() && ctx.client == (Client::App { browser: false }) => {
+                let r = api_refusal(&app, decide::ApiRefusal::Unauthorized);
+                ctx.set_app(app);
+                Some(r)
+            }
             Verdict::Login(app) => {
                 let r = Self::login(&ctx.state, session, &app, ctx.client_ip, ctx.host.as_deref()).await;
                 ctx.set_app(app);
@@ -291,6 +317,17 @@ impl GatewayProxy {
                 // Named on the span only: a denied request has no identity to forward.
                 ctx.span.record("user", who.username.as_str());
                 Some(Refusal::Denied(messages))
+            }
+            Verdict::ApiAllow(app, who) => {
+                ctx.set_app(app);
+                ctx.set_user(who);
+                ctx.api_client = true;
+                None
+            }
+            Verdict::ApiRefused(app, why) => {
+                let r = api_refusal(&app, why);
+                ctx.set_app(app);
+                Some(r)
             }
         };
         tracing::debug!(decision, "proxy decision");
@@ -325,6 +362,7 @@ impl ProxyHttp for GatewayProxy {
             route: RouteKind::App,
             upstream_sent: None,
             metrics: None,
+            api_client: false,
         }
     }
 

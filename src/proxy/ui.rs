@@ -11,6 +11,9 @@ use pingora::prelude::Session;
 use pingora::Result;
 use std::net::IpAddr;
 
+/// Public keys of the signed identity tokens (`apps[].jwt`), as a JWKS.
+pub const JWKS_PATH: &str = "/.flowgate/jwks.json";
+
 /// The UI's request body, or `None` when it is over `max_form_bytes`.
 async fn read_body(state: &ProxyState, session: &mut Session) -> Result<Option<Bytes>> {
     let limit = state.max_form_bytes;
@@ -31,6 +34,24 @@ async fn read_body(state: &ProxyState, session: &mut Session) -> Result<Option<B
 /// Hands a request for the reserved prefix or the logout path to [`crate::http::Ui`] and writes
 /// its answer; nothing is forwarded.
 pub(super) async fn serve(session: &mut Session, ctx: &RequestCtx) -> Result<bool> {
+    if session.req_header().uri.path() == JWKS_PATH {
+        let mut r = crate::http::HttpResponse {
+            status: 200,
+            headers: vec![
+                ("content-type", "application/json".into()),
+                ("cache-control", "public, max-age=300".into()),
+                ("x-content-type-options", "nosniff".into()),
+            ],
+            body: ctx.state.jwks.clone(),
+        };
+        if session.req_header().method != http::Method::GET && session.req_header().method != http::Method::HEAD {
+            r.status = 405;
+            r.body = Bytes::new();
+            r.headers.push(("allow", "GET, HEAD".into()));
+        }
+        write::response(session, r).await?;
+        return Ok(true);
+    }
     let Some(body) = read_body(&ctx.state, session).await? else {
         refuse(session, ctx, Refusal::TooLarge(TooLarge::Form)).await?;
         return Ok(true);

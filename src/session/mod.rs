@@ -23,8 +23,8 @@ pub use backend::{Backend, BackendError, Event};
 pub use clock::{Clock, ManualClock, Millis, SharedClock, SystemClock};
 pub use names::NameSet;
 pub use store::{
-    new_sign_on, AuthInfo, Ended, FlowLoadError, FlowSlot, Identity, Session, SessionStore, UserSource,
-    DEFAULT_MAX_PENDING, NEAR_CACHE_LIFE, PENDING_WEIGHT_UNIT,
+    new_sign_on, AuthInfo, AuthShape, Ended, FlowLoadError, FlowSlot, Identity, Session, SessionId, SessionStore,
+    SignOn, UserSource, DEFAULT_MAX_PENDING, NEAR_CACHE_LIFE, PENDING_WEIGHT_UNIT,
 };
 
 use base64::Engine;

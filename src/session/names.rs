@@ -5,7 +5,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A sorted set of names without duplicates, stored in one boxed slice of boxed strings.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct NameSet(Box<[Box<str>]>);
 
 impl NameSet {

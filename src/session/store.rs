@@ -1,10 +1,12 @@
-//! The session store: two bounded moka caches of `Arc<Session>`, with absolute and idle expiry
-//! decided by the injected clock on every lookup (moka's own idle eviction is only a backstop
-//! that frees memory).
+//! The session store: logged-in sessions in a compact table of our own and anonymous ones in
+//! a bounded moka cache, both of `Arc<Session>`, with absolute and idle expiry decided by the
+//! injected clock on every lookup (moka's own idle eviction and the table's purge are only
+//! backstops that free memory).
 //!
-//! Logged-in sessions and anonymous ones (a flow started before login) live in separate caches
-//! with separate bounds (FLOOD-2): anyone can start flows without limit, so anonymous sessions
-//! only ever evict each other, never a logged-in session.
+//! Logged-in sessions and anonymous ones (a flow started before login) live apart with separate
+//! bounds (FLOOD-2): anyone can start flows without limit, so anonymous sessions only ever evict
+//! each other, never a logged-in session. The table holds a million logged-in sessions in ~200
+//! bytes each (docs/decisions/0012).
 
 use super::backend::{self, Backend, BackendError, Event, Signal, StoredSession, RECORD_VERSION};
 use super::clock::{Millis, SharedClock};
@@ -16,10 +18,11 @@ use std::time::Duration;
 mod background;
 mod ending;
 mod session;
+mod table;
 
 pub use ending::Ended;
-use session::{key_bytes, key_from_hex};
-pub use session::{new_sign_on, AuthInfo, FlowSlot, Identity, Key, Session};
+use session::{key_bytes, key_from_hex, Interner};
+pub use session::{new_sign_on, AuthInfo, AuthShape, FlowSlot, Identity, Key, Session, SessionId, SignOn};
 
 /// Bytes of parked flow state that weigh as much as one more anonymous session.
 pub const PENDING_WEIGHT_UNIT: u32 = 2048;
@@ -83,19 +86,28 @@ enum Touch {
 #[derive(Clone)]
 pub struct SessionStore {
     /// Logged-in sessions, by key.
-    cache: moka::sync::Cache<Key, Arc<Session>>,
+    cache: table::Table,
     /// Anonymous sessions (unfinished flows started before login), by key.
     pending: moka::sync::Cache<Key, Arc<Session>>,
     clock: SharedClock,
     durable: Option<Arc<Durable>>,
+    /// What sessions share: one copy of each user's identity and of each authentication shape.
+    interned: Arc<Interned>,
+}
+
+/// The values sessions share ([`Interner`]).
+#[derive(Default)]
+pub(super) struct Interned {
+    identities: Interner<Identity>,
+    shapes: Interner<AuthShape>,
 }
 
 type Listener = Arc<dyn Fn(Arc<Key>, Arc<Session>, moka::notification::RemovalCause) + Send + Sync>;
 
-fn lru_cache(
+/// The anonymous sessions' cache, weighed by their parked flow state.
+fn pending_cache(
     max: u64,
     backstop_idle: Duration,
-    weighed: bool,
     listener: Option<Listener>,
 ) -> moka::sync::Cache<Key, Arc<Session>> {
     let mut b = moka::sync::Cache::builder()
@@ -105,11 +117,7 @@ fn lru_cache(
     if let Some(l) = listener {
         b = b.eviction_listener(move |k, v, c| l(k, v, c));
     }
-    if weighed {
-        b.weigher(|_, s: &Arc<Session>| s.weight()).build()
-    } else {
-        b.build()
-    }
+    b.weigher(|_, s: &Arc<Session>| s.weight()).build()
 }
 
 impl SessionStore {
@@ -132,10 +140,11 @@ impl SessionStore {
     /// victim: under a flood of flow starts a fresh login was dropped at once (AVAIL-3).
     pub fn with_bounds(max_sessions: u64, max_pending: u64, backstop_idle: Duration, clock: SharedClock) -> Self {
         Self {
-            cache: lru_cache(max_sessions, backstop_idle, false, None),
-            pending: lru_cache(max_pending, backstop_idle, true, None),
+            cache: table::Table::new(max_sessions),
+            pending: pending_cache(max_pending, backstop_idle, None),
             clock,
             durable: None,
+            interned: Default::default(),
         }
     }
 
@@ -188,10 +197,11 @@ impl SessionStore {
             closed: tokio::sync::watch::channel(false).0,
         });
         let store = Self {
-            cache: lru_cache(max_sessions, backstop_idle, false, None),
-            pending: lru_cache(max_pending, backstop_idle, true, listener),
+            cache: table::Table::new(max_sessions),
+            pending: pending_cache(max_pending, backstop_idle, listener),
             clock,
             durable: Some(durable),
+            interned: Default::default(),
         };
         store.spawn_writer(touch_rx);
         let (tx, rx) = tokio::sync::mpsc::channel(4096);
@@ -272,8 +282,9 @@ impl SessionStore {
         idle: Duration,
     ) -> Arc<Session> {
         let now = self.clock.now_ms();
-        let s = Arc::new(Session::build(
-            super::new_id(),
+        let id = SessionId::parse(&super::new_id()).expect("fresh ids are well formed");
+        let s = Arc::new(self.build(
+            id,
             user,
             auth,
             now,
@@ -286,12 +297,36 @@ impl SessionStore {
         s
     }
 
+    /// A session whose identity and authentication shape are shared with equal ones.
+    #[allow(clippy::too_many_arguments)] // Session::build's, with the sharing
+    fn build(
+        &self,
+        id: SessionId,
+        user: Option<Arc<Identity>>,
+        auth: AuthInfo,
+        created: Millis,
+        expires: Millis,
+        idle: u64,
+        seen: Millis,
+        now: Millis,
+    ) -> Session {
+        let user = user.map(|u| self.interned.identities.intern(u));
+        let auth = auth.interned(&self.interned.shapes);
+        Session::build(id, user, auth, created, expires, idle, seen, now)
+    }
+
     fn insert(&self, s: Arc<Session>) {
         if s.user.is_some() {
-            self.cache.insert(s.key, s);
+            self.cache.insert(s, self.clock.now_ms());
         } else {
-            self.pending.insert(s.key, s);
+            self.pending.insert(s.key(), s);
         }
+    }
+
+    /// Drops a session from both caches.
+    fn forget(&self, key: &Key) {
+        self.cache.remove(key);
+        self.pending.invalidate(key);
     }
 
     /// Creates a session and writes it to the store before it is handed out (at login, and
@@ -307,8 +342,7 @@ impl SessionStore {
         let s = self.create_with_auth(user, auth, lifetime, idle);
         if let Some(d) = &self.durable {
             if let Err(e) = d.backend.save(&s.store_key(), &s.record(None)).await {
-                self.cache.invalidate(&s.key);
-                self.pending.invalidate(&s.key);
+                self.forget(&s.key());
                 self.note_err(&e);
                 return Err(e);
             }
@@ -321,15 +355,21 @@ impl SessionStore {
     /// benches; the request path uses [`SessionStore::lookup`]).
     pub fn get(&self, id: &str) -> Option<Arc<Session>> {
         let key = key_bytes(id);
-        let s = self.cache.get(&key).or_else(|| self.pending.get(&key))?;
+        let s = self.cached(&key, id)?;
         self.check(&key, s)
+    }
+
+    /// The session with id `id` (key `key`) from the table or the anonymous cache.
+    fn cached(&self, key: &Key, id: &str) -> Option<Arc<Session>> {
+        self.cache
+            .get(key, id)
+            .or_else(|| self.pending.get(key).filter(|s| s.id.as_str() == id))
     }
 
     fn check(&self, key: &Key, s: Arc<Session>) -> Option<Arc<Session>> {
         let now = self.clock.now_ms();
         if s.expired(now) {
-            self.cache.invalidate(key);
-            self.pending.invalidate(key);
+            self.forget(key);
             return None;
         }
         let idle_for = now.saturating_sub(s.last_seen());
@@ -353,7 +393,7 @@ impl SessionStore {
     /// revoked session, and when the store cannot be read (fail closed; logged once).
     pub async fn lookup(&self, id: &str) -> Option<Arc<Session>> {
         let key = key_bytes(id);
-        let cached = self.cache.get(&key).or_else(|| self.pending.get(&key));
+        let cached = self.cached(&key, id);
         let Some(d) = &self.durable else {
             return self.check(&key, cached?);
         };
@@ -365,13 +405,14 @@ impl SessionStore {
         } else if !d.shared && d.evicted.contains_key(&key) {
             return None;
         }
+        let sid = SessionId::parse(id)?;
         let hex_key = hex::encode(key);
         match d.backend.load(&hex_key).await {
             Ok(Some(rec)) => {
                 self.note_ok();
                 let user = rec.user.map(Arc::new);
-                let s = Arc::new(Session::build(
-                    id.to_string(),
+                let s = Arc::new(self.build(
+                    sid,
                     user,
                     rec.auth,
                     rec.created_ms,
@@ -389,8 +430,7 @@ impl SessionStore {
             }
             Ok(None) => {
                 self.note_ok();
-                self.cache.invalidate(&key);
-                self.pending.invalidate(&key);
+                self.forget(&key);
                 None
             }
             Err(e) => {
@@ -431,6 +471,28 @@ impl SessionStore {
         }
     }
 
+    /// The current identity of user `user_id`, for a request without a session (an API
+    /// client): from the user cache (which the invalidation channel empties when the user
+    /// changes), else from the user source. `Ok(None)` when the user was deleted or disabled;
+    /// an error when there is no user source or it cannot be read (the caller refuses).
+    pub async fn identity_of_user(&self, user_id: i64) -> Result<Option<Arc<Identity>>, String> {
+        let Some(d) = &self.durable else {
+            return Err("no user source".into());
+        };
+        let Some(src) = d.source.get() else {
+            return Err("no user source".into());
+        };
+        let now = self.clock.now_ms();
+        if let Some((who, at)) = d.users.get(&user_id) {
+            if now.saturating_sub(at) < NEAR_CACHE_LIFE.as_millis() as u64 {
+                return Ok(who);
+            }
+        }
+        let who = src.identity(user_id).await?.map(Arc::new);
+        d.users.insert(user_id, (who.clone(), now));
+        Ok(who)
+    }
+
     /// Records the estimated size of the flow state parked in `s`; an anonymous session is
     /// weighed again, so large unfinished flows make room sooner (FLOOD-2). The entry is
     /// removed and inserted anew: moka evicts an entry whose weight grows in place instead of
@@ -439,12 +501,12 @@ impl SessionStore {
     pub fn set_state_size(&self, s: &Arc<Session>, bytes: usize) {
         let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
         let before = s.state_bytes.swap(bytes, Ordering::Relaxed);
-        if s.user.is_none()
-            && before / PENDING_WEIGHT_UNIT != bytes / PENDING_WEIGHT_UNIT
-            && self.pending.contains_key(&s.key)
-        {
-            self.pending.invalidate(&s.key);
-            self.pending.insert(s.key, s.clone());
+        if s.user.is_none() && before / PENDING_WEIGHT_UNIT != bytes / PENDING_WEIGHT_UNIT {
+            let key = s.key();
+            if self.pending.contains_key(&key) {
+                self.pending.invalidate(&key);
+                self.pending.insert(key, s.clone());
+            }
         }
     }
 
@@ -478,8 +540,7 @@ impl SessionStore {
 
     /// Number of logged-in sessions currently held (approximate, for metrics).
     pub fn len(&self) -> u64 {
-        self.cache.run_pending_tasks();
-        self.cache.entry_count()
+        self.cache.len()
     }
 
     /// Number of anonymous (pre-login) sessions currently held (approximate, for metrics).

@@ -110,7 +110,7 @@ impl Importer {
                 let mut out = Vec::new();
                 for c in v.as_array().cloned().unwrap_or_default() {
                     match c.as_str() {
-                        Some("totp") | Some("static") => out.push(c),
+                        Some("totp") | Some("static") | Some("webauthn") => out.push(c),
                         Some(other) => self.note(
                             &o.at,
                             &o.model,
@@ -184,7 +184,7 @@ impl Importer {
             self.note(
                 &o.at,
                 &o.model,
-                "device_classes: authentik's default (all classes) includes webauthn, duo, sms and email, which are not implemented; totp and static are used",
+                "device_classes: authentik's default (all classes) includes duo, sms and email, which are not implemented; totp, static and webauthn are used",
             );
         }
         for (k, v) in &o.data {

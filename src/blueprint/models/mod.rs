@@ -86,10 +86,6 @@ pub const QUIET: &[&str] = &["name", "flow_set", "component", "verbose_name", "m
 /// Models flowgate knows but does not import, with the reason given to the user.
 pub const UNSUPPORTED: &[(&str, &str)] = &[
     (
-        "authentik_stages_authenticator_webauthn.",
-        "WebAuthn authenticators are not implemented",
-    ),
-    (
         "authentik_stages_authenticator_duo.",
         "Duo authenticators are not implemented",
     ),
@@ -127,7 +123,10 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
         "authentik_sources_oauth.",
         "only OAuth sources themselves (authentik_sources_oauth.oauthsource) are imported; connections are made at login, and property mappings are the source's `claims:`",
     ),
-    ("authentik_sources_", "only OAuth sources are implemented"),
+    (
+        "authentik_sources_",
+        "only OAuth sources are imported (configure LDAP sources natively as `type: ldap`)",
+    ),
     (
         "authentik_providers_",
         "flowgate is itself the proxy; providers do not apply",

@@ -18,11 +18,11 @@ pub const STAGES: &[Kind] = &[
             attr("recovery_flow", Attr::FlowRef),
             attr("sources", Attr::SourceRefs),
             attr("show_source_labels", Attr::Same),
+            attr("webauthn_stage", Attr::StageRef),
+            attr("passwordless_flow", Attr::FlowRef),
         ],
         ignored: &[
             ("captcha_stage", is_empty),
-            ("webauthn_stage", is_empty),
-            ("passwordless_flow", is_empty),
             ("enable_remember_me", is_empty),
             ("template", is_empty),
         ],
@@ -177,12 +177,28 @@ pub const STAGES: &[Kind] = &[
             attr("device_classes", Attr::DeviceClasses),
             attr("not_configured_action", Attr::Same),
             attr("configuration_stages", Attr::StageRefs),
+            attr("webauthn_user_verification", Attr::Same),
         ],
         ignored: &[
             ("last_auth_threshold", is_zero_delta),
-            ("webauthn_user_verification", is_preferred),
             ("webauthn_allowed_device_types", is_empty),
             ("webauthn_hints", is_empty),
+        ],
+    },
+    Kind {
+        native: "authenticator_webauthn",
+        model: "authentik_stages_authenticator_webauthn.authenticatorwebauthnstage",
+        attrs: &[
+            attr("user_verification", Attr::Same),
+            attr("resident_key_requirement", Attr::Same),
+            attr("authenticator_attachment", Attr::Same),
+            attr("friendly_name", Attr::Same),
+        ],
+        ignored: &[
+            ("configure_flow", is_empty),
+            ("device_type_restrictions", is_empty),
+            ("hints", is_empty),
+            ("max_attempts", is_zero),
         ],
     },
 ];

@@ -40,8 +40,8 @@ pub(super) fn is_default_binding(v: &Value) -> bool {
     matches!(v.as_str(), None | Some("no_binding"))
 }
 
-pub(super) fn is_preferred(v: &Value) -> bool {
-    matches!(v.as_str(), None | Some("preferred"))
+pub(super) fn is_zero(v: &Value) -> bool {
+    v.is_null() || v.as_i64() == Some(0)
 }
 
 pub(super) fn is_thirty_days(v: &Value) -> bool {

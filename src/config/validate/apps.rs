@@ -113,6 +113,11 @@ pub(crate) fn app(
         DEFAULT_CONNECT_TIMEOUT,
     );
     let read_timeout = c.duration(0, format!("{p}.read_timeout"), &raw.read_timeout, DEFAULT_READ_TIMEOUT);
+    let jwt = match (&raw.jwt, &headers) {
+        (Some(j), Some(h)) => super::jwt::jwt(c, &format!("{p}.jwt"), j, h).map(std::sync::Arc::new),
+        _ => None,
+    };
+    let api_clients = super::jwt::api_clients(c, &p, raw);
     Some(App {
         name: raw.name.clone(),
         hosts,
@@ -127,6 +132,8 @@ pub(crate) fn app(
         connect_timeout,
         read_timeout,
         max_body_bytes: raw.max_body_bytes,
+        api_clients,
+        jwt,
     })
 }
 

@@ -7,7 +7,7 @@ use crate::config::presets::{preset, PRESET_NAMES};
 use crate::config::raw::RawHeaders;
 
 /// Header names an identity header may never take.
-const RESERVED_HEADERS: &[&str] = &[
+pub(super) const RESERVED_HEADERS: &[&str] = &[
     "host",
     "cookie",
     "set-cookie",

@@ -8,6 +8,8 @@ mod collector;
 mod database;
 mod flows;
 mod headers;
+mod jwt;
+mod ldap;
 mod policies;
 mod prompt;
 mod secrets;
@@ -190,6 +192,8 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let id_sources = sources::sources(&mut c, &parsed.files);
     sources::check_refs(&mut c, &parsed.files, &id_sources, &flows);
     sources::resolve_buttons(&mut stages, &id_sources);
+    let directories = ldap::sources(&mut c, &parsed.files);
+    ldap::check_backend_refs(&mut c, &parsed.files, &directories);
     let default_flows = default_flows(&mut c, main, &flows);
     let logout = logout(&mut c, main, &flows, &default_flows);
     let mut apps = Vec::new();
@@ -249,6 +253,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         portal,
         admin,
         events,
+        directories,
         notes: Vec::new(),
         texts: sources.iter().map(|s| s.text.clone()).collect(),
         paths: sources

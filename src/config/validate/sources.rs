@@ -5,7 +5,8 @@
 use super::{known, secrets, Collector};
 use crate::config::model::{Designation, Flow};
 use crate::config::raw::RawFile;
-use crate::config::raw_sources::{RawOAuthSource, RawSource};
+use crate::config::raw_clients::RawSource;
+use crate::config::raw_sources::RawOAuthSource;
 use crate::config::source_model::*;
 use crate::config::values::url::HttpUrl;
 use std::collections::BTreeMap;
@@ -49,13 +50,21 @@ fn endpoint(c: &mut Collector<'_>, fi: usize, p: &str, key: &str, v: Option<&Str
 /// Validates every file's `sources:` (keys unique across files).
 pub(crate) fn sources(c: &mut Collector<'_>, files: &[RawFile]) -> BTreeMap<String, SourceDef> {
     let mut out = BTreeMap::new();
+    // Every key seen so far, of any kind, and whether it was an OAuth source: a key used twice
+    // is reported here when either entry is OAuth (`validate/ldap.rs` reports two directories).
+    let mut seen: BTreeMap<&str, bool> = BTreeMap::new();
     for (fi, f) in files.iter().enumerate() {
         for (slug, raw) in &f.sources {
             let p = format!("sources.{slug}");
-            if out.contains_key(slug) {
-                c.err(fi, p, format!("source {slug:?} is defined twice"));
+            let this_oauth = matches!(raw, RawSource::Oauth(_));
+            if let Some(&was_oauth) = seen.get(slug.as_str()) {
+                if was_oauth || this_oauth {
+                    c.err(fi, p, format!("source {slug:?} is defined twice"));
+                }
                 continue;
             }
+            seen.insert(slug, this_oauth);
+            let RawSource::Oauth(o) = raw else { continue };
             if !slug_ok(slug) {
                 c.err(
                     fi,
@@ -63,11 +72,8 @@ pub(crate) fn sources(c: &mut Collector<'_>, files: &[RawFile]) -> BTreeMap<Stri
                     format!("invalid source key {slug:?} (1-64 characters: a-z, 0-9, '-', '_'; it appears in URLs)"),
                 );
             }
-            let def = match raw {
-                RawSource::Oauth(o) => oauth(c, fi, &p, slug, o).map(|d| SourceDef::OAuth(Arc::new(d))),
-            };
-            if let Some(d) = def {
-                out.insert(slug.clone(), d);
+            if let Some(d) = oauth(c, fi, &p, slug, o) {
+                out.insert(slug.clone(), SourceDef::OAuth(Arc::new(d)));
             }
         }
     }
@@ -274,7 +280,7 @@ pub(crate) fn check_refs(
 ) {
     for (fi, f) in files.iter().enumerate() {
         for (slug, raw) in &f.sources {
-            let RawSource::Oauth(r) = raw;
+            let RawSource::Oauth(r) = raw else { continue };
             let p = format!("sources.{slug}");
             for (key, v, want) in [
                 (

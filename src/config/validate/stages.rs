@@ -32,6 +32,8 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             recovery_flow,
             sources,
             show_source_labels,
+            webauthn_stage,
+            passwordless_flow,
         } => {
             for (i, f) in user_fields.iter().enumerate() {
                 if !USER_FIELDS.contains(&f.as_str()) {
@@ -60,11 +62,14 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
                 sources: sources.clone(),
                 show_source_labels: show_source_labels.unwrap_or(false),
                 source_buttons: Vec::new(),
+                webauthn_stage: webauthn_stage.clone(),
+                passwordless_flow: passwordless_flow.clone(),
             })
         }
         RawStage::Password {
             failed_attempts_before_cancel,
             allow_show_password,
+            backends,
         } => {
             let n = failed_attempts_before_cancel.unwrap_or(DEFAULT_FAILED_ATTEMPTS_BEFORE_CANCEL);
             if n == 0 {
@@ -73,6 +78,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             StageDef::Password(PasswordDef {
                 failed_attempts_before_cancel: n,
                 allow_show_password: allow_show_password.unwrap_or(false),
+                backends: super::ldap::backends(c, fi, p, backends),
             })
         }
         RawStage::UserLogin {
@@ -236,6 +242,7 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             device_classes,
             not_configured_action,
             configuration_stages,
+            webauthn_user_verification,
         } => StageDef::AuthenticatorValidate(super::authenticators::validate(
             c,
             fi,
@@ -243,6 +250,21 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             device_classes,
             not_configured_action,
             configuration_stages,
+            webauthn_user_verification,
+        )),
+        RawStage::AuthenticatorWebauthn {
+            user_verification,
+            resident_key_requirement,
+            authenticator_attachment,
+            friendly_name,
+        } => StageDef::AuthenticatorWebauthn(super::authenticators::webauthn(
+            c,
+            fi,
+            p,
+            user_verification,
+            resident_key_requirement,
+            authenticator_attachment,
+            friendly_name,
         )),
     })
 }
@@ -413,9 +435,34 @@ pub(crate) fn check_refs(
                 RawStage::Identification {
                     enrollment_flow,
                     recovery_flow,
+                    webauthn_stage,
+                    passwordless_flow,
                     ..
                 } => {
-                    for (key, v) in [("enrollment_flow", enrollment_flow), ("recovery_flow", recovery_flow)] {
+                    if let Some(w) = webauthn_stage {
+                        match stages.get(w) {
+                            Some(StageDef::AuthenticatorValidate(v))
+                                if v.device_classes.contains(&DeviceClass::Webauthn) => {}
+                            Some(other) => c.err(
+                                fi,
+                                format!("{p}.webauthn_stage"),
+                                format!(
+                                    "stage {w:?} is a {} stage, not an authenticator_validate stage with the webauthn device class",
+                                    other.kind()
+                                ),
+                            ),
+                            None => c.err(
+                                fi,
+                                format!("{p}.webauthn_stage"),
+                                format!("unknown stage {w:?} (known: {})", known(stages.keys())),
+                            ),
+                        }
+                    }
+                    for (key, v) in [
+                        ("enrollment_flow", enrollment_flow),
+                        ("recovery_flow", recovery_flow),
+                        ("passwordless_flow", passwordless_flow),
+                    ] {
                         if let Some(t) = v.as_ref().filter(|t| !flow_slugs.contains(t)) {
                             c.err(
                                 fi,
@@ -430,7 +477,11 @@ pub(crate) fn check_refs(
                 } => {
                     for (i, s) in configuration_stages.iter().enumerate() {
                         match stages.get(s) {
-                            Some(StageDef::AuthenticatorTotp(_) | StageDef::AuthenticatorStatic(_)) => {}
+                            Some(
+                                StageDef::AuthenticatorTotp(_)
+                                | StageDef::AuthenticatorStatic(_)
+                                | StageDef::AuthenticatorWebauthn(_),
+                            ) => {}
                             Some(other) => c.err(
                                 fi,
                                 format!("{p}.configuration_stages[{i}]"),

@@ -4,6 +4,7 @@
 
 pub mod database;
 pub mod hibp;
+pub mod jwt;
 pub mod mail;
 pub mod next;
 pub mod password_rules;

@@ -301,6 +301,12 @@ impl Executor {
                 continue;
             }
             let policy_input = self.stage_policy_input(st, session, input).await;
+            let rp_id = input.origin.as_ref().and(input.host.as_deref()).map(|h| {
+                match self.settings.cookie_domain.as_deref() {
+                    Some(d) if crate::config::host_within(h, d) => d,
+                    _ => h,
+                }
+            });
             let mut cx = StageCx {
                 context: &mut st.context,
                 users: &self.users,
@@ -315,6 +321,7 @@ impl Executor {
                 request_user: session.user.as_deref(),
                 session_id: &session.id,
                 origin: input.origin.as_deref(),
+                rp_id,
                 policies: &self.reg.policies,
                 policy_input,
                 plan: &st.plan,

@@ -9,7 +9,7 @@ impl Executor {
     /// replica may have run the last step), else from the session's slot. Stored state that
     /// cannot be restored is dropped and reported (`true`): the flow restarts with a message.
     pub(super) async fn take_state(&self, session: &Session) -> Result<(Option<FlowState>, bool), String> {
-        let mut guard = session.flow.lock().await;
+        let mut guard = session.flow().lock_owned().await;
         let slot = guard.take();
         drop(guard);
         if !self.sessions.is_durable() {
@@ -36,7 +36,7 @@ impl Executor {
     /// Parks the remaining plan: in the session store when there is one, else in the slot.
     pub(super) async fn put_state(&self, session: &Session, st: Option<FlowState>) {
         if !self.sessions.is_durable() {
-            *session.flow.lock().await = st.map(|st| Box::new(st) as Box<dyn std::any::Any + Send>);
+            *session.flow().lock_owned().await = st.map(|st| Box::new(st) as Box<dyn std::any::Any + Send>);
             return;
         }
         let bytes = st.as_ref().map(crate::flow::persist::encode);

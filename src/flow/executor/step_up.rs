@@ -8,7 +8,7 @@
 use super::*;
 use crate::flow::step_up::Factor;
 use crate::flow::PendingUser;
-use crate::session::AuthInfo;
+use crate::session::{AuthInfo, AuthShape};
 
 impl Executor {
     /// Whether the logged-in session must step up to run `flow`.
@@ -99,22 +99,21 @@ impl Executor {
             (Some(h), _) => h.to_string(),
             (None, _) => String::new(),
         };
-        let mut auth = AuthInfo {
+        let mut shape = AuthShape {
             flows: [flow.slug.as_str()].into_iter().collect(),
             methods: context.auth_methods.iter().map(String::as_str).collect(),
             auth_method: context.auth_method.clone().unwrap_or_default(),
-            at_ms: self.sessions.clock().now_ms(),
-            sign_on: crate::session::new_sign_on(),
             scope,
         };
+        let mut sign_on = crate::session::new_sign_on();
         if session.user.as_ref().is_some_and(|u| u.user_id == user.id) {
-            auth.flows.extend(session.auth.flows.iter());
-            auth.methods.extend(session.auth.methods.iter());
+            shape.flows.extend(session.auth.flows.iter());
+            shape.methods.extend(session.auth.methods.iter());
             // A step-up stays in the same sign-on: one logout still ends everything.
             if !session.auth.sign_on.is_empty() {
-                auth.sign_on = session.auth.sign_on.clone();
+                sign_on = session.auth.sign_on;
             }
         }
-        auth
+        AuthInfo::new(shape, self.sessions.clock().now_ms(), sign_on)
     }
 }

@@ -3,9 +3,16 @@
 //! and no password is asked here, so the response does not reveal whether an account exists.
 //! With an embedded password stage, the password is checked in the same step (a dummy hash
 //! equalises timing for unknown users) and failures are counted in the plan like the password
-//! stage does.
+//! stage does. With a `webauthn_stage`, the page also carries a WebAuthn request for any
+//! discoverable credential (`passkey_challenge`), which the browser offers in the username
+//! field (conditional mediation, "autofill"); a `passkey` response logs its owner in
+//! passwordless (`auth_method` `auth_webauthn_pwl`), as authentik.
 
+use super::authenticator_validate::ValidateStage;
 use super::password::{Check, PasswordStage};
+use super::webauthn::{
+    check_assertion, credential_field, new_challenge, passwordless_login, relying_party, request_options,
+};
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::Designation;
 use crate::config::{IdentificationDef, StageDef};
@@ -30,6 +37,9 @@ pub(super) struct IdentificationStage {
     recovery_flow: Option<String>,
     sources: Vec<crate::config::SourceButton>,
     show_source_labels: bool,
+    /// The validate stage whose WebAuthn settings the autofill uses.
+    webauthn: Option<ValidateStage>,
+    passwordless_flow: Option<String>,
 }
 
 impl IdentificationStage {
@@ -49,6 +59,11 @@ impl IdentificationStage {
             recovery_flow: c.recovery_flow.clone(),
             sources: c.source_buttons.clone(),
             show_source_labels: c.show_source_labels,
+            webauthn: c.webauthn_stage.as_ref().and_then(|w| match all.get(w) {
+                Some(StageDef::AuthenticatorValidate(d)) => Some(ValidateStage::from_config(d, all)),
+                _ => None,
+            }),
+            passwordless_flow: c.passwordless_flow.clone(),
         }
     }
 }
@@ -105,7 +120,7 @@ impl IdentificationStage {
         let link = |f: &Option<String>| f.as_deref().map(|s| json!(flow_link(s, query))).unwrap_or(Value::Null);
         m.insert("enroll_url".into(), link(&self.enrollment_flow));
         m.insert("recovery_url".into(), link(&self.recovery_flow));
-        m.insert("passwordless_url".into(), Value::Null);
+        m.insert("passwordless_url".into(), link(&self.passwordless_flow));
         m.insert("sources".into(), source_list(&self.sources, query));
         m.insert("show_source_labels".into(), json!(self.show_source_labels));
         m.insert("enable_remember_me".into(), json!(false));
@@ -129,13 +144,62 @@ impl IdentificationStage {
     }
 }
 
+impl IdentificationStage {
+    /// Adds the passkey autofill request (a fresh challenge) when a webauthn stage is set and
+    /// the host can be a relying party.
+    fn with_passkey(&self, cx: &mut StageCx<'_>, mut c: Challenge) -> Challenge {
+        if let (Some(w), Some((rp_id, _))) = (&self.webauthn, relying_party(cx)) {
+            let challenge = new_challenge(cx);
+            c.fields.insert(
+                "passkey_challenge".into(),
+                request_options(&challenge, &rp_id, &[], w.webauthn_uv()),
+            );
+        }
+        c
+    }
+
+    /// A passkey instead of an identifier: its owner is the pending user.
+    async fn submit_passkey(&self, cx: &mut StageCx<'_>, w: &ValidateStage, credential: &Value) -> StageOutcome {
+        match check_assertion(cx, credential, w.webauthn_uv(), None).await {
+            Ok((user, device)) => {
+                passwordless_login(cx, user, &device);
+                StageOutcome::Continue
+            }
+            Err(message) => {
+                cx.reputation.record(cx.client_ip, "", -1).await;
+                StageOutcome::Invalid(self.challenge(cx.designation, None, cx.query).with_error(
+                    "non_field_errors",
+                    message,
+                    "invalid",
+                ))
+            }
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Stage for IdentificationStage {
     async fn challenge(&self, cx: &mut StageCx<'_>) -> StageOutcome {
-        StageOutcome::Challenge(self.challenge(cx.designation, cx.context.pending_user_identifier.as_deref(), cx.query))
+        let c = self.challenge(cx.designation, cx.context.pending_user_identifier.as_deref(), cx.query);
+        StageOutcome::Challenge(self.with_passkey(cx, c))
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
+        match (&self.webauthn, credential_field(response, "passkey")) {
+            // A refused passkey: the page comes back without a new autofill request (the
+            // browser would otherwise offer the same passkey again at once); reloading the
+            // page asks again.
+            (Some(w), Some(credential)) => self.submit_passkey(cx, w, credential).await,
+            _ => match self.submit_identifier(cx, response).await {
+                StageOutcome::Invalid(c) => StageOutcome::Invalid(self.with_passkey(cx, c)),
+                other => other,
+            },
+        }
+    }
+}
+
+impl IdentificationStage {
+    async fn submit_identifier(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
         let designation = cx.designation;
         let query = cx.query.to_string();
         let invalid = |msg: &str, code: &str| {
@@ -167,7 +231,7 @@ impl Stage for IdentificationStage {
             tracing::debug!("identification: unknown identifier");
             cx.reputation.record(cx.client_ip, uid, -1).await;
         }
-        let pending = PendingUser {
+        let mut pending = PendingUser {
             user: found,
             identifier: uid.to_string(),
         };
@@ -176,7 +240,7 @@ impl Stage for IdentificationStage {
         }
         if let Some(pw_stage) = &self.password {
             let password = response_str(response, "password").unwrap_or("");
-            match pw_stage.check(cx, &pending, password).await {
+            match pw_stage.check(cx, &mut pending, password).await {
                 Check::Ok => {
                     cx.context.pending_user = Some(pending);
                     return StageOutcome::Continue;
@@ -186,6 +250,7 @@ impl Stage for IdentificationStage {
                 Check::Error => return StageOutcome::Deny("Login is unavailable right now.".into()),
                 Check::Limited(wait) => return StageOutcome::RateLimited(wait),
                 Check::Unavailable => return StageOutcome::Unavailable,
+                Check::DirectoryDown => return invalid(super::password::DIRECTORY_DOWN, "directory_unavailable"),
             }
         }
         cx.context.pending_user = Some(pending);

@@ -8,6 +8,7 @@ mod authenticator;
 mod authenticator_static;
 mod authenticator_totp;
 mod authenticator_validate;
+mod authenticator_webauthn;
 mod captcha;
 mod consent;
 mod deny;
@@ -22,6 +23,7 @@ mod user_delete;
 mod user_login;
 mod user_logout;
 mod user_write;
+mod webauthn;
 
 use super::services::Services;
 use super::{Challenge, FlowContext, PlanEntry};
@@ -107,6 +109,9 @@ pub struct StageCx<'a> {
     pub session_id: &'a str,
     /// `scheme://host` of the request when it may be used in links.
     pub origin: Option<&'a str>,
+    /// The WebAuthn relying party id: the cookie domain when the host lies under it, else the
+    /// host (no port); `None` when the host is not a configured one (then `origin` is `None`).
+    pub rp_id: Option<&'a str>,
     /// Policy definitions (prompt validation policies).
     pub policies: &'a BTreeMap<String, PolicyDef>,
     /// What policies see in this flow (user, client, time), for stages that evaluate some.
@@ -202,5 +207,6 @@ pub fn build(name: &str, def: &StageDef, all: &BTreeMap<String, StageDef>) -> Ar
         StageDef::AuthenticatorTotp(c) => Arc::new(authenticator_totp::TotpSetupStage::from_config(c)),
         StageDef::AuthenticatorStatic(c) => Arc::new(authenticator_static::StaticSetupStage::from_config(c)),
         StageDef::AuthenticatorValidate(c) => Arc::new(authenticator_validate::ValidateStage::from_config(c, all)),
+        StageDef::AuthenticatorWebauthn(c) => Arc::new(authenticator_webauthn::WebauthnSetupStage::from_config(c)),
     }
 }

@@ -7,25 +7,47 @@
 //! before a credential change (CRED-1).
 
 use super::{Stage, StageCx, StageOutcome};
+use crate::config::ldap_model::PasswordBackend;
 use crate::config::PasswordDef;
+use crate::flow::directories::{self, DirectoryLogin};
 use crate::flow::ratelimit::{Guess, Limited};
 use crate::flow::{response_str, Challenge, PendingUser};
+use crate::identity::directory_users::directory_of;
 use serde_json::{json, Map, Value};
 
 /// Component name.
 pub(crate) const COMPONENT: &str = "ak-stage-password";
 
+/// The message when the password was not accepted and a directory could not be asked.
+pub(crate) const DIRECTORY_DOWN: &str = "The user directory cannot be reached right now. Please try again later.";
+
 /// Checks a password.
 pub(crate) struct PasswordStage {
     failed_attempts_before_cancel: u32,
     allow_show_password: bool,
+    /// Where the password is checked, in order (`backends`).
+    backends: Vec<PasswordBackend>,
 }
 
 impl PasswordStage {
     /// Built from its definition.
     pub(crate) fn from_config(c: &PasswordDef) -> Self {
-        Self::new(c.failed_attempts_before_cancel, c.allow_show_password)
+        let mut s = Self::new(c.failed_attempts_before_cancel, c.allow_show_password);
+        s.backends = c.backends.clone();
+        s
     }
+}
+
+/// What the backends said about a password.
+enum Verdict {
+    /// Right; the user (mirrored when a directory said so).
+    Ok(Option<crate::identity::User>),
+    /// No backend accepted it.
+    Wrong,
+    /// No backend accepted it and a directory could not be asked.
+    DirectoryDown,
+    /// The user store failed.
+    Error(String),
 }
 
 /// Result of one password check.
@@ -38,6 +60,8 @@ pub(crate) enum Check {
     Limited(std::time::Duration),
     /// The shared limits cannot be reached (fail closed).
     Unavailable,
+    /// No backend accepted the password and a directory could not be reached.
+    DirectoryDown,
 }
 
 impl PasswordStage {
@@ -45,6 +69,61 @@ impl PasswordStage {
         Self {
             failed_attempts_before_cancel,
             allow_show_password,
+            backends: vec![PasswordBackend::Local],
+        }
+    }
+
+    /// Asks the backends in order until one accepts `password` (see `backends`). A directory
+    /// is asked about a user that is unknown here or was mirrored from it, never about a local
+    /// user; an empty password is never sent to a directory.
+    async fn verify(&self, cx: &StageCx<'_>, pending: &PendingUser, password: &str) -> Verdict {
+        let mut down = false;
+        let mut local_done = false;
+        for b in &self.backends {
+            match b {
+                PasswordBackend::Local => {
+                    local_done = true;
+                    let r = match &pending.user {
+                        Some(u) => cx.users.verify_password(u, password).await,
+                        None => {
+                            cx.users.hasher().verify_dummy(password.to_string()).await;
+                            Ok(false)
+                        }
+                    };
+                    match r {
+                        Ok(true) => return Verdict::Ok(None),
+                        Ok(false) => {}
+                        Err(e) => return Verdict::Error(e.to_string()),
+                    }
+                }
+                PasswordBackend::Ldap(slug) => {
+                    let name = match &pending.user {
+                        Some(u) if directory_of(u) == Some(slug.as_str()) => u.username.as_str(),
+                        Some(_) => continue,
+                        None => pending.identifier.as_str(),
+                    };
+                    let Some(dir) = cx.services.directories.get(slug) else {
+                        continue;
+                    };
+                    match directories::login(dir, cx.users, &cx.services.sessions, name, password).await {
+                        DirectoryLogin::Ok(u) => return Verdict::Ok(Some(u)),
+                        DirectoryLogin::Failed => {}
+                        DirectoryLogin::Down(_) => down = true,
+                        DirectoryLogin::StoreFailed => {
+                            return Verdict::Error("mirroring a directory user failed".into())
+                        }
+                    }
+                }
+            }
+        }
+        if !local_done && pending.user.is_none() {
+            // Unknown everywhere: cost what a local check costs.
+            cx.users.hasher().verify_dummy(password.to_string()).await;
+        }
+        if down {
+            Verdict::DirectoryDown
+        } else {
+            Verdict::Wrong
         }
     }
 
@@ -55,14 +134,16 @@ impl PasswordStage {
         m
     }
 
-    /// Verifies `password` for the pending user, counting failures in the context.
-    pub(crate) async fn check(&self, cx: &mut StageCx<'_>, pending: &PendingUser, password: &str) -> Check {
+    /// Verifies `password` for the pending user, counting failures in the context. A directory
+    /// login replaces the pending user with the mirrored one.
+    pub(crate) async fn check(&self, cx: &mut StageCx<'_>, pending: &mut PendingUser, password: &str) -> Check {
         // Rate limits come first, so a flood of guesses costs no hashing.
         let who = pending
             .user
             .as_ref()
-            .map(|u| u.username.as_str())
-            .unwrap_or(pending.identifier.as_str());
+            .map(|u| u.username.clone())
+            .unwrap_or_else(|| pending.identifier.clone());
+        let who = who.as_str();
         match cx.services.limits.check(Guess::Password, cx.client_ip, who).await {
             Ok(()) => {}
             Err(Limited::Wait(wait)) => {
@@ -72,12 +153,20 @@ impl PasswordStage {
             }
             Err(Limited::Unavailable) => return Check::Unavailable,
         }
-        let verified = match &pending.user {
-            Some(u) => cx.users.verify_password(u, password).await,
-            None => {
-                cx.users.hasher().verify_dummy(password.to_string()).await;
-                Ok(false)
+        let verified = match self.verify(cx, pending, password).await {
+            Verdict::Ok(mirrored) => {
+                if let Some(u) = mirrored {
+                    pending.identifier = u.username.clone();
+                    pending.user = Some(u);
+                }
+                Ok(true)
             }
+            Verdict::Wrong => Ok(false),
+            Verdict::DirectoryDown => {
+                tracing::warn!(user = %who, "password not accepted and a directory is unreachable");
+                return Check::DirectoryDown;
+            }
+            Verdict::Error(e) => Err(e),
         };
         match verified {
             Ok(true) => {
@@ -138,7 +227,7 @@ impl Stage for PasswordStage {
     }
 
     async fn submit(&self, cx: &mut StageCx<'_>, response: &Map<String, Value>) -> StageOutcome {
-        let pending = match subject(cx).await {
+        let mut pending = match subject(cx).await {
             Ok(p) => p,
             Err(o) => return o,
         };
@@ -149,8 +238,20 @@ impl Stage for PasswordStage {
                 "required",
             ));
         };
-        match self.check(cx, &pending, password).await {
-            Check::Ok => StageOutcome::Continue,
+        match self.check(cx, &mut pending, password).await {
+            Check::Ok => {
+                if cx.context.pending_user.is_some() {
+                    cx.context.pending_user = Some(pending);
+                }
+                StageOutcome::Continue
+            }
+            Check::DirectoryDown => {
+                StageOutcome::Invalid(Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
+                    "password",
+                    DIRECTORY_DOWN,
+                    "directory_unavailable",
+                ))
+            }
             Check::Wrong => StageOutcome::Invalid(Challenge::new(COMPONENT, self.challenge_fields(), true).with_error(
                 "password",
                 "Invalid password",

@@ -79,13 +79,16 @@ impl UserLoginStage {
     }
 }
 
-/// Whether the user has a TOTP device or unused recovery codes.
+/// Whether the user has a TOTP device, a passkey or unused recovery codes.
 async fn has_second_factor(cx: &StageCx<'_>, user: &User) -> Result<bool, StageOutcome> {
     let fail = |e: crate::identity::StoreError| {
         tracing::error!(error = %e, "device lookup failed during login");
         StageOutcome::Deny("Login is unavailable right now.".into())
     };
     if !cx.users.totp_devices(user.id).await.map_err(fail)?.is_empty() {
+        return Ok(true);
+    }
+    if !cx.users.passkeys(user.id).await.map_err(fail)?.is_empty() {
         return Ok(true);
     }
     Ok(cx.users.static_code_count(user.id).await.map_err(fail)? > 0)

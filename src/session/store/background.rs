@@ -16,6 +16,7 @@ impl SessionStore {
         let Some(d) = self.durable.clone() else { return };
         let mut closed = d.closed.subscribe();
         let clock = self.clock.clone();
+        let (table, interned) = (self.cache.clone(), self.interned.clone());
         let weak = Arc::downgrade(&d);
         drop(d);
         tokio::spawn(async move {
@@ -47,6 +48,12 @@ impl SessionStore {
                         }
                         ticks += 1;
                         if ticks.is_multiple_of(purge_every) {
+                            // Expired sessions leave the table (they are refused anyway), and
+                            // identities and shapes no session uses any more are forgotten.
+                            let now = clock.now_ms();
+                            table.remove_where(|s| s.expired(now));
+                            interned.identities.prune();
+                            interned.shapes.prune();
                             match d.backend.purge(clock.now_ms()).await {
                                 Ok(n) if n > 0 => tracing::debug!(purged = n, "expired sessions and links purged"),
                                 Ok(_) => {}
@@ -88,8 +95,7 @@ impl SessionStore {
         match sig {
             Signal::Event(Event::Session(k)) => {
                 if let Some(k) = key_from_hex(&k) {
-                    self.cache.invalidate(&k);
-                    self.pending.invalidate(&k);
+                    self.forget(&k);
                 }
             }
             Signal::Event(Event::User(id)) => d.users.invalidate(&id),
@@ -98,7 +104,7 @@ impl SessionStore {
                 self.forget_user(id, None);
             }
             Signal::Reconnected => {
-                self.cache.invalidate_all();
+                self.cache.clear();
                 d.users.invalidate_all();
                 if d.shared {
                     self.pending.invalidate_all();
@@ -113,16 +119,18 @@ impl SessionStore {
             pending: self.pending.clone(),
             clock: self.clock.clone(),
             durable: self.durable.as_ref().map(Arc::downgrade),
+            interned: self.interned.clone(),
         }
     }
 }
 
 /// A handle that does not keep the store alive (for its background tasks).
 pub(super) struct WeakStore {
-    cache: moka::sync::Cache<Key, Arc<Session>>,
+    cache: table::Table,
     pending: moka::sync::Cache<Key, Arc<Session>>,
     clock: SharedClock,
     durable: Option<std::sync::Weak<Durable>>,
+    interned: Arc<Interned>,
 }
 
 impl WeakStore {
@@ -136,6 +144,7 @@ impl WeakStore {
             pending: self.pending.clone(),
             clock: self.clock.clone(),
             durable,
+            interned: self.interned.clone(),
         })
     }
 }

@@ -29,8 +29,7 @@ impl SessionStore {
     /// with a local store it is deleted there in the next batch and never read back.
     pub fn remove(&self, id: &str) {
         let key = key_bytes(id);
-        self.cache.invalidate(&key);
-        self.pending.invalidate(&key);
+        self.forget(&key);
         self.bury(&key);
     }
 
@@ -44,8 +43,7 @@ impl SessionStore {
 
     /// Ends a session everywhere: caches, store, and (shared store) every replica's cache.
     pub async fn end(&self, s: &Session) {
-        self.cache.invalidate(&s.key);
-        self.pending.invalidate(&s.key);
+        self.forget(&s.key());
         let Some(d) = &self.durable else { return };
         if let Err(e) = d.backend.delete(&s.store_key()).await {
             self.note_err(&e);
@@ -70,20 +68,14 @@ impl SessionStore {
             return ended;
         };
         let same = |auth: &AuthInfo| auth.sign_on == s.auth.sign_on;
-        let cached: Vec<(Key, String)> = self
-            .cache
-            .iter()
-            .filter(|(k, c)| {
-                **k != s.key && c.user.as_ref().is_some_and(|u| u.user_id == user.user_id) && same(&c.auth)
-            })
-            .map(|(k, c)| (*k, c.auth.scope.clone()))
-            .collect();
+        let cached = self.cache.remove_where(|c| {
+            c.id != s.id && c.user.as_ref().is_some_and(|u| u.user_id == user.user_id) && same(&c.auth)
+        });
         let mut done: BTreeSet<Key> = BTreeSet::new();
-        for (k, scope) in cached {
-            self.cache.invalidate(&k);
+        for (k, c) in cached {
             self.bury(&k);
             done.insert(k);
-            ended.note(&scope);
+            ended.note(&c.auth.scope);
         }
         let Some(d) = &self.durable else { return ended };
         let listed = match d.backend.list(Some(user.user_id)).await {
@@ -107,7 +99,7 @@ impl SessionStore {
                 continue;
             }
             if let Some(k) = key_from_hex(&hex_key) {
-                self.cache.invalidate(&k);
+                self.cache.remove(&k);
                 if !done.insert(k) {
                     continue;
                 }
@@ -130,7 +122,7 @@ impl SessionStore {
             return Ok(false);
         };
         let now = self.clock.now_ms();
-        let cached = self.cache.get(&key);
+        let cached = self.cache.get_by_key(&key);
         let Some(d) = &self.durable else {
             return Ok(cached.is_some_and(|s| !s.expired(now)));
         };
@@ -157,14 +149,10 @@ impl SessionStore {
 
     /// Drops every cached session of `user_id` except `keep` (a key); returns how many.
     pub(super) fn forget_user(&self, user_id: i64, keep: Option<&Key>) -> usize {
-        let doomed: Vec<Key> = self
+        let doomed = self
             .cache
-            .iter()
-            .filter(|(k, s)| s.user.as_ref().is_some_and(|u| u.user_id == user_id) && Some(k.as_ref()) != keep)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in &doomed {
-            self.cache.invalidate(k);
+            .remove_where(|s| s.user.as_ref().is_some_and(|u| u.user_id == user_id) && Some(&s.key()) != keep);
+        for (k, _) in &doomed {
             self.bury(k);
         }
         doomed.len()

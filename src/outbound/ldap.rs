@@ -1,0 +1,320 @@
+//! Password checks against a directory (`sources:` of `type: ldap`) with `ldap3` over rustls:
+//! connect (LDAPS, or StartTLS before anything else is sent, with the configured CA), bind as
+//! the service account, find the user by `(&user_object_filter(username_attribute=NAME))` with
+//! NAME escaped per RFC 4515 (so `*)(uid=*` is a literal that matches nobody), read the groups
+//! (`memberOf` on the user, or a group search by member DN, also escaped), then bind as the
+//! user's DN with the password.
+//!
+//! Safety rules: an empty password is refused before any connection (an LDAP "unauthenticated
+//! bind" with a DN and no password succeeds on many servers); exactly one entry must match;
+//! any failure to reach or use the directory is [`DirectoryError`], which callers turn into a
+//! clear login error, never into a login. Active Directory's `userAccountControl` disabled bit
+//! is honoured; elsewhere an operator excludes disabled accounts in `user_object_filter`.
+
+use crate::config::ldap_model::{LdapSourceDef, LdapTls, MEMBER_OF_ATTRIBUTE};
+use ldap3::{ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use std::sync::Arc;
+
+/// LDAP result code of a failed bind (invalidCredentials).
+const INVALID_CREDENTIALS: u32 = 49;
+/// Active Directory's ACCOUNTDISABLE bit of `userAccountControl`.
+const AD_ACCOUNT_DISABLE: u64 = 0x2;
+/// Most groups read for one user.
+const MAX_GROUPS: usize = 1000;
+
+/// A user as the directory describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// The entry's DN.
+    pub dn: String,
+    /// Login name (`username_attribute`), as stored in the directory.
+    pub username: String,
+    /// Email (may be empty).
+    pub email: String,
+    /// Display name (may be empty).
+    pub name: String,
+    /// Group names.
+    pub groups: Vec<String>,
+}
+
+/// What a password check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Authenticated {
+    /// The password is right; the user as the directory has it now.
+    Yes(DirectoryUser),
+    /// Wrong or empty password.
+    WrongPassword,
+    /// No entry (or more than one) matches the name.
+    NoSuchUser,
+    /// The account is disabled in the directory.
+    Disabled,
+}
+
+/// The directory could not be used (down, TLS, service account refused, timeout).
+#[derive(Debug, thiserror::Error)]
+#[error("directory {source_name:?} unavailable: {reason}")]
+pub struct DirectoryError {
+    /// The source's key.
+    pub source_name: String,
+    /// What failed (no secrets).
+    pub reason: String,
+}
+
+/// A directory source, ready to connect.
+#[derive(Clone)]
+pub struct Directory {
+    def: Arc<LdapSourceDef>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Directory({})", self.def.slug)
+    }
+}
+
+fn first(e: &SearchEntry, attr: &str) -> String {
+    e.attrs
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(attr))
+        .and_then(|(_, v)| v.first().cloned())
+        .unwrap_or_default()
+}
+
+fn all<'a>(e: &'a SearchEntry, attr: &'a str) -> impl Iterator<Item = &'a String> + 'a {
+    e.attrs
+        .iter()
+        .filter(move |(k, _)| k.eq_ignore_ascii_case(attr))
+        .flat_map(|(_, v)| v.iter())
+}
+
+/// The value of a DN's first RDN (`cn=staff,ou=groups,…` → `staff`), unescaped for the common
+/// `\,` `\+` and hex forms.
+pub fn first_rdn_value(dn: &str) -> Option<String> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut chars = dn.split_once('=')?.1.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let a = chars.next()?;
+                if a.is_ascii_hexdigit() && chars.peek().is_some_and(|b| b.is_ascii_hexdigit()) {
+                    let b = chars.next()?;
+                    out.push(u8::from_str_radix(&format!("{a}{b}"), 16).ok()?);
+                } else {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(a.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+            ',' | '+' => break,
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    let v = String::from_utf8_lossy(&out).trim().to_string();
+    (!v.is_empty()).then_some(v)
+}
+
+fn construct(re: ldap3::ResultEntry) -> Option<SearchEntry> {
+    // `SearchEntry::construct` panics on BER it cannot parse: a broken or hostile server must
+    // fail the login, not the worker.
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(re))).ok()
+}
+
+// === impl Directory ===
+
+impl Directory {
+    /// The directory of `def`; the TLS settings are built here (once).
+    pub fn new(def: Arc<LdapSourceDef>) -> Result<Self, String> {
+        let tls = match def.tls {
+            LdapTls::PlainLoopback => None,
+            LdapTls::Ldaps | LdapTls::StartTls => {
+                let mut roots = rustls::RootCertStore::empty();
+                match &def.ca_pem {
+                    Some(pem) => {
+                        for cert in rustls_pemfile::certs(&mut pem.as_bytes()) {
+                            let cert = cert.map_err(|e| format!("CA file: {e}"))?;
+                            roots.add(cert).map_err(|e| format!("CA file: {e}"))?;
+                        }
+                    }
+                    None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+                }
+                let cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                Some(Arc::new(cfg))
+            }
+        };
+        Ok(Self { def, tls })
+    }
+
+    /// The source's settings.
+    pub fn def(&self) -> &LdapSourceDef {
+        &self.def
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> DirectoryError {
+        DirectoryError {
+            source_name: self.def.slug.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    async fn connect(&self) -> Result<Ldap, DirectoryError> {
+        let mut s = LdapConnSettings::new().set_conn_timeout(self.def.timeout);
+        if let Some(cfg) = &self.tls {
+            s = s.set_config(cfg.clone());
+        }
+        if self.def.tls == LdapTls::StartTls {
+            s = s.set_starttls(true);
+        }
+        let (conn, ldap) =
+            tokio::time::timeout(self.def.timeout, LdapConnAsync::with_settings(s, &self.def.server_uri))
+                .await
+                .map_err(|_| self.unavailable("connect timed out"))?
+                .map_err(|e| self.unavailable(format!("connect: {e}")))?;
+        ldap3::drive!(conn);
+        Ok(ldap)
+    }
+
+    /// Checks `password` for the user named `username` (see the module doc).
+    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Authenticated, DirectoryError> {
+        if password.is_empty() {
+            return Ok(Authenticated::WrongPassword);
+        }
+        if username.is_empty() {
+            return Ok(Authenticated::NoSuchUser);
+        }
+        let mut ldap = self.connect().await?;
+        let r = self.authenticate_on(&mut ldap, username, password).await;
+        let _ = tokio::time::timeout(self.def.timeout, ldap.unbind()).await;
+        r
+    }
+
+    async fn authenticate_on(
+        &self,
+        ldap: &mut Ldap,
+        username: &str,
+        password: &str,
+    ) -> Result<Authenticated, DirectoryError> {
+        let d = &self.def;
+        let t = d.timeout;
+        ldap.with_timeout(t)
+            .simple_bind(&d.bind_cn, d.bind_password.expose())
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| self.unavailable(format!("service account bind: {e}")))?;
+        let filter = format!(
+            "(&{}({}={}))",
+            d.user_object_filter,
+            d.username_attribute,
+            ldap_escape(username)
+        );
+        let attrs = vec![
+            d.username_attribute.as_str(),
+            d.email_attribute.as_str(),
+            d.name_attribute.as_str(),
+            MEMBER_OF_ATTRIBUTE,
+            "userAccountControl",
+        ];
+        let (entries, _) = ldap
+            .with_timeout(t)
+            .search(&d.user_base, Scope::Subtree, &filter, attrs)
+            .await
+            .and_then(|r| r.success())
+            .map_err(|e| self.unavailable(format!("user search: {e}")))?;
+        let mut entries: Vec<SearchEntry> = entries.into_iter().filter_map(construct).collect();
+        if entries.len() != 1 {
+            if entries.len() > 1 {
+                tracing::warn!(source = %d.slug, matches = entries.len(), "more than one directory entry matches a login name; refused");
+            }
+            return Ok(Authenticated::NoSuchUser);
+        }
+        let entry = entries.remove(0);
+        let found_name = first(&entry, &d.username_attribute);
+        // The server matched by its own rules; the login name must be the entry's own.
+        if !found_name.eq_ignore_ascii_case(username) {
+            return Ok(Authenticated::NoSuchUser);
+        }
+        if first(&entry, "userAccountControl")
+            .parse::<u64>()
+            .is_ok_and(|v| v & AD_ACCOUNT_DISABLE != 0)
+        {
+            return Ok(Authenticated::Disabled);
+        }
+        let mut groups: Vec<String> = if d.lookup_groups_from_user {
+            all(&entry, MEMBER_OF_ATTRIBUTE)
+                .filter_map(|dn| first_rdn_value(dn))
+                .collect()
+        } else {
+            let filter = format!(
+                "(&{}({}={}))",
+                d.group_object_filter,
+                d.group_membership_field,
+                ldap_escape(entry.dn.as_str())
+            );
+            let (gs, _) = ldap
+                .with_timeout(t)
+                .search(
+                    &d.group_base,
+                    Scope::Subtree,
+                    &filter,
+                    vec![d.group_name_attribute.as_str()],
+                )
+                .await
+                .and_then(|r| r.success())
+                .map_err(|e| self.unavailable(format!("group search: {e}")))?;
+            gs.into_iter()
+                .filter_map(construct)
+                .map(|g| first(&g, &d.group_name_attribute))
+                .filter(|g| !g.is_empty())
+                .collect()
+        };
+        groups.sort();
+        groups.dedup();
+        groups.truncate(MAX_GROUPS);
+        match ldap.with_timeout(t).simple_bind(&entry.dn, password).await {
+            Ok(r) if r.rc == 0 => {}
+            Ok(r) if r.rc == INVALID_CREDENTIALS => return Ok(Authenticated::WrongPassword),
+            Ok(r) => return Err(self.unavailable(format!("user bind: result code {}", r.rc))),
+            Err(e) => return Err(self.unavailable(format!("user bind: {e}"))),
+        }
+        Ok(Authenticated::Yes(DirectoryUser {
+            username: found_name,
+            email: first(&entry, &d.email_attribute),
+            name: first(&entry, &d.name_attribute),
+            dn: entry.dn,
+            groups,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_rdn_value;
+
+    #[test]
+    fn group_names_from_dns() {
+        assert_eq!(
+            first_rdn_value("cn=staff,ou=groups,dc=example").as_deref(),
+            Some("staff")
+        );
+        assert_eq!(
+            first_rdn_value("CN=Domain Users,CN=Users,DC=corp").as_deref(),
+            Some("Domain Users")
+        );
+        assert_eq!(first_rdn_value("cn=a\\,b,ou=g").as_deref(), Some("a,b"));
+        assert_eq!(first_rdn_value("cn=caf\\c3\\a9,ou=g").as_deref(), Some("café"));
+        assert_eq!(first_rdn_value("nonsense"), None);
+        assert_eq!(first_rdn_value("cn=,ou=g"), None);
+    }
+
+    #[test]
+    fn escaping_keeps_filters_literal() {
+        assert_eq!(ldap3::ldap_escape("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
+        assert_eq!(ldap3::ldap_escape("a\\b\0"), "a\\5cb\\00");
+    }
+}
