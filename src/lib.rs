@@ -399,6 +399,7 @@ fn build_state(config: &Config, shared: &Shared) -> Result<proxy::ProxyState, Ga
         limits: shared.limits_for(&config.rate_limits),
         reserved_usernames: identity::names::ReservedNames::new(&config.identity.reserved_usernames),
         telemetry: shared.telemetry.clone(),
+        sources: Arc::new(identity::sources::clients(&config.sources)),
         directories: Arc::new(
             flow::directories::Directories::from_config(&config.directories).map_err(GatewayError::Directory)?,
         ),

@@ -17,6 +17,11 @@ pub struct Router {
 }
 
 impl Router {
+    /// Whether some app serves every host (an app without `hosts`).
+    pub fn serves_any_host(&self) -> bool {
+        self.apps.iter().any(|a| a.hosts.is_empty())
+    }
+
     /// Builds the router; apps are tried most specific first.
     pub fn new(apps: &[App]) -> Self {
         let mut apps: Vec<Arc<App>> = apps.iter().cloned().map(Arc::new).collect();

@@ -661,5 +661,55 @@ async fn single_sign_on_and_single_logout_across_hosts_in_chromium() {
     gw.stop().await;
 }
 
+/// Issue 16: a login through an OpenID Connect source in Chromium, against npm's
+/// oidc-provider: the source's button on flowgate's login page, the provider's login form, the
+/// callback, the source's enrollment flow, and the app behind flowgate receives the user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_through_an_openid_provider_in_chromium() {
+    use crate::common::oidc::NodeProvider;
+    use crate::oauth_sources::{gateway_at, wall_clock_ms, SOURCE_FLOWS};
+    require_browser();
+    let shots = screenshot_dir();
+    let port = unused_port();
+    let well_known = format!("http://127.0.0.1:{port}/.well-known/openid-configuration");
+    let gw = gateway_at(
+        &well_known,
+        "identifier",
+        "openidconnect",
+        SOURCE_FLOWS,
+        wall_clock_ms(),
+    )
+    .await;
+    let user = json!({ "sub": "idp-7", "preferred_username": "erin", "email": "erin@idp.example", "email_verified": true, "name": "Erin" });
+    let _idp = NodeProvider::start(
+        port,
+        "k1",
+        &gw.url("/.flowgate/source/oauth/callback/corp/"),
+        &user,
+        "erin's pw",
+    );
+    let driver = ChromeDriver::start().await;
+    let b = driver.session().await;
+    b.goto(&gw.url("/private/board")).await;
+    let link = b.find("a.source").await;
+    assert!(b.text(&link).await.contains("Log in with Corp SSO"));
+    b.check_page("login page with a source").await;
+    b.screenshot(&shots, "login-with-source.png").await;
+    b.cmd(reqwest::Method::POST, &format!("/element/{link}/click"), None)
+        .await;
+    b.find("input#login").await;
+    b.fill("input#login", "erin").await;
+    b.fill("input#password", "erin's pw").await;
+    b.submit().await;
+    b.expect_upstream(&gw).await;
+    assert_eq!(b.current_url().await, gw.url("/private/board"));
+    let seen = gw.upstream.last();
+    assert_eq!(seen.header("x-forwarded-user"), Some("erin"));
+    assert_eq!(seen.header("x-forwarded-email"), Some("erin@idp.example"));
+    b.quit().await;
+    drop(driver);
+    gw.stop().await;
+}
+
 #[path = "passkeys_browser.rs"]
 mod passkeys_browser;

@@ -39,6 +39,7 @@ mod layers;
 mod ldap;
 mod login;
 mod mailed_links;
+mod oauth_sources;
 mod operations;
 mod outbound;
 mod passkey_store;

@@ -336,6 +336,51 @@ async fn invitations_and_consents(backend: Backend) {
     s.close().await;
 }
 
+/// The user-source connections (OAuth sources): one user per (source, subject), never moved
+/// to another user, gone with the user.
+async fn source_connections(backend: Backend) {
+    let fresh = Fresh::new(backend).await;
+    let s = fresh.open().await;
+    let a = s
+        .create_user(new_user("a", "a@example.test", None, &[]))
+        .await
+        .unwrap()
+        .id;
+    let b = s
+        .create_user(new_user("b", "b@example.test", None, &[]))
+        .await
+        .unwrap()
+        .id;
+    assert_eq!(s.source_user("corp", "sub-1").await.unwrap(), None);
+    s.link_source("corp", "sub-1", a, 1_000).await.unwrap();
+    s.link_source("corp", "sub-1", a, 2_000).await.unwrap();
+    assert_eq!(s.source_user("corp", "sub-1").await.unwrap().map(|u| u.id), Some(a));
+    assert!(
+        matches!(
+            s.link_source("corp", "sub-1", b, 3_000).await,
+            Err(StoreError::Duplicate { .. })
+        ),
+        "{backend:?}: a subject is never moved to another user"
+    );
+    s.link_source("hub", "sub-1", b, 3_000).await.unwrap();
+    s.link_source("corp", "sub-2", b, 3_000).await.unwrap();
+    let links: Vec<(String, String)> = s
+        .source_connections_of(b)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.source, c.identifier))
+        .collect();
+    assert_eq!(links, [("corp".into(), "sub-2".into()), ("hub".into(), "sub-1".into())]);
+    assert!(s.delete_user_by_id(b).await.unwrap());
+    assert_eq!(
+        s.source_user("hub", "sub-1").await.unwrap(),
+        None,
+        "{backend:?}: gone with the user"
+    );
+    s.close().await;
+}
+
 async fn app_passwords(backend: Backend) {
     let fresh = Fresh::new(backend).await;
     let s = fresh.open().await;
@@ -395,6 +440,7 @@ async fn identity_operations_sqlite() {
     seeding_and_rehash(Backend::Sqlite).await;
     second_factors(Backend::Sqlite).await;
     invitations_and_consents(Backend::Sqlite).await;
+    source_connections(Backend::Sqlite).await;
     app_passwords(Backend::Sqlite).await;
 }
 
@@ -404,6 +450,7 @@ async fn identity_operations_postgres() {
     seeding_and_rehash(Backend::Postgres).await;
     second_factors(Backend::Postgres).await;
     invitations_and_consents(Backend::Postgres).await;
+    source_connections(Backend::Postgres).await;
     app_passwords(Backend::Postgres).await;
 }
 

@@ -214,6 +214,14 @@ impl Writer<'_> {
             Attr::PolicyRefs => key_list(v, "policy", Value::as_str),
             Attr::Prompts => key_list(v, &format!("prompt-{stage}"), field_key),
             Attr::EmailTemplate => Y::String(format!("email/{}.html", v.as_str().unwrap_or("password_reset"))),
+            Attr::SourceRefs => Y::Sequence(
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(|slug| find(super::models::OAUTH_SOURCE_MODEL, "slug", slug))
+                    .collect(),
+            ),
         })
     }
 

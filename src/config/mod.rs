@@ -18,7 +18,9 @@ mod policy_model;
 mod presets;
 pub mod raw;
 pub mod raw_clients;
+pub mod raw_sources;
 pub mod schema;
+mod source_model;
 mod stage_model;
 mod validate;
 pub mod values;
@@ -26,6 +28,7 @@ pub mod values;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::*;
 pub use presets::{preset, PRESET_NAMES};
+pub use source_model::*;
 
 use std::path::{Path, PathBuf};
 

@@ -81,6 +81,8 @@ pub struct Config {
     pub stages: BTreeMap<String, StageDef>,
     /// Policies by name.
     pub policies: BTreeMap<String, PolicyDef>,
+    /// External identity sources by key (`sources:`).
+    pub sources: BTreeMap<String, super::SourceDef>,
     /// Request size limits.
     pub limits: Limits,
     /// Mail transport, when any email stage is configured.

@@ -41,7 +41,8 @@ pub struct RawFile {
     pub portal: Option<RawPortal>,
     pub admin: Option<RawAdmin>,
     pub events: Option<RawEvents>,
-    /// `sources:` (external identity; `type: ldap` in `raw_clients.rs`).
+    /// `sources:` (external identity; `type: ldap` in `raw_clients.rs`, `type: oauth` in
+    /// `raw_sources.rs`).
     #[serde(default)]
     pub sources: BTreeMap<String, super::raw_clients::RawSource>,
 }
@@ -306,6 +307,10 @@ pub enum RawStage {
         password_stage: Option<String>,
         enrollment_flow: Option<String>,
         recovery_flow: Option<String>,
+        /// Sources shown as login buttons.
+        #[serde(default)]
+        sources: Vec<String>,
+        show_source_labels: Option<bool>,
         webauthn_stage: Option<String>,
         passwordless_flow: Option<String>,
     },

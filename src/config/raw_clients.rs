@@ -33,6 +33,8 @@ pub struct RawJwt {
 pub enum RawSource {
     /// A directory (OpenLDAP, Active Directory): passwords checked by a bind.
     Ldap(RawLdapSource),
+    /// OAuth 2 / OpenID Connect login through an upstream provider (`raw_sources.rs`).
+    Oauth(super::raw_sources::RawOAuthSource),
 }
 
 /// `type: ldap` (authentik's `authentik_sources_ldap.ldapsource` field names where it has them).

@@ -97,10 +97,27 @@ pub struct IdentificationDef {
     pub enrollment_flow: Option<String>,
     /// Flow linked as "Forgot password?".
     pub recovery_flow: Option<String>,
+    /// Sources offered as login buttons (keys of `sources:`).
+    pub sources: Vec<String>,
+    /// Show the sources' names next to their icons.
+    pub show_source_labels: bool,
+    /// The enabled ones of `sources`, resolved against `sources:` (filled by validation).
+    pub source_buttons: Vec<SourceButton>,
     /// An `authenticator_validate` stage whose WebAuthn settings drive passkey autofill.
     pub webauthn_stage: Option<String>,
     /// Flow linked as "Use a passkey".
     pub passwordless_flow: Option<String>,
+}
+
+/// A source as the identification stage shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceButton {
+    /// Source key.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
+    /// Icon.
+    pub icon_url: Option<String>,
 }
 
 /// `password` settings.

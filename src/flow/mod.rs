@@ -174,6 +174,10 @@ pub struct FlowContext {
     pub redirect: Option<String>,
     /// Other keys.
     pub extra: Map<String, Value>,
+    /// A login through a source started from this session, until its callback (server-side
+    /// only, never shown to expressions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_login: Option<crate::identity::sources::PendingLogin>,
 }
 
 /// An unfinished flow, kept server-side in the session (never in the cookie), and in the

@@ -226,6 +226,8 @@ pub struct Services {
     pub reserved_usernames: crate::identity::names::ReservedNames,
     /// Metrics and audit events.
     pub telemetry: crate::telemetry::Telemetry,
+    /// The OAuth sources' clients by key (`sources:`), built once per config.
+    pub sources: Arc<std::collections::BTreeMap<String, Arc<crate::identity::sources::OAuthClient>>>,
     /// Directory sources the password checks may use (`sources:` of `type: ldap`).
     pub directories: Arc<super::directories::Directories>,
 }

@@ -9,6 +9,7 @@ mod pages;
 pub mod respond;
 mod routes;
 mod sign_on;
+mod source;
 
 pub use pages::Pages;
 pub use routes::Ui;

@@ -194,6 +194,15 @@ pub enum Refusal {
     /// being proxied meanwhile.
     #[error("Logging in is unavailable right now. Please try again in a moment.")]
     UserStoreDown,
+    /// A login through an identity provider (source) failed: the status and the message
+    /// (the reason is logged where it was decided).
+    #[error("{message}")]
+    SourceLogin {
+        /// 400 (bad callback), 403 (refused), 502 (provider unreachable or broken).
+        status: u16,
+        /// Shown to the user.
+        message: String,
+    },
 }
 
 /// `Retry-After` of a 503 for an unreachable user database, in seconds.
@@ -220,6 +229,7 @@ impl Refusal {
             Self::UnsupportedType => 415,
             Self::RateLimited { .. } => 429,
             Self::UserStoreDown => 503,
+            Self::SourceLogin { status, .. } => *status,
         }
     }
 
@@ -248,6 +258,7 @@ impl Refusal {
             | Self::FormExpired => "Request refused",
             Self::RateLimited { title, .. } => title,
             Self::UserStoreDown => "Service unavailable",
+            Self::SourceLogin { .. } => "Login failed",
         }
     }
 

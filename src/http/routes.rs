@@ -126,7 +126,7 @@ impl Ui {
 
     /// The cookie domain for a response to `req`: `session.cookie_domain` when the request's
     /// host lies under it, else none (a host-only cookie).
-    fn cookie_domain_for(&self, req: &HttpRequest) -> Option<&str> {
+    pub(super) fn cookie_domain_for(&self, req: &HttpRequest) -> Option<&str> {
         let d = self.cookie_domain.as_deref()?;
         let host = req.header("host")?;
         crate::config::host_within(crate::routing::strip_port(host), d).then_some(d)
@@ -203,6 +203,7 @@ impl Ui {
             ["flows", "-", "default", designation, ""] => self.default_flow(req, designation).await,
             ["flows", "-", "cancel", ""] => self.cancel(req).await,
             ["sso", step] => self.sign_on(req, step).await,
+            ["source", "oauth", step, slug, ""] => self.source_oauth(req, step, slug).await,
             _ => self.refuse(Mode::Html, Refusal::NotFound),
         }
     }

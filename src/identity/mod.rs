@@ -14,6 +14,7 @@ pub mod passkeys;
 mod passwords;
 pub mod records;
 pub mod seed;
+pub mod sources;
 mod store;
 mod store_keys;
 mod user;

@@ -94,6 +94,7 @@ async fn migrate(conn: &mut Exec<'_>, dialect: Dialect) -> Result<(), StoreError
     super::store_keys::migrate_identity_keys(conn, dialect).await?;
     run_ddl(conn, dialect, super::mfa::SCHEMA).await?;
     run_ddl(conn, dialect, super::records::SCHEMA).await?;
+    run_ddl(conn, dialect, super::sources::CONNECTIONS_SCHEMA).await?;
     run_ddl(conn, dialect, super::app_passwords::SCHEMA).await?;
     run_ddl(conn, dialect, super::passkeys::SCHEMA).await?;
     Ok(())

@@ -53,6 +53,39 @@ pub async fn post_form(
     deadline(timeout, exchange(url, req, max_bytes)).await
 }
 
+/// A request with headers of the caller's (an `Authorization`, an `Accept`) and an optional
+/// form body: `GET` without a form, `POST` with one. Same deadline and body bound as [`get`].
+pub async fn call(
+    url: &HttpUrl,
+    headers: &[(&str, &str)],
+    form: Option<&[(&str, &str)]>,
+    timeout: Duration,
+    max_bytes: usize,
+) -> Result<(u16, Bytes), String> {
+    let method = if form.is_some() {
+        http::Method::POST
+    } else {
+        http::Method::GET
+    };
+    let mut b = request(url, method, "");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let body = match form {
+        Some(f) => {
+            b = b.header("content-type", "application/x-www-form-urlencoded");
+            Bytes::from(
+                form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(f.iter())
+                    .finish(),
+            )
+        }
+        None => Bytes::new(),
+    };
+    let req = b.body(Full::new(body)).map_err(|e| e.to_string())?;
+    deadline(timeout, exchange(url, req, max_bytes)).await
+}
+
 fn request(url: &HttpUrl, method: http::Method, path_suffix: &str) -> http::request::Builder {
     http::Request::builder()
         .method(method)

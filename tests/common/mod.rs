@@ -4,6 +4,7 @@
 
 pub mod ldap;
 pub mod log_buf;
+pub mod oidc;
 pub mod postgres;
 pub mod redis;
 pub mod siteverify;

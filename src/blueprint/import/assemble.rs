@@ -95,6 +95,17 @@ impl Importer {
                     )
                 }
             }
+            Attr::SourceRefs => {
+                let mut out = Vec::new();
+                for item in v.as_array().cloned().unwrap_or_default() {
+                    match self.ref_name(&item, |k| k == ObjKind::Source) {
+                        Ok(Some(n)) => out.push(Value::String(n)),
+                        Ok(None) => {}
+                        Err(e) => self.note(&o.at, &o.model, format!("{ak}: {e}; left out")),
+                    }
+                }
+                Some(Value::Array(out))
+            }
             Attr::DeviceClasses => {
                 let mut out = Vec::new();
                 for c in v.as_array().cloned().unwrap_or_default() {
@@ -285,6 +296,7 @@ impl Importer {
         let mut policies = Map::new();
         let mut groups = Vec::new();
         let mut users = Vec::new();
+        let mut sources = Map::new();
         for i in 0..self.objs.len() {
             let o = self.objs[i].clone();
             match o.kind {
@@ -446,6 +458,11 @@ impl Importer {
                         );
                     }
                 }
+                ObjKind::Source => {
+                    if let Some(v) = self.source_native(&o) {
+                        sources.insert(o.key.clone(), v);
+                    }
+                }
                 ObjKind::Prompt | ObjKind::Unsupported => {}
             }
         }
@@ -456,8 +473,12 @@ impl Importer {
             policies.insert(k, v);
         }
         let seed = (!groups.is_empty() || !users.is_empty()).then(|| json!({ "groups": groups, "users": users }));
+        let mut doc = json!({ "flows": flows, "stages": stages, "policies": policies });
+        if !sources.is_empty() {
+            doc["sources"] = Value::Object(sources);
+        }
         Ok(Imported {
-            doc: json!({ "flows": flows, "stages": stages, "policies": policies }),
+            doc,
             seed,
             unsupported: self.unsupported,
         })

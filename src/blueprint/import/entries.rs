@@ -149,6 +149,8 @@ impl Importer {
             ObjKind::Group
         } else if model == "authentik_core.user" {
             ObjKind::User
+        } else if model == models::OAUTH_SOURCE_MODEL {
+            ObjKind::Source
         } else if let Some(k) = models::stage_by_model(&model) {
             ObjKind::Stage(k)
         } else if let Some(k) = models::policy_by_model(&model) {
@@ -195,7 +197,7 @@ impl Importer {
             }
         }
         let key_field = match kind {
-            ObjKind::Flow => "slug",
+            ObjKind::Flow | ObjKind::Source => "slug",
             ObjKind::User => "username",
             ObjKind::Binding | ObjKind::PolicyBinding => "",
             _ => "name",

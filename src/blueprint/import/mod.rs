@@ -15,6 +15,7 @@ use std::path::Path;
 mod assemble;
 mod entries;
 mod lookup;
+mod sources;
 
 /// Prefix of reference tokens (never valid in real data).
 const REF: &str = "\u{1}ref:";
@@ -65,7 +66,8 @@ pub struct ImportError {
 /// What an import produced.
 #[derive(Debug, Clone, Default)]
 pub struct Imported {
-    /// Native config: `{flows: [...], stages: {...}, policies: {...}}`.
+    /// Native config: `{flows: [...], stages: {...}, policies: {...}}`, plus `sources: {...}`
+    /// when the files had OAuth sources.
     pub doc: Value,
     /// Users and groups in the seed file format (`{groups, users}`), when the files had any.
     pub seed: Option<Value>,
@@ -83,6 +85,8 @@ enum ObjKind {
     PolicyBinding,
     Group,
     User,
+    /// An OAuth source (`sources.rs`).
+    Source,
     /// A model flowgate does not import; kept so references to it can be reported.
     Unsupported,
 }

@@ -38,6 +38,8 @@ pub enum Attr {
     EmailTemplate,
     /// Authenticator device classes (unsupported classes are reported and left out).
     DeviceClasses,
+    /// A list of source references (identification's `sources`), by slug.
+    SourceRefs,
 }
 
 /// One convertible attribute: flowgate key, authentik key, conversion.
@@ -117,7 +119,14 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
         "authentik_blueprints.metaapplyblueprint",
         "blueprint dependencies: import the other file too",
     ),
-    ("authentik_sources_", "federation sources are not implemented"),
+    (
+        "authentik_sources_oauth.",
+        "only OAuth sources themselves (authentik_sources_oauth.oauthsource) are imported; connections are made at login, and property mappings are the source's `claims:`",
+    ),
+    (
+        "authentik_sources_",
+        "only OAuth sources are imported (configure LDAP sources natively as `type: ldap`)",
+    ),
     (
         "authentik_providers_",
         "flowgate is itself the proxy; providers do not apply",
@@ -136,6 +145,9 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
         "invitations are data: create them with `flowgate invitation create`",
     ),
 ];
+
+/// authentik's OAuth source model, imported as `sources: {<slug>: {type: oauth, …}}`.
+pub const OAUTH_SOURCE_MODEL: &str = "authentik_sources_oauth.oauthsource";
 
 /// The stage kind of an authentik model, or of a flowgate stage type.
 pub fn stage_by_model(model: &str) -> Option<&'static Kind> {

@@ -48,6 +48,10 @@ pub(crate) fn sources(c: &mut Collector<'_>, files: &[RawFile]) -> BTreeMap<Stri
     let mut out = BTreeMap::new();
     for (fi, f) in files.iter().enumerate() {
         for (slug, raw) in &f.sources {
+            // OAuth sources (and a key shared with one) are `validate/sources.rs`'s.
+            if matches!(raw, RawSource::Oauth(_)) {
+                continue;
+            }
             let p = format!("sources.{slug}");
             if out.contains_key(slug) {
                 c.err(fi, p, format!("source {slug:?} is defined twice"));
@@ -62,6 +66,7 @@ pub(crate) fn sources(c: &mut Collector<'_>, files: &[RawFile]) -> BTreeMap<Stri
             }
             let def = match raw {
                 RawSource::Ldap(l) => ldap(c, fi, &p, slug, l),
+                RawSource::Oauth(_) => continue,
             };
             if let Some(d) = def {
                 out.insert(slug.clone(), Arc::new(d));

@@ -16,6 +16,7 @@ mod secrets;
 mod services;
 mod settings;
 mod sign_on;
+mod sources;
 mod stages;
 
 pub(crate) use collector::{known, Collector};
@@ -188,6 +189,9 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
     let ui = services::ui(&mut c, main, &base);
     let rate_limits = services::rate_limits(&mut c, main);
     stages::check_refs(&mut c, &parsed.files, &stages, &policies, &flow_slugs, mail.is_some());
+    let id_sources = sources::sources(&mut c, &parsed.files);
+    sources::check_refs(&mut c, &parsed.files, &id_sources, &flows);
+    sources::resolve_buttons(&mut stages, &id_sources);
     let directories = ldap::sources(&mut c, &parsed.files);
     ldap::check_backend_refs(&mut c, &parsed.files, &directories);
     let default_flows = default_flows(&mut c, main, &flows);
@@ -241,6 +245,7 @@ pub(crate) fn validate(sources: &[Source], parsed: Parsed) -> Result<Config, Con
         flows,
         stages,
         policies,
+        sources: id_sources,
         limits,
         mail,
         ui,

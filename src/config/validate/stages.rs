@@ -30,6 +30,8 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
             password_stage,
             enrollment_flow,
             recovery_flow,
+            sources,
+            show_source_labels,
             webauthn_stage,
             passwordless_flow,
         } => {
@@ -42,11 +44,11 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
                     );
                 }
             }
-            if user_fields.is_empty() {
+            if user_fields.is_empty() && sources.is_empty() {
                 c.err(
                     fi,
                     format!("{p}.user_fields"),
-                    "at least one user field is needed (username, email)",
+                    "at least one user field (username, email) or one source is needed",
                 );
             }
             StageDef::Identification(IdentificationDef {
@@ -57,6 +59,9 @@ pub(crate) fn stage(c: &mut Collector<'_>, fi: usize, name: &str, raw: &RawStage
                 password_stage: password_stage.clone(),
                 enrollment_flow: enrollment_flow.clone(),
                 recovery_flow: recovery_flow.clone(),
+                sources: sources.clone(),
+                show_source_labels: show_source_labels.unwrap_or(false),
+                source_buttons: Vec::new(),
                 webauthn_stage: webauthn_stage.clone(),
                 passwordless_flow: passwordless_flow.clone(),
             })

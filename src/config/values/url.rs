@@ -91,6 +91,14 @@ impl HttpUrl {
     }
 }
 
+impl std::fmt::Display for HttpUrl {
+    /// The address written out again: `scheme://host[:port]/path`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
+        write!(f, "{scheme}://{}{}", self.host_header(), self.path)
+    }
+}
+
 impl std::str::FromStr for HttpUrl {
     type Err = String;
 

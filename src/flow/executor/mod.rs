@@ -23,12 +23,14 @@ mod answers;
 mod audit;
 mod io;
 mod links;
+mod sources;
 mod state;
 mod step_up;
 mod subjects;
 pub use answers::flow_info;
 use answers::{context_json, pending_display, Replan};
 pub use io::{ExecInput, ExecKind, ExecOutput, FlowInfo};
+pub use sources::{SourceFlowError, SOURCE_CONNECTION};
 pub use subjects::{identity_of, subject_of_identity, subject_of_user};
 
 /// Reserved prefix of the cancel URL.
@@ -352,6 +354,11 @@ impl Executor {
                     duration,
                     terminate_others,
                 } => {
+                    if let Err(message) = self.save_source_connection(&st.context, &user).await {
+                        let pending = pending_display(st);
+                        *state = None;
+                        return self.access_denied(flow, input, pending, message);
+                    }
                     let lifetime = duration.unwrap_or(self.settings.ttl);
                     let auth = self.login_auth(flow, &st.context, session, &user, input.host.as_deref());
                     let fresh = match self

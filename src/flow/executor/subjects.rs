@@ -75,6 +75,7 @@ impl Executor {
             reputation: self.reputation.scores(input.client_ip, identifier).await,
             context: context_json(context),
             in_flow: true,
+            is_sso: context.extra.get("is_sso") == Some(&Value::Bool(true)),
             users: Some(self.users.clone()),
             ..Default::default()
         }

@@ -35,6 +35,8 @@ pub(super) struct IdentificationStage {
     password: Option<PasswordStage>,
     enrollment_flow: Option<String>,
     recovery_flow: Option<String>,
+    sources: Vec<crate::config::SourceButton>,
+    show_source_labels: bool,
     /// The validate stage whose WebAuthn settings the autofill uses.
     webauthn: Option<ValidateStage>,
     passwordless_flow: Option<String>,
@@ -55,6 +57,8 @@ impl IdentificationStage {
             password,
             enrollment_flow: c.enrollment_flow.clone(),
             recovery_flow: c.recovery_flow.clone(),
+            sources: c.source_buttons.clone(),
+            show_source_labels: c.show_source_labels,
             webauthn: c.webauthn_stage.as_ref().and_then(|w| match all.get(w) {
                 Some(StageDef::AuthenticatorValidate(d)) => Some(ValidateStage::from_config(d, all)),
                 _ => None,
@@ -71,6 +75,31 @@ pub(super) fn flow_link(slug: &str, query: &str) -> String {
     } else {
         format!("{}flow/{slug}/?{query}", crate::config::RESERVED_PREFIX)
     }
+}
+
+/// authentik's `sources` list: each button's challenge redirects to the source's login.
+fn source_list(sources: &[crate::config::SourceButton], query: &str) -> Value {
+    let q = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    Value::Array(
+        sources
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "icon_url": s.icon_url,
+                    "promoted": false,
+                    "challenge": {
+                        "component": "xak-flow-redirect",
+                        "to": format!("{}source/oauth/login/{}/{q}", crate::config::RESERVED_PREFIX, s.slug),
+                    },
+                })
+            })
+            .collect(),
+    )
 }
 
 impl IdentificationStage {
@@ -92,8 +121,8 @@ impl IdentificationStage {
         m.insert("enroll_url".into(), link(&self.enrollment_flow));
         m.insert("recovery_url".into(), link(&self.recovery_flow));
         m.insert("passwordless_url".into(), link(&self.passwordless_flow));
-        m.insert("sources".into(), json!([]));
-        m.insert("show_source_labels".into(), json!(false));
+        m.insert("sources".into(), source_list(&self.sources, query));
+        m.insert("show_source_labels".into(), json!(self.show_source_labels));
         m.insert("enable_remember_me".into(), json!(false));
         m.insert("captcha_stage".into(), Value::Null);
         m.insert("passkey_challenge".into(), Value::Null);
@@ -180,7 +209,7 @@ impl IdentificationStage {
             )
         };
         let uid = response_str(response, "uid_field").map(str::trim).unwrap_or("");
-        if uid.is_empty() {
+        if uid.is_empty() || self.user_fields.is_empty() {
             return invalid("No identification data provided.", "invalid");
         }
         if uid.len() > MAX_IDENTIFIER_LEN || uid.chars().any(char::is_control) {
