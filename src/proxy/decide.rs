@@ -165,7 +165,10 @@ async fn api_client(
     use api_clients::ApiOutcome;
     match state.api.check(state, &app, opts, f.headers, f.client_ip).await {
         ApiOutcome::Ok(who, method) => {
-            let shape = session::AuthShape { auth_method: method.as_str().into(), ..Default::default() };
+            let shape = session::AuthShape {
+                auth_method: method.as_str().into(),
+                ..Default::default()
+            };
             let auth = session::AuthInfo::new(shape, state.sessions.clock().now_ms(), Default::default());
             let (passing, messages) = app_policies(state, f, &app, &who, path, &auth).await;
             if passing {
