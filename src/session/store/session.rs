@@ -182,12 +182,15 @@ pub fn new_sign_on() -> SignOn {
 /// dropped by [`Interner::prune`] (the store's purge) and from a bucket when it is added to.
 pub(super) struct Interner<T> {
     map: std::sync::Mutex<std::collections::HashMap<u64, Vec<std::sync::Weak<T>>>>,
+    /// Keys of this process's own (values carry user input: no bucket can be aimed at).
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl<T> Default for Interner<T> {
     fn default() -> Self {
         Self {
             map: Default::default(),
+            hasher: Default::default(),
         }
     }
 }
@@ -195,11 +198,8 @@ impl<T> Default for Interner<T> {
 impl<T: std::hash::Hash + Eq> Interner<T> {
     /// The shared copy of a value equal to `v` (`v` itself when there is none yet).
     pub(super) fn intern(&self, v: Arc<T>) -> Arc<T> {
-        use std::hash::{Hash, Hasher};
-        // Fixed keys: the same value must land in the same bucket every time.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        v.hash(&mut h);
-        let hash = h.finish();
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(&*v);
         let Ok(mut map) = self.map.lock() else { return v };
         let bucket = map.entry(hash).or_default();
         for w in bucket.iter() {

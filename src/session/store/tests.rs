@@ -90,3 +90,46 @@ fn a_session_stays_small() {
     assert!(size <= 144, "Session is {size} bytes");
     eprintln!("Session: {size} bytes");
 }
+
+#[test]
+fn sessions_of_one_user_and_login_share_their_identity_and_shape() {
+    let (st, _clock) = store();
+    let who = |groups: Vec<String>| {
+        Arc::new(Identity {
+            user_id: 7,
+            uid: "u7".into(),
+            username: "carol".into(),
+            email: String::new(),
+            name: String::new(),
+            groups,
+            is_superuser: false,
+        })
+    };
+    let shape = || AuthShape {
+        flows: ["login"].into_iter().collect(),
+        ..Default::default()
+    };
+    let hour = Duration::from_secs(3600);
+    let a = st.create_with_auth(
+        Some(who(vec!["g".into()])),
+        AuthInfo::new(shape(), 1, new_sign_on()),
+        hour,
+        hour,
+    );
+    let b = st.create_with_auth(
+        Some(who(vec!["g".into()])),
+        AuthInfo::new(shape(), 2, new_sign_on()),
+        hour,
+        hour,
+    );
+    assert!(
+        Arc::ptr_eq(a.user.as_ref().unwrap(), b.user.as_ref().unwrap()),
+        "one identity copy"
+    );
+    assert!(std::ptr::eq(&*a.auth, &*b.auth), "one shape copy");
+    assert_ne!(a.auth.sign_on, b.auth.sign_on);
+    // A changed identity is its own copy; nothing is shared by mistake.
+    let c = st.create(Some(who(vec!["other".into()])), hour, hour);
+    assert_eq!(c.user.as_ref().unwrap().groups, ["other"]);
+    assert!(!Arc::ptr_eq(a.user.as_ref().unwrap(), c.user.as_ref().unwrap()));
+}
