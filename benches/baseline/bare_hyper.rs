@@ -47,7 +47,9 @@ impl hyper::body::Body for Pooled {
         self.body.as_ref().is_none_or(|b| b.is_end_stream())
     }
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.as_ref().map_or(hyper::body::SizeHint::with_exact(0), |b| b.size_hint())
+        self.body
+            .as_ref()
+            .map_or(hyper::body::SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
 
@@ -61,7 +63,9 @@ impl Drop for Pooled {
 
 async fn checkout(pool: &Pool) -> std::io::Result<SendRequest<Incoming>> {
     loop {
-        let Some(mut sender) = pool.borrow_mut().pop() else { break };
+        let Some(mut sender) = pool.borrow_mut().pop() else {
+            break;
+        };
         if sender.is_closed() {
             continue;
         }
@@ -86,11 +90,14 @@ async fn proxy(pool: Pool, req: Request<Incoming>) -> Result<Response<Pooled>, I
         *resp.status_mut() = hyper::StatusCode::BAD_GATEWAY;
         resp
     };
-    let Ok(mut sender) = checkout(&pool).await else { return Ok(bad_gateway()) };
+    let Ok(mut sender) = checkout(&pool).await else {
+        return Ok(bad_gateway());
+    };
     match sender.send_request(req).await {
-        Ok(resp) => {
-            Ok(resp.map(|body| Pooled { body: Some(body), back: Some((sender, pool)) }))
-        }
+        Ok(resp) => Ok(resp.map(|body| Pooled {
+            body: Some(body),
+            back: Some((sender, pool)),
+        })),
         Err(_) => Ok(bad_gateway()),
     }
 }
@@ -99,7 +106,11 @@ fn worker(addr: SocketAddr) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.set_reuseaddr(true)?;
         socket.set_reuseport(true)?;
         socket.bind(addr)?;
@@ -128,9 +139,7 @@ fn main() {
         .ok()
         .and_then(|w| w.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let threads: Vec<_> = (0..workers)
-        .map(|_| std::thread::spawn(move || worker(addr)))
-        .collect();
+    let threads: Vec<_> = (0..workers).map(|_| std::thread::spawn(move || worker(addr))).collect();
     for t in threads {
         if let Ok(Err(e)) = t.join() {
             eprintln!("bare_hyper: {e}");
