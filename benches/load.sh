@@ -6,6 +6,9 @@
 #   flowgate-skip  a skip-auth route (no session, identity headers stripped)
 #   pingora-bare   a bare pingora proxy (pingora's own Server, no auth) to the same upstream,
 #                  so flowgate's overhead over plain pingora shows in the same run
+#   hyper-bare     a minimal hyper 1 + tokio proxy (benches/baseline/bare_hyper.rs: one
+#                  current-thread runtime per CPU, per-thread keep-alive pool), the second
+#                  reference: what a proxy costs on this stack without pingora's path
 # and prints the kit's table (median req/s, p50, p99, CPU µs per request, ratio to the nginx plain
 # proxy). Every flowgate and pingora target carries its pid, so the kit measures its CPU per request.
 #
@@ -23,12 +26,12 @@ KIT=${PEERS_KIT:-$ROOT/../shared/bench/peers}
 PORT=${FLOWGATE_BENCH_PORT:-18180}
 WORK=$(mktemp -d)
 # bare_pingora is killed outright: on SIGTERM pingora drains for minutes, and SIGINT did not stop it either.
-trap 'kill "${FG_PID:-}" "${BASE_PID:-}" 2>/dev/null || true; kill -KILL "${BARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
+trap 'kill "${FG_PID:-}" "${BASE_PID:-}" "${HYPER_PID:-}" 2>/dev/null || true; kill -KILL "${BARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
 
 "$KIT/install.sh"
 cd "$ROOT"
 ./dev deps
-[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked --bin flowgate --example bare_pingora >&2
+[ -n "${SKIP_BUILD:-}" ] || cargo build --release --locked --bin flowgate --example bare_pingora --example bare_hyper >&2
 
 # flowgate in front of the kit's nginx upstream, which the kit's run.sh starts (benches/lib.sh).
 UPSTREAM_PORT=18080
@@ -38,6 +41,9 @@ start_flowgate '    headers: default
 BARE_PINGORA_ADDR=127.0.0.1:18190 ./target/release/examples/bare_pingora > "$WORK/bare.log" 2>&1 &
 BARE_PID=$!
 disown "$BARE_PID"   # killed at exit without a job notice
+BARE_HYPER_ADDR=127.0.0.1:18191 ./target/release/examples/bare_hyper > "$WORK/hyper.log" 2>&1 &
+HYPER_PID=$!
+disown "$HYPER_PID"
 
 SESSION=$(login "$PORT" "$WORK/jar")
 echo "# flowgate $(./target/release/flowgate --version) on 127.0.0.1:$PORT, logged in as bench" >&2
@@ -46,6 +52,7 @@ targets=(
   "flowgate=http://127.0.0.1:$PORT/@flowgate_session=$SESSION#$FG_PID"
   "flowgate-skip=http://127.0.0.1:$PORT/static/x#$FG_PID"
   "pingora-bare=http://127.0.0.1:18190/#$BARE_PID"
+  "hyper-bare=http://127.0.0.1:18191/#$HYPER_PID"
 )
 if [ -n "${FLOWGATE_BASELINE:-}" ]; then
   BPORT=$((PORT + 1))

@@ -87,7 +87,8 @@ pub struct Running {
     pub telemetry: telemetry::Telemetry,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    app: Arc<ProxyApp>,
+    /// The proxy of each worker (ADR 0022).
+    apps: Arc<[Arc<ProxyApp>]>,
     /// One permit per open connection; all returned means every connection is closed.
     slots: Arc<listen::Slots>,
     /// The threads connections run on (`listen.workers`).
@@ -116,7 +117,9 @@ impl Running {
             let _ = t.await;
         }
         use pingora::apps::ServerApp;
-        self.app.cleanup().await;
+        for app in self.apps.iter() {
+            app.cleanup().await;
+        }
         let all = self.max_connections;
         if tokio::time::timeout(self.shutdown_timeout, self.slots.permits.acquire_many(all))
             .await
@@ -243,6 +246,17 @@ impl Gateway {
             idle: config.limits.keepalive_timeout,
         };
         let workers = Arc::new(listen::workers::Workers::start(config.listen.workers).map_err(GatewayError::Workers)?);
+        // One proxy per worker, each with its own upstream pool (ADR 0022); the first is `app`.
+        let apps: Arc<[Arc<ProxyApp>]> = std::iter::once(app.clone())
+            .chain((1..workers.len()).map(|_| {
+                Arc::new(pingora::proxy::http_proxy(
+                    &conf,
+                    proxy::GatewayProxy {
+                        current: current.clone(),
+                    },
+                ))
+            }))
+            .collect();
         let mut tasks = Vec::new();
         let mut http_addr = None;
         let mut https_addr = None;
@@ -253,7 +267,7 @@ impl Gateway {
             http_addr = l.local_addr().ok();
             tasks.push(tokio::spawn(listen::accept_loop(
                 l,
-                app.clone(),
+                apps.clone(),
                 None,
                 rx.clone(),
                 slots.clone(),
@@ -270,7 +284,7 @@ impl Gateway {
             https_addr = l.local_addr().ok();
             tasks.push(tokio::spawn(listen::accept_loop(
                 l,
-                app.clone(),
+                apps.clone(),
                 Some(acceptor),
                 rx.clone(),
                 slots.clone(),
@@ -308,7 +322,7 @@ impl Gateway {
             telemetry,
             shutdown: tx,
             tasks,
-            app,
+            apps,
             slots,
             workers,
             max_connections,

@@ -122,11 +122,13 @@ impl Drop for ConnectionSlot {
 }
 
 /// Accepts connections until shutdown, serving each on its own task on one of the `workers`
-/// (in turn). At most `slots` connections are open at once: beyond that, accepting waits (the
+/// (in turn), with that worker's app (`apps[i]`, one per worker: each has its own upstream
+/// connection pool, so a pooled connection is reused on the thread whose reactor it is registered
+/// with and the pool's lock is never contended; ADR 0022). At most `slots` connections are open at once: beyond that, accepting waits (the
 /// kernel backlog queues new clients) instead of spawning without bound.
 pub(crate) async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
     listener: TcpListener,
-    app: Arc<A>,
+    apps: Arc<[Arc<A>]>,
     tls: Option<Arc<Acceptor>>,
     mut shutdown: ShutdownWatch,
     slots: Arc<Slots>,
@@ -153,10 +155,12 @@ pub(crate) async fn accept_loop<A: ServerApp + Send + Sync + 'static>(
                             continue;
                         }
                     };
-                    let (app, tls, shutdown) = (app.clone(), tls.clone(), shutdown.clone());
+                    let (tls, shutdown) = (tls.clone(), shutdown.clone());
                     permit.forget();
                     let slot = ConnectionSlot::taken(slots.clone());
-                    workers.spawn(async move {
+                    let apps = apps.clone();
+                    workers.spawn_on_next(move |i| async move {
+                        let app = apps[i % apps.len()].clone();
                         let tcp = match tokio::net::TcpStream::from_std(tcp) {
                             Ok(s) => s,
                             Err(e) => {

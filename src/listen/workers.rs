@@ -54,12 +54,27 @@ impl Workers {
     }
 
     /// Runs `task` on the next worker in turn.
+    #[cfg(test)]
     pub(crate) fn spawn<F>(&self, task: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        self.spawn_on_next(|_| task);
+    }
+
+    /// Runs the task `make(i)` builds on worker `i`, the next in turn: the task can use what
+    /// belongs to that worker (its proxy and upstream pool, ADR 0022).
+    pub(crate) fn spawn_on_next<F>(&self, make: impl FnOnce(usize) -> F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
-        drop(self.handles[i].spawn(task));
+        drop(self.handles[i].spawn(make(i)));
+    }
+
+    /// How many worker threads there are.
+    pub(crate) fn len(&self) -> usize {
+        self.handles.len()
     }
 
     /// Ends the worker threads; what still runs on them is dropped.
