@@ -127,6 +127,11 @@ async fn directory_logins_over_ldaps() {
     dir.stop();
     let page = login(&gw, "dave", DAVE_PW).await.unwrap_err();
     assert!(page.contains("directory cannot be reached"), "{page}");
+    // A local user's name with a wrong password answers as an unknown name does.
+    let local = login(&gw, "alice", "not-her-password").await.unwrap_err();
+    let unknown = login(&gw, "nobody-at-all", "not-a-password").await.unwrap_err();
+    assert!(local.contains("directory cannot be reached"), "{local}");
+    assert!(unknown.contains("directory cannot be reached"), "{unknown}");
     assert!(login(&gw, "alice", ALICE_PASSWORD).await.is_ok());
     dir.start_again();
     let cookie = login(&gw, "dave", DAVE_PW).await.expect("back with the directory");

@@ -65,6 +65,8 @@ pub struct DirectoryError {
 pub struct Directory {
     def: Arc<LdapSourceDef>,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// Whether the last attempt found the directory unreachable ([`Directory::is_down`]).
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Directory {
@@ -178,7 +180,11 @@ impl Directory {
                 Some(Arc::new(cfg))
             }
         };
-        Ok(Self { def, tls })
+        Ok(Self {
+            def,
+            tls,
+            down: Default::default(),
+        })
     }
 
     /// The source's settings.
@@ -218,10 +224,23 @@ impl Directory {
         if username.is_empty() {
             return Ok(Authenticated::NoSuchUser);
         }
-        let mut ldap = self.connect().await?;
-        let r = self.authenticate_on(&mut ldap, username, password).await;
-        let _ = tokio::time::timeout(self.def.timeout, ldap.unbind()).await;
+        let r = match self.connect().await {
+            Ok(mut ldap) => {
+                let r = self.authenticate_on(&mut ldap, username, password).await;
+                let _ = tokio::time::timeout(self.def.timeout, ldap.unbind()).await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        self.down.store(r.is_err(), std::sync::atomic::Ordering::Relaxed);
         r
+    }
+
+    /// Whether the last login attempt found the directory unreachable. The password stage
+    /// answers "directory down" for every wrong password while it is, so that a local user's
+    /// name and an unknown one get the same answer (no enumeration through the outage).
+    pub fn is_down(&self) -> bool {
+        self.down.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn authenticate_on(
@@ -309,6 +328,10 @@ impl Directory {
         groups.sort();
         groups.dedup();
         groups.truncate(MAX_GROUPS);
+        if entry.dn.trim().is_empty() {
+            // A bind with an empty name is anonymous on many servers: never one.
+            return Err(self.unavailable("the directory returned an entry without a name"));
+        }
         match ldap.with_timeout(t).simple_bind(&entry.dn, password).await {
             Ok(r) if r.rc == 0 => {}
             Ok(r) if r.rc == INVALID_CREDENTIALS => return Ok(Authenticated::WrongPassword),

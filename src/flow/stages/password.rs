@@ -100,13 +100,18 @@ impl PasswordStage {
                     }
                 }
                 PasswordBackend::Ldap(slug) => {
-                    let name = match &pending.user {
-                        Some(u) if directory_of(u) == Some(slug.as_str()) => u.username.as_str(),
-                        Some(_) => continue,
-                        None => pending.identifier.as_str(),
-                    };
                     let Some(dir) = cx.services.directories.get(slug) else {
                         continue;
+                    };
+                    let name = match &pending.user {
+                        Some(u) if directory_of(u) == Some(slug.as_str()) => u.username.as_str(),
+                        Some(_) => {
+                            // Not this directory's user; while it is down, a wrong password
+                            // gets the same answer as an unknown name (no enumeration).
+                            down |= dir.is_down();
+                            continue;
+                        }
+                        None => pending.identifier.as_str(),
                     };
                     match directories::login(dir, cx.users, &cx.services.sessions, name, password).await {
                         DirectoryLogin::Ok(u) => return Verdict::Ok(Some(u)),
