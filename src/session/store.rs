@@ -283,7 +283,7 @@ impl SessionStore {
     ) -> Arc<Session> {
         let now = self.clock.now_ms();
         let id = SessionId::parse(&super::new_id()).expect("fresh ids are well formed");
-        let s = Arc::new(self.build(
+        let s = Arc::new(self.shared(Session::build(
             id,
             user,
             auth,
@@ -292,27 +292,17 @@ impl SessionStore {
             idle.as_millis() as u64,
             now,
             now,
-        ));
+        )));
         self.insert(s.clone());
         s
     }
 
-    /// A session whose identity and authentication shape are shared with equal ones.
-    #[allow(clippy::too_many_arguments)] // Session::build's, with the sharing
-    fn build(
-        &self,
-        id: SessionId,
-        user: Option<Arc<Identity>>,
-        auth: AuthInfo,
-        created: Millis,
-        expires: Millis,
-        idle: u64,
-        seen: Millis,
-        now: Millis,
-    ) -> Session {
-        let user = user.map(|u| self.interned.identities.intern(u));
-        let auth = auth.interned(&self.interned.shapes);
-        Session::build(id, user, auth, created, expires, idle, seen, now)
+    /// `s` with its identity and authentication shape replaced by the shared copies of equal
+    /// ones (before it is handed out).
+    fn shared(&self, mut s: Session) -> Session {
+        s.user = s.user.map(|u| self.interned.identities.intern(u));
+        s.auth = std::mem::take(&mut s.auth).interned(&self.interned.shapes);
+        s
     }
 
     fn insert(&self, s: Arc<Session>) {
@@ -411,7 +401,7 @@ impl SessionStore {
             Ok(Some(rec)) => {
                 self.note_ok();
                 let user = rec.user.map(Arc::new);
-                let s = Arc::new(self.build(
+                let s = Arc::new(self.shared(Session::build(
                     sid,
                     user,
                     rec.auth,
@@ -420,7 +410,7 @@ impl SessionStore {
                     rec.idle_ms,
                     rec.last_seen_ms,
                     now,
-                ));
+                )));
                 if s.expired(now) {
                     let _ = d.backend.delete(&hex_key).await;
                     return None;
