@@ -104,13 +104,8 @@ pub(crate) async fn invitation_cmd(store: &UserStore, action: InvitationCmd) -> 
             single_use,
             fixed_data,
         } => {
-            let expires_ms = match expires.as_deref().map(flowgate::config::duration::parse_duration) {
-                None => None,
-                Some(Ok(d)) => Some(now_ms.saturating_add(d.as_millis() as u64) as i64),
-                Some(Err(e)) => {
-                    eprintln!("--expires: {e}");
-                    return Ok(ExitCode::from(64));
-                }
+            let Some(expires_ms) = super::accounts::expires_at(expires.as_deref(), now_ms) else {
+                return Ok(ExitCode::from(64));
             };
             let fixed = match serde_json::from_str::<serde_json::Value>(&fixed_data) {
                 Ok(serde_json::Value::Object(m)) => m,
@@ -268,4 +263,17 @@ pub(crate) fn read_password(prompt: &str) -> anyhow::Result<String> {
     let pw = line.trim_end_matches(['\n', '\r']).to_string();
     anyhow::ensure!(!pw.is_empty(), "empty password");
     Ok(pw)
+}
+
+/// The absolute expiry (ms) of an `--expires D` option: `Some(None)` without one, `None` (after
+/// saying why) when `D` is not a duration.
+pub(crate) fn expires_at(expires: Option<&str>, now_ms: u64) -> Option<Option<i64>> {
+    match expires.map(flowgate::config::duration::parse_duration) {
+        None => Some(None),
+        Some(Ok(d)) => Some(Some(now_ms.saturating_add(d.as_millis() as u64) as i64)),
+        Some(Err(e)) => {
+            eprintln!("--expires: {e}");
+            None
+        }
+    }
 }

@@ -105,13 +105,8 @@ pub(crate) async fn direct(cfg: &Config, store: &UserStore, action: TokenCmd) ->
     let now_ms = flowgate::session::clock::SystemClock.now_ms();
     match action {
         TokenCmd::Create { user, app, expires } => {
-            let expires_ms = match expires.as_deref().map(flowgate::config::duration::parse_duration) {
-                None => None,
-                Some(Ok(d)) => Some(now_ms.saturating_add(d.as_millis() as u64) as i64),
-                Some(Err(e)) => {
-                    eprintln!("--expires: {e}");
-                    return Ok(ExitCode::from(64));
-                }
+            let Some(expires_ms) = super::accounts::expires_at(expires.as_deref(), now_ms) else {
+                return Ok(ExitCode::from(64));
             };
             let (t, token) = store.create_app_password(&user, &app, expires_ms, now_ms).await?;
             println!("{token}");
