@@ -21,28 +21,12 @@ const APPS: &str =
 
 impl Gw {
     async fn start_on(admin: &str, extra: &str) -> Self {
-        let token_dir = tempfile::tempdir().unwrap();
-        let token = token_dir.path().join("admin-token");
-        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-        let extra = format!(
-            "{extra}admin: {{ listen: \"{admin}\", token_file: \"{}\" }}\nevents: {{ file: events.jsonl }}\n",
-            token.display()
-        );
-        let gw = TestGateway::start_with(APPS, &extra).await;
+        let (gw, token_dir) = admin::start(APPS, admin, TOKEN, extra).await;
         Self { gw, token_dir }
     }
 
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let addr = self.gw.running.as_ref().unwrap().admin_addr.unwrap();
-        let mut rb = bare_client()
-            .request(method, format!("http://{addr}{path}"))
-            .bearer_auth(TOKEN);
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        admin::api(&self.gw, TOKEN, method, path, body).await
     }
 
     async fn new_token(&self, user: &str, app: &str) -> (String, String) {

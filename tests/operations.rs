@@ -30,14 +30,7 @@ impl Ops {
     }
 
     async fn start_on(admin: &str, extra: &str) -> Self {
-        let token_dir = tempfile::tempdir().unwrap();
-        let token = token_dir.path().join("admin-token");
-        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
-        let extra = format!(
-            "{extra}admin: {{ listen: \"{admin}\", token_file: \"{}\" }}\nevents: {{ file: events.jsonl }}\n",
-            token.display()
-        );
-        let gw = TestGateway::start_with(DEFAULT_APP, &extra).await;
+        let (gw, token_dir) = admin::start(DEFAULT_APP, admin, TOKEN, extra).await;
         Self {
             gw,
             _token_dir: token_dir,
@@ -45,18 +38,11 @@ impl Ops {
     }
 
     fn admin(&self, path: &str) -> String {
-        let addr = self.gw.running.as_ref().unwrap().admin_addr.expect("admin listener");
-        format!("http://{addr}{path}")
+        admin::url(&self.gw, path)
     }
 
     async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut rb = bare_client().request(method, self.admin(path)).bearer_auth(TOKEN);
-        if let Some(b) = body {
-            rb = rb.json(&b);
-        }
-        let r = rb.send().await.unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        admin::api(&self.gw, TOKEN, method, path, body).await
     }
 
     async fn scrape(&self) -> prometheus_parse::Scrape {

@@ -2,6 +2,7 @@
 //! and a cookie-keeping client with redirects off.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod ldap;
 pub mod log_buf;
 pub mod oidc;
