@@ -39,6 +39,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("admin", 5),
     ("demo", 5),
     ("lib", 5),
+    ("reload", 5),
     // 6: the binary.
     ("main", 6),
     ("cli", 6),

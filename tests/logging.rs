@@ -124,7 +124,8 @@ async fn login_logs_no_secrets() {
     assert_eq!(audit[3]["user"], "bob");
     let basic_planted = basic("alice", planted_api);
     let basic_token = basic("alice", &token);
-    let token_secret = token.rsplit('_').next().unwrap();
+    // `fgp_<hex key>_<secret>`: the secret itself may contain '_'.
+    let token_secret = token.strip_prefix("fgp_").and_then(|t| t.split_once('_')).unwrap().1;
     for secret in [
         planted,
         ALICE_PASSWORD,
