@@ -3,7 +3,12 @@
 --   MODE=walk    thread k of THREADS sends ids k+1, k+1+THREADS, ... once each, then creates
 --                the file DONE.k and stops (wrk itself runs on until -d or SIGINT: the caller
 --                waits for every DONE file); loads every session into the gateway's memory
---   MODE=random  each request takes an id at random (the timed runs)
+--   MODE=cycle   requests go through the file in order, from a random line, round and round (the
+--                uniform timed runs: the caller passes a shuffled copy of the ids, so the gateway
+--                sees its sessions in an order unrelated to the one they were loaded in, while the
+--                load generator reads its own list front to back and its cost per request does not
+--                grow with the number of ids)
+--   MODE=random  each request takes an id at random
 --   MODE=hot     nine requests in ten take an id at random among the first tenth of the file,
 --                the tenth at random among all (a working set, as real traffic has)
 -- The done() line "SESSIONS ok=.. other=.." counts 200 answers and anything else.
@@ -20,17 +25,25 @@ function init(args)
   ids, n, ok, other = {}, 0, 0, 0
   mode = os.getenv("MODE") or "random"
   step = tonumber(os.getenv("THREADS") or "1")
+  -- Every request is formatted once here, so that request() hands back a string that exists
+  -- (building and interning a new one per request costs the generator a cache miss per request
+  -- in a table of a million strings).
   for line in io.lines(os.getenv("IDS")) do
     n = n + 1
-    ids[n] = line
+    ids[n] = wrk.format("GET", "/", { ["Cookie"] = "flowgate_session=" .. line })
   end
   i = tid + 1
   math.randomseed(tid * 7919 + os.time())
+  if mode == "cycle" then i = math.random(n) end
 end
 
 function request()
   local id
-  if mode == "walk" then
+  if mode == "cycle" then
+    id = ids[i]
+    i = i + 1
+    if i > n then i = 1 end
+  elseif mode == "walk" then
     if i > n then
       if not marked then
         marked = true
@@ -47,7 +60,7 @@ function request()
   else
     id = ids[math.random(n)]
   end
-  return wrk.format("GET", "/", { ["Cookie"] = "flowgate_session=" .. id })
+  return id
 end
 
 function response(status, headers, body)
