@@ -74,6 +74,55 @@ pub fn trusted_link_host(router: &Router, host: &str) -> bool {
 /// percent-encoding, two trailing dots, an all-numeric name that is not a dotted quad (`127.1`,
 /// `0x7f.0.0.1`: resolvers read those as addresses, differently).
 pub fn canonical_host(raw: &str) -> Option<String> {
+    // Most requests name their host canonically already: one copy, no parsing.
+    if already_canonical(raw) {
+        return Some(raw.to_owned());
+    }
+    canonicalise(raw)
+}
+
+/// Whether [`canonicalise`] would return `raw` unchanged, judged without allocating: a
+/// lowercase DNS name or a dotted quad without leading zeros, and a port without them.
+/// Anything else (uppercase, IPv6, a trailing dot, an odd number) takes the full path.
+fn already_canonical(raw: &str) -> bool {
+    if raw.is_empty() || raw.len() > 253 + 6 {
+        return false;
+    }
+    let (h, port) = match raw.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (raw, None),
+    };
+    let plain_number = |d: &str, most: usize| {
+        !d.is_empty() && d.len() <= most && d.bytes().all(|b| b.is_ascii_digit()) && (d == "0" || !d.starts_with('0'))
+    };
+    if let Some(p) = port {
+        if !plain_number(p, 5) || p == "0" || p.parse::<u16>().is_err() {
+            return false;
+        }
+    }
+    if h.is_empty() || h.len() > 253 {
+        return false;
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    };
+    if !h.split('.').all(label_ok) {
+        return false;
+    }
+    let last = h.rsplit('.').next().unwrap_or(h);
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        let quad: Vec<&str> = h.split('.').collect();
+        return quad.len() == 4 && quad.iter().all(|o| plain_number(o, 3) && o.parse::<u8>().is_ok());
+    }
+    // `0x…` as the last label is a number to resolvers: the full path judges it.
+    !last.starts_with("0x")
+}
+
+/// [`canonical_host`] in full.
+fn canonicalise(raw: &str) -> Option<String> {
     if raw.is_empty() || raw.len() > 260 {
         return None;
     }
@@ -207,6 +256,50 @@ mod tests {
             "ädmin.test",
         ] {
             assert_eq!(canonical_host(raw), None, "{raw}");
+        }
+    }
+
+    #[test]
+    fn the_shortcut_agrees_with_the_full_path() {
+        let long = format!("{}.test", "a".repeat(63));
+        for raw in [
+            "admin.test",
+            "admin.test:8080",
+            "admin.test:08080",
+            "admin.test:0",
+            "admin.test:65535",
+            "admin.test:65536",
+            "admin.test:99999",
+            "Admin.test",
+            "admin.test.",
+            "127.0.0.1",
+            "127.0.0.1:80",
+            "127.0.0.01",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "1.2.3",
+            "1.2.3.4.5",
+            "127.1",
+            "2130706433",
+            "a.0x",
+            "a.0x7f",
+            "0x7f.0.0.1",
+            "123.example",
+            "my_svc",
+            "a-.b",
+            "[::1]:80",
+            "a..b",
+            ".a",
+            "",
+            ":80",
+            "a:",
+            long.as_str(),
+        ] {
+            assert_eq!(canonical_host(raw), canonicalise(raw), "{raw:?}");
+            if already_canonical(raw) {
+                assert_eq!(canonicalise(raw).as_deref(), Some(raw), "{raw:?}");
+            }
         }
     }
 

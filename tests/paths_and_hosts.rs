@@ -245,6 +245,13 @@ async fn host_spellings_never_fall_through_to_a_catch_all() {
     let seen = gw.upstream.last();
     assert_eq!(seen.header("host"), Some("admin.test:8080"));
     assert_eq!(seen.header("x-forwarded-host"), Some("admin.test:8080"));
+    // Targets reach the app byte for byte, the absolute form included: flowgate rewrites the
+    // header map, never the request line.
+    for target in ["/x/y?q=%41&r=a%20b", "http://admin.test:8080/x/y?q=1"] {
+        let resp = get_raw(&gw, target, "admin.test:8080", Some(&alice)).await;
+        assert_eq!(raw_status(&resp), "200", "{target}: {resp}");
+        assert_eq!(gw.upstream.last().uri, target);
+    }
     gw.stop().await;
 }
 
