@@ -9,6 +9,9 @@
 #   hyper-bare     a minimal hyper 1 + tokio proxy (benches/baseline/bare_hyper.rs: one
 #                  current-thread runtime per CPU, per-thread keep-alive pool), the second
 #                  reference: what a proxy costs on this stack without pingora's path
+#   hyper-auth     the same with BARE_HYPER_AUTH=1: a prototype of the leaner data path of
+#                  ADR 0022 (flowgate's own per-request functions on an authenticated request,
+#                  a session of its own in a store of 100 000), to measure that proposal's gain
 # and prints the kit's table (median req/s, p50, p99, CPU µs per request, ratio to the nginx plain
 # proxy). Every flowgate and pingora target carries its pid, so the kit measures its CPU per request.
 #
@@ -26,7 +29,7 @@ KIT=${PEERS_KIT:-$ROOT/../shared/bench/peers}
 PORT=${FLOWGATE_BENCH_PORT:-18180}
 WORK=$(mktemp -d)
 # bare_pingora is killed outright: on SIGTERM pingora drains for minutes, and SIGINT did not stop it either.
-trap 'kill "${FG_PID:-}" "${BASE_PID:-}" "${HYPER_PID:-}" 2>/dev/null || true; kill -KILL "${BARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
+trap 'kill "${FG_PID:-}" "${BASE_PID:-}" "${HYPER_PID:-}" "${HAUTH_PID:-}" 2>/dev/null || true; kill -KILL "${BARE_PID:-}" 2>/dev/null || true; rm -rf "$WORK"' EXIT INT TERM
 
 "$KIT/install.sh"
 cd "$ROOT"
@@ -44,6 +47,11 @@ disown "$BARE_PID"   # killed at exit without a job notice
 BARE_HYPER_ADDR=127.0.0.1:18191 ./target/release/examples/bare_hyper > "$WORK/hyper.log" 2>&1 &
 HYPER_PID=$!
 disown "$HYPER_PID"
+BARE_HYPER_AUTH=1 BARE_HYPER_ADDR=127.0.0.1:18192 ./target/release/examples/bare_hyper > "$WORK/hyper-auth.out" 2>&1 &
+HAUTH_PID=$!
+disown "$HAUTH_PID"
+for _ in $(seq 1 100); do [ -s "$WORK/hyper-auth.out" ] && break; sleep 0.1; done
+HSESSION=$(head -n1 "$WORK/hyper-auth.out")
 
 SESSION=$(login "$PORT" "$WORK/jar")
 echo "# flowgate $(./target/release/flowgate --version) on 127.0.0.1:$PORT, logged in as bench" >&2
@@ -53,6 +61,7 @@ targets=(
   "flowgate-skip=http://127.0.0.1:$PORT/static/x#$FG_PID"
   "pingora-bare=http://127.0.0.1:18190/#$BARE_PID"
   "hyper-bare=http://127.0.0.1:18191/#$HYPER_PID"
+  "hyper-auth=http://127.0.0.1:18192/@flowgate_session=$HSESSION#$HAUTH_PID"
 )
 if [ -n "${FLOWGATE_BASELINE:-}" ]; then
   BPORT=$((PORT + 1))

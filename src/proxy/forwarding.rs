@@ -51,6 +51,8 @@ fn value(v: impl TryInto<HeaderValue>, what: &'static str) -> Result<HeaderValue
 
 /// The header edits of [`rewrite`].
 fn edit(h: &mut HeaderMap, ctx: &RequestCtx) -> Result<()> {
+    // Room for what is set below, so that the map grows once (if at all).
+    h.reserve(12);
     let doomed: Vec<HeaderName> = h
         .keys()
         .filter(|n| ctx.state.strip.matches(n.as_str(), ctx.peer_trusted))
