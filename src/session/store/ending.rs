@@ -68,43 +68,49 @@ impl SessionStore {
             return ended;
         };
         let same = |auth: &AuthInfo| auth.sign_on == s.auth.sign_on;
-        let cached = self.cache.remove_where(|c| {
-            c.id != s.id && c.user.as_ref().is_some_and(|u| u.user_id == user.user_id) && same(&c.auth)
-        });
-        let mut done: BTreeSet<Key> = BTreeSet::new();
-        for (k, c) in cached {
-            self.bury(&k);
-            done.insert(k);
-            ended.note(&c.auth.scope);
-        }
-        let Some(d) = &self.durable else { return ended };
-        let listed = match d.backend.list(Some(user.user_id)).await {
-            Ok(l) => l,
-            Err(e) => {
-                self.note_err(&e);
-                tracing::error!(
-                    user_id = user.user_id,
-                    "sessions of the sign-on not read from the store"
-                );
-                return ended;
+        // With a store, its list of the user's sessions names the others (every logged-in
+        // session is written there before it is handed out): they leave the cache by key. A
+        // scan of the whole table (a million sessions) per logout is only the fallback, with no
+        // store or when it cannot be read.
+        let listed = match &self.durable {
+            None => None,
+            Some(d) => match d.backend.list(Some(user.user_id)).await {
+                Ok(l) => Some((d, l)),
+                Err(e) => {
+                    self.note_err(&e);
+                    tracing::error!(
+                        user_id = user.user_id,
+                        "sessions of the sign-on not read from the store; the cached ones end"
+                    );
+                    None
+                }
+            },
+        };
+        let Some((d, listed)) = listed else {
+            let cached = self.cache.remove_where(|c| {
+                c.id != s.id && c.user.as_ref().is_some_and(|u| u.user_id == user.user_id) && same(&c.auth)
+            });
+            for (k, c) in cached {
+                self.bury(&k);
+                ended.note(&c.auth.scope);
             }
+            return ended;
         };
         for (hex_key, rec) in listed {
             if hex_key == s.store_key() || !same(&rec.auth) {
                 continue;
             }
+            if let Some(k) = key_from_hex(&hex_key) {
+                self.cache.remove(&k);
+                // Not read back from the store while its deletion is pending (`local`).
+                self.bury(&k);
+            }
+            ended.note(&rec.auth.scope);
             if let Err(e) = d.backend.delete(&hex_key).await {
                 self.note_err(&e);
                 tracing::error!("a session of the sign-on was not deleted from the store");
                 continue;
             }
-            if let Some(k) = key_from_hex(&hex_key) {
-                self.cache.remove(&k);
-                if !done.insert(k) {
-                    continue;
-                }
-            }
-            ended.note(&rec.auth.scope);
             if d.shared {
                 if let Err(e) = d.backend.publish(&Event::Session(hex_key)).await {
                     tracing::error!(error = %e, "session end not announced to other replicas");

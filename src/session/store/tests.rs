@@ -133,3 +133,33 @@ fn sessions_of_one_user_and_login_share_their_identity_and_shape() {
     assert_eq!(c.user.as_ref().unwrap().groups, ["other"]);
     assert!(!Arc::ptr_eq(a.user.as_ref().unwrap(), c.user.as_ref().unwrap()));
 }
+
+#[tokio::test]
+async fn logout_without_a_store_ends_the_cached_sessions_of_the_sign_on() {
+    let (st, _clock) = store();
+    let user = |id| {
+        Arc::new(Identity {
+            user_id: id,
+            uid: format!("u{id}"),
+            username: format!("user{id}"),
+            email: String::new(),
+            name: String::new(),
+            groups: Vec::new(),
+            is_superuser: false,
+        })
+    };
+    let hour = Duration::from_secs(3600);
+    let (one, other) = (new_sign_on(), new_sign_on());
+    let auth = |s: &SignOn| AuthInfo::new(AuthShape::default(), 0, s.clone());
+    let portal = st.create_with_auth(Some(user(1)), auth(&one), hour, hour);
+    let derived = st.create_with_auth(Some(user(1)), auth(&one), hour, hour);
+    let second_login = st.create_with_auth(Some(user(1)), auth(&other), hour, hour);
+    let someone_else = st.create_with_auth(Some(user(2)), auth(&one), hour, hour);
+    st.end_sign_on(&portal).await;
+    assert!(st.get(&portal.id).is_none() && st.get(&derived.id).is_none());
+    assert!(st.get(&second_login.id).is_some(), "another sign-on of the user stays");
+    assert!(
+        st.get(&someone_else.id).is_some(),
+        "the same sign-on id on another user stays"
+    );
+}
