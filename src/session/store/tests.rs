@@ -150,7 +150,7 @@ async fn logout_without_a_store_ends_the_cached_sessions_of_the_sign_on() {
     };
     let hour = Duration::from_secs(3600);
     let (one, other) = (new_sign_on(), new_sign_on());
-    let auth = |s: &SignOn| AuthInfo::new(AuthShape::default(), 0, s.clone());
+    let auth = |s: &SignOn| AuthInfo::new(AuthShape::default(), 0, *s);
     let portal = st.create_with_auth(Some(user(1)), auth(&one), hour, hour);
     let derived = st.create_with_auth(Some(user(1)), auth(&one), hour, hour);
     let second_login = st.create_with_auth(Some(user(1)), auth(&other), hour, hour);
