@@ -288,8 +288,11 @@ async fn run_async(cmd: Cmd) -> anyhow::Result<ExitCode> {
     match cmd {
         Cmd::Run { config } => {
             let cfg = load_or_usage(&config)?;
+            // Before the gateway starts (and says so): a SIGHUP that arrives before its
+            // handler would end the process (the signal's default action).
+            let signals = Signals::install();
             let running = flowgate::Gateway::start(cfg).await?;
-            serve_until_signal(&running, &config).await;
+            serve_until_signal(&running, &config, signals).await;
             tracing::info!("shutting down");
             running.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -482,9 +485,8 @@ async fn demo(listen: SocketAddr) -> anyhow::Result<ExitCode> {
 
 /// Serves until SIGTERM or Ctrl-C; SIGHUP and changed config files reload the config (a bad
 /// file keeps the running config and logs every error).
-async fn serve_until_signal(running: &flowgate::Running, path: &Path) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+async fn serve_until_signal(running: &flowgate::Running, path: &Path, signals: Option<Signals>) {
+    let Some(Signals { mut hup, mut term }) = signals else {
         wait_for_signal().await;
         return;
     };
@@ -501,6 +503,24 @@ async fn serve_until_signal(running: &flowgate::Running, path: &Path) {
             _ = tick.tick() => {
                 let _ = running.reload_if_changed(path, &mut seen);
             }
+        }
+    }
+}
+
+/// SIGHUP and SIGTERM, handled by `flowgate run`.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// `None` when the handlers cannot be installed (then SIGTERM and Ctrl-C are waited for
+    /// as in the demo, and config changes are not watched).
+    fn install() -> Option<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::hangup()), signal(SignalKind::terminate())) {
+            (Ok(hup), Ok(term)) => Some(Self { hup, term }),
+            _ => None,
         }
     }
 }
