@@ -20,7 +20,7 @@ fn flow_with_backends(backends: &str) -> String {
     shipped.replace(from, &format!("{from}    backends: {backends}\n"))
 }
 
-async fn start(dir: &Slapd, starttls: bool, source_extra: &str, apps: &str) -> TestGateway {
+pub(crate) async fn start(dir: &Slapd, starttls: bool, source_extra: &str, apps: &str) -> TestGateway {
     let extra = format!(
         "{NO_LIMITS}sources:\n{}",
         dir.source_yaml("corp", starttls, source_extra)
@@ -36,7 +36,7 @@ async fn start(dir: &Slapd, starttls: bool, source_extra: &str, apps: &str) -> T
 }
 
 /// Logs in through the HTML forms; `Ok(cookie)` or `Err(final page)`.
-async fn login(gw: &TestGateway, user: &str, password: &str) -> Result<String, String> {
+pub(crate) async fn login(gw: &TestGateway, user: &str, password: &str) -> Result<String, String> {
     let r = html_login(&client(), &gw.url(""), "/", user, password).await;
     if r.status() == 302 {
         if let Some(c) = set_cookie_value(&r, "flowgate_session") {

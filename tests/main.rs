@@ -37,6 +37,7 @@ mod identity_headers;
 mod inspect;
 mod layers;
 mod ldap;
+mod ldap_standing;
 mod login;
 mod mailed_links;
 mod oauth_sources;

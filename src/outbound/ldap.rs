@@ -3,7 +3,8 @@
 //! the service account, find the user by `(&user_object_filter(username_attribute=NAME))` with
 //! NAME escaped per RFC 4515 (so `*)(uid=*` is a literal that matches nobody), read the groups
 //! (`memberOf` on the user, only groups under the group base, or a group search by member DN,
-//! also escaped), then bind as the user's DN with the password.
+//! also escaped), then bind as the user's DN with the password. [`Directory::still_active`]
+//! makes the same search without a password, for logins that never send one here.
 //!
 //! Safety rules: an empty password is refused before any connection (an LDAP "unauthenticated
 //! bind" with a DN and no password succeeds on many servers); exactly one entry must match;
@@ -47,6 +48,16 @@ pub enum Authenticated {
     /// No entry (or more than one) matches the name.
     NoSuchUser,
     /// The account is disabled in the directory.
+    Disabled,
+}
+
+/// What the service account's user search found.
+enum Found {
+    /// Exactly one entry, named as asked, not disabled.
+    Entry(Box<SearchEntry>),
+    /// No entry, more than one, or one named otherwise.
+    NoSuchUser,
+    /// The account is disabled (Active Directory).
     Disabled,
 }
 
@@ -243,12 +254,30 @@ impl Directory {
         self.down.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    async fn authenticate_on(
-        &self,
-        ldap: &mut Ldap,
-        username: &str,
-        password: &str,
-    ) -> Result<Authenticated, DirectoryError> {
+    /// Whether the user named `username` still stands in the directory as it did when mirrored
+    /// with `dn`: the service account finds exactly one entry with the search a password check
+    /// makes (so the source's user filter still matches), its DN is `dn` (compared loosely) and
+    /// it is not disabled. For logins that do not send the password to the directory (passkeys,
+    /// app passwords, mailed links, sources); [`DirectoryError`] when it cannot be asked.
+    pub async fn still_active(&self, username: &str, dn: &str) -> Result<bool, DirectoryError> {
+        if username.is_empty() || dn.trim().is_empty() {
+            return Ok(false);
+        }
+        let r = match self.connect().await {
+            Ok(mut ldap) => {
+                let r = self.find_user(&mut ldap, username).await;
+                let _ = tokio::time::timeout(self.def.timeout, ldap.unbind()).await;
+                r
+            }
+            Err(e) => Err(e),
+        };
+        self.down.store(r.is_err(), std::sync::atomic::Ordering::Relaxed);
+        Ok(matches!(r?, Found::Entry(e) if !e.dn.trim().is_empty() && dn_key(&e.dn) == dn_key(dn)))
+    }
+
+    /// Binds as the service account and finds the one entry named `username` (see the
+    /// module doc), shared by password checks and [`Directory::still_active`].
+    async fn find_user(&self, ldap: &mut Ldap, username: &str) -> Result<Found, DirectoryError> {
         let d = &self.def;
         let t = d.timeout;
         ldap.with_timeout(t)
@@ -280,20 +309,36 @@ impl Directory {
             if entries.len() > 1 {
                 tracing::warn!(source = %d.slug, matches = entries.len(), "more than one directory entry matches a login name; refused");
             }
-            return Ok(Authenticated::NoSuchUser);
+            return Ok(Found::NoSuchUser);
         }
         let entry = entries.remove(0);
-        let found_name = first(&entry, &d.username_attribute);
         // The server matched by its own rules; the login name must be the entry's own.
-        if !found_name.eq_ignore_ascii_case(username) {
-            return Ok(Authenticated::NoSuchUser);
+        if !first(&entry, &d.username_attribute).eq_ignore_ascii_case(username) {
+            return Ok(Found::NoSuchUser);
         }
         if first(&entry, "userAccountControl")
             .parse::<u64>()
             .is_ok_and(|v| v & AD_ACCOUNT_DISABLE != 0)
         {
-            return Ok(Authenticated::Disabled);
+            return Ok(Found::Disabled);
         }
+        Ok(Found::Entry(Box::new(entry)))
+    }
+
+    async fn authenticate_on(
+        &self,
+        ldap: &mut Ldap,
+        username: &str,
+        password: &str,
+    ) -> Result<Authenticated, DirectoryError> {
+        let d = &self.def;
+        let t = d.timeout;
+        let entry = match self.find_user(ldap, username).await? {
+            Found::Entry(e) => *e,
+            Found::NoSuchUser => return Ok(Authenticated::NoSuchUser),
+            Found::Disabled => return Ok(Authenticated::Disabled),
+        };
+        let found_name = first(&entry, &d.username_attribute);
         let mut groups: Vec<String> = if d.lookup_groups_from_user {
             // Only groups under the group base count, as with a group search: a group made
             // elsewhere in the tree (where others may create entries) is not the operator's.

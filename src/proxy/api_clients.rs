@@ -15,11 +15,14 @@
 //!   while the user cache still holds that same identity: a password change, a revocation
 //!   (which announces the owner as changed) or any other change of the user on any replica
 //!   drops it, so the credential is checked again.
+//! - An app password of a user mirrored from a directory counts only while the directory
+//!   confirms the user, asked at every uncached check (down: 503, never a pass).
 //! - Anything wrong answers 401 with `WWW-Authenticate` (never the login redirect); a
 //!   malformed header is the same 401.
 
 use super::ProxyState;
 use crate::config::{ApiClients, App};
+use crate::flow::directories::{self, Standing};
 use crate::flow::ratelimit::{Guess, Limited};
 use crate::identity::app_passwords::parse_token;
 use crate::session::Identity;
@@ -137,6 +140,21 @@ fn credential(headers: &http::HeaderMap) -> Option<Credential> {
     None
 }
 
+/// Whether user `user_id` may use an app password: a user mirrored from a directory only
+/// while the directory confirms the entry (gone or disabled: no; unreachable: an error, so
+/// the request is refused as unavailable, never let through).
+async fn directory_allows(state: &ProxyState, user_id: i64) -> Result<bool, String> {
+    let ex = &state.ui.executor;
+    let Some(u) = ex.users.get_by_id(user_id).await.map_err(|e| e.to_string())? else {
+        return Ok(false);
+    };
+    match directories::confirm(&ex.services.directories, &ex.services.sessions, &u).await {
+        Standing::Active => Ok(true),
+        Standing::Refused | Standing::Gone => Ok(false),
+        Standing::Down(e) => Err(e.to_string()),
+    }
+}
+
 // === impl ApiAuth ===
 
 impl ApiAuth {
@@ -245,6 +263,14 @@ impl ApiAuth {
                 .map(|c| c.map(|c| (c.user_id, c.expires_ms, Method::AppPassword)))
                 .map_err(|e| e.to_string()),
             Credential::Basic { user, secret } => self.basic(state, app, opts, user, secret, now).await,
+        };
+        // An app password never asked the user's directory: it must confirm the user first
+        // (a user's own password was checked there already).
+        let result = match result {
+            Ok(Some((id, expires, Method::AppPassword))) => directory_allows(state, id)
+                .await
+                .map(|ok| ok.then_some((id, expires, Method::AppPassword))),
+            r => r,
         };
         match result {
             Ok(Some((user_id, expires_ms, method))) => {

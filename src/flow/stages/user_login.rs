@@ -5,10 +5,16 @@
 //! browser than the one that asked for it (login CSRF, LINK-1), and a recovery flow that did
 //! not check the second factor of a user who has one (CRED-3). The user then signs in through
 //! the authentication flow.
+//!
+//! A user mirrored from a directory logs in only when the directory confirms the entry at that
+//! moment (`flow::directories::confirm`), also after a password check (one more search; the
+//! check is then seconds old): a passkey, a mailed link or a source never asks it otherwise.
 
+use super::password::DIRECTORY_DOWN;
 use super::{Stage, StageCx, StageOutcome};
 use crate::config::Designation;
 use crate::config::UserLoginDef;
+use crate::flow::directories::{self, Standing};
 use crate::flow::services::LINK_OPENED_ELSEWHERE;
 use crate::flow::Challenge;
 use crate::identity::User;
@@ -66,6 +72,13 @@ impl UserLoginStage {
                 }
                 Err(o) => return o,
             }
+        }
+        // A directory user's standing is confirmed by the directory whatever proved who they
+        // are (passkey, mailed link, source, TOTP): a password check alone asked it.
+        match directories::confirm(&cx.services.directories, &cx.services.sessions, &fresh).await {
+            Standing::Active => {}
+            Standing::Refused | Standing::Gone => return StageOutcome::Deny("User is not active.".into()),
+            Standing::Down(_) => return StageOutcome::Deny(DIRECTORY_DOWN.into()),
         }
         let duration = match (remember, self.remember_me_offset) {
             (true, Some(extra)) => Some(self.session_duration.unwrap_or_default() + extra),
