@@ -206,6 +206,9 @@ impl ApiAuth {
                 }
             }
         }
+        // A user change (a revoked app password, a new password, a disabled user) while the
+        // credential is checked must not leave the old verdict remembered for its 30 s.
+        let epoch = state.sessions.users_epoch();
         let (mut c, method) = match self.verify(state, app, opts, headers, client_ip, now).await {
             Ok(v) => v,
             Err(o) => return o,
@@ -213,7 +216,9 @@ impl ApiAuth {
         match state.sessions.identity_of_user(c.user_id).await {
             Ok(Some(who)) => {
                 c.who = Some(who.clone());
-                self.cache.insert(key, c);
+                if state.sessions.users_epoch() == epoch {
+                    self.cache.insert(key, c);
+                }
                 ApiOutcome::Ok(who, method)
             }
             Ok(None) => ApiOutcome::Unauthorized,

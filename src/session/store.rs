@@ -70,11 +70,33 @@ struct Durable {
     /// Keys evicted for size whose deletion may still be pending (`local` only).
     evicted: moka::sync::Cache<Key, ()>,
     users: moka::sync::Cache<i64, CachedIdentity>,
+    /// Bumped before any cached identity is dropped: a read of the user source that began
+    /// before the bump is not cached (it may hold what the change replaced).
+    users_epoch: std::sync::atomic::AtomicU64,
     source: std::sync::OnceLock<Arc<dyn UserSource>>,
     /// Whether the store is failing (logged once per outage).
     down: std::sync::atomic::AtomicBool,
     /// Set at shutdown: the background tasks stop.
     closed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Durable {
+    /// Caches `who` for `user_id` unless a cached identity was dropped since `epoch` was read
+    /// (before the user source was): the read may predate the change that dropped it.
+    fn remember_user(&self, user_id: i64, who: &Option<Arc<Identity>>, now: Millis, epoch: u64) {
+        if self.users_epoch.load(Ordering::Acquire) == epoch {
+            self.users.insert(user_id, (who.clone(), now));
+        }
+    }
+
+    /// Drops the cached identity of `user_id` (every one with `None`), after bumping the epoch.
+    fn forget_users(&self, user_id: Option<i64>) {
+        self.users_epoch.fetch_add(1, Ordering::AcqRel);
+        match user_id {
+            Some(id) => self.users.invalidate(&id),
+            None => self.users.invalidate_all(),
+        }
+    }
 }
 
 enum Touch {
@@ -192,6 +214,7 @@ impl SessionStore {
                 .max_capacity(max_sessions.max(1024))
                 .time_to_live(NEAR_CACHE_LIFE * 2)
                 .build(),
+            users_epoch: Default::default(),
             source: std::sync::OnceLock::new(),
             down: Default::default(),
             closed: tokio::sync::watch::channel(false).0,
@@ -448,10 +471,11 @@ impl SessionStore {
                 return who;
             }
         }
+        let epoch = d.users_epoch.load(Ordering::Acquire);
         match src.identity(at_login.user_id).await {
             Ok(who) => {
                 let who = who.map(Arc::new);
-                d.users.insert(at_login.user_id, (who.clone(), now));
+                d.remember_user(at_login.user_id, &who, now, epoch);
                 who
             }
             Err(e) => {
@@ -478,9 +502,19 @@ impl SessionStore {
                 return Ok(who);
             }
         }
+        let epoch = d.users_epoch.load(Ordering::Acquire);
         let who = src.identity(user_id).await?.map(Arc::new);
-        d.users.insert(user_id, (who.clone(), now));
+        d.remember_user(user_id, &who, now, epoch);
         Ok(who)
+    }
+
+    /// A number that changes whenever a cached identity is dropped (a user changed here or on
+    /// another replica): a check that read the user store while it changed must not be
+    /// remembered (the API-client cache compares it before and after).
+    pub fn users_epoch(&self) -> u64 {
+        self.durable
+            .as_ref()
+            .map_or(0, |d| d.users_epoch.load(Ordering::Acquire))
     }
 
     /// Records the estimated size of the flow state parked in `s`; an anonymous session is

@@ -98,14 +98,14 @@ impl SessionStore {
                     self.forget(&k);
                 }
             }
-            Signal::Event(Event::User(id)) => d.users.invalidate(&id),
+            Signal::Event(Event::User(id)) => d.forget_users(Some(id)),
             Signal::Event(Event::UserSessions(id)) => {
-                d.users.invalidate(&id);
+                d.forget_users(Some(id));
                 self.forget_user(id, None);
             }
             Signal::Reconnected => {
                 self.cache.clear();
-                d.users.invalidate_all();
+                d.forget_users(None);
                 if d.shared {
                     self.pending.invalidate_all();
                 }

@@ -178,7 +178,7 @@ impl SessionStore {
         let keep = keep.map(key_bytes);
         let mut n = self.forget_user(user_id, keep.as_ref());
         let Some(d) = &self.durable else { return n };
-        d.users.invalidate(&user_id);
+        d.forget_users(Some(user_id));
         let keep = keep.map(hex::encode);
         match d.backend.delete_user(user_id, keep.as_deref()).await {
             Ok(keys) => {
@@ -202,7 +202,7 @@ impl SessionStore {
     /// this and (shared store) every replica.
     pub async fn user_changed(&self, user_id: i64) {
         let Some(d) = &self.durable else { return };
-        d.users.invalidate(&user_id);
+        d.forget_users(Some(user_id));
         if d.shared {
             if let Err(e) = d.backend.publish(&Event::User(user_id)).await {
                 tracing::error!(error = %e, "user change not announced to other replicas");

@@ -163,3 +163,63 @@ async fn logout_without_a_store_ends_the_cached_sessions_of_the_sign_on() {
         "the same sign-on id on another user stays"
     );
 }
+
+/// A user source that holds each read until released, answering what the user was when the
+/// read began.
+struct SlowUsers {
+    name: std::sync::Mutex<String>,
+    reading: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl UserSource for SlowUsers {
+    async fn identity(&self, user_id: i64) -> Result<Option<Identity>, String> {
+        let name = self.name.lock().unwrap().clone();
+        self.reading.notify_one();
+        self.release.notified().await;
+        Ok(Some(Identity {
+            user_id,
+            uid: "u".into(),
+            username: name,
+            email: String::new(),
+            name: String::new(),
+            groups: Vec::new(),
+            is_superuser: false,
+        }))
+    }
+}
+
+#[tokio::test]
+async fn a_user_read_that_overlaps_a_change_is_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = crate::session::local::LocalBackend::open(&dir.path().join("s.db"))
+        .await
+        .unwrap();
+    let clock = ManualClock::new(1_000_000);
+    let st = SessionStore::with_backend(100, 100, Duration::from_secs(3600), Arc::new(clock), Arc::new(backend));
+    let users = Arc::new(SlowUsers {
+        name: std::sync::Mutex::new("before".into()),
+        reading: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    st.set_user_source(users.clone());
+    let read = tokio::spawn({
+        let st = st.clone();
+        async move { st.identity_of_user(7).await }
+    });
+    users.reading.notified().await;
+    // The user changes while the read is in flight.
+    *users.name.lock().unwrap() = "after".into();
+    st.user_changed(7).await;
+    users.release.notify_one();
+    let stale = read.await.unwrap().unwrap().unwrap();
+    assert_eq!(stale.username, "before", "the overlapping read answers what it read");
+    // A permit for the next read of the source, if there is one (a cached answer makes none).
+    users.release.notify_one();
+    let fresh = st.identity_of_user(7).await.unwrap().unwrap();
+    assert_eq!(
+        fresh.username, "after",
+        "the stale read was not cached: the next one reads again"
+    );
+}
