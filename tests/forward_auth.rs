@@ -47,7 +47,7 @@ fn nginx(gw: &TestGateway, original_url: &str) -> reqwest::RequestBuilder {
 
 /// A Traefik forwardAuth request for a browser on plain HTTP (the tests log in over plain HTTP;
 /// with `X-Forwarded-Proto: https` from the trusted proxy the session cookie would be the
-/// `__Host-` one, see `forwarded_headers::trusted_proxy_forwarded_proto_https_…`).
+/// `__Host-` one, see `forwarded_headers_host::trusted_proxy_forwarded_proto_https_…`).
 fn traefik(gw: &TestGateway, host: &str, uri: &str) -> reqwest::RequestBuilder {
     bare_client()
         .get(gw.url("/.flowgate/auth/traefik"))

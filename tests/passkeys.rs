@@ -2,7 +2,8 @@
 //! software authenticator in the test: ring keys make real attestation objects and real
 //! signatures, and the test builds each hostile variant itself (wrong origin, wrong RP id,
 //! replayed challenge, counter going back, another user's credential, a removed credential).
-//! The gateway is reached as `localhost` (an IP address cannot be an RP id).
+//! The gateway is reached as `localhost` (an IP address cannot be an RP id). Managing passkeys
+//! and where they are offered is in `passkeys_management.rs`.
 
 use crate::common::*;
 use base64::Engine as _;
@@ -11,11 +12,11 @@ use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const LOGIN: &str = "default-authentication-flow";
-const PASSWORDLESS: &str = "default-passwordless-flow";
-const SETUP: &str = "default-authenticator-webauthn-setup";
-const ALICE_PW: &str = "correct horse battery staple";
-const BOB_PW: &str = "bob's secret 42";
+pub(crate) const LOGIN: &str = "default-authentication-flow";
+pub(crate) const PASSWORDLESS: &str = "default-passwordless-flow";
+pub(crate) const SETUP: &str = "default-authenticator-webauthn-setup";
+pub(crate) const ALICE_PW: &str = "correct horse battery staple";
+pub(crate) const BOB_PW: &str = "bob's secret 42";
 
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -118,13 +119,13 @@ impl SoftKey {
 }
 
 /// A JSON-executor client on `http://localhost:<port>`.
-struct Api {
-    c: reqwest::Client,
-    origin: String,
+pub(crate) struct Api {
+    pub(crate) c: reqwest::Client,
+    pub(crate) origin: String,
 }
 
 impl Api {
-    fn new(gw: &TestGateway) -> Self {
+    pub(crate) fn new(gw: &TestGateway) -> Self {
         let c = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .cookie_store(true)
@@ -141,14 +142,14 @@ impl Api {
         format!("{}/.flowgate/api/v3/flows/executor/{slug}/", self.origin)
     }
 
-    async fn get(&self, slug: &str) -> Value {
+    pub(crate) async fn get(&self, slug: &str) -> Value {
         let r = self.c.get(self.url(slug)).send().await.unwrap();
         assert_eq!(r.status(), 200, "GET {slug}");
         r.json().await.unwrap()
     }
 
     /// POSTs `body`; a stage done (302 to the executor) is followed by the next GET.
-    async fn post(&self, slug: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, slug: &str, body: Value) -> Value {
         let r = self
             .c
             .post(self.url(slug))
@@ -164,7 +165,7 @@ impl Api {
         r.json().await.unwrap()
     }
 
-    async fn password_login(&self, user: &str, password: &str) -> Value {
+    pub(crate) async fn password_login(&self, user: &str, password: &str) -> Value {
         let c = self.get(LOGIN).await;
         assert_eq!(c["component"], "ak-stage-identification");
         let c = self.post(LOGIN, json!({"uid_field": user})).await;
@@ -173,7 +174,7 @@ impl Api {
     }
 
     /// The upstream's view of this client: who it is logged in as (`None`: sent to log in).
-    async fn who(&self, gw: &TestGateway) -> Option<String> {
+    pub(crate) async fn who(&self, gw: &TestGateway) -> Option<String> {
         let r = self.c.get(format!("{}/private", self.origin)).send().await.unwrap();
         if r.status() != 200 {
             return None;
@@ -185,12 +186,12 @@ impl Api {
 /// Makes a forged assertion for a challenge.
 type Forge = Box<dyn Fn(&mut SoftKey, &str) -> Value>;
 
-fn rejected(c: &Value) -> bool {
+pub(crate) fn rejected(c: &Value) -> bool {
     c["response_errors"].is_object()
 }
 
 /// Registers a passkey for the logged-in `api` client through the setup flow.
-async fn register(api: &Api, key: &mut SoftKey) -> Value {
+pub(crate) async fn register(api: &Api, key: &mut SoftKey) -> Value {
     let c = api.get(SETUP).await;
     assert_eq!(c["component"], "ak-stage-authenticator-webauthn", "{c}");
     let reg = &c["registration"];
@@ -200,7 +201,7 @@ async fn register(api: &Api, key: &mut SoftKey) -> Value {
     api.post(SETUP, json!({"response": cred, "name": "Laptop"})).await
 }
 
-fn webauthn_challenge(c: &Value) -> Value {
+pub(crate) fn webauthn_challenge(c: &Value) -> Value {
     c["device_challenges"]
         .as_array()
         .unwrap_or_else(|| panic!("no device_challenges in {c}"))
@@ -409,201 +410,5 @@ async fn the_verifier_refuses_every_forgery() {
     let done = api.post(LOGIN, json!({"webauthn": a})).await;
     assert_eq!(done["component"], "xak-flow-redirect", "{done}");
     assert_eq!(api.who(&gw).await.as_deref(), Some("alice"));
-    gw.stop().await;
-}
-
-#[tokio::test]
-async fn owners_rename_and_remove_their_own_passkeys_only() {
-    let gw = TestGateway::start_with(DEFAULT_APP, NO_LIMITS).await;
-    let mut key = SoftKey::new();
-    let alice = Api::new(&gw);
-    alice.password_login("alice", ALICE_PW).await;
-    register(&alice, &mut key).await;
-    let alice_id = users(&gw).get_by_username("alice").await.unwrap().unwrap().id;
-    let device = users(&gw).passkeys(alice_id).await.unwrap()[0].id;
-
-    // Bob cannot rename or delete alice's device through his own management flow.
-    let bob = Api::new(&gw);
-    bob.password_login("bob", BOB_PW).await;
-    let c = bob.get(SETUP).await;
-    assert_eq!(c["devices"], json!([]));
-    for body in [
-        json!({"action": "delete", "device": device.to_string()}),
-        json!({"action": "rename", "device": device.to_string(), "name": "mine now"}),
-    ] {
-        let c = bob.post(SETUP, body).await;
-        assert!(rejected(&c), "{c}");
-    }
-    let stored = users(&gw).passkeys(alice_id).await.unwrap();
-    assert_eq!((stored.len(), stored[0].name.as_str()), (1, "Laptop"));
-
-    // Alice lists, renames, removes.
-    let c = alice.get(SETUP).await;
-    assert_eq!(c["devices"][0]["name"], "Laptop");
-    let c = alice
-        .post(
-            SETUP,
-            json!({"action": "rename", "device": device.to_string(), "name": "Phone"}),
-        )
-        .await;
-    assert_eq!(c["devices"][0]["name"], "Phone", "{c}");
-    // A challenge issued before the removal, answered after it: refused at once.
-    let pwl = Api::new(&gw);
-    let c = pwl.get(PASSWORDLESS).await;
-    let ch = webauthn_challenge(&c)["challenge"].as_str().unwrap().to_string();
-    let c = alice
-        .post(SETUP, json!({"action": "delete", "device": device.to_string()}))
-        .await;
-    assert_eq!(c["devices"], json!([]), "{c}");
-    let a = key.sign(&ch, &pwl.origin, "localhost");
-    assert!(rejected(&pwl.post(PASSWORDLESS, json!({"webauthn": a})).await));
-    assert_eq!(pwl.who(&gw).await, None);
-    // Without passkeys, alice's password login has no second factor again.
-    let api = Api::new(&gw);
-    let done = api.password_login("alice", ALICE_PW).await;
-    assert_eq!(done["component"], "xak-flow-redirect", "{done}");
-    gw.stop().await;
-}
-
-#[tokio::test]
-async fn no_passkeys_on_an_ip_address_host() {
-    // 127.0.0.1 cannot be an RP id: no autofill challenge, and the passwordless flow has
-    // nothing to offer (its stage denies: not configured).
-    let gw = TestGateway::start_with(DEFAULT_APP, NO_LIMITS).await;
-    let c = client();
-    let r = c
-        .get(gw.url("/.flowgate/api/v3/flows/executor/default-authentication-flow/"))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["component"], "ak-stage-identification");
-    assert_eq!(v["passkey_challenge"], Value::Null);
-    let r = c
-        .get(gw.url("/.flowgate/api/v3/flows/executor/default-passwordless-flow/"))
-        .send()
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["component"], "ak-stage-access-denied", "{v}");
-    assert!(v["error_message"].as_str().unwrap().contains("IP address"), "{v}");
-    gw.stop().await;
-}
-
-#[tokio::test]
-async fn authentiks_webauthn_setup_and_default_login_import_and_run() {
-    use flowgate::blueprint::import;
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/authentik/default");
-    let native = |name: &str| {
-        let path = dir.join(name);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let imp = import::import(&[(path.display().to_string(), text)], &Default::default())
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
-        // Only notes remain (authentik's `configure_flow` link is not used, duo/sms/email
-        // are not implemented); nothing about WebAuthn is left out.
-        for u in &imp.unsupported {
-            let u = u.to_string();
-            assert!(
-                !u.contains("WebAuthn") && !u.contains("\"webauthn\" is not"),
-                "{name}: {u}"
-            );
-        }
-        import::to_yaml(&imp.doc, &[name.to_string()])
-    };
-    let setup = native("flow-default-authenticator-webauthn-setup.yaml");
-    assert!(setup.contains("type: authenticator_webauthn"), "{setup}");
-    let login = native("flow-default-authentication-flow.yaml");
-    let logout = native("flow-default-invalidation-flow.yaml");
-    let app = "  - name: app\n    upstream: \"http://UPSTREAM\"\n";
-    let gw = TestGateway::start_only(
-        app,
-        NO_LIMITS,
-        &[("setup.yaml", &setup), ("login.yaml", &login), ("logout.yaml", &logout)],
-    )
-    .await;
-    let mut key = SoftKey::new();
-    let api = Api::new(&gw);
-    let done = api.password_login("alice", ALICE_PW).await;
-    assert_eq!(done["component"], "xak-flow-redirect", "{done}");
-    let c = api.get(SETUP).await;
-    assert_eq!(c["component"], "ak-stage-authenticator-webauthn", "{c}");
-    // authentik's defaults: resident key and user verification preferred.
-    assert_eq!(c["registration"]["authenticatorSelection"]["residentKey"], "preferred");
-    let cred = key.register(&c["registration"], &api.origin);
-    let done = api.post(SETUP, json!({"response": cred})).await;
-    assert_eq!(done["component"], "xak-flow-redirect", "{done}");
-    let alice = users(&gw).get_by_username("alice").await.unwrap().unwrap();
-    assert_eq!(users(&gw).passkeys(alice.id).await.unwrap()[0].name, "WebAuthn device");
-    // The imported login (validation with authentik's default device classes) asks for it.
-    let api = Api::new(&gw);
-    let c = api.password_login("alice", ALICE_PW).await;
-    assert_eq!(c["component"], "ak-stage-authenticator-validate", "{c}");
-    let ch = webauthn_challenge(&c)["challenge"].as_str().unwrap().to_string();
-    let a = key.sign(&ch, &api.origin, "localhost");
-    let done = api.post(LOGIN, json!({"webauthn": a})).await;
-    assert_eq!(done["component"], "xak-flow-redirect", "{done}");
-    assert_eq!(api.who(&gw).await.as_deref(), Some("alice"));
-    gw.stop().await;
-}
-
-#[tokio::test]
-async fn adding_a_passkey_needs_the_password_once_the_login_is_not_fresh() {
-    let gw = TestGateway::start_with(DEFAULT_APP, NO_LIMITS).await;
-    let api = Api::new(&gw);
-    api.password_login("alice", ALICE_PW).await;
-    gw.clock.advance(std::time::Duration::from_secs(6 * 60));
-    let c = api.get(SETUP).await;
-    assert_eq!(
-        c["component"], "ak-stage-password",
-        "a stolen session cannot add a passkey: {c}"
-    );
-    let c = api.post(SETUP, json!({"password": "wrong"})).await;
-    assert_eq!(c["component"], "ak-stage-password");
-    let c = api.post(SETUP, json!({"password": ALICE_PW})).await;
-    assert_eq!(c["component"], "ak-stage-authenticator-webauthn", "{c}");
-    gw.stop().await;
-}
-
-#[tokio::test]
-async fn pages_may_run_the_one_script_and_nothing_else() {
-    let gw = TestGateway::start_with(DEFAULT_APP, NO_LIMITS).await;
-    let api = Api::new(&gw);
-    let r = api
-        .c
-        .get(format!("{}/.flowgate/flow/{LOGIN}/", api.origin))
-        .header("accept", BROWSER_ACCEPT)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
-    let script_src: Vec<&str> = csp
-        .split(';')
-        .map(str::trim)
-        .filter(|d| d.starts_with("script-src"))
-        .collect();
-    assert_eq!(
-        script_src,
-        [format!("script-src {}/.flowgate/static/webauthn.js", api.origin).as_str()],
-        "{csp}"
-    );
-    assert!(csp.contains("default-src 'none'"), "{csp}");
-    let html = r.text().await.unwrap();
-    // The options reach the script as data, never as inline code.
-    assert!(html.contains("data-webauthn-autofill="), "{html}");
-    assert_eq!(html.matches("<script").count(), 1, "{html}");
-    assert!(html.contains(r#"<script src="/.flowgate/static/webauthn.js"></script>"#));
-    let js = api
-        .c
-        .get(format!("{}/.flowgate/static/webauthn.js", api.origin))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/javascript"));
-    assert!(js.text().await.unwrap().contains("navigator.credentials"));
     gw.stop().await;
 }

@@ -2,7 +2,7 @@
 //! chromedriver (ctap2, internal transport, resident keys, user verification): register a
 //! passkey, log in with it as second factor, passwordless, and through autofill (conditional
 //! mediation); remove it and see it fail; a second user's browser cannot use the first
-//! user's credential. A child module of `browser` (it uses its chromedriver driver).
+//! user's credential. A child module of `browser` (it uses the chromedriver driver it imports).
 //! Screenshots go to `target/screenshots/passkey-*.png`.
 
 use super::*;

@@ -1,149 +1,36 @@
-//! Test harness: a recording upstream, an in-process gateway on port 0 with an injected clock,
-//! and a cookie-keeping client with redirects off.
+//! Test harness: a recording upstream (`upstream.rs`), an in-process gateway on port 0 with an
+//! injected clock, a cookie-keeping client with redirects off, and the mails the gateway wrote
+//! (`mailbox.rs`).
 #![allow(dead_code)]
 
 pub mod admin;
 pub mod ldap;
 pub mod log_buf;
+pub mod mailbox;
 pub mod oidc;
 pub mod postgres;
 pub mod redis;
 pub mod siteverify;
 pub mod smtp;
+pub mod upstream;
+pub mod webdriver;
 
-use bytes::Bytes;
+// Re-exported so `use common::*` finds them as before; `tests/logging.rs`, a binary of its own,
+// uses only some of them.
+#[allow(unused_imports)]
+pub use mailbox::{all_mail, mailed_link, mailed_links, wait_for_mail};
+#[allow(unused_imports)]
+pub use upstream::{Recorded, Upstream};
+
 use flowgate::config::{Config, Source};
 use flowgate::session::ManualClock;
 use flowgate::{Gateway, Running, StartOptions};
-use http_body_util::Full;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const ALICE_PASSWORD: &str = "correct horse battery staple";
 pub const BOB_PASSWORD: &str = "bob's secret 42";
-
-/// One request as the upstream saw it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    pub method: String,
-    pub uri: String,
-    pub headers: Vec<(String, String)>,
-    /// The request body as received (empty for upgrades).
-    pub body: Vec<u8>,
-}
-
-impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
-
-/// A real hyper upstream that records every request.
-#[derive(Clone)]
-pub struct Upstream {
-    pub addr: SocketAddr,
-    pub seen: Arc<Mutex<Vec<Recorded>>>,
-}
-
-impl Upstream {
-    pub async fn spawn() -> Self {
-        Self::spawn_with_delay(Duration::ZERO).await
-    }
-
-    /// An upstream that waits `delay` before answering (for timeouts).
-    pub async fn spawn_with_delay(delay: Duration) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-        let s2 = seen.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let seen = s2.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let upgrade = req.headers().contains_key("upgrade");
-                            let set_cookies: Vec<_> =
-                                req.headers().get_all("x-test-set-cookie").iter().cloned().collect();
-                            let mut rec = Recorded {
-                                method: req.method().to_string(),
-                                uri: req.uri().to_string(),
-                                headers: req
-                                    .headers()
-                                    .iter()
-                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-                                    .collect(),
-                                body: Vec::new(),
-                            };
-                            if !upgrade {
-                                use http_body_util::BodyExt;
-                                if let Ok(b) = req.into_body().collect().await {
-                                    rec.body = b.to_bytes().to_vec();
-                                }
-                            }
-                            seen.lock().unwrap().push(rec);
-                            if !delay.is_zero() {
-                                tokio::time::sleep(delay).await;
-                            }
-                            if upgrade {
-                                let resp = Response::builder()
-                                    .status(101)
-                                    .header("connection", "upgrade")
-                                    .header("upgrade", "websocket")
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap();
-                                return Ok::<_, std::convert::Infallible>(resp);
-                            }
-                            // A test can make the app set cookies: every `x-test-set-cookie`
-                            // line it sent comes back as a `Set-Cookie` line.
-                            let mut resp = Response::new(Full::new(Bytes::from_static(b"upstream ok")));
-                            for v in set_cookies {
-                                resp.headers_mut().append("set-cookie", v);
-                            }
-                            Ok(resp)
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), svc)
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
-        Self { addr, seen }
-    }
-
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    pub fn last(&self) -> Recorded {
-        self.requests().last().cloned().expect("upstream saw no request")
-    }
-
-    pub fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
 
 /// An in-process gateway with its temp dir and clock.
 pub struct TestGateway {
@@ -578,55 +465,6 @@ pub async fn logged_in(gw: &TestGateway, id: &str) -> bool {
         .await
         .status()
         == 200
-}
-
-/// Waits until every mail the gateway accepted so far was sent: mail leaves off the request
-/// path (ENUM-4), so an answer can come before its mail is written.
-pub fn wait_for_mail(gw: &TestGateway) {
-    if let Some(r) = &gw.running {
-        assert!(
-            r.wait_mail_idle(Duration::from_secs(20)),
-            "mail still queued after 20 s"
-        );
-    }
-}
-
-/// Every `flow_token` link in the mails written to `to` by the file transport.
-pub fn mailed_links(gw: &TestGateway, to: &str) -> Vec<String> {
-    wait_for_mail(gw);
-    let dir = gw.dir.path().join("mail");
-    let link = regex::Regex::new(r"https?://[^\s<>]+flow_token=[A-Za-z0-9_-]+").unwrap();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for e in entries {
-        let eml = std::fs::read_to_string(e.unwrap().path())
-            .unwrap()
-            .replace("=\r\n", "")
-            .replace("=3D", "=");
-        if !eml.lines().any(|l| l.starts_with("To:") && l.contains(to)) {
-            continue;
-        }
-        out.push(link.find(&eml).expect("a link in the mail").as_str().to_string());
-    }
-    out
-}
-
-/// The `flow_token` link in the (first) mail written to `to` by the file transport.
-pub fn mailed_link(gw: &TestGateway, to: &str) -> String {
-    mailed_links(gw, to)
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| panic!("no mail to {to} in {}", gw.dir.path().join("mail").display()))
-}
-
-/// Every mail file the file transport wrote, as text (empty when none).
-pub fn all_mail(gw: &TestGateway) -> Vec<String> {
-    wait_for_mail(gw);
-    std::fs::read_dir(gw.dir.path().join("mail"))
-        .map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect())
-        .unwrap_or_default()
 }
 
 /// Answers the current-password step that opens the shipped settings flows (password change,
