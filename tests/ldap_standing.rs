@@ -7,7 +7,7 @@
 use crate::common::ldap::*;
 use crate::common::*;
 use crate::ldap::{login, start};
-use crate::passkeys::SoftKey;
+use crate::passkeys::{register, webauthn_challenge, Api, SoftKey, PASSWORDLESS};
 use serde_json::{json, Value};
 
 const APPS: &str = "  - name: app\n    upstream: \"http://UPSTREAM\"\n    basic_auth: true\n";
@@ -85,77 +85,13 @@ dn: uid=frank,ou=people,{BASE_DN}\nchangetype: moddn\nnewrdn: uid=frank\ndeleteo
     gw.stop().await;
 }
 
-const LOGIN: &str = "default-authentication-flow";
-const PASSWORDLESS: &str = "default-passwordless-flow";
-const SETUP: &str = "default-authenticator-webauthn-setup";
-
-/// A JSON-executor client on `http://localhost:<port>` (a passkey needs a name as RP id).
-struct Api {
-    c: reqwest::Client,
-    origin: String,
-}
-
-impl Api {
-    fn new(gw: &TestGateway) -> Self {
-        let c = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .cookie_store(true)
-            .resolve("localhost", gw.addr)
-            .build()
-            .unwrap();
-        Self {
-            c,
-            origin: format!("http://localhost:{}", gw.addr.port()),
-        }
-    }
-
-    fn url(&self, slug: &str) -> String {
-        format!("{}/.flowgate/api/v3/flows/executor/{slug}/", self.origin)
-    }
-
-    async fn get(&self, slug: &str) -> Value {
-        let r = self.c.get(self.url(slug)).send().await.unwrap();
-        assert_eq!(r.status(), 200, "GET {slug}");
-        r.json().await.unwrap()
-    }
-
-    async fn post(&self, slug: &str, body: Value) -> Value {
-        let r = self
-            .c
-            .post(self.url(slug))
-            .header("origin", &self.origin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        if r.status() == 302 {
-            return self.get(slug).await;
-        }
-        assert_eq!(r.status(), 200, "POST {slug}");
-        r.json().await.unwrap()
-    }
-
-    /// Who the upstream sees this client as (`None`: not logged in).
-    async fn who(&self, gw: &TestGateway) -> Option<String> {
-        let r = self.c.get(format!("{}/private", self.origin)).send().await.unwrap();
-        if r.status() != 200 {
-            return None;
-        }
-        gw.upstream.last().header("x-forwarded-user").map(str::to_string)
-    }
-
-    /// A passwordless login with `key`; the flow's last answer.
-    async fn passkey_login(&self, key: &mut SoftKey) -> Value {
-        let c = self.get(PASSWORDLESS).await;
-        assert_eq!(c["component"], "ak-stage-authenticator-validate", "{c}");
-        let options = c["device_challenges"]
-            .as_array()
-            .and_then(|a| a.iter().find(|d| d["device_class"] == "webauthn"))
-            .unwrap_or_else(|| panic!("no webauthn challenge in {c}"))["challenge"]
-            .clone();
-        let a = key.sign(options["challenge"].as_str().unwrap(), &self.origin, "localhost");
-        self.post(PASSWORDLESS, json!({"webauthn": a})).await
-    }
+/// A passwordless login with `key` on `api`'s client; the flow's last answer.
+async fn passkey_login(api: &Api, key: &mut SoftKey) -> Value {
+    let c = api.get(PASSWORDLESS).await;
+    assert_eq!(c["component"], "ak-stage-authenticator-validate", "{c}");
+    let options = webauthn_challenge(&c);
+    let a = key.sign(options["challenge"].as_str().unwrap(), &api.origin, "localhost");
+    api.post(PASSWORDLESS, json!({"webauthn": a})).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,20 +101,14 @@ async fn passkey_logins_of_directory_users_need_the_directory() {
     let mut key = SoftKey::new();
     // dave logs in with his directory password and registers a passkey.
     let api = Api::new(&gw);
-    assert_eq!(api.get(LOGIN).await["component"], "ak-stage-identification");
-    let c = api.post(LOGIN, json!({"uid_field": "dave"})).await;
-    assert_eq!(c["component"], "ak-stage-password", "{c}");
-    let done = api.post(LOGIN, json!({"password": DAVE_PW})).await;
+    let done = api.password_login("dave", DAVE_PW).await;
     assert_eq!(done["component"], "xak-flow-redirect", "{done}");
-    let c = api.get(SETUP).await;
-    assert_eq!(c["component"], "ak-stage-authenticator-webauthn", "{c}");
-    let cred = key.register(&c["registration"], &api.origin);
-    let done = api.post(SETUP, json!({"response": cred, "name": "Laptop"})).await;
+    let done = register(&api, &mut key).await;
     assert_eq!(done["component"], "xak-flow-redirect", "{done}");
 
     // The passkey logs him in while the directory has him.
     let by_passkey = Api::new(&gw);
-    let done = by_passkey.passkey_login(&mut key).await;
+    let done = passkey_login(&by_passkey, &mut key).await;
     assert_eq!(done["component"], "xak-flow-redirect", "{done}");
     assert_eq!(by_passkey.who(&gw).await.as_deref(), Some("dave"));
 
@@ -187,7 +117,7 @@ async fn passkey_logins_of_directory_users_need_the_directory() {
     dir.modify(&disable("dave"));
     let before = gw.upstream.count();
     let api = Api::new(&gw);
-    let c = api.passkey_login(&mut key).await;
+    let c = passkey_login(&api, &mut key).await;
     assert_eq!(c["component"], "ak-stage-access-denied", "{c}");
     assert_eq!(api.who(&gw).await, None);
     assert_eq!(
@@ -201,10 +131,10 @@ async fn passkey_logins_of_directory_users_need_the_directory() {
     // directory's message, never logs in.
     dir.modify(&enable("dave"));
     let api = Api::new(&gw);
-    assert_eq!(api.passkey_login(&mut key).await["component"], "xak-flow-redirect");
+    assert_eq!(passkey_login(&api, &mut key).await["component"], "xak-flow-redirect");
     dir.stop();
     let api = Api::new(&gw);
-    let c = api.passkey_login(&mut key).await;
+    let c = passkey_login(&api, &mut key).await;
     assert_eq!(c["component"], "ak-stage-access-denied", "{c}");
     assert!(c.to_string().contains("directory cannot be reached"), "{c}");
     let before = gw.upstream.count();
