@@ -86,16 +86,15 @@ fn edit(h: &mut HeaderMap, ctx: &RequestCtx) -> Result<()> {
     // The app sees the host in the canonical form it was routed by (one `Host` line: a
     // request with two was refused).
     let host = ctx.host.as_deref().unwrap_or("");
-    let host_value = if host.is_empty() {
-        None
-    } else if h.get(HOST).is_some_and(|v| v.as_bytes() == host.as_bytes()) {
-        h.get(HOST).cloned()
-    } else {
-        let v = value(host, "host")?;
-        h.insert(HOST, v.clone());
-        Some(v)
+    let host_value = match h.get(HOST) {
+        _ if host.is_empty() => HeaderValue::from_static(""),
+        Some(v) if v.as_bytes() == host.as_bytes() => v.clone(),
+        _ => {
+            let v = value(host, "host")?;
+            h.insert(HOST, v.clone());
+            v
+        }
     };
-    let host_value = host_value.unwrap_or_else(|| HeaderValue::from_static(""));
     // X-Forwarded-*: client values are kept only from trusted proxies.
     let peer_s = ctx.peer_ip.map(|i| i.to_string()).unwrap_or_default();
     let proto = HeaderValue::from_static(if ctx.https { "https" } else { "http" });
