@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flowgate::config::{self, App, Upstream};
-use flowgate::proxy::headers::{identity_headers, StripSet};
+use flowgate::proxy::headers::{
+    identity_headers, StripSet, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+};
 use flowgate::proxy::request_id;
 use flowgate::routing;
 use flowgate::session::{self, Identity, SessionStore, SystemClock};
@@ -53,10 +55,6 @@ struct Auth {
 }
 
 const COOKIE_NAME: &str = "flowgate_session";
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 impl Auth {
     fn new() -> Self {

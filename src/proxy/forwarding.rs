@@ -10,16 +10,13 @@
 //! few standard ones pingora titles, `Host`, `Content-Type`…), as every HTTP/2 hop sends them;
 //! names are case-insensitive (RFC 9110 §5.1). The request target is kept byte for byte.
 
-use super::{headers, request_id, RequestCtx};
+use super::{headers, RequestCtx};
 use crate::session;
 use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, COOKIE, HOST};
 use pingora::http::RequestHeader;
 use pingora::{Error, ErrorType, Result};
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const X_REQUEST_ID: HeaderName = HeaderName::from_static(request_id::HEADER);
+use headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 
 /// Rewrites the upstream request header for `ctx`'s request (see the module doc).
 pub(super) fn rewrite(req: &mut RequestHeader, ctx: &RequestCtx) -> Result<()> {

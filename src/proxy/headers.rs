@@ -17,6 +17,7 @@
 
 use crate::config::{App, HeaderSet};
 use crate::session::Identity;
+use http::HeaderName;
 use std::collections::HashMap;
 
 /// Headers that change which resource or method an app serves (`X-Original-URL: /admin` on
@@ -74,6 +75,15 @@ pub const FORWARDING_HEADERS: &[&str] = &[
     "x-host",
     "x-original-host",
 ];
+
+/// The headers flowgate sets on every forwarded request, as names that allocate nothing.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// See [`X_FORWARDED_FOR`].
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// See [`X_FORWARDED_FOR`].
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+/// See [`X_FORWARDED_FOR`].
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static(super::request_id::HEADER);
 
 /// When a client header is removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
